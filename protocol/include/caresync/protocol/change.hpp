@@ -1,0 +1,64 @@
+#pragma once
+/// Changes: one write to one record, as stored in outboxes and change logs and sent on
+/// the wire. Thread contract: plain values.
+
+#include <caresync/protocol/hlc.hpp>
+#include <caresync/protocol/record_id.hpp>
+#include <caresync/protocol/value.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace caresync {
+
+/// One field set to one value.
+struct field_write {
+  std::string name;
+  value val;
+  friend bool operator==(const field_write&, const field_write&) = default;
+};
+
+/// What a change does to its record. Numbered as on the wire.
+enum class change_kind : std::uint8_t {
+  upsert = 0,  ///< sets the listed fields (creating the record if new)
+  remove = 1,  ///< deletes the record: a tombstone, which wins over any field write
+};
+
+/// One write: every field in it carries the change's version.
+struct change {
+  std::string collection;
+  record_id id;
+  version ver;
+  change_kind kind = change_kind::upsert;
+  std::vector<field_write> fields;  ///< empty for remove
+  friend bool operator==(const change&, const change&) = default;
+};
+
+/// A change as accepted by the server, with its global sequence number (1, 2, ...).
+struct sequenced_change {
+  std::uint64_t seq = 0;
+  change body;
+  friend bool operator==(const sequenced_change&, const sequenced_change&) = default;
+};
+
+}  // namespace caresync
+
+namespace caresync {
+
+/// Bounds a receiver enforces on each change (docs/protocol.md, "Limits").
+struct change_limits {
+  std::size_t max_fields = 256;
+  std::size_t max_value_bytes = 1u << 20;  ///< text or bytes value
+};
+
+/// True for collection and field names caresync accepts: 1-63 characters of [a-z0-9_],
+/// starting with a letter, not starting with "cs_" (reserved for caresync's own tables).
+bool is_valid_name(std::string_view name) noexcept;
+
+/// Checks a change received from a peer: names valid, no duplicate fields, a remove has
+/// no fields, values within `limits`. Returns an empty string when it is acceptable, else
+/// a one-sentence reason naming the collection and field (never a value).
+std::string check_change(const change& c, const change_limits& limits = {});
+
+}  // namespace caresync

@@ -1,0 +1,53 @@
+#pragma once
+/// Encoding of messages to payload bytes and back (cereal portable binary archive,
+/// little-endian, with caresync's compact integers and lengths; docs/protocol.md).
+/// Decoding treats its input as hostile: every length is checked against the bytes left,
+/// enums and bools must be in range, trailing bytes are refused.
+/// Thread contract: free functions, no shared state.
+
+#include <caresync/protocol/messages.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace caresync::wire {
+
+using bytes = std::vector<std::uint8_t>;
+
+/// Encodes a message's payload (without the frame header).
+bytes encode(const message& m);
+
+/// Decodes the payload of a frame of type `type`.
+/// Throws protocol_error (malformed, unknown_message) on any fault; never reads or
+/// allocates past `payload`.
+message decode(message_type type, std::span<const std::uint8_t> payload);
+
+/// Encodes one change as stored by outboxes and the server's log: the archive's
+/// endianness byte followed by the change (docs/protocol.md, "change").
+bytes encode_change(const change& c);
+
+/// Decodes what encode_change made. Throws protocol_error on any fault.
+change decode_change(std::span<const std::uint8_t> stored);
+
+/// Builds a changes payload from changes kept in encode_change form, so a server can
+/// serve pages without decoding what it stored.
+/// Thread contract: one thread at a time.
+class changes_page_builder {
+ public:
+  /// Appends a stored change (as made by encode_change) with its sequence number.
+  void add(std::uint64_t seq, std::span<const std::uint8_t> stored_change);
+  /// Number of changes added so far.
+  std::size_t count() const noexcept { return count_; }
+  /// Bytes of changes added so far.
+  std::size_t size_bytes() const noexcept { return items_.size(); }
+  /// Returns the payload of a `changes` message.
+  bytes finish(std::uint64_t next_cursor, bool more) const;
+
+ private:
+  bytes items_;
+  std::size_t count_ = 0;
+};
+
+}  // namespace caresync::wire

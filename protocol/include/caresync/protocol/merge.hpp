@@ -1,0 +1,42 @@
+#pragma once
+/// The merge rule shared by tablets and the server (docs/protocol.md, "Merge rule"):
+/// per-field last-writer-wins by version (stamp, then node id); a tombstone deletes the
+/// record for good and later field writes to it are ignored. The rule is commutative,
+/// associative and idempotent, so replicas that saw the same changes in any order and
+/// any number of times hold the same state.
+/// Thread contract: pure functions over plain values.
+
+#include <caresync/protocol/change.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace caresync {
+
+/// A field's current value and the version that wrote it.
+struct field_state {
+  value val;
+  version ver;
+  friend bool operator==(const field_state&, const field_state&) = default;
+};
+
+/// The merged state of one record.
+struct record_state {
+  std::map<std::string, field_state> fields;  ///< cleared once deleted
+  std::optional<version> deleted;             ///< the greatest tombstone seen
+  friend bool operator==(const record_state&, const record_state&) = default;
+};
+
+/// What merging one change did.
+struct merge_outcome {
+  std::vector<std::string> updated;  ///< fields whose value the change set
+  std::size_t superseded = 0;        ///< field writes that lost to a newer stored version
+  bool deleted_now = false;          ///< the change deleted a live record
+};
+
+/// Merges `incoming` into `state` by the rule above.
+merge_outcome merge(record_state& state, const change& incoming);
+
+}  // namespace caresync

@@ -1,0 +1,118 @@
+#pragma once
+/// The messages of the sync conversation (docs/protocol.md is normative).
+///   client -> server: hello, push, pull, ping
+///   server -> client: welcome, push_result, changes_page, error, pong
+/// Thread contract: plain values.
+
+#include <caresync/protocol/change.hpp>
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace caresync::wire {
+
+/// The protocol version this build speaks; sent first in hello.
+inline constexpr std::uint16_t k_protocol_version = 1;
+
+/// Feature bits offered in hello and granted in welcome.
+inline constexpr std::uint32_t k_feature_deflate = 1u << 0;  ///< frames may be deflate-compressed
+
+/// Message type numbers, the fifth byte of each frame's header.
+enum class message_type : std::uint8_t {
+  hello = 1,
+  welcome = 2,
+  push = 3,
+  push_result = 4,
+  pull = 5,
+  changes = 6,
+  error = 7,
+  ping = 8,
+  pong = 9,
+};
+
+/// First message from a client: who it is and what it speaks.
+struct hello {
+  std::uint16_t protocol_version = k_protocol_version;
+  std::string client_name;  ///< software and version, for the server's logs
+  std::string device_id;
+  std::string token;        ///< secret; never logged
+  node_id node = 0;         ///< the replica's node id; its own changes are not sent back
+  std::uint32_t features = 0;
+  friend bool operator==(const hello&, const hello&) = default;
+};
+
+/// The server's answer to an accepted hello.
+struct welcome {
+  std::uint16_t protocol_version = k_protocol_version;
+  std::string server_name;
+  std::uint64_t server_time_ms = 0;    ///< the server's wall clock
+  std::uint32_t features = 0;          ///< granted: the intersection with hello's
+  std::uint32_t max_frame_bytes = 0;   ///< the largest frame the server accepts
+  std::uint32_t max_push_changes = 0;  ///< the most changes one push may carry
+  std::uint64_t log_head = 0;          ///< the highest sequence number accepted so far
+  friend bool operator==(const welcome&, const welcome&) = default;
+};
+
+/// A batch of local changes; applied atomically and at most once per (device, batch).
+struct push {
+  batch_id batch;
+  std::vector<change> changes;
+  friend bool operator==(const push&, const push&) = default;
+};
+
+/// The answer to a push; the same answer is given again for a resent batch.
+struct push_result {
+  batch_id batch;
+  std::uint32_t accepted = 0;   ///< changes stored (all of the batch)
+  std::uint64_t first_seq = 0;  ///< sequence number of the first (0 if none)
+  std::uint64_t last_seq = 0;
+  bool replayed = false;        ///< true: this batch was stored before; nothing applied now
+  friend bool operator==(const push_result&, const push_result&) = default;
+};
+
+/// Asks for changes with sequence numbers above `cursor`.
+struct pull {
+  std::uint64_t cursor = 0;
+  std::uint32_t max_changes = 0;  ///< 0: the server's default
+  std::uint32_t max_bytes = 0;    ///< 0: the server's default
+  friend bool operator==(const pull&, const pull&) = default;
+};
+
+/// One page of changes in sequence order, and where the next page starts.
+struct changes_page {
+  std::vector<sequenced_change> items;
+  std::uint64_t next_cursor = 0;  ///< pull from here next; covers skipped own changes too
+  bool more = false;              ///< true: changes above next_cursor exist now
+  friend bool operator==(const changes_page&, const changes_page&) = default;
+};
+
+/// A refusal or failure; the sender closes the connection after it unless stated.
+struct error {
+  std::uint16_t code = 0;  ///< a protocol_errc value
+  bool transient = false;  ///< retrying later may succeed
+  std::string message;     ///< one sentence for a person: what happened, what to do
+  friend bool operator==(const error&, const error&) = default;
+};
+
+struct ping {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const ping&, const ping&) = default;
+};
+
+struct pong {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const pong&, const pong&) = default;
+};
+
+/// Any message; the index order matches nothing on the wire (use type_of()).
+using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong>;
+
+/// The wire type number of `m`.
+message_type type_of(const message& m) noexcept;
+
+/// A readable name of a message type, for errors and logs ("push", "changes", ...).
+const char* to_string(message_type t) noexcept;
+
+}  // namespace caresync::wire

@@ -1,0 +1,47 @@
+#include <caresync/protocol/change.hpp>
+
+#include <algorithm>
+#include <set>
+
+namespace caresync {
+
+bool is_valid_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 63) return false;
+  if (name[0] < 'a' || name[0] > 'z') return false;
+  if (name.substr(0, 3) == "cs_") return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+std::string check_change(const change& c, const change_limits& limits) {
+  if (!is_valid_name(c.collection)) {
+    return "a change names an invalid collection; names are 1-63 characters of a-z, 0-9 and _";
+  }
+  if (c.kind == change_kind::remove && !c.fields.empty()) {
+    return "a delete in collection '" + c.collection + "' carries fields; a delete carries none";
+  }
+  if (c.fields.size() > limits.max_fields) {
+    return "a change in collection '" + c.collection + "' writes more than " +
+           std::to_string(limits.max_fields) + " fields";
+  }
+  std::set<std::string_view> seen;
+  for (const auto& f : c.fields) {
+    if (!is_valid_name(f.name)) {
+      return "a change in collection '" + c.collection + "' names an invalid field";
+    }
+    if (!seen.insert(f.name).second) {
+      return "a change in collection '" + c.collection + "' writes field '" + f.name + "' twice";
+    }
+    std::size_t size = 0;
+    if (const auto* s = std::get_if<std::string>(&f.val)) size = s->size();
+    if (const auto* b = std::get_if<blob>(&f.val)) size = b->bytes.size();
+    if (size > limits.max_value_bytes) {
+      return "field '" + f.name + "' in collection '" + c.collection + "' holds more than " +
+             std::to_string(limits.max_value_bytes) + " bytes";
+    }
+  }
+  return {};
+}
+
+}  // namespace caresync

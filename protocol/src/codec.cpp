@@ -1,0 +1,455 @@
+// Payload encoding (docs/protocol.md, "Payload encoding"). cereal's portable binary
+// archive supplies the leading endianness byte and little-endian fixed-width numbers;
+// lengths, counts and sequence numbers are LEB128 varints written byte by byte, because
+// cereal's own size tags are 8 bytes each and its container loaders trust the length
+// on the wire. Every reader call checks the bytes left before it reads or allocates.
+
+#include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/errors.hpp>
+
+#include <cereal/archives/portable_binary.hpp>
+
+#include <algorithm>
+#include <istream>
+#include <ostream>
+#include <streambuf>
+
+namespace caresync::wire {
+
+namespace {
+
+/// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
+class vector_sink final : public std::streambuf {
+ public:
+  explicit vector_sink(bytes& out) : out_(out) {}
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) out_.push_back(static_cast<std::uint8_t>(c));
+    return traits_type::not_eof(c);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    out_.insert(out_.end(), reinterpret_cast<const std::uint8_t*>(s),
+                reinterpret_cast<const std::uint8_t*>(s) + n);
+    return n;
+  }
+
+ private:
+  bytes& out_;
+};
+
+/// Reads from a span; knows how many bytes are left.
+class span_source final : public std::streambuf {
+ public:
+  explicit span_source(std::span<const std::uint8_t> in) {
+    // std::streambuf wants non-const pointers; this buffer is only ever read.
+    auto* begin = const_cast<char*>(reinterpret_cast<const char*>(in.data()));
+    setg(begin, begin, begin + in.size());
+  }
+  std::size_t left() const noexcept { return static_cast<std::size_t>(egptr() - gptr()); }
+};
+
+[[noreturn]] void malformed(const std::string& what) {
+  throw protocol_error(protocol_errc::malformed, what);
+}
+
+class writer {
+ public:
+  explicit writer(bytes& out) : sink_(out), stream_(&sink_), ar_(stream_, cereal::PortableBinaryOutputArchive::Options::LittleEndian()) {}
+
+  void u8(std::uint8_t v) { ar_(v); }
+  void u16(std::uint16_t v) { ar_(v); }
+  void u32(std::uint32_t v) { ar_(v); }
+  void u64(std::uint64_t v) { ar_(v); }
+  void f64(double v) { ar_(v); }
+  void boolean(bool v) { u8(v ? 1 : 0); }
+  void uvarint(std::uint64_t v) {
+    std::uint8_t buf[10];
+    std::size_t n = 0;
+    while (v >= 0x80) {
+      buf[n++] = static_cast<std::uint8_t>(v | 0x80);
+      v >>= 7;
+    }
+    buf[n++] = static_cast<std::uint8_t>(v);
+    raw(buf, n);
+  }
+  void raw(const void* p, std::size_t n) {
+    if (n) ar_(cereal::binary_data(static_cast<const std::uint8_t*>(p), n));
+  }
+  void text(std::string_view s) {
+    uvarint(s.size());
+    raw(s.data(), s.size());
+  }
+  void id(const record_id& r) { raw(r.bytes.data(), r.bytes.size()); }
+
+  void val(const value& v) {
+    u8(static_cast<std::uint8_t>(v.index()));
+    switch (kind_of(v)) {
+      case value_kind::null: break;
+      case value_kind::integer: {
+        const auto i = std::get<std::int64_t>(v);
+        // zigzag: small negative numbers stay small
+        uvarint((static_cast<std::uint64_t>(i) << 1) ^ static_cast<std::uint64_t>(i >> 63));
+        break;
+      }
+      case value_kind::real: f64(std::get<double>(v)); break;
+      case value_kind::text: text(std::get<std::string>(v)); break;
+      case value_kind::bytes: {
+        const auto& b = std::get<blob>(v).bytes;
+        uvarint(b.size());
+        raw(b.data(), b.size());
+        break;
+      }
+    }
+  }
+
+  void body(const change& c) {
+    text(c.collection);
+    id(c.id);
+    u64(c.ver.stamp.value);
+    u64(c.ver.node);
+    u8(static_cast<std::uint8_t>(c.kind));
+    uvarint(c.fields.size());
+    for (const auto& f : c.fields) {
+      text(f.name);
+      val(f.val);
+    }
+  }
+
+ private:
+  vector_sink sink_;
+  std::ostream stream_;
+  cereal::PortableBinaryOutputArchive ar_;
+};
+
+class reader {
+ public:
+  explicit reader(std::span<const std::uint8_t> in) : source_(in), stream_(&source_), ar_(make_archive(in)) {}
+
+  std::size_t left() const noexcept { return source_.left(); }
+  void need(std::size_t n, const char* what) const {
+    if (n > left()) malformed(std::string("message ends inside ") + what);
+  }
+
+  std::uint8_t u8(const char* what) { need(1, what); std::uint8_t v; ar_(v); return v; }
+  std::uint16_t u16(const char* what) { need(2, what); std::uint16_t v; ar_(v); return v; }
+  std::uint32_t u32(const char* what) { need(4, what); std::uint32_t v; ar_(v); return v; }
+  std::uint64_t u64(const char* what) { need(8, what); std::uint64_t v; ar_(v); return v; }
+  double f64(const char* what) { need(8, what); double v; ar_(v); return v; }
+  bool boolean(const char* what) {
+    const auto v = u8(what);
+    if (v > 1) malformed(std::string(what) + " is not a boolean (0 or 1)");
+    return v == 1;
+  }
+  std::uint64_t uvarint(const char* what) {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const auto b = u8(what);
+      if (shift == 63 && b > 1) break;  // would overflow 64 bits
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    malformed(std::string(what) + " is not a valid varint");
+  }
+  /// A count of items each at least `min_item` bytes long: cannot exceed what is left.
+  std::size_t count(const char* what, std::size_t min_item) {
+    const auto n = uvarint(what);
+    if (n > left() / std::max<std::size_t>(min_item, 1)) {
+      malformed(std::string(what) + " claims more items than the message holds");
+    }
+    return static_cast<std::size_t>(n);
+  }
+  void raw(void* p, std::size_t n, const char* what) {
+    need(n, what);
+    if (n) ar_(cereal::binary_data(static_cast<std::uint8_t*>(p), n));
+  }
+  std::string text(const char* what) {
+    const auto n = count(what, 1);
+    std::string s(n, '\0');
+    raw(s.data(), n, what);
+    return s;
+  }
+  record_id id(const char* what) {
+    record_id r;
+    raw(r.bytes.data(), r.bytes.size(), what);
+    return r;
+  }
+
+  value val() {
+    switch (const auto tag = u8("value tag"); tag) {
+      case 0: return std::monostate{};
+      case 1: {
+        const auto z = uvarint("integer value");
+        return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+      }
+      case 2: return f64("real value");
+      case 3: return text("text value");
+      case 4: {
+        blob b;
+        b.bytes.resize(count("bytes value", 1));
+        raw(b.bytes.data(), b.bytes.size(), "bytes value");
+        return b;
+      }
+      default: malformed("value tag " + std::to_string(tag) + " is not one of 0-4");
+    }
+  }
+
+  change body() {
+    change c;
+    c.collection = text("collection name");
+    c.id = id("record id");
+    c.ver.stamp.value = u64("stamp");
+    c.ver.node = u64("node id");
+    const auto kind = u8("change kind");
+    if (kind > 1) malformed("change kind " + std::to_string(kind) + " is not 0 or 1");
+    c.kind = static_cast<change_kind>(kind);
+    // Each field needs at least 2 bytes: a name length and a value tag.
+    c.fields.resize(count("field count", 2));
+    for (auto& f : c.fields) {
+      f.name = text("field name");
+      f.val = val();
+    }
+    if (c.kind == change_kind::remove && !c.fields.empty()) malformed("a delete carries fields");
+    // Duplicate names would let one change say two things about one field.
+    if (c.fields.size() > 1) {
+      std::vector<std::string_view> names;
+      names.reserve(c.fields.size());
+      for (const auto& f : c.fields) names.push_back(f.name);
+      std::sort(names.begin(), names.end());
+      if (std::adjacent_find(names.begin(), names.end()) != names.end()) {
+        malformed("a change names the same field twice");
+      }
+    }
+    return c;
+  }
+
+  void finish() const {
+    if (left() != 0) malformed("message has " + std::to_string(left()) + " unexpected trailing bytes");
+  }
+
+ private:
+  cereal::PortableBinaryInputArchive make_archive(std::span<const std::uint8_t> in) {
+    // The archive's first byte says the byte order; caresync senders always write
+    // little-endian (1). Check it here: cereal would accept any value.
+    if (in.empty()) malformed("empty payload");
+    if (in[0] != 1) malformed("payload does not start with the little-endian marker byte 0x01");
+    return cereal::PortableBinaryInputArchive(stream_);
+  }
+
+  span_source source_;
+  std::istream stream_;
+  cereal::PortableBinaryInputArchive ar_;
+};
+
+// Minimum encoded sizes, used to bound counts before allocating.
+constexpr std::size_t k_min_change = 1 + 16 + 8 + 8 + 1 + 1;
+constexpr std::size_t k_min_sequenced_change = 1 + k_min_change;
+
+struct encoder {
+  writer& w;
+  void operator()(const hello& m) {
+    w.u16(m.protocol_version);
+    w.text(m.client_name);
+    w.text(m.device_id);
+    w.text(m.token);
+    w.u64(m.node);
+    w.u32(m.features);
+  }
+  void operator()(const welcome& m) {
+    w.u16(m.protocol_version);
+    w.text(m.server_name);
+    w.u64(m.server_time_ms);
+    w.u32(m.features);
+    w.u32(m.max_frame_bytes);
+    w.u32(m.max_push_changes);
+    w.uvarint(m.log_head);
+  }
+  void operator()(const push& m) {
+    w.id(m.batch);
+    w.uvarint(m.changes.size());
+    for (const auto& c : m.changes) w.body(c);
+  }
+  void operator()(const push_result& m) {
+    w.id(m.batch);
+    w.u32(m.accepted);
+    w.uvarint(m.first_seq);
+    w.uvarint(m.last_seq);
+    w.boolean(m.replayed);
+  }
+  void operator()(const pull& m) {
+    w.uvarint(m.cursor);
+    w.u32(m.max_changes);
+    w.u32(m.max_bytes);
+  }
+  void operator()(const changes_page& m) {
+    w.uvarint(m.next_cursor);
+    w.boolean(m.more);
+    w.uvarint(m.items.size());
+    for (const auto& item : m.items) {
+      w.uvarint(item.seq);
+      w.body(item.body);
+    }
+  }
+  void operator()(const error& m) {
+    w.u16(m.code);
+    w.boolean(m.transient);
+    w.text(m.message);
+  }
+  void operator()(const ping& m) { w.u64(m.nonce); }
+  void operator()(const pong& m) { w.u64(m.nonce); }
+};
+
+message decode_body(message_type type, reader& r) {
+  switch (type) {
+    case message_type::hello: {
+      hello m;
+      m.protocol_version = r.u16("protocol version");
+      if (m.protocol_version != k_protocol_version) {
+        throw protocol_error(protocol_errc::unsupported_version,
+                             "the client speaks protocol version " + std::to_string(m.protocol_version) +
+                                 "; this server speaks version " + std::to_string(k_protocol_version));
+      }
+      m.client_name = r.text("client name");
+      m.device_id = r.text("device id");
+      m.token = r.text("token");
+      m.node = r.u64("node id");
+      m.features = r.u32("features");
+      return m;
+    }
+    case message_type::welcome: {
+      welcome m;
+      m.protocol_version = r.u16("protocol version");
+      if (m.protocol_version != k_protocol_version) {
+        throw protocol_error(protocol_errc::unsupported_version,
+                             "the server speaks protocol version " + std::to_string(m.protocol_version) +
+                                 "; this library speaks version " + std::to_string(k_protocol_version));
+      }
+      m.server_name = r.text("server name");
+      m.server_time_ms = r.u64("server time");
+      m.features = r.u32("features");
+      m.max_frame_bytes = r.u32("max frame bytes");
+      m.max_push_changes = r.u32("max push changes");
+      m.log_head = r.uvarint("log head");
+      return m;
+    }
+    case message_type::push: {
+      push m;
+      m.batch = r.id("batch id");
+      m.changes.resize(r.count("change count", k_min_change));
+      for (auto& c : m.changes) c = r.body();
+      return m;
+    }
+    case message_type::push_result: {
+      push_result m;
+      m.batch = r.id("batch id");
+      m.accepted = r.u32("accepted count");
+      m.first_seq = r.uvarint("first sequence number");
+      m.last_seq = r.uvarint("last sequence number");
+      m.replayed = r.boolean("replayed flag");
+      return m;
+    }
+    case message_type::pull: {
+      pull m;
+      m.cursor = r.uvarint("cursor");
+      m.max_changes = r.u32("max changes");
+      m.max_bytes = r.u32("max bytes");
+      return m;
+    }
+    case message_type::changes: {
+      changes_page m;
+      m.next_cursor = r.uvarint("next cursor");
+      m.more = r.boolean("more flag");
+      m.items.resize(r.count("change count", k_min_sequenced_change));
+      for (auto& item : m.items) {
+        item.seq = r.uvarint("sequence number");
+        item.body = r.body();
+      }
+      return m;
+    }
+    case message_type::error: {
+      error m;
+      m.code = r.u16("error code");
+      m.transient = r.boolean("transient flag");
+      m.message = r.text("error message");
+      return m;
+    }
+    case message_type::ping: return ping{r.u64("nonce")};
+    case message_type::pong: return pong{r.u64("nonce")};
+  }
+  throw protocol_error(protocol_errc::unknown_message,
+                       "message type " + std::to_string(static_cast<int>(type)) + " is unknown");
+}
+
+}  // namespace
+
+bytes encode(const message& m) {
+  bytes out;
+  out.reserve(64);
+  {
+    writer w(out);
+    std::visit(encoder{w}, m);
+  }
+  return out;
+}
+
+message decode(message_type type, std::span<const std::uint8_t> payload) {
+  try {
+    reader r(payload);
+    auto m = decode_body(type, r);
+    r.finish();
+    return m;
+  } catch (const cereal::Exception& e) {
+    // Unreachable while every read checks its length first; kept so that a slip can
+    // only ever end one connection with a clear error.
+    malformed(std::string("payload could not be decoded: ") + e.what());
+  }
+}
+
+bytes encode_change(const change& c) {
+  bytes out;
+  out.reserve(64);
+  writer w(out);
+  w.body(c);
+  return out;
+}
+
+change decode_change(std::span<const std::uint8_t> stored) {
+  try {
+    reader r(stored);
+    auto c = r.body();
+    r.finish();
+    return c;
+  } catch (const cereal::Exception& e) {
+    malformed(std::string("stored change could not be decoded: ") + e.what());
+  }
+}
+
+void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
+  if (stored_change.empty() || stored_change[0] != 1) malformed("stored change lacks its marker byte");
+  std::uint8_t buf[10];
+  std::size_t n = 0;
+  while (seq >= 0x80) {
+    buf[n++] = static_cast<std::uint8_t>(seq | 0x80);
+    seq >>= 7;
+  }
+  buf[n++] = static_cast<std::uint8_t>(seq);
+  items_.insert(items_.end(), buf, buf + n);
+  // Skip the archive's marker byte: inside a page the change follows its sequence number.
+  items_.insert(items_.end(), stored_change.begin() + 1, stored_change.end());
+  ++count_;
+}
+
+bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more) const {
+  bytes out;
+  out.reserve(items_.size() + 24);
+  {
+    writer w(out);
+    w.uvarint(next_cursor);
+    w.boolean(more);
+    w.uvarint(count_);
+  }
+  out.insert(out.end(), items_.begin(), items_.end());
+  return out;
+}
+
+}  // namespace caresync::wire
