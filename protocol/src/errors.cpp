@@ -53,6 +53,7 @@ class storage_category_impl final : public std::error_category {
       case storage_errc::schema_mismatch: return "schema does not match the store";
       case storage_errc::invalid_argument: return "invalid argument";
       case storage_errc::constraint: return "write breaks a rule of the store";
+      case storage_errc::not_found: return "record not found";
     }
     return "storage error " + std::to_string(ev);
   }

@@ -44,6 +44,7 @@ enum class storage_errc {
   schema_mismatch = 5,  ///< the declared schema conflicts with the store's tables
   invalid_argument = 6, ///< a call named an unknown collection or field, or a bad value
   constraint = 7,       ///< the write breaks a rule of the store (e.g. the id exists)
+  not_found = 8,        ///< the record to change does not exist or was deleted
 };
 
 /// The categories, named "caresync.protocol", "caresync.network", "caresync.storage".

@@ -9,6 +9,8 @@
 #include <caresync/protocol/change.hpp>
 
 #include <map>
+#include <memory>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,5 +40,34 @@ struct merge_outcome {
 
 /// Merges `incoming` into `state` by the rule above.
 merge_outcome merge(record_state& state, const change& incoming);
+
+}  // namespace caresync
+
+namespace caresync {
+
+/// A canonical SHA-256 over records, equal on two replicas exactly when they hold the
+/// same records, fields, values and versions. Used to prove convergence.
+/// Thread contract: one thread at a time.
+class state_hasher {
+ public:
+  state_hasher();
+  ~state_hasher();
+  state_hasher(const state_hasher&) = delete;
+  state_hasher& operator=(const state_hasher&) = delete;
+
+  /// Adds one record. Records must be added in (collection, id) order, each once.
+  void add(std::string_view collection, const record_id& id, const record_state& state);
+  /// Number of records added.
+  std::size_t count() const noexcept { return count_; }
+  /// The lowercase hex digest. Call once.
+  std::string finish();
+
+ private:
+  struct ctx_deleter {
+    void operator()(void* ctx) const noexcept;
+  };
+  std::unique_ptr<void, ctx_deleter> ctx_;
+  std::size_t count_ = 0;
+};
 
 }  // namespace caresync
