@@ -1,0 +1,42 @@
+#pragma once
+/// The declared shape of a store's data: collections, their fields and field types.
+/// Each collection becomes a real SQLite table the app can read with plain SQL.
+/// Thread contract: plain values.
+
+#include <caresync/protocol/value.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace caresync {
+
+/// One field of a collection: a column of its table. Every field may also hold null.
+struct field_def {
+  std::string name;  ///< 1-63 characters of [a-z0-9_], starting with a letter
+  value_kind type;   ///< integer, real, text or bytes (not null)
+};
+
+/// A collection of records: one table named like the collection, with a TEXT primary
+/// key `id` (the record id in canonical UUID form) and one column per field.
+struct collection_def {
+  std::string name;
+  std::vector<field_def> fields;
+
+  /// The field named `name`, or nullptr.
+  const field_def* find(std::string_view name) const noexcept;
+};
+
+/// All collections of a store.
+struct schema {
+  std::vector<collection_def> collections;
+
+  /// The collection named `name`, or nullptr.
+  const collection_def* find(std::string_view name) const noexcept;
+};
+
+/// Checks names (valid, not reserved, unique) and types (not null; `id` is not a field).
+/// Throws caresync::error (storage_errc::invalid_argument) saying which name is at fault.
+void validate(const schema& s);
+
+}  // namespace caresync

@@ -1,0 +1,74 @@
+#pragma once
+/// Synchronises a store with a caresync server over TLS: pushes the outbox in batches,
+/// then pulls changes after the store's cursor in pages, each page applied together with
+/// the new cursor in one transaction. An interrupted sync loses nothing: run it again.
+///
+/// Thread contract: sync() runs on the store's thread and blocks until done or failed;
+/// one sync at a time per store.
+
+#include <caresync/store.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace caresync {
+
+/// Where and how to reach the server.
+struct sync_options {
+  std::string host = "127.0.0.1";  ///< DNS name or IP address; checked against the certificate
+  std::uint16_t port = 7443;
+  /// PEM file of the CA that signed the server's certificate. Required unless
+  /// pinned_key_sha256 is set.
+  std::string ca_file;
+  /// Optional lowercase hex SHA-256 of the server certificate's DER SubjectPublicKeyInfo
+  /// (what `caresync-server init` prints). With a CA file both must pass; alone, the pin
+  /// replaces the CA and host name checks.
+  std::string pinned_key_sha256;
+  std::string device_id;
+  std::string token;  ///< secret; never logged
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds io_timeout{30'000};  ///< per message exchange
+  std::uint32_t push_batch_changes = 1000;       ///< capped by the server's limit
+  std::uint32_t pull_page_changes = 2000;        ///< 0: the server's default
+  std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
+  bool compress = true;                          ///< offer deflate-compressed frames
+};
+
+/// What one sync did.
+struct sync_report {
+  std::size_t pushed = 0;          ///< local changes the server acknowledged
+  std::size_t batches = 0;         ///< push batches sent (including resends)
+  std::size_t pulled = 0;          ///< changes received and applied
+  std::size_t pages = 0;           ///< pages pulled
+  std::size_t conflicts = 0;       ///< incoming field writes that lost to a newer local version
+  std::uint64_t bytes_sent = 0;    ///< TLS application bytes, frame headers included
+  std::uint64_t bytes_received = 0;
+  std::chrono::milliseconds duration{0};
+  std::uint64_t cursor = 0;        ///< the store's cursor after the sync
+};
+
+class sync_client {
+ public:
+  /// `local` must outlive this object. Throws caresync::error (storage_errc::invalid_argument)
+  /// if neither a CA file nor a pin is given, or device id or token is empty.
+  sync_client(store& local, sync_options options);
+  ~sync_client();
+  sync_client(const sync_client&) = delete;
+  sync_client& operator=(const sync_client&) = delete;
+
+  /// Connects, authenticates, pushes the whole outbox, pulls until up to date, closes.
+  /// Throws caresync::error; is_transient(e.code()) says whether a later retry may
+  /// succeed. Categories: network (connect_failed, connection_lost, timeout, tls_failed,
+  /// certificate_untrusted, pin_mismatch), protocol (auth_failed, unsupported_version,
+  /// malformed, server_busy, storage_failed, ...), storage (local store faults).
+  /// Work done before a failure is kept: acknowledged pushes leave the outbox, pulled
+  /// pages stay applied.
+  sync_report sync();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace caresync

@@ -1,0 +1,32 @@
+#pragma once
+// The per-field clock of one record, as kept in cs_meta.clock: for each field written,
+// the version that wrote it and whether its value lives outside the record's table (in
+// cs_extra: fields the schema does not declare, or values of another type than declared).
+//
+// Encoding (little-endian), fields grouped by version since one change writes many:
+//   repeat { u64 stamp; u64 node; u8 count; count x { u8 len | 0x80 if extra; name } }
+
+#include <caresync/protocol/hlc.hpp>
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace caresync {
+
+struct field_clock_entry {
+  version ver;
+  bool extra = false;
+};
+
+using field_clock = std::map<std::string, field_clock_entry>;
+
+/// Encodes a clock. Field names must be at most 127 bytes (names are at most 63).
+std::vector<std::uint8_t> encode_field_clock(const field_clock& clock);
+
+/// Decodes a clock. Throws caresync::error (storage_errc::corrupt) on malformed bytes.
+field_clock decode_field_clock(std::span<const std::uint8_t> bytes);
+
+}  // namespace caresync

@@ -1,0 +1,46 @@
+#include <caresync/schema.hpp>
+
+#include <caresync/protocol/change.hpp>
+#include <caresync/protocol/errors.hpp>
+
+#include <set>
+
+namespace caresync {
+
+const field_def* collection_def::find(std::string_view n) const noexcept {
+  for (const auto& f : fields) {
+    if (f.name == n) return &f;
+  }
+  return nullptr;
+}
+
+const collection_def* schema::find(std::string_view n) const noexcept {
+  for (const auto& c : collections) {
+    if (c.name == n) return &c;
+  }
+  return nullptr;
+}
+
+void validate(const schema& s) {
+  const auto bad = [](const std::string& what) {
+    throw error(make_error_code(storage_errc::invalid_argument), what);
+  };
+  std::set<std::string_view> collections;
+  for (const auto& c : s.collections) {
+    if (!is_valid_name(c.name)) {
+      bad("collection name '" + c.name + "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
+    }
+    if (!collections.insert(c.name).second) bad("collection '" + c.name + "' is declared twice");
+    std::set<std::string_view> fields;
+    for (const auto& f : c.fields) {
+      if (!is_valid_name(f.name)) bad("field name '" + f.name + "' in collection '" + c.name + "' is invalid");
+      if (f.name == "id") bad("collection '" + c.name + "' declares a field 'id'; the record id is built in");
+      if (f.type == value_kind::null || static_cast<int>(f.type) > static_cast<int>(value_kind::bytes)) {
+        bad("field '" + f.name + "' in collection '" + c.name + "' needs a type: integer, real, text or bytes");
+      }
+      if (!fields.insert(f.name).second) bad("field '" + f.name + "' is declared twice in collection '" + c.name + "'");
+    }
+  }
+}
+
+}  // namespace caresync

@@ -1,0 +1,151 @@
+#include "sqlite.hpp"
+
+namespace caresync::sqlite {
+
+std::error_code to_error_code(int rc) noexcept {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return make_error_code(storage_errc::busy);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return make_error_code(storage_errc::corrupt);
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_AUTH: return make_error_code(storage_errc::open_failed);
+    case SQLITE_CONSTRAINT: return make_error_code(storage_errc::constraint);
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE:
+    case SQLITE_ERROR: return make_error_code(storage_errc::invalid_argument);
+    default: return make_error_code(storage_errc::io_failed);  // FULL, IOERR, NOMEM, ...
+  }
+}
+
+void fail(sqlite3* db, int rc, std::string_view what) {
+  std::string message(what);
+  message += ": ";
+  message += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  throw error(to_error_code(rc), message);
+}
+
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    const std::string message = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    throw error(to_error_code(rc), std::string("store statement failed: ") + message);
+  }
+}
+
+std::string quote(std::string_view name) {
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '"') q.push_back('"');
+    q.push_back(c);
+  }
+  q.push_back('"');
+  return q;
+}
+
+statement::statement(sqlite3* db, std::string_view sql) : db_(db) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  stmt_.reset(raw);
+  if (rc != SQLITE_OK) fail(db, rc, "preparing a store statement failed");
+}
+
+statement& statement::bind(int index, std::int64_t v) {
+  if (const int rc = sqlite3_bind_int64(stmt_.get(), index, v); rc != SQLITE_OK) fail(db_, rc, "bind");
+  return *this;
+}
+
+statement& statement::bind(int index, std::string_view text) {
+  if (const int rc = sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      rc != SQLITE_OK) {
+    fail(db_, rc, "bind");
+  }
+  return *this;
+}
+
+statement& statement::bind(int index, std::span<const std::uint8_t> bytes) {
+  // A zero-length blob must still be a blob, not null: pass a non-null pointer.
+  static const std::uint8_t k_empty = 0;
+  const void* p = bytes.empty() ? &k_empty : bytes.data();
+  if (const int rc = sqlite3_bind_blob64(stmt_.get(), index, p, bytes.size(), SQLITE_TRANSIENT); rc != SQLITE_OK) {
+    fail(db_, rc, "bind");
+  }
+  return *this;
+}
+
+statement& statement::bind(int index, const value& v) {
+  switch (kind_of(v)) {
+    case value_kind::null: return bind_null(index);
+    case value_kind::integer: return bind(index, std::get<std::int64_t>(v));
+    case value_kind::real:
+      if (const int rc = sqlite3_bind_double(stmt_.get(), index, std::get<double>(v)); rc != SQLITE_OK) {
+        fail(db_, rc, "bind");
+      }
+      return *this;
+    case value_kind::text: return bind(index, std::string_view(std::get<std::string>(v)));
+    case value_kind::bytes: return bind(index, std::span<const std::uint8_t>(std::get<blob>(v).bytes));
+  }
+  return *this;
+}
+
+statement& statement::bind_null(int index) {
+  if (const int rc = sqlite3_bind_null(stmt_.get(), index); rc != SQLITE_OK) fail(db_, rc, "bind");
+  return *this;
+}
+
+bool statement::step() {
+  const int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(db_, rc, "store statement failed");
+}
+
+void statement::run() {
+  while (step()) {
+  }
+}
+
+void statement::reset() noexcept {
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+}
+
+std::string statement::column_text(int i) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), i));
+  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), i))) : std::string();
+}
+
+std::span<const std::uint8_t> statement::column_blob(int i) const noexcept {
+  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_.get(), i));
+  return {p, p ? static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), i)) : 0};
+}
+
+value statement::column_value(int i) const {
+  switch (column_type(i)) {
+    case SQLITE_INTEGER: return column_int64(i);
+    case SQLITE_FLOAT: return sqlite3_column_double(stmt_.get(), i);
+    case SQLITE_TEXT: return column_text(i);
+    case SQLITE_BLOB: {
+      const auto b = column_blob(i);
+      return blob{std::vector<std::uint8_t>(b.begin(), b.end())};
+    }
+    default: return std::monostate{};
+  }
+}
+
+transaction::transaction(sqlite3* db) : db_(db) { exec(db_, "BEGIN IMMEDIATE"); }
+
+transaction::~transaction() {
+  if (open_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void transaction::commit() {
+  exec(db_, "COMMIT");
+  open_ = false;
+}
+
+}  // namespace caresync::sqlite

@@ -1,0 +1,98 @@
+#pragma once
+// A thin RAII layer over the SQLite C API for the client library: every handle in a
+// unique_ptr with a deleter, errors mapped to caresync::error (storage category),
+// a transaction that rolls back in its destructor.
+// Thread contract: as SQLite's connection: one thread at a time per connection.
+
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/value.hpp>
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace caresync::sqlite {
+
+struct db_deleter {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+using db_handle = std::unique_ptr<sqlite3, db_deleter>;
+
+/// Maps a SQLite result code to caresync's storage error codes.
+std::error_code to_error_code(int rc) noexcept;
+
+/// Throws caresync::error for result `rc`, with `what` and SQLite's message.
+[[noreturn]] void fail(sqlite3* db, int rc, std::string_view what);
+
+/// Runs SQL without results. Throws caresync::error.
+void exec(sqlite3* db, const char* sql);
+
+/// Quotes an identifier for SQL ("name"); names are validated before they get here.
+std::string quote(std::string_view name);
+
+/// A prepared statement, reset and reusable.
+class statement {
+ public:
+  statement(sqlite3* db, std::string_view sql);
+  statement(statement&&) noexcept = default;
+  statement& operator=(statement&&) noexcept = default;
+
+  statement& bind(int index, std::int64_t v);
+  statement& bind(int index, std::string_view text);
+  statement& bind(int index, std::span<const std::uint8_t> bytes);
+  statement& bind(int index, const value& v);
+  statement& bind_null(int index);
+
+  /// Steps once: true when a row is available, false when done. Throws on error.
+  bool step();
+  /// Steps to completion (for statements without rows). Throws on error.
+  void run();
+  /// Resets and clears bindings, ready to run again.
+  void reset() noexcept;
+
+  int column_type(int i) const noexcept { return sqlite3_column_type(stmt_.get(), i); }
+  std::int64_t column_int64(int i) const noexcept { return sqlite3_column_int64(stmt_.get(), i); }
+  std::string column_text(int i) const;
+  std::span<const std::uint8_t> column_blob(int i) const noexcept;
+  /// The column as a caresync value, by SQLite's storage class.
+  value column_value(int i) const;
+
+ private:
+  struct stmt_deleter {
+    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+  };
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, stmt_deleter> stmt_;
+};
+
+/// Resets a statement when leaving scope, so a thrown error never leaves it mid-step.
+class reset_guard {
+ public:
+  explicit reset_guard(statement& s) noexcept : s_(s) {}
+  ~reset_guard() { s_.reset(); }
+  reset_guard(const reset_guard&) = delete;
+  reset_guard& operator=(const reset_guard&) = delete;
+
+ private:
+  statement& s_;
+};
+
+/// BEGIN IMMEDIATE on construction; ROLLBACK in the destructor unless commit() ran.
+class transaction {
+ public:
+  explicit transaction(sqlite3* db);
+  ~transaction();
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+  void commit();
+
+ private:
+  sqlite3* db_;
+  bool open_ = true;
+};
+
+}  // namespace caresync::sqlite

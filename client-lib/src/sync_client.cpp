@@ -1,0 +1,131 @@
+#include <caresync/sync_client.hpp>
+
+#include "store_impl.hpp"
+#include "tls_channel.hpp"
+
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/frame.hpp>
+
+namespace caresync {
+
+namespace {
+
+constexpr const char* k_client_name = "caresync-client/0.1";
+
+/// Turns an error message from the server into an exception with its code.
+[[noreturn]] void server_refused(const wire::error& e) {
+  const auto code = std::error_code(e.code, protocol_category());
+  throw error(code, "the server refused: " + e.message);
+}
+
+template <class T>
+T expect(wire::message m, const char* what) {
+  if (auto* e = std::get_if<wire::error>(&m)) server_refused(*e);
+  if (auto* t = std::get_if<T>(&m)) return std::move(*t);
+  throw protocol_error(protocol_errc::unexpected_message,
+                       std::string("the server sent '") + wire::to_string(wire::type_of(m)) + "' where " + what +
+                           " was expected; the server may run an incompatible version");
+}
+
+/// A page must move forward and hold valid changes above the cursor, in order.
+void check_page(const wire::changes_page& page, std::uint64_t cursor) {
+  if (page.next_cursor < cursor) {
+    throw protocol_error(protocol_errc::malformed, "the server sent a page that moves the cursor backwards");
+  }
+  std::uint64_t last = cursor;
+  for (const auto& item : page.items) {
+    if (item.seq <= last || item.seq > page.next_cursor) {
+      throw protocol_error(protocol_errc::malformed, "the server sent changes out of sequence order");
+    }
+    last = item.seq;
+    if (const auto reason = check_change(item.body); !reason.empty()) {
+      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
+    }
+  }
+}
+
+}  // namespace
+
+struct sync_client::impl {
+  store& local;
+  sync_options options;
+};
+
+sync_client::sync_client(store& local, sync_options options)
+    : impl_(std::make_unique<impl>(impl{local, std::move(options)})) {
+  const auto& o = impl_->options;
+  if (o.ca_file.empty() && o.pinned_key_sha256.empty()) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "sync needs a CA file or a pinned server key hash to know it talks to the real server");
+  }
+  if (o.device_id.empty() || o.token.empty()) {
+    throw error(make_error_code(storage_errc::invalid_argument), "sync needs the device id and token given at enrollment");
+  }
+}
+
+sync_client::~sync_client() = default;
+
+sync_report sync_client::sync() {
+  const auto started = std::chrono::steady_clock::now();
+  const auto& o = impl_->options;
+  auto& s = impl_->local.internal();
+  sync_report report;
+  tls_channel channel(o);
+  // Counted even when the sync fails half-way.
+  const auto finish = [&] {
+    report.bytes_sent = channel.bytes_sent();
+    report.bytes_received = channel.bytes_received();
+    report.cursor = s.cursor();
+    report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  };
+
+  channel.connect();
+  wire::hello hello;
+  hello.client_name = k_client_name;
+  hello.device_id = o.device_id;
+  hello.token = o.token;
+  hello.node = s.node;
+  hello.features = o.compress ? wire::k_feature_deflate : 0;
+  channel.send(wire::make_frame(hello, false));
+  const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
+  // The client's clock never runs behind the server's.
+  s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
+  const bool deflate = (welcome.features & wire::k_feature_deflate) != 0;
+
+  // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
+  const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
+  while (auto batch = s.next_batch(batch_max)) {
+    const auto frame = wire::make_frame(wire::push{batch->id, batch->changes}, deflate);
+    if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
+      throw error(make_error_code(protocol_errc::limit_exceeded),
+                  "a push batch of " + std::to_string(batch->changes.size()) + " changes is larger than the server accepts; "
+                  "lower push_batch_changes");
+    }
+    channel.send(frame);
+    ++report.batches;
+    const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame), "push_result");
+    if (result.batch != batch->id) {
+      throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
+    }
+    s.ack_batch(batch->id);
+    report.pushed += batch->changes.size();
+  }
+
+  // Pull: pages after the cursor until the server has no more; each page is applied
+  // together with its new cursor, so an interruption resumes exactly where it stopped.
+  for (;;) {
+    const auto cursor = s.cursor();
+    channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}, false));
+    const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame), "changes");
+    check_page(page, cursor);
+    report.conflicts += s.apply_page(page);
+    report.pulled += page.items.size();
+    ++report.pages;
+    if (!page.more) break;
+  }
+  channel.close();
+  finish();
+  return report;
+}
+
+}  // namespace caresync

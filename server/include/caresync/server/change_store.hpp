@@ -1,0 +1,68 @@
+#pragma once
+/// The server's storage of accepted changes, behind an interface so that a PostgreSQL
+/// implementation can serve several stateless server instances later.
+/// Thread contract: implementations are safe to call from any number of threads.
+
+#include <caresync/protocol/change.hpp>
+#include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/merge.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace caresync::server {
+
+/// What a push did: every change of the batch got a sequence number, all at once.
+struct push_outcome {
+  std::uint32_t accepted = 0;
+  std::uint64_t first_seq = 0;  ///< 0 when the batch was empty
+  std::uint64_t last_seq = 0;
+  bool replayed = false;        ///< the batch had been stored before; this is its old outcome
+};
+
+/// Where a page read stopped.
+struct page_position {
+  std::uint64_t next_cursor = 0;
+  bool more = false;
+};
+
+/// The key of a record in materialised state.
+using record_key = std::pair<std::string, record_id>;
+
+/// An append-only log of accepted changes with global sequence numbers 1, 2, 3, ...
+class change_store {
+ public:
+  virtual ~change_store() = default;
+
+  /// Stores a batch atomically and durably, unless (device, batch) was stored before, in
+  /// which case nothing is written and the stored outcome is returned with replayed set.
+  /// Throws caresync::error (storage category, transient for I/O faults).
+  virtual push_outcome append(std::string_view device_id, const batch_id& batch,
+                              std::span<const change> changes) = 0;
+
+  /// Adds changes with seq > cursor to `page`, in order, skipping changes written by
+  /// `exclude_node`, until `max_changes` changes or `max_bytes` bytes are in the page
+  /// (at least one change when any is there). Throws caresync::error (storage).
+  virtual page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes,
+                                   std::uint32_t max_bytes, wire::changes_page_builder& page) = 0;
+
+  /// The highest sequence number stored (0 when empty).
+  virtual std::uint64_t head() = 0;
+
+  /// Folds the whole log through caresync::merge: the current state of every record.
+  /// For tests, the demo and admin tools; reads everything.
+  virtual std::map<record_key, record_state> materialize() = 0;
+};
+
+/// Opens (creating if needed) a SQLite change store in WAL mode with synchronous=FULL,
+/// so an acknowledged push survives a crash or power loss.
+/// Throws caresync::error (storage_errc::open_failed / corrupt) with the path and reason.
+std::unique_ptr<change_store> open_sqlite_change_store(const std::string& path);
+
+}  // namespace caresync::server

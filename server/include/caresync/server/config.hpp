@@ -1,0 +1,51 @@
+#pragma once
+/// caresync-server configuration: defaults, the TOML file, and checks.
+/// Thread contract: plain values; load_config may be called from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace caresync::server {
+
+/// A device allowed to sync, until enrollment replaces config-listed devices.
+/// Only the SHA-256 of the token is kept (lowercase hex, 64 characters).
+struct device_credential {
+  std::string device_id;
+  std::string token_sha256;
+};
+
+/// Everything the server needs to run. Defaults are safe for a first start.
+struct server_config {
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t port = 7443;               ///< 0: let the OS pick (tests)
+  std::string certificate_file;            ///< PEM certificate chain
+  std::string private_key_file;            ///< PEM private key
+  std::string database_file = "caresync-server.db";
+  std::string server_name = "caresync-server";
+  std::vector<device_credential> devices;
+  std::size_t threads = 2;                 ///< I/O threads
+  std::uint32_t max_frame_bytes = 16u << 20;
+  std::uint32_t max_push_changes = 5000;
+  std::uint32_t page_max_changes = 2000;   ///< pull page bound used when a pull asks for 0 or more
+  std::uint32_t page_max_bytes = 2u << 20;
+  std::size_t max_value_bytes = 1u << 20;
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{120'000};
+};
+
+/// Reads a TOML config file (see packaging/caresync-server.toml for every key).
+/// Relative file paths in it are resolved against the file's directory.
+/// Throws caresync::error (storage_errc::invalid_argument) with a message naming the key
+/// and what is wrong, or the file and why it cannot be read.
+server_config load_config(const std::string& path);
+
+/// Checks a config before serving: files named, limits sane, devices well-formed.
+/// Throws caresync::error (storage_errc::invalid_argument) naming the key at fault.
+void validate(const server_config& config);
+
+/// Lowercase hex SHA-256 of `token`, as stored in device_credential::token_sha256.
+std::string hash_token(const std::string& token);
+
+}  // namespace caresync::server
