@@ -68,33 +68,35 @@ void store::impl::open_database() {
   }
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_timeout(db.get(), 5000);
+  std::int64_t id = 0, format = 0;
+  bool empty = false;
   try {
     // The first read tells a non-SQLite file apart (SQLITE_NOTADB).
     sqlite::statement app_id(db.get(), "PRAGMA application_id");
     app_id.step();
-    const auto id = app_id.column_int64(0);
+    id = app_id.column_int64(0);
     sqlite::statement tables(db.get(), "SELECT count(*) FROM sqlite_schema");
     tables.step();
-    const bool empty = tables.column_int64(0) == 0;
-    if (id != k_application_id && !(id == 0 && empty)) {
-      throw error(make_error_code(storage_errc::corrupt),
-                  "'" + options.path + "' is not a caresync store; open a store file made by caresync or a new path");
-    }
-    if (!empty) {
-      sqlite::statement version(db.get(), "PRAGMA user_version");
-      version.step();
-      if (version.column_int64(0) > k_format_version) {
-        throw error(make_error_code(storage_errc::corrupt),
-                    "'" + options.path + "' was written by a newer caresync; update the app");
-      }
-    }
+    empty = tables.column_int64(0) == 0;
+    sqlite::statement version(db.get(), "PRAGMA user_version");
+    version.step();
+    format = version.column_int64(0);
   } catch (const error& e) {
+    // Every storage error's what() ends with its category's text, so the SQLite fault is
+    // wrapped here, apart from the checks below, to name the file and say what to do.
     if (e.code() == storage_errc::corrupt) {
-      throw error(e.code(), std::string(e.what()).find("caresync") != std::string::npos
-                                ? std::string(e.what())
-                                : "'" + options.path + "' is not a caresync store (" + e.what() + ")");
+      throw error(e.code(), "'" + options.path + "' is not a caresync store (" + e.what() +
+                                "); open a store file made by caresync or a new path");
     }
     throw;
+  }
+  if (id != k_application_id && !(id == 0 && empty)) {
+    throw error(make_error_code(storage_errc::corrupt),
+                "'" + options.path + "' is not a caresync store; open a store file made by caresync or a new path");
+  }
+  if (!empty && format > k_format_version) {
+    throw error(make_error_code(storage_errc::corrupt),
+                "'" + options.path + "' was written by a newer caresync; update the app");
   }
   sqlite::exec(db.get(), "PRAGMA journal_mode=WAL");
   sqlite::exec(db.get(), options.durability == durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
@@ -294,6 +296,14 @@ void store::impl::append_outbox(const change& c) {
 }
 
 void store::impl::check_fields(const collection_def& def, const std::vector<field_write>& fields) const {
+  // The wire check below does not repeat a bad name (it may come from a peer); the app
+  // calling here needs to know which of its names is wrong.
+  for (const auto& f : fields) {
+    if (!is_valid_name(f.name)) {
+      invalid("field name '" + f.name + "' for collection '" + def.name +
+              "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
+    }
+  }
   change probe;  // reuse the wire checks: names, duplicates, sizes
   probe.collection = def.name;
   probe.fields = fields;
