@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 namespace caresync {
 
@@ -315,6 +316,10 @@ void store::impl::check_fields(const collection_def& def, const std::vector<fiel
     if (k != value_kind::null && k != d->type) {
       invalid("field '" + f.name + "' of collection '" + def.name + "' holds " + std::string(to_string(d->type)) +
               " values, not " + std::string(to_string(k)));
+    }
+    // SQLite stores a NaN as NULL: the app would read null while the outbox sends NaN.
+    if (const auto* r = std::get_if<double>(&f.val); r && std::isnan(*r)) {
+      invalid("field '" + f.name + "' of collection '" + def.name + "' cannot hold NaN; write null for no value");
     }
   }
 }

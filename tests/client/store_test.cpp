@@ -390,6 +390,10 @@ TEST_CASE("bad writes are refused with invalid_argument naming the culprit", "[s
     fields = {{"cs_clock", std::int64_t{1}}};
     culprit = "cs_clock";
   }
+  SECTION("a NaN real, which SQLite would store as null") {
+    fields = {{"temperature", std::numeric_limits<double>::quiet_NaN()}};
+    culprit = "temperature";
+  }
   SECTION("a field written twice") {
     fields = {{"minutes", std::int64_t{1}}, {"minutes", std::int64_t{2}}};
     culprit = "minutes";
