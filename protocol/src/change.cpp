@@ -1,6 +1,7 @@
 #include <caresync/protocol/change.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace caresync {
@@ -32,6 +33,11 @@ std::string check_change(const change& c, const change_limits& limits) {
     }
     if (!seen.insert(f.name).second) {
       return "a change in collection '" + c.collection + "' writes field '" + f.name + "' twice";
+    }
+    // NaN has no place in SQLite (it becomes null) and compares unequal to itself, so
+    // replicas could never agree on it.
+    if (const auto* r = std::get_if<double>(&f.val); r && std::isnan(*r)) {
+      return "field '" + f.name + "' in collection '" + c.collection + "' holds NaN, which caresync does not store";
     }
     std::size_t size = 0;
     if (const auto* s = std::get_if<std::string>(&f.val)) size = s->size();

@@ -57,7 +57,7 @@ struct change_limits {
 bool is_valid_name(std::string_view name) noexcept;
 
 /// Checks a change received from a peer: names valid, no duplicate fields, a remove has
-/// no fields, values within `limits`. Returns an empty string when it is acceptable, else
+/// no fields, no NaN reals, values within `limits`. Returns an empty string when it is acceptable, else
 /// a one-sentence reason naming the collection and field (never a value).
 std::string check_change(const change& c, const change_limits& limits = {});
 
