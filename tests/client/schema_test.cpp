@@ -1,4 +1,4 @@
-#include "temp_dir.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/schema.hpp>
@@ -133,7 +133,7 @@ TEST_CASE("schema lookups find collections and fields by exact name", "[store]")
 }
 
 TEST_CASE("store::open checks the schema before touching the file", "[store]") {
-  caresync::client_tests::temp_dir dir;
+  caresync::testing::temp_dir dir;
   const auto path = dir.file("tablet.db");
   schema s = good_schema();
   s.collections[0].fields.push_back(field_def{"client", value_kind::text});  // declared twice

@@ -1,6 +1,6 @@
 // The local SQLite store: real files in a fresh temporary directory per test, checked
 // both through the store's API and with plain SQL the way an app reads them.
-#include "temp_dir.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -33,7 +33,7 @@ using caresync::storage_errc;
 using caresync::store;
 using caresync::value;
 using caresync::value_kind;
-using caresync::client_tests::temp_dir;
+using caresync::testing::temp_dir;
 
 namespace Catch {
 template <>
