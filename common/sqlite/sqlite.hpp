@@ -1,5 +1,6 @@
 #pragma once
-// A thin RAII layer over the SQLite C API for the client library: every handle in a
+// A thin RAII layer over the SQLite C API, compiled into both the client library and
+// the server (it is internal to each; never installed): every handle in a
 // unique_ptr with a deleter, errors mapped to caresync::error (storage category),
 // a transaction that rolls back in its destructor.
 // Thread contract: as SQLite's connection: one thread at a time per connection.

@@ -1,0 +1,182 @@
+#include <caresync/server/config.hpp>
+
+#include <caresync/protocol/errors.hpp>
+
+#include <openssl/evp.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+namespace caresync::server {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) {
+  throw error(make_error_code(storage_errc::invalid_argument), what);
+}
+
+/// Reads one key of a table, checking its type; unknown keys are found by the caller.
+class table_reader {
+ public:
+  table_reader(const toml::table& t, std::string prefix) : table_(t), prefix_(std::move(prefix)) {}
+
+  template <class T>
+  void get(const char* key, T& out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!node->is_string()) wrong(key, "a string");
+      out = **node->as_string();
+    } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
+      out = std::chrono::milliseconds(integer(key, *node, 1, 86'400'000));
+    } else {
+      out = static_cast<T>(integer(key, *node, 0, static_cast<std::int64_t>(std::numeric_limits<T>::max())));
+    }
+  }
+
+  /// Refuses keys nobody read: a typo must not silently fall back to a default.
+  void refuse_unknown() const {
+    for (const auto& [key, node] : table_) {
+      if (!seen_.count(std::string(key.str()))) {
+        bad("config key '" + prefix_ + std::string(key.str()) + "' is unknown; see packaging/caresync-server.toml for the keys");
+      }
+    }
+  }
+
+  std::string name(const char* key) const { return prefix_ + key; }
+
+  /// Marks a key read elsewhere (a sub-table) as known.
+  void known(const char* key) { seen_.insert(key); }
+
+ private:
+  std::int64_t integer(const char* key, const toml::node& node, std::int64_t min, std::int64_t max) {
+    if (!node.is_integer()) wrong(key, "an integer");
+    const auto v = **node.as_integer();
+    if (v < min || v > max) {
+      bad("config key '" + name(key) + "' is " + std::to_string(v) + "; it must be between " + std::to_string(min) +
+          " and " + std::to_string(max));
+    }
+    return v;
+  }
+  [[noreturn]] void wrong(const char* key, const char* type) const {
+    bad("config key '" + name(key) + "' must be " + type);
+  }
+
+  const toml::table& table_;
+  std::string prefix_;
+  std::set<std::string> seen_;
+};
+
+std::string resolve(const std::filesystem::path& base, const std::string& p) {
+  if (p.empty() || std::filesystem::path(p).is_absolute()) return p;
+  return (base / p).lexically_normal().string();
+}
+
+bool is_lower_hex(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+server_config load_config(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    bad("config file '" + path + "' cannot be read: " + std::string(e.description()) + " (line " +
+        std::to_string(where.line) + ", column " + std::to_string(where.column) + ")");
+  }
+  server_config c;
+  table_reader top(root, "");
+  top.get("listen_address", c.listen_address);
+  top.get("port", c.port);
+  top.get("certificate_file", c.certificate_file);
+  top.get("private_key_file", c.private_key_file);
+  top.get("database_file", c.database_file);
+  top.get("server_name", c.server_name);
+  top.get("threads", c.threads);
+  if (const auto* limits = root.get("limits")) {
+    if (!limits->is_table()) bad("config key 'limits' must be a table ([limits])");
+    table_reader l(*limits->as_table(), "limits.");
+    l.get("max_frame_bytes", c.max_frame_bytes);
+    l.get("max_push_changes", c.max_push_changes);
+    l.get("page_max_changes", c.page_max_changes);
+    l.get("page_max_bytes", c.page_max_bytes);
+    l.get("max_value_bytes", c.max_value_bytes);
+    l.get("handshake_timeout_ms", c.handshake_timeout);
+    l.get("idle_timeout_ms", c.idle_timeout);
+    l.refuse_unknown();
+  }
+  top.known("limits");
+  if (const auto* devices = root.get("devices")) {
+    const auto* array = devices->as_array();
+    if (!array) bad("config key 'devices' must be an array of tables ([[devices]])");
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const auto* t = array->get(i)->as_table();
+      const std::string prefix = "devices[" + std::to_string(i) + "].";
+      if (!t) bad("config key '" + prefix.substr(0, prefix.size() - 1) + "' must be a table");
+      table_reader d(*t, prefix);
+      device_credential cred;
+      d.get("device_id", cred.device_id);
+      d.get("token_sha256", cred.token_sha256);
+      d.refuse_unknown();
+      c.devices.push_back(std::move(cred));
+    }
+  }
+  top.known("devices");
+  top.refuse_unknown();
+  const auto base = std::filesystem::path(path).parent_path();
+  c.certificate_file = resolve(base, c.certificate_file);
+  c.private_key_file = resolve(base, c.private_key_file);
+  c.database_file = resolve(base, c.database_file);
+  return c;
+}
+
+void validate(const server_config& c) {
+  if (c.listen_address.empty()) bad("config key 'listen_address' is empty; use e.g. 127.0.0.1 or 0.0.0.0");
+  if (c.certificate_file.empty()) bad("config key 'certificate_file' is missing; run 'caresync-server init' to make one");
+  if (c.private_key_file.empty()) bad("config key 'private_key_file' is missing; run 'caresync-server init' to make one");
+  if (c.database_file.empty()) bad("config key 'database_file' is empty");
+  if (c.threads < 1 || c.threads > 256) bad("config key 'threads' must be between 1 and 256");
+  if (c.max_frame_bytes < 4096) bad("config key 'limits.max_frame_bytes' must be at least 4096");
+  if (c.max_push_changes < 1) bad("config key 'limits.max_push_changes' must be at least 1");
+  if (c.page_max_changes < 1) bad("config key 'limits.page_max_changes' must be at least 1");
+  if (c.page_max_bytes < 1024 || c.page_max_bytes > c.max_frame_bytes / 2) {
+    bad("config key 'limits.page_max_bytes' must be at least 1024 and at most half of limits.max_frame_bytes");
+  }
+  if (c.max_value_bytes < 1 || c.max_value_bytes > c.max_frame_bytes / 2) {
+    bad("config key 'limits.max_value_bytes' must be at least 1 and at most half of limits.max_frame_bytes");
+  }
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < c.devices.size(); ++i) {
+    const auto& d = c.devices[i];
+    const std::string key = "devices[" + std::to_string(i) + "]";
+    if (d.device_id.empty() || d.device_id.size() > 128) bad("config key '" + key + ".device_id' must be 1-128 characters");
+    if (!ids.insert(d.device_id).second) bad("config key '" + key + ".device_id' repeats device '" + d.device_id + "'");
+    if (d.token_sha256.size() != 64 || !is_lower_hex(d.token_sha256)) {
+      bad("config key '" + key + ".token_sha256' must be 64 lowercase hex characters (caresync-server hash-token)");
+    }
+  }
+}
+
+std::string hash_token(const std::string& token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(token.data(), token.size(), digest, &n, EVP_sha256(), nullptr) != 1) {
+    throw error(make_error_code(storage_errc::invalid_argument), "OpenSSL could not hash a token");
+  }
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < n; ++i) {
+    hex.push_back(k_hex[digest[i] >> 4]);
+    hex.push_back(k_hex[digest[i] & 0xf]);
+  }
+  return hex;
+}
+
+}  // namespace caresync::server

@@ -1,0 +1,177 @@
+#include <caresync/server/server.hpp>
+
+#include "session.hpp"
+
+#include <caresync/protocol/errors.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <openssl/ssl.h>
+
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <thread>
+
+namespace caresync::server {
+
+namespace {
+
+// TLS 1.2 suites: AEAD with forward secrecy only. TLS 1.3 suites are all AEAD + (EC)DHE.
+constexpr const char* k_tls12_ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+}  // namespace
+
+struct server::impl {
+  server_config config;
+  std::unique_ptr<change_store> store;
+  session_context context{config, *store};
+  asio::io_context io;
+  asio::ssl::context tls{asio::ssl::context::tls_server};
+  asio::ip::tcp::acceptor acceptor{io};
+  std::vector<std::thread> threads;
+  std::uint16_t port = 0;
+
+  std::mutex sessions_mutex;  // guards sessions
+  std::list<std::weak_ptr<session>> sessions;
+
+  std::mutex state_mutex;  // guards running, stopped
+  std::condition_variable stopped_cv;
+  bool running = false;
+  bool stopped = false;
+
+  impl(server_config c, std::unique_ptr<change_store> s) : config(std::move(c)), store(std::move(s)) {}
+
+  void accept() {
+    acceptor.async_accept(asio::make_strand(io), [this](const std::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (!ec) {
+        auto s = std::make_shared<session>(std::move(socket), tls, context);
+        {
+          const std::lock_guard lock(sessions_mutex);
+          sessions.remove_if([](const auto& w) { return w.expired(); });
+          sessions.push_back(s);
+        }
+        s->start();
+      }
+      accept();
+    });
+  }
+
+  std::size_t live_sessions() {
+    const std::lock_guard lock(sessions_mutex);
+    sessions.remove_if([](const auto& w) { return w.expired(); });
+    return sessions.size();
+  }
+};
+
+server::server(server_config config, std::unique_ptr<change_store> store) {
+  validate(config);
+  if (!store) throw error(make_error_code(storage_errc::invalid_argument), "the server needs a change store");
+  impl_ = std::make_unique<impl>(std::move(config), std::move(store));
+  auto& tls = impl_->tls;
+  SSL_CTX* ctx = tls.native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_cipher_list(ctx, k_tls12_ciphers);
+  std::error_code ec;
+  tls.use_certificate_chain_file(impl_->config.certificate_file, ec);
+  if (ec) {
+    throw error(make_error_code(storage_errc::open_failed),
+                "cannot load the certificate '" + impl_->config.certificate_file + "' (" + ec.message() +
+                    "); check certificate_file, or run 'caresync-server init' to make one");
+  }
+  tls.use_private_key_file(impl_->config.private_key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    throw error(make_error_code(storage_errc::open_failed),
+                "cannot load the private key '" + impl_->config.private_key_file + "' (" + ec.message() +
+                    "); check private_key_file and that it belongs to the certificate");
+  }
+}
+
+server::~server() { stop(); }
+
+void server::start() {
+  auto& i = *impl_;
+  std::error_code ec;
+  const auto address = asio::ip::make_address(i.config.listen_address, ec);
+  if (ec) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "config key 'listen_address' is not an IP address: '" + i.config.listen_address + "'");
+  }
+  const asio::ip::tcp::endpoint endpoint(address, i.config.port);
+  i.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) i.acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) i.acceptor.bind(endpoint, ec);
+  if (!ec) i.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw error(make_error_code(network_errc::connect_failed),
+                "cannot listen on " + i.config.listen_address + ":" + std::to_string(i.config.port) + ": " + ec.message());
+  }
+  i.port = i.acceptor.local_endpoint().port();
+  i.accept();
+  {
+    const std::lock_guard lock(i.state_mutex);
+    i.running = true;
+  }
+  for (std::size_t t = 0; t < i.config.threads; ++t) i.threads.emplace_back([&i] { i.io.run(); });
+}
+
+std::uint16_t server::port() const { return impl_->port; }
+
+void server::stop() {
+  auto& i = *impl_;
+  {
+    const std::lock_guard lock(i.state_mutex);
+    if (!i.running) return;
+    i.running = false;
+  }
+  asio::post(i.io, [&i] {
+    std::error_code ignored;
+    i.acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<session>> live;
+  {
+    const std::lock_guard lock(i.sessions_mutex);
+    for (auto& w : i.sessions) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->shutdown();
+  live.clear();
+  // Sessions finish the message in hand (a push being stored is stored and answered);
+  // a few seconds is plenty, then the rest are cut.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (i.live_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  i.io.stop();
+  for (auto& t : i.threads) {
+    if (t.joinable()) t.join();
+  }
+  i.threads.clear();
+  {
+    const std::lock_guard lock(i.state_mutex);
+    i.stopped = true;
+  }
+  i.stopped_cv.notify_all();
+}
+
+void server::wait() {
+  auto& i = *impl_;
+  std::unique_lock lock(i.state_mutex);
+  i.stopped_cv.wait(lock, [&i] { return i.stopped; });
+}
+
+server_stats server::stats() const {
+  const auto& c = impl_->context;
+  return {c.sessions_accepted.load(), c.sessions_refused.load(), c.changes_accepted.load(), c.batches_replayed.load()};
+}
+
+change_store& server::store() { return *impl_->store; }
+
+}  // namespace caresync::server

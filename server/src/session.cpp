@@ -1,0 +1,252 @@
+#include "session.hpp"
+
+#include <caresync/protocol/errors.hpp>
+
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+#include <openssl/crypto.h>
+
+#include <cstdio>
+
+namespace caresync::server {
+
+namespace {
+
+/// A token hash compared in constant time, also for unknown devices, so that timing
+/// tells nothing about which device ids exist.
+bool token_matches(const server_config& config, const std::string& device_id, const std::string& token) {
+  static const std::string k_no_device(64, '0');
+  const std::string* expected = &k_no_device;
+  bool known = false;
+  for (const auto& d : config.devices) {
+    if (d.device_id == device_id) {
+      expected = &d.token_sha256;
+      known = true;
+    }
+  }
+  const std::string actual = hash_token(token);
+  const bool same = expected->size() == actual.size() && CRYPTO_memcmp(expected->data(), actual.data(), actual.size()) == 0;
+  return known && same;
+}
+
+}  // namespace
+
+session::session(asio::ip::tcp::socket socket, asio::ssl::context& tls, session_context& context)
+    : stream_(std::move(socket), tls),
+      timer_(stream_.get_executor()),
+      context_(context),
+      started_(std::chrono::steady_clock::now()) {
+  std::error_code ec;
+  const auto endpoint = stream_.lowest_layer().remote_endpoint(ec);
+  peer_ = ec ? "unknown" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+}
+
+session::~session() {
+  // One line per session; never a token or a record's contents.
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  std::fprintf(stderr,
+               "caresync-server: session device=%s peer=%s changes_in=%llu changes_out=%llu bytes_in=%llu "
+               "bytes_out=%llu duration_ms=%lld outcome=%s\n",
+               device_.empty() ? "-" : device_.c_str(), peer_.c_str(), static_cast<unsigned long long>(changes_in_),
+               static_cast<unsigned long long>(changes_out_), static_cast<unsigned long long>(bytes_in_),
+               static_cast<unsigned long long>(bytes_out_), static_cast<long long>(ms), outcome_);
+}
+
+void session::start() {
+  arm_timer(context_.config.handshake_timeout);
+  stream_.async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const std::error_code& ec) {
+    if (ec) {
+      ++self->context_.sessions_refused;
+      return self->abort(ec == asio::error::operation_aborted ? "handshake timeout" : "tls handshake failed");
+    }
+    self->arm_timer(self->context_.config.handshake_timeout);  // hello must follow promptly
+    self->read_header();
+  });
+}
+
+void session::shutdown() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->closing_ = true;
+    self->outcome_ = "server stopping";
+    // Waiting for a request: end now. Writing an answer: end once it is written.
+    if (!self->writing_) self->abort("server stopping");
+  });
+}
+
+void session::arm_timer(std::chrono::milliseconds timeout) {
+  timer_.expires_after(timeout);
+  timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;  // re-armed or closed
+    self->abort(self->device_.empty() ? "handshake timeout" : "idle timeout");
+  });
+}
+
+void session::read_header() {
+  if (closing_) return close(outcome_);
+  asio::async_read(stream_, asio::buffer(header_), [self = shared_from_this()](const std::error_code& ec, std::size_t) {
+    if (ec) return self->close(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by device" : "connection lost");
+    self->bytes_in_ += self->header_.size();
+    wire::frame_header h;
+    try {
+      // Checked before a byte of the payload is read: a too-large frame is refused here.
+      h = wire::parse_header(self->header_, self->context_.config.max_frame_bytes);
+    } catch (const protocol_error& e) {
+      return self->refuse(e.code(), e.what());
+    }
+    self->payload_.resize(h.length);
+    asio::async_read(self->stream_, asio::buffer(self->payload_), [self, h](const std::error_code& rec, std::size_t) {
+      if (rec) return self->close("connection lost");
+      self->bytes_in_ += self->payload_.size();
+      self->on_payload(h);
+    });
+  });
+}
+
+void session::on_payload(const wire::frame_header& h) {
+  wire::message m;
+  try {
+    m = wire::read_payload(h, payload_, context_.config.max_frame_bytes);
+  } catch (const protocol_error& e) {
+    return refuse(e.code(), e.what());
+  }
+  payload_.clear();
+  payload_.shrink_to_fit();
+  handle(m);
+}
+
+void session::handle(const wire::message& m) {
+  if (device_.empty()) {
+    if (const auto* hello = std::get_if<wire::hello>(&m)) return on_hello(*hello);
+    ++context_.sessions_refused;
+    return refuse(make_error_code(protocol_errc::unexpected_message), "the first message must be hello");
+  }
+  if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push);
+  if (const auto* pull = std::get_if<wire::pull>(&m)) return on_pull(*pull);
+  if (const auto* ping = std::get_if<wire::ping>(&m)) return send(wire::make_frame(wire::pong{ping->nonce}, false), false);
+  refuse(make_error_code(protocol_errc::unexpected_message),
+         std::string("a '") + wire::to_string(wire::type_of(m)) + "' message is not expected from a device");
+}
+
+void session::on_hello(const wire::hello& m) {
+  if (!token_matches(context_.config, m.device_id, m.token)) {
+    ++context_.sessions_refused;
+    outcome_ = "auth refused";
+    return refuse(make_error_code(protocol_errc::auth_failed),
+                  "device id or token not accepted; check the device's credentials with the administrator");
+  }
+  ++context_.sessions_accepted;
+  device_ = m.device_id;
+  node_ = m.node;
+  deflate_ = (m.features & wire::k_feature_deflate) != 0;
+  wire::welcome w;
+  w.server_name = context_.config.server_name;
+  w.server_time_ms = system_time_ms();
+  w.features = m.features & wire::k_feature_deflate;
+  w.max_frame_bytes = context_.config.max_frame_bytes;
+  w.max_push_changes = context_.config.max_push_changes;
+  try {
+    w.log_head = context_.store.head();
+  } catch (const error& e) {
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
+  }
+  send(wire::make_frame(w, false), false);
+}
+
+void session::on_push(const wire::push& m) {
+  if (m.changes.size() > context_.config.max_push_changes) {
+    return refuse(make_error_code(protocol_errc::limit_exceeded),
+                  "a push may carry at most " + std::to_string(context_.config.max_push_changes) + " changes");
+  }
+  const change_limits limits{256, context_.config.max_value_bytes};
+  for (const auto& c : m.changes) {
+    if (auto reason = check_change(c, limits); !reason.empty()) {
+      return refuse(make_error_code(protocol_errc::limit_exceeded), "the push was refused: " + reason);
+    }
+  }
+  push_outcome outcome;
+  try {
+    outcome = context_.store.append(device_, m.batch, m.changes);
+  } catch (const error& e) {
+    std::fprintf(stderr, "caresync-server: storing a push from device %s failed: %s\n", device_.c_str(), e.what());
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
+  }
+  if (outcome.replayed) {
+    ++context_.batches_replayed;
+  } else {
+    context_.changes_accepted += outcome.accepted;
+    changes_in_ += outcome.accepted;
+  }
+  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq, outcome.replayed}, deflate_),
+       false);
+}
+
+void session::on_pull(const wire::pull& m) {
+  const auto& c = context_.config;
+  const std::uint32_t max_changes = m.max_changes == 0 ? c.page_max_changes : std::min(m.max_changes, c.page_max_changes);
+  const std::uint32_t max_bytes = m.max_bytes == 0 ? c.page_max_bytes : std::min(m.max_bytes, c.page_max_bytes);
+  wire::changes_page_builder page;
+  page_position pos;
+  try {
+    pos = context_.store.read_page(m.cursor, node_, max_changes, max_bytes, page);
+  } catch (const error& e) {
+    std::fprintf(stderr, "caresync-server: reading changes for device %s failed: %s\n", device_.c_str(), e.what());
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
+  }
+  changes_out_ += page.count();
+  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), deflate_), false);
+}
+
+void session::send(wire::bytes frame, bool last) {
+  out_ = std::move(frame);
+  writing_ = true;
+  arm_timer(context_.config.idle_timeout);  // a device that stops reading is cut
+  asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this(), last](const std::error_code& ec, std::size_t n) {
+    self->writing_ = false;
+    self->bytes_out_ += n;
+    if (ec) return self->close("connection lost");
+    if (last || self->closing_) return self->close(self->outcome_);
+    self->arm_timer(self->context_.config.idle_timeout);
+    self->read_header();
+  });
+}
+
+void session::refuse(std::error_code code, const std::string& message) {
+  if (std::string(outcome_) == "closed") outcome_ = "refused";
+  wire::error e;
+  e.code = static_cast<std::uint16_t>(code.value());
+  e.transient = is_transient(code);
+  e.message = message;
+  send(wire::make_frame(e, false), true);
+}
+
+void session::abort(const char* outcome) {
+  if (closed_) return;
+  closed_ = true;
+  if (std::string(outcome_) == "closed") outcome_ = outcome;
+  timer_.cancel();
+  std::error_code ignored;
+  stream_.lowest_layer().close(ignored);  // the pending operation ends with an error
+}
+
+void session::close(const char* outcome) {
+  if (closed_) return;
+  closed_ = true;
+  if (std::string(outcome_) == "closed") outcome_ = outcome;
+  timer_.cancel();
+  // A close_notify when the device is still there, then the socket goes; bounded by a
+  // short timer so a silent peer cannot hold the session.
+  timer_.expires_after(std::chrono::seconds(2));
+  timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    std::error_code ignored;
+    self->stream_.lowest_layer().close(ignored);
+  });
+  stream_.async_shutdown([self = shared_from_this()](const std::error_code&) {
+    std::error_code ignored;
+    self->timer_.cancel();
+    self->stream_.lowest_layer().close(ignored);
+  });
+}
+
+}  // namespace caresync::server

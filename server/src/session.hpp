@@ -1,0 +1,83 @@
+#pragma once
+// One device's TLS connection to the server and the sync conversation on it
+// (docs/protocol.md, "Conversation"). Private to the server.
+// Thread contract: every handler runs on the session's strand; shutdown() may be called
+// from any thread.
+
+#include <caresync/protocol/frame.hpp>
+#include <caresync/server/change_store.hpp>
+#include <caresync/server/config.hpp>
+#include <caresync/server/server.hpp>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace caresync::server {
+
+/// What every session shares: read-only config, the store, counters.
+struct session_context {
+  const server_config& config;
+  change_store& store;
+  std::atomic<std::uint64_t> sessions_accepted{0};
+  std::atomic<std::uint64_t> sessions_refused{0};
+  std::atomic<std::uint64_t> changes_accepted{0};
+  std::atomic<std::uint64_t> batches_replayed{0};
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(asio::ip::tcp::socket socket, asio::ssl::context& tls, session_context& context);
+  ~session();
+
+  /// Starts the TLS handshake and the conversation.
+  void start();
+
+  /// Asks the session to end after the message it is handling; safe from any thread.
+  void shutdown();
+
+ private:
+  void read_header();
+  void on_payload(const wire::frame_header& h);
+  void handle(const wire::message& m);
+  void on_hello(const wire::hello& m);
+  void on_push(const wire::push& m);
+  void on_pull(const wire::pull& m);
+  /// Sends a frame; with `last`, ends the session once it is written.
+  void send(wire::bytes frame, bool last);
+  /// Sends an error message and ends the session.
+  void refuse(std::error_code code, const std::string& message);
+  void arm_timer(std::chrono::milliseconds timeout);
+  /// Ends the session with a TLS close_notify; only when no operation is pending.
+  void close(const char* outcome);
+  /// Ends the session at once, cancelling whatever is pending.
+  void abort(const char* outcome);
+
+  asio::ssl::stream<asio::ip::tcp::socket> stream_;
+  asio::steady_timer timer_;
+  session_context& context_;
+  std::array<std::uint8_t, wire::k_frame_header_size> header_{};
+  wire::bytes payload_;
+  wire::bytes out_;
+  std::string peer_;
+  std::string device_;  // empty until hello is accepted
+  node_id node_ = 0;
+  bool deflate_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  const char* outcome_ = "closed";
+  std::chrono::steady_clock::time_point started_;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+  std::uint64_t changes_in_ = 0;
+  std::uint64_t changes_out_ = 0;
+};
+
+}  // namespace caresync::server

@@ -1,0 +1,185 @@
+// The SQLite change log: the default change_store (see change_store.hpp).
+
+#include <caresync/server/change_store.hpp>
+
+#include "sqlite.hpp"
+
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/hlc.hpp>
+
+#include <mutex>
+#include <optional>
+
+namespace caresync::server {
+
+namespace {
+
+// PRAGMA application_id 'CSYS' marks a server store; user_version is its format.
+constexpr std::int64_t k_application_id = 0x43535953;
+constexpr std::int64_t k_format_version = 1;
+
+class sqlite_change_store final : public change_store {
+ public:
+  explicit sqlite_change_store(const std::string& path) : path_(path) {
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK) {
+      throw error(make_error_code(storage_errc::open_failed),
+                  "cannot open the server database '" + path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    }
+    sqlite3_extended_result_codes(db_.get(), 1);
+    sqlite3_busy_timeout(db_.get(), 5000);
+    check_owner();
+    // WAL with synchronous=FULL: a commit is on disk before the push is acknowledged,
+    // so an acknowledged change survives a crash and a power cut (docs/protocol.md).
+    sqlite::exec(db_.get(), "PRAGMA journal_mode=WAL");
+    sqlite::exec(db_.get(), "PRAGMA synchronous=FULL");
+    {
+      sqlite::transaction tx(db_.get());
+      sqlite::exec(db_.get(), ("PRAGMA application_id=" + std::to_string(k_application_id)).c_str());
+      sqlite::exec(db_.get(), ("PRAGMA user_version=" + std::to_string(k_format_version)).c_str());
+      sqlite::exec(db_.get(),
+                   "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,"
+                   " node INTEGER NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, stamp INTEGER NOT NULL,"
+                   " change BLOB NOT NULL, received_ms INTEGER NOT NULL);"
+                   "CREATE TABLE IF NOT EXISTS batches(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
+                   " accepted INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,"
+                   " PRIMARY KEY(device, batch_id)) WITHOUT ROWID;");
+      tx.commit();
+    }
+    find_batch_.emplace(db_.get(), "SELECT accepted, first_seq, last_seq FROM batches WHERE device=? AND batch_id=?");
+    insert_change_.emplace(db_.get(),
+                           "INSERT INTO changes(device, node, collection, record_id, stamp, change, received_ms)"
+                           " VALUES(?,?,?,?,?,?,?)");
+    insert_batch_.emplace(db_.get(), "INSERT INTO batches(device, batch_id, accepted, first_seq, last_seq) VALUES(?,?,?,?,?)");
+    page_.emplace(db_.get(), "SELECT seq, node, change FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
+    head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
+  }
+
+  push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes) override {
+    const std::lock_guard lock(mutex_);
+    const std::span<const std::uint8_t> batch_bytes(batch.bytes);
+    sqlite::transaction tx(db_.get());
+    {
+      sqlite::reset_guard g(*find_batch_);
+      find_batch_->bind(1, device).bind(2, batch_bytes);
+      if (find_batch_->step()) {
+        return push_outcome{static_cast<std::uint32_t>(find_batch_->column_int64(0)),
+                            static_cast<std::uint64_t>(find_batch_->column_int64(1)),
+                            static_cast<std::uint64_t>(find_batch_->column_int64(2)), true};
+      }
+    }
+    push_outcome out;
+    const auto now = static_cast<std::int64_t>(system_time_ms());
+    for (const auto& c : changes) {
+      const auto encoded = wire::encode_change(c);
+      sqlite::reset_guard g(*insert_change_);
+      insert_change_->bind(1, device)
+          .bind(2, static_cast<std::int64_t>(c.ver.node))
+          .bind(3, std::string_view(c.collection))
+          .bind(4, std::span<const std::uint8_t>(c.id.bytes))
+          .bind(5, static_cast<std::int64_t>(c.ver.stamp.value))
+          .bind(6, std::span<const std::uint8_t>(encoded))
+          .bind(7, now)
+          .run();
+      const auto seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+      if (out.first_seq == 0) out.first_seq = seq;
+      out.last_seq = seq;
+      ++out.accepted;
+    }
+    {
+      sqlite::reset_guard g(*insert_batch_);
+      insert_batch_->bind(1, device)
+          .bind(2, batch_bytes)
+          .bind(3, static_cast<std::int64_t>(out.accepted))
+          .bind(4, static_cast<std::int64_t>(out.first_seq))
+          .bind(5, static_cast<std::int64_t>(out.last_seq))
+          .run();
+    }
+    tx.commit();
+    return out;
+  }
+
+  page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes, std::uint32_t max_bytes,
+                          wire::changes_page_builder& page) override {
+    const std::lock_guard lock(mutex_);
+    // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
+    const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
+    page_position pos{cursor, false};
+    sqlite::reset_guard g(*page_);
+    page_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
+    std::int64_t scanned = 0;
+    while (page_->step()) {
+      if (scanned == scan_limit || page.count() >= max_changes ||
+          (page.count() > 0 && page.size_bytes() >= max_bytes)) {
+        pos.more = true;  // a row beyond the page exists
+        break;
+      }
+      ++scanned;
+      const auto seq = static_cast<std::uint64_t>(page_->column_int64(0));
+      if (static_cast<node_id>(page_->column_int64(1)) != exclude_node) page.add(seq, page_->column_blob(2));
+      pos.next_cursor = seq;
+    }
+    return pos;
+  }
+
+  std::uint64_t head() override {
+    const std::lock_guard lock(mutex_);
+    sqlite::reset_guard g(*head_);
+    head_->step();
+    return static_cast<std::uint64_t>(head_->column_int64(0));
+  }
+
+  std::map<record_key, record_state> materialize() override {
+    const std::lock_guard lock(mutex_);
+    std::map<record_key, record_state> state;
+    sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
+    while (all.step()) {
+      const auto c = wire::decode_change(all.column_blob(0));
+      merge(state[{c.collection, c.id}], c);
+    }
+    return state;
+  }
+
+ private:
+  void check_owner() {
+    std::int64_t id = 0;
+    std::int64_t tables = 0;
+    std::int64_t format = 0;
+    try {
+      sqlite::statement app(db_.get(), "PRAGMA application_id");
+      app.step();
+      id = app.column_int64(0);
+      sqlite::statement count(db_.get(), "SELECT count(*) FROM sqlite_schema");
+      count.step();
+      tables = count.column_int64(0);
+      sqlite::statement version(db_.get(), "PRAGMA user_version");
+      version.step();
+      format = version.column_int64(0);
+    } catch (const error& e) {
+      throw error(e.code(), "'" + path_ + "' is not a caresync server database (" + e.what() + ")");
+    }
+    if (id != k_application_id && !(id == 0 && tables == 0)) {
+      throw error(make_error_code(storage_errc::corrupt),
+                  "'" + path_ + "' is not a caresync server database; point database_file at the server's own file");
+    }
+    if (format > k_format_version) {
+      throw error(make_error_code(storage_errc::corrupt),
+                  "'" + path_ + "' was written by a newer caresync-server; upgrade this server");
+    }
+  }
+
+  std::string path_;
+  std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
+  sqlite::db_handle db_;
+  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, page_, head_;
+};
+
+}  // namespace
+
+std::unique_ptr<change_store> open_sqlite_change_store(const std::string& path) {
+  return std::make_unique<sqlite_change_store>(path);
+}
+
+}  // namespace caresync::server
