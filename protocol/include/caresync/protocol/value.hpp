@@ -15,6 +15,7 @@ namespace caresync {
 struct blob {
   std::vector<std::uint8_t> bytes;
   friend bool operator==(const blob&, const blob&) = default;
+  friend auto operator<=>(const blob&, const blob&) = default;
 };
 
 /// A field value: null, 64-bit integer, IEEE-754 double, UTF-8 text or bytes.

@@ -1,0 +1,111 @@
+// Who may connect: tokens, certificates, host names, pins.
+
+#include "fixture.hpp"
+
+#include <caresync/protocol/errors.hpp>
+
+#include <catch2/catch.hpp>
+
+using namespace caresync;
+using caresync::testing::open_tablet;
+using caresync::testing::temp_dir;
+using caresync::testing::test_pki;
+using caresync::testing::test_server;
+
+namespace {
+
+/// Runs a sync that must fail and returns its error.
+caresync::error failing_sync(store& s, const sync_options& o) {
+  try {
+    sync_client(s, o).sync();
+  } catch (const caresync::error& e) {
+    return e;
+  }
+  FAIL("the sync should have been refused");
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("a wrong token or unknown device is refused with a clear error", "[sync][security]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  a->create("visits", {{"note", std::string("must not reach the server")}});
+  auto o = server.options(0);
+  SECTION("wrong token") { o.token = "not-the-token"; }
+  SECTION("unknown device") { o.device_id = "tablet-99"; }
+  SECTION("another device's token") { o.token = test_server::token(1); }
+  const auto e = failing_sync(*a, o);
+  CHECK(e.code() == protocol_errc::auth_failed);
+  CHECK_FALSE(is_transient(e.code()));
+  CHECK_THAT(e.what(), Catch::Contains("token"));
+  CHECK(a->outbox_size() == 1);
+  CHECK(server.get().store().head() == 0);
+  CHECK(server.get().stats().sessions_refused >= 1);
+}
+
+TEST_CASE("the tablet refuses a server it cannot verify, before sending its token", "[sync][security]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  a->create("visits", {{"status", std::string("done")}});
+  auto o = server.options(0);
+
+  SECTION("certificate signed by another CA") {
+    const auto other = test_pki::make(dir, "impostor");
+    o.ca_file = other.ca_file;
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == network_errc::certificate_untrusted);
+    CHECK_FALSE(is_transient(e.code()));
+    CHECK_THAT(e.what(), Catch::Contains("certificate"));
+  }
+  SECTION("certificate for another host name") {
+    o.host = "localhost";  // the certificate names localhost: fine
+    CHECK(sync_client(*a, o).sync().pushed == 1);
+    // A certificate that names neither 127.0.0.1 nor localhost.
+    const auto wrong = server::make_server_certificate(server.pki().ca, {"elsewhere.example"}, {});
+    server::write_file(server.config().certificate_file, wrong.certificate_pem, 0644);
+    server::write_file(server.config().private_key_file, wrong.private_key_pem, 0600);
+    server.restart();
+    o = server.options(0);
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == network_errc::certificate_untrusted);
+    CHECK_THAT(e.what(), Catch::Contains("mismatch"));
+  }
+  SECTION("expired certificate") {
+    const auto expired = server::make_server_certificate(server.pki().ca, {"localhost"}, {"127.0.0.1"}, 1, -10);
+    server::write_file(server.config().certificate_file, expired.certificate_pem, 0644);
+    server::write_file(server.config().private_key_file, expired.private_key_pem, 0600);
+    server.restart();
+    o = server.options(0);
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == network_errc::certificate_untrusted);
+    CHECK_THAT(e.what(), Catch::Contains("expired"));
+  }
+  SECTION("pinned key: the right pin alone is enough, a wrong pin is refused") {
+    o.ca_file.clear();
+    o.pinned_key_sha256 = server.pki().pin;
+    CHECK(sync_client(*a, o).sync().pushed == 1);
+    a->create("visits", {{"status", std::string("planned")}});
+    o.pinned_key_sha256 = std::string(64, '0');
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == network_errc::pin_mismatch);
+    CHECK(a->outbox_size() == 1);
+  }
+  SECTION("a CA file that does not exist") {
+    o.ca_file = dir.file("missing-ca.pem");
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == storage_errc::invalid_argument);
+    CHECK_THAT(e.what(), Catch::Contains("CA file"));
+  }
+}
+
+TEST_CASE("sync options without a way to verify the server are refused", "[sync][security]") {
+  temp_dir dir;
+  auto a = open_tablet(dir, "a");
+  sync_options o;
+  o.device_id = "tablet-0";
+  o.token = "t";
+  CHECK_THROWS_AS(sync_client(*a, o), caresync::error);
+}
