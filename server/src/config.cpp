@@ -6,6 +6,8 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -34,7 +36,10 @@ class table_reader {
     } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
       out = std::chrono::milliseconds(integer(key, *node, 1, 86'400'000));
     } else {
-      out = static_cast<T>(integer(key, *node, 0, static_cast<std::int64_t>(std::numeric_limits<T>::max())));
+      constexpr auto k_max = std::numeric_limits<T>::max() > static_cast<std::make_unsigned_t<T>>(INT64_MAX)
+                                 ? INT64_MAX
+                                 : static_cast<std::int64_t>(std::numeric_limits<T>::max());
+      out = static_cast<T>(integer(key, *node, 0, k_max));
     }
   }
 

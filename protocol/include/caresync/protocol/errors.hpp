@@ -69,9 +69,14 @@ inline std::error_code make_error_code(storage_errc e) noexcept {
 bool is_transient(std::error_code ec) noexcept;
 
 /// Thrown by caresync's libraries: an error code plus a sentence for a person.
+/// what() is the sentence alone (std::system_error would append the code's message).
 class error : public std::system_error {
  public:
-  error(std::error_code code, const std::string& what) : std::system_error(code, what) {}
+  error(std::error_code code, const std::string& what) : std::system_error(code, what), sentence_(what) {}
+  const char* what() const noexcept override { return sentence_.c_str(); }
+
+ private:
+  std::string sentence_;
 };
 
 /// Thrown by decoders and by the peers when the wire carries something wrong.
