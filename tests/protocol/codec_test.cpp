@@ -1,0 +1,336 @@
+#include "wire_examples.hpp"
+
+#include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/frame.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+using namespace caresync;
+using wire::bytes;
+
+namespace {
+
+constexpr std::uint64_t k_max64 = std::numeric_limits<std::uint64_t>::max();
+
+record_id rid(std::uint8_t fill) {
+  record_id id;
+  id.bytes.fill(fill);
+  return id;
+}
+
+change sample_change() {
+  change c;
+  c.collection = "visit";
+  c.id = rid(0xab);
+  c.ver = version{hlc_stamp::make(1'700'000'000'000ULL, 3), 42};
+  c.fields = {
+      {"empty", value{}},
+      {"minutes", value{std::int64_t{-1}}},
+      {"lowest", value{std::numeric_limits<std::int64_t>::min()}},
+      {"highest", value{std::numeric_limits<std::int64_t>::max()}},
+      {"temperature", value{-37.25}},
+      {"tiny", value{std::numeric_limits<double>::denorm_min()}},
+      {"huge", value{std::numeric_limits<double>::infinity()}},
+      {"note", value{std::string("Paní Nováková, 3. patro")}},
+      {"blank", value{std::string()}},
+      {"signature", value{blob{{0x00, 0xff, 0x10}}}},
+      {"no_bytes", value{blob{}}},
+  };
+  return c;
+}
+
+template <class T>
+T round_trip(const T& m) {
+  const wire::message in{m};
+  const auto payload = wire::encode(in);
+  REQUIRE(!payload.empty());
+  CHECK(payload[0] == 0x01);
+  const auto out = wire::decode(wire::type_of(in), payload);
+  REQUIRE(std::holds_alternative<T>(out));
+  return std::get<T>(out);
+}
+
+std::string hex(const bytes& b) {
+  std::string s;
+  char buf[4];
+  for (auto x : b) {
+    std::snprintf(buf, sizeof buf, "%02x", x);
+    s += buf;
+  }
+  return s;
+}
+
+bytes unhex(const std::string& s) {
+  bytes b;
+  for (std::size_t i = 0; i + 1 < s.size();) {
+    if (s[i] == ' ' || s[i] == '\n') {
+      ++i;
+      continue;
+    }
+    b.push_back(static_cast<std::uint8_t>(std::stoi(s.substr(i, 2), nullptr, 16)));
+    i += 2;
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("codec: every message type round trips", "[protocol]") {
+  SECTION("hello") {
+    wire::hello m;
+    m.client_name = "caresync-client/0.1";
+    m.device_id = "tablet-7";
+    m.token = "s3cr3t";
+    m.node = k_max64;
+    m.features = 0xffffffffu;
+    CHECK(round_trip(m) == m);
+    wire::hello empty;
+    CHECK(round_trip(empty) == empty);
+  }
+  SECTION("welcome") {
+    wire::welcome m;
+    m.server_name = "caresync-server/0.1";
+    m.server_time_ms = 1'700'000'000'123ULL;
+    m.features = wire::k_feature_deflate;
+    m.max_frame_bytes = wire::k_default_max_frame;
+    m.max_push_changes = 500;
+    m.log_head = k_max64;
+    CHECK(round_trip(m) == m);
+    wire::welcome empty;
+    CHECK(round_trip(empty) == empty);
+  }
+  SECTION("push") {
+    wire::push m;
+    m.batch = rid(0x11);
+    m.changes.push_back(sample_change());
+    change del;
+    del.collection = "client";
+    del.id = rid(0x22);
+    del.ver = version{hlc_stamp{k_max64}, k_max64};
+    del.kind = change_kind::remove;
+    m.changes.push_back(del);
+    CHECK(round_trip(m) == m);
+    wire::push empty;
+    CHECK(round_trip(empty) == empty);
+  }
+  SECTION("push_result") {
+    wire::push_result m{rid(0x33), 0xffffffffu, 1, k_max64, true};
+    CHECK(round_trip(m) == m);
+    wire::push_result none{rid(0), 0, 0, 0, false};
+    CHECK(round_trip(none) == none);
+  }
+  SECTION("pull") {
+    wire::pull m{k_max64, 1000, 0xffffffffu};
+    CHECK(round_trip(m) == m);
+    CHECK(round_trip(wire::pull{}) == wire::pull{});
+  }
+  SECTION("changes") {
+    wire::changes_page m;
+    m.items.push_back({1, sample_change()});
+    m.items.push_back({k_max64, sample_change()});
+    m.next_cursor = k_max64;
+    m.more = true;
+    CHECK(round_trip(m) == m);
+    wire::changes_page empty;
+    empty.next_cursor = 17;
+    CHECK(round_trip(empty) == empty);
+  }
+  SECTION("error") {
+    wire::error m{static_cast<std::uint16_t>(protocol_errc::server_busy), true, "the server is busy; try again later"};
+    CHECK(round_trip(m) == m);
+    wire::error empty;
+    CHECK(round_trip(empty) == empty);
+  }
+  SECTION("ping and pong") {
+    CHECK(round_trip(wire::ping{k_max64}) == wire::ping{k_max64});
+    CHECK(round_trip(wire::pong{0}) == wire::pong{0});
+    CHECK(round_trip(wire::pong{12345}) == wire::pong{12345});
+  }
+}
+
+TEST_CASE("codec: primitive encodings are as documented", "[protocol]") {
+  SECTION("pull: varint cursor then two u32 little-endian") {
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000");
+    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201");
+    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000");
+    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000");
+    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000");
+  }
+  SECTION("error: u16, bool, text") {
+    CHECK(hex(wire::encode(wire::error{8, true, "busy"})) == "01" "0800" "01" "04" "62757379");
+    CHECK(hex(wire::encode(wire::error{1, false, ""})) == "01" "0100" "00" "00");
+  }
+  SECTION("pong: u64 little-endian") {
+    CHECK(hex(wire::encode(wire::pong{1})) == "01" "0100000000000000");
+  }
+  SECTION("values: tag, then zigzag integer, f64, text, bytes") {
+    const auto field_bytes = [](value v) {
+      change c;
+      c.collection = "c";
+      c.fields = {{"f", std::move(v)}};
+      const auto all = hex(wire::encode_change(c));
+      // marker, "c", id, stamp, node, kind, count, "f" = 1+2+16+8+8+1+1+2 bytes
+      return all.substr(2 * 39);
+    };
+    CHECK(field_bytes(value{}) == "00");
+    CHECK(field_bytes(value{std::int64_t{0}}) == "0100");
+    CHECK(field_bytes(value{std::int64_t{-1}}) == "0101");
+    CHECK(field_bytes(value{std::int64_t{1}}) == "0102");
+    CHECK(field_bytes(value{std::int64_t{-64}}) == "017f");
+    CHECK(field_bytes(value{std::int64_t{64}}) == "018001");
+    CHECK(field_bytes(value{std::numeric_limits<std::int64_t>::max()}) == "01feffffffffffffffff01");
+    CHECK(field_bytes(value{std::numeric_limits<std::int64_t>::min()}) == "01ffffffffffffffffff01");
+    CHECK(field_bytes(value{1.0}) == "02000000000000f03f");
+    CHECK(field_bytes(value{-2.5}) == "0200000000000004c0");
+    CHECK(field_bytes(value{std::string("hé")}) == "0303" "68c3a9");
+    CHECK(field_bytes(value{blob{{0xde, 0xad}}}) == "0402" "dead");
+    CHECK(field_bytes(value{blob{}}) == "0400");
+  }
+}
+
+TEST_CASE("codec: encode_change and decode_change round trip", "[protocol]") {
+  const auto c = sample_change();
+  const auto stored = wire::encode_change(c);
+  REQUIRE(stored.size() > 36);
+  CHECK(stored[0] == 0x01);
+  CHECK(wire::decode_change(stored) == c);
+
+  change del;
+  del.collection = "referral";
+  del.id = rid(0x5a);
+  del.ver = version{hlc_stamp::make(9, 9), 9};
+  del.kind = change_kind::remove;
+  const auto del_bytes = wire::encode_change(del);
+  CHECK(del_bytes.size() == 1 + 1 + 8 + 16 + 8 + 8 + 1 + 1);
+  CHECK(del_bytes.back() == 0x00);                        // no fields
+  CHECK(del_bytes[del_bytes.size() - 2] == 0x01);         // kind: remove
+  CHECK(wire::decode_change(del_bytes) == del);
+
+  SECTION("a stored change is the push encoding of the change with the marker byte") {
+    wire::push p;
+    p.batch = rid(0x01);
+    p.changes = {c};
+    const auto payload = wire::encode(p);
+    // marker, batch id (16), count (1), change body
+    const bytes body(payload.begin() + 18, payload.end());
+    CHECK(body == bytes(stored.begin() + 1, stored.end()));
+  }
+}
+
+TEST_CASE("codec: changes_page_builder makes the same payload as encoding the page", "[protocol]") {
+  wire::changes_page page;
+  change a = sample_change();
+  change b = sample_change();
+  b.kind = change_kind::remove;
+  b.fields.clear();
+  b.collection = "client";
+  page.items = {{5, a}, {127, b}, {128, a}, {1'000'000'000'000ULL, b}};
+
+  SECTION("with items") {
+    page.next_cursor = 2'000'000'000'000ULL;
+    page.more = true;
+    wire::changes_page_builder builder;
+    for (const auto& item : page.items) builder.add(item.seq, wire::encode_change(item.body));
+    CHECK(builder.count() == 4);
+    const auto built = builder.finish(page.next_cursor, page.more);
+    CHECK(built == wire::encode(page));
+    const auto decoded = wire::decode(wire::message_type::changes, built);
+    REQUIRE(std::holds_alternative<wire::changes_page>(decoded));
+    CHECK(std::get<wire::changes_page>(decoded) == page);
+  }
+  SECTION("empty") {
+    wire::changes_page_builder builder;
+    const auto built = builder.finish(9, false);
+    wire::changes_page empty;
+    empty.next_cursor = 9;
+    CHECK(built == wire::encode(empty));
+    CHECK(hex(built) == "01" "09" "00" "00");
+  }
+  SECTION("a stored change without its marker is refused") {
+    wire::changes_page_builder builder;
+    auto stored = wire::encode_change(a);
+    stored[0] = 0x00;
+    CHECK_THROWS_AS(builder.add(1, stored), protocol_error);
+    CHECK_THROWS_AS(builder.add(1, bytes{}), protocol_error);
+    CHECK(builder.count() == 0);
+  }
+}
+
+TEST_CASE("codec: a hello of another protocol version is refused as unsupported", "[protocol]") {
+  wire::hello h;
+  h.protocol_version = 2;
+  const auto payload = wire::encode(h);
+  try {
+    (void)wire::decode(wire::message_type::hello, payload);
+    FAIL("decoded a version 2 hello");
+  } catch (const protocol_error& e) {
+    CHECK(e.code() == protocol_errc::unsupported_version);
+  }
+  wire::welcome w;
+  w.protocol_version = 0;
+  try {
+    (void)wire::decode(wire::message_type::welcome, wire::encode(w));
+    FAIL("decoded a version 0 welcome");
+  } catch (const protocol_error& e) {
+    CHECK(e.code() == protocol_errc::unsupported_version);
+  }
+}
+
+// The worked examples of docs/protocol.md: these bytes are pasted there.
+const char* const k_ping_frame_hex = "0900000008" "01efcdab8967452301";
+
+const char* const k_push_frame_hex =
+    "60000000" "03"                                    // header: 96 bytes, push
+    "01"                                               // marker
+    "6f1c2a4e8b3d4c5e9f00112233445566"                 // batch id
+    "01"                                               // 1 change
+    "05" "7669736974"                                  // collection "visit"
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 // record id
+    "01000068e5cf8b01"                                 // stamp (1700000000000 << 16) | 1
+    "8877665544332211"                                 // node 0x1122334455667788
+    "00"                                               // kind: upsert
+    "03"                                               // 3 fields
+    "07" "6d696e75746573" "01" "5a"                    // minutes = integer 45 (zigzag 90)
+    "04" "6e6f7465" "03" "02" "6f6b"                   // note = text "ok"
+    "09" "7765696768745f6b67" "02" "0000000000205240";  // weight_kg = real 72.5
+
+TEST_CASE("codec: the ping frame of the protocol doc, byte for byte", "[protocol]") {
+  const auto frame = wire::make_frame(testing::example_ping(), true);
+  CHECK(hex(frame) == k_ping_frame_hex);
+  const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(frame.data(), 5), wire::k_default_max_frame);
+  CHECK(h.type == wire::message_type::ping);
+  CHECK_FALSE(h.compressed);
+  CHECK(h.length == 9);
+}
+
+TEST_CASE("codec: the push frame of the protocol doc, byte for byte", "[protocol]") {
+  const auto frame = wire::make_frame(testing::example_push(), true);  // too small to compress
+  CHECK(hex(frame) == k_push_frame_hex);
+  const auto expected = unhex(k_push_frame_hex);
+  REQUIRE(expected.size() > 5);
+  const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(expected.data(), 5), wire::k_default_max_frame);
+  CHECK(h.type == wire::message_type::push);
+  CHECK(h.length == expected.size() - 5);
+  const auto m = wire::read_payload(h, std::span(expected).subspan(5), wire::k_default_max_frame);
+  REQUIRE(std::holds_alternative<wire::push>(m));
+  CHECK(std::get<wire::push>(m) == testing::example_push());
+}
+
+TEST_CASE("codec: print the doc's example frames", "[.dump]") {
+  for (const auto& frame : {wire::make_frame(testing::example_ping(), false),
+                            wire::make_frame(testing::example_push(), false)}) {
+    for (std::size_t i = 0; i < frame.size(); i += 16) {
+      std::printf("%04zx ", i);
+      for (std::size_t j = i; j < i + 16 && j < frame.size(); ++j) std::printf(" %02x", frame[j]);
+      std::printf("\n");
+    }
+    std::printf("%s\n\n", hex(frame).c_str());
+  }
+}

@@ -1,0 +1,165 @@
+#include "wire_examples.hpp"
+
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/frame.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <string>
+
+using namespace caresync;
+using wire::bytes;
+
+namespace {
+
+wire::frame_header header_of(const bytes& frame, std::uint32_t max = wire::k_default_max_frame) {
+  REQUIRE(frame.size() >= wire::k_frame_header_size);
+  return wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(frame.data(), 5), max);
+}
+
+wire::message read_frame(const bytes& frame, std::uint32_t max = wire::k_default_max_frame) {
+  const auto h = header_of(frame, max);
+  REQUIRE(frame.size() == wire::k_frame_header_size + h.length);
+  return wire::read_payload(h, std::span(frame).subspan(wire::k_frame_header_size), max);
+}
+
+/// A push whose payload compresses well: many changes that differ little.
+wire::push big_push(int changes) {
+  wire::push p = testing::example_push();
+  for (int i = 1; i < changes; ++i) {
+    auto c = p.changes.front();
+    c.ver.stamp.value += static_cast<std::uint64_t>(i);
+    c.fields[1].val = value{std::string("visit note number ") + std::to_string(i)};
+    p.changes.push_back(std::move(c));
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("frame: header is length u32 little-endian, then the type byte", "[protocol]") {
+  const wire::message m = wire::pull{300, 2, 3};
+  const auto payload = wire::encode(m);
+  const auto frame = wire::make_frame(m, false);
+  REQUIRE(frame.size() == 5 + payload.size());
+  CHECK(frame[0] == payload.size());
+  CHECK(frame[1] == 0);
+  CHECK(frame[2] == 0);
+  CHECK(frame[3] == 0);
+  CHECK(frame[4] == 5);
+  CHECK(bytes(frame.begin() + 5, frame.end()) == payload);
+
+  const auto h = header_of(frame);
+  CHECK(h.type == wire::message_type::pull);
+  CHECK_FALSE(h.compressed);
+  CHECK(h.length == payload.size());
+  CHECK(std::get<wire::pull>(read_frame(frame)) == wire::pull{300, 2, 3});
+}
+
+TEST_CASE("frame: parse_header reads all four length bytes and the flag", "[protocol]") {
+  const bytes raw{0x04, 0x03, 0x02, 0x01, 0x86};
+  const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(raw.data(), 5), 0xffffffffu);
+  CHECK(h.length == 0x01020304u);
+  CHECK(h.compressed);
+  CHECK(h.type == wire::message_type::changes);
+
+  SECTION("a frame exactly at the limit is accepted, one byte more is refused") {
+    const bytes at{0x00, 0x01, 0x00, 0x00, 0x08};
+    CHECK(wire::parse_header(std::span<const std::uint8_t, 5>(at.data(), 5), 256).length == 256);
+    const bytes over{0x01, 0x01, 0x00, 0x00, 0x08};
+    try {
+      (void)wire::parse_header(std::span<const std::uint8_t, 5>(over.data(), 5), 256);
+      FAIL("accepted a frame over the limit");
+    } catch (const protocol_error& e) {
+      CHECK(e.code() == protocol_errc::frame_too_large);
+    }
+  }
+}
+
+TEST_CASE("frame: every message type round trips through a frame", "[protocol]") {
+  const std::vector<wire::message> all{
+      wire::hello{1, "c", "d", "t", 5, wire::k_feature_deflate},
+      wire::welcome{1, "s", 7, 1, 1000, 10, 99},
+      testing::example_push(),
+      wire::push_result{record_id{}, 1, 2, 2, false},
+      wire::pull{3, 4, 5},
+      wire::changes_page{{{4, testing::example_push().changes.front()}}, 4, false},
+      wire::error{3, false, "no"},
+      wire::ping{1},
+      wire::pong{2},
+  };
+  for (const auto& m : all) {
+    for (const bool deflate : {false, true}) {
+      const auto frame = wire::make_frame(m, deflate);
+      CHECK(frame[4] == static_cast<std::uint8_t>(wire::type_of(m)));  // small: never compressed
+      CHECK(read_frame(frame) == m);
+    }
+  }
+}
+
+TEST_CASE("frame: compression only above the threshold and only when smaller", "[protocol]") {
+  SECTION("a payload under 512 bytes is sent plain even when deflate is on") {
+    const wire::message m = wire::error{1, false, std::string(400, 'a')};
+    REQUIRE(wire::encode(m).size() < wire::k_compress_threshold);
+    const auto frame = wire::make_frame(m, true);
+    CHECK((frame[4] & wire::k_compressed_flag) == 0);
+    CHECK(frame.size() == 5 + wire::encode(m).size());
+  }
+  SECTION("a large compressible payload is compressed when deflate is on") {
+    const wire::message m = big_push(200);
+    const auto payload = wire::encode(m);
+    REQUIRE(payload.size() >= wire::k_compress_threshold);
+    const auto plain = wire::make_frame(m, false);
+    CHECK((plain[4] & wire::k_compressed_flag) == 0);
+    CHECK(plain.size() == 5 + payload.size());
+
+    const auto packed = wire::make_frame(m, true);
+    CHECK(packed[4] == (wire::k_compressed_flag | 3));
+    CHECK(packed.size() < plain.size() / 4);
+    const auto h = header_of(packed);
+    CHECK(h.compressed);
+    CHECK(h.length == packed.size() - 5);
+    CHECK(packed[5] == 0x78);  // a zlib (RFC 1950) stream header
+    CHECK(std::get<wire::push>(read_frame(packed)) == std::get<wire::push>(m));
+  }
+  SECTION("an incompressible payload stays plain") {
+    wire::push p = testing::example_push();
+    blob noise;
+    std::uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 4000; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      noise.bytes.push_back(static_cast<std::uint8_t>(x));
+    }
+    p.changes.front().fields.push_back({"photo", value{noise}});
+    const auto frame = wire::make_frame(p, true);
+    CHECK((frame[4] & wire::k_compressed_flag) == 0);
+    CHECK(std::get<wire::push>(read_frame(frame)) == p);
+  }
+  SECTION("a prebuilt payload is framed the same way") {
+    const wire::message m = big_push(50);
+    const auto payload = wire::encode(m);
+    CHECK(wire::make_frame(wire::message_type::push, payload, true) == wire::make_frame(m, true));
+    CHECK(wire::make_frame(wire::message_type::push, payload, false) == wire::make_frame(m, false));
+  }
+}
+
+TEST_CASE("frame: a compressed payload may inflate up to the limit, not past it", "[protocol]") {
+  const wire::message m = big_push(100);
+  const auto payload = wire::encode(m);
+  const auto frame = wire::make_frame(m, true);
+  const auto h = header_of(frame);
+  REQUIRE(h.compressed);
+  const auto body = std::span(frame).subspan(5);
+  const auto size = static_cast<std::uint32_t>(payload.size());
+  CHECK(std::get<wire::push>(wire::read_payload(h, body, size)) == std::get<wire::push>(m));
+  CHECK(std::get<wire::push>(wire::read_payload(h, body, size + 1)) == std::get<wire::push>(m));
+  try {
+    (void)wire::read_payload(h, body, size - 1);
+    FAIL("inflated past the limit");
+  } catch (const protocol_error& e) {
+    CHECK(e.code() == protocol_errc::frame_too_large);
+  }
+}

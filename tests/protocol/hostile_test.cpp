@@ -1,0 +1,372 @@
+// Hostile input: every bad byte sequence ends in caresync::protocol_error, never a
+// crash, a hang, or an allocation sized by a length from the wire.
+#include "wire_examples.hpp"
+
+#include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/frame.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace caresync;
+using wire::bytes;
+using wire::message_type;
+
+namespace {
+
+/// Runs `f` and returns the protocol_errc it threw; fails the test if it threw nothing
+/// or anything else.
+template <class F>
+protocol_errc thrown_code(F&& f) {
+  try {
+    f();
+  } catch (const protocol_error& e) {
+    return static_cast<protocol_errc>(e.code().value());
+  } catch (const std::exception& e) {
+    FAIL("threw something other than protocol_error: " << e.what());
+  }
+  FAIL("did not throw");
+  return protocol_errc{};
+}
+
+protocol_errc decode_code(message_type type, const bytes& payload) {
+  return thrown_code([&] { (void)wire::decode(type, payload); });
+}
+
+bytes concat(std::initializer_list<bytes> parts) {
+  bytes out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+bytes varint(std::uint64_t v) {
+  bytes out;
+  while (v >= 0x80) {
+    out.push_back(static_cast<std::uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<std::uint8_t>(v));
+  return out;
+}
+
+const bytes k_id(16, 0xaa);
+
+wire::frame_header header_of(const bytes& frame, std::uint32_t max = wire::k_default_max_frame) {
+  return wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(frame.data(), 5), max);
+}
+
+bytes zlib_compress(const bytes& plain) {
+  uLongf size = compressBound(static_cast<uLong>(plain.size()));
+  bytes out(size);
+  REQUIRE(compress2(out.data(), &size, plain.data(), static_cast<uLong>(plain.size()), 9) == Z_OK);
+  out.resize(size);
+  return out;
+}
+
+wire::frame_header compressed_header(message_type type, std::size_t length) {
+  wire::frame_header h;
+  h.type = type;
+  h.compressed = true;
+  h.length = static_cast<std::uint32_t>(length);
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("hostile: every truncation of a valid push is refused", "[protocol][security]") {
+  const auto payload = wire::encode(testing::example_push());
+  REQUIRE(payload.size() > 60);
+  for (std::size_t n = 0; n < payload.size(); ++n) {
+    const bytes prefix(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n));
+    INFO("prefix of " << n << " bytes");
+    CHECK(decode_code(message_type::push, prefix) == protocol_errc::malformed);
+  }
+  CHECK(wire::decode(message_type::push, payload) == wire::message{testing::example_push()});
+}
+
+TEST_CASE("hostile: every truncation of a stored change is refused", "[protocol][security]") {
+  const auto stored = wire::encode_change(testing::example_push().changes.front());
+  for (std::size_t n = 0; n < stored.size(); ++n) {
+    const bytes prefix(stored.begin(), stored.begin() + static_cast<std::ptrdiff_t>(n));
+    CHECK(thrown_code([&] { (void)wire::decode_change(prefix); }) == protocol_errc::malformed);
+  }
+}
+
+TEST_CASE("hostile: the marker byte must be 0x01", "[protocol][security]") {
+  CHECK(decode_code(message_type::ping, {0x00, 1, 0, 0, 0, 0, 0, 0, 0}) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::ping, {0x02, 1, 0, 0, 0, 0, 0, 0, 0}) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::ping, {}) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::ping, {0x01}) == protocol_errc::malformed);
+  CHECK(wire::decode(message_type::ping, bytes{0x01, 1, 0, 0, 0, 0, 0, 0, 0}) == wire::message{wire::ping{1}});
+  auto stored = wire::encode_change(testing::example_push().changes.front());
+  stored[0] = 0x00;
+  CHECK(thrown_code([&] { (void)wire::decode_change(stored); }) == protocol_errc::malformed);
+}
+
+TEST_CASE("hostile: varints", "[protocol][security]") {
+  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0};  // pull's two u32 after the cursor
+  SECTION("the longest valid varint is accepted") {
+    const auto m = wire::decode(message_type::pull,
+                                concat({{0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, tail}));
+    CHECK(std::get<wire::pull>(m).cursor == 0xffffffffffffffffULL);
+  }
+  SECTION("a redundant but short enough encoding is read by value") {
+    const auto m = wire::decode(message_type::pull, concat({{0x01}, {0x85, 0x80, 0x00}, tail}));
+    CHECK(std::get<wire::pull>(m).cursor == 5);
+  }
+  SECTION("more than 10 bytes") {
+    CHECK(decode_code(message_type::pull,
+                      concat({{0x01}, bytes(10, 0x80), {0x00}, tail})) == protocol_errc::malformed);
+    CHECK(decode_code(message_type::pull, concat({{0x01}, bytes(40, 0xff), tail})) == protocol_errc::malformed);
+  }
+  SECTION("10 bytes that overflow 64 bits") {
+    CHECK(decode_code(message_type::pull,
+                      concat({{0x01}, bytes(9, 0xff), {0x02}, tail})) == protocol_errc::malformed);
+    CHECK(decode_code(message_type::pull,
+                      concat({{0x01}, bytes(9, 0x80), {0x7f}, tail})) == protocol_errc::malformed);
+  }
+  SECTION("a varint cut off by the end of the payload") {
+    CHECK(decode_code(message_type::pull, {0x01, 0x80, 0x80}) == protocol_errc::malformed);
+  }
+}
+
+TEST_CASE("hostile: counts and lengths beyond the payload throw before allocating", "[protocol][security]") {
+  const std::uint64_t huge = std::uint64_t{1} << 40;
+  SECTION("a push claiming 2^40 changes") {
+    CHECK(decode_code(message_type::push, concat({{0x01}, k_id, varint(huge), {0, 0, 0, 0}})) ==
+          protocol_errc::malformed);
+  }
+  SECTION("a page claiming 2^40 changes") {
+    CHECK(decode_code(message_type::changes, concat({{0x01}, {0x00, 0x00}, varint(huge), {0, 0}})) ==
+          protocol_errc::malformed);
+  }
+  SECTION("an error message text of 2^40 bytes") {
+    CHECK(decode_code(message_type::error, concat({{0x01, 0x01, 0x00, 0x00}, varint(huge), {'a', 'b'}})) ==
+          protocol_errc::malformed);
+  }
+  SECTION("the largest u64 as a count") {
+    CHECK(decode_code(message_type::push, concat({{0x01}, k_id, varint(~std::uint64_t{0})})) ==
+          protocol_errc::malformed);
+  }
+  SECTION("a change claiming 2^40 fields, and a bytes value of 2^40") {
+    change c;
+    c.collection = "visit";
+    auto stored = wire::encode_change(c);
+    stored.pop_back();  // the field count 0
+    const auto many_fields = concat({stored, varint(huge), {0x01, 'a', 0x00}});
+    CHECK(thrown_code([&] { (void)wire::decode_change(many_fields); }) == protocol_errc::malformed);
+    const auto big_blob = concat({stored, {0x01, 0x01, 'a', 0x04}, varint(huge), {1, 2, 3}});
+    CHECK(thrown_code([&] { (void)wire::decode_change(big_blob); }) == protocol_errc::malformed);
+  }
+  SECTION("a count one more than the items present") {
+    auto p = testing::example_push();
+    auto payload = wire::encode(p);
+    REQUIRE(payload[17] == 0x01);  // change count after the marker and the batch id
+    payload[17] = 0x02;
+    CHECK(decode_code(message_type::push, payload) == protocol_errc::malformed);
+  }
+}
+
+TEST_CASE("hostile: out-of-range bytes in typed fields", "[protocol][security]") {
+  SECTION("bool byte 2") {
+    auto payload = wire::encode(wire::push_result{record_id{}, 1, 1, 1, true});
+    REQUIRE(payload.back() == 0x01);
+    payload.back() = 0x02;
+    CHECK(decode_code(message_type::push_result, payload) == protocol_errc::malformed);
+    payload.back() = 0xff;
+    CHECK(decode_code(message_type::push_result, payload) == protocol_errc::malformed);
+    auto page = wire::encode(wire::changes_page{{}, 3, false});
+    REQUIRE(page[2] == 0x00);
+    page[2] = 0x02;
+    CHECK(decode_code(message_type::changes, page) == protocol_errc::malformed);
+  }
+  SECTION("value tag 9") {
+    change c;
+    c.collection = "visit";
+    c.fields = {{"note", value{}}};
+    auto stored = wire::encode_change(c);
+    REQUIRE(stored.back() == 0x00);
+    for (std::uint8_t tag : {5, 9, 0x80, 0xff}) {
+      stored.back() = tag;
+      CHECK(thrown_code([&] { (void)wire::decode_change(stored); }) == protocol_errc::malformed);
+    }
+  }
+  SECTION("change kind 7") {
+    change c;
+    c.collection = "visit";
+    auto stored = wire::encode_change(c);
+    auto& kind = stored[stored.size() - 2];
+    REQUIRE(kind == 0x00);
+    kind = 7;
+    CHECK(thrown_code([&] { (void)wire::decode_change(stored); }) == protocol_errc::malformed);
+    kind = 2;
+    CHECK(thrown_code([&] { (void)wire::decode_change(stored); }) == protocol_errc::malformed);
+  }
+  SECTION("a delete that carries fields") {
+    change c;
+    c.collection = "visit";
+    c.kind = change_kind::remove;
+    c.fields = {{"note", value{}}};
+    CHECK(thrown_code([&] { (void)wire::decode_change(wire::encode_change(c)); }) == protocol_errc::malformed);
+  }
+  SECTION("duplicate field names") {
+    wire::push p = testing::example_push();
+    p.changes.front().fields.push_back({"note", value{std::string("second opinion")}});
+    CHECK(decode_code(message_type::push, wire::encode(p)) == protocol_errc::malformed);
+    change c;
+    c.collection = "visit";
+    c.fields = {{"a", value{}}, {"b", value{}}, {"a", value{std::int64_t{1}}}};
+    CHECK(thrown_code([&] { (void)wire::decode_change(wire::encode_change(c)); }) == protocol_errc::malformed);
+  }
+}
+
+TEST_CASE("hostile: trailing bytes are refused", "[protocol][security]") {
+  auto payload = wire::encode(testing::example_push());
+  payload.push_back(0x00);
+  CHECK(decode_code(message_type::push, payload) == protocol_errc::malformed);
+  auto ping = wire::encode(wire::ping{7});
+  ping.push_back(0x01);
+  CHECK(decode_code(message_type::ping, ping) == protocol_errc::malformed);
+  auto stored = wire::encode_change(testing::example_push().changes.front());
+  stored.push_back(0x00);
+  CHECK(thrown_code([&] { (void)wire::decode_change(stored); }) == protocol_errc::malformed);
+}
+
+TEST_CASE("hostile: a payload read as another message type is refused", "[protocol][security]") {
+  const auto ping = wire::encode(wire::ping{7});
+  CHECK(decode_code(message_type::push, ping) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::welcome, ping) != protocol_errc{});
+  CHECK(decode_code(static_cast<message_type>(42), ping) == protocol_errc::unknown_message);
+}
+
+TEST_CASE("hostile: frame headers", "[protocol][security]") {
+  SECTION("unknown frame types") {
+    for (std::uint8_t type : {0x00, 0x0a, 0x7f, 0x80, 0x8a, 0xff}) {
+      const bytes h{0x01, 0x00, 0x00, 0x00, type};
+      INFO("type byte " << int(type));
+      CHECK(thrown_code([&] { (void)header_of(h); }) == protocol_errc::unknown_message);
+    }
+  }
+  SECTION("a frame over the limit is refused from its header alone") {
+    const std::uint32_t over = wire::k_default_max_frame + 1;
+    const bytes h{static_cast<std::uint8_t>(over), static_cast<std::uint8_t>(over >> 8),
+                  static_cast<std::uint8_t>(over >> 16), static_cast<std::uint8_t>(over >> 24), 0x03};
+    CHECK(thrown_code([&] { (void)header_of(h); }) == protocol_errc::frame_too_large);
+    const bytes max_u32{0xff, 0xff, 0xff, 0xff, 0x86};
+    CHECK(thrown_code([&] { (void)header_of(max_u32); }) == protocol_errc::frame_too_large);
+    const bytes at{0x00, 0x00, 0x00, 0x01, 0x03};  // exactly 16 MiB
+    CHECK(header_of(at).length == wire::k_default_max_frame);
+  }
+}
+
+TEST_CASE("hostile: compressed frames", "[protocol][security]") {
+  SECTION("a zlib bomb stops at the limit") {
+    const bytes zeros(24u << 20, 0);  // 24 MiB of zeros compress to about 24 KiB
+    const auto bomb = zlib_compress(zeros);
+    REQUIRE(bomb.size() < 100'000);
+    const auto h = compressed_header(message_type::push, bomb.size());
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, wire::k_default_max_frame); }) ==
+          protocol_errc::frame_too_large);
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, 4096); }) == protocol_errc::frame_too_large);
+  }
+  SECTION("garbage is malformed") {
+    std::mt19937 rng(7);
+    bytes garbage(300);
+    for (auto& b : garbage) b = static_cast<std::uint8_t>(rng());
+    garbage[0] = 0x12;  // not a zlib header
+    const auto h = compressed_header(message_type::push, garbage.size());
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, garbage, wire::k_default_max_frame); }) ==
+          protocol_errc::malformed);
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bytes{}, wire::k_default_max_frame); }) ==
+          protocol_errc::malformed);
+  }
+  SECTION("a truncated or overlong zlib stream is malformed") {
+    const auto packed = zlib_compress(wire::encode(testing::example_push()));
+    const bytes cut(packed.begin(), packed.end() - 6);
+    const auto h = compressed_header(message_type::push, cut.size());
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, cut, wire::k_default_max_frame); }) ==
+          protocol_errc::malformed);
+    auto longer = packed;
+    longer.push_back(0x00);
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, longer, wire::k_default_max_frame); }) ==
+          protocol_errc::malformed);
+    CHECK(std::get<wire::push>(wire::read_payload(h, packed, wire::k_default_max_frame)) == testing::example_push());
+  }
+  SECTION("a valid stream of a bad payload is malformed") {
+    const auto packed = zlib_compress(bytes{0x01, 0x02});
+    const auto h = compressed_header(message_type::ping, packed.size());
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, packed, wire::k_default_max_frame); }) ==
+          protocol_errc::malformed);
+  }
+}
+
+namespace {
+
+/// Feeds `frame` with random mutations to the receiving path; returns how many decoded.
+int fuzz(const bytes& frame, std::uint32_t seed, int iterations) {
+  std::mt19937 rng(seed);
+  int decoded = 0;
+  for (int i = 0; i < iterations; ++i) {
+    bytes f = frame;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      switch (rng() % 8) {
+        case 0: f.resize(rng() % f.size()); break;                           // cut
+        case 1: f.push_back(static_cast<std::uint8_t>(rng())); break;          // grow
+        case 2: f[rng() % f.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;  // bit flip
+        default: f[rng() % f.size()] = static_cast<std::uint8_t>(rng()); break;  // byte
+      }
+      if (f.size() < wire::k_frame_header_size) f.resize(wire::k_frame_header_size, 0);
+    }
+    // Keep the header's length honest half of the time so payload faults are reached.
+    if (rng() % 2) {
+      const auto n = static_cast<std::uint32_t>(f.size() - wire::k_frame_header_size);
+      for (int b = 0; b < 4; ++b) f[static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(n >> (8 * b));
+    }
+    try {
+      const auto h = header_of(f);
+      if (h.length > f.size() - wire::k_frame_header_size) continue;  // a receiver would wait
+      (void)wire::read_payload(h, std::span(f).subspan(wire::k_frame_header_size, h.length),
+                               wire::k_default_max_frame);
+      ++decoded;
+    } catch (const protocol_error&) {
+      // the only acceptable failure
+    } catch (const std::exception& e) {
+      FAIL("iteration " << i << " threw something other than protocol_error: " << e.what());
+    }
+  }
+  return decoded;
+}
+
+}  // namespace
+
+TEST_CASE("hostile: random mutations of valid frames", "[protocol][security]") {
+  SECTION("a plain push") {
+    const auto frame = wire::make_frame(testing::example_push(), false);
+    const int decoded = fuzz(frame, 1234, 20000);
+    CHECK(decoded < 20000);
+  }
+  SECTION("a plain changes page") {
+    wire::changes_page page;
+    page.items = {{1, testing::example_push().changes.front()}, {2, testing::example_push().changes.front()}};
+    page.items[1].body.kind = change_kind::remove;
+    page.items[1].body.fields.clear();
+    page.next_cursor = 2;
+    const auto frame = wire::make_frame(page, false);
+    (void)fuzz(frame, 5678, 20000);
+  }
+  SECTION("a compressed push") {
+    wire::push p = testing::example_push();
+    for (int i = 0; i < 40; ++i) p.changes.push_back(p.changes.front());
+    const auto frame = wire::make_frame(p, true);
+    REQUIRE((frame[4] & wire::k_compressed_flag) != 0);
+    (void)fuzz(frame, 91011, 20000);
+  }
+}

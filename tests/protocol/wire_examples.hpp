@@ -1,0 +1,32 @@
+#pragma once
+// The messages whose exact frames docs/protocol.md shows as worked examples. The doc's
+// hex dumps are printed by `caresync_protocol_tests "[.dump]"` and asserted in
+// codec_test.cpp; change one and the other must change with it.
+
+#include <caresync/protocol/messages.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace caresync::testing {
+
+inline wire::ping example_ping() { return wire::ping{0x0123456789abcdefULL}; }
+
+inline wire::push example_push() {
+  wire::push p;
+  p.batch = *record_id::parse("6f1c2a4e-8b3d-4c5e-9f00-112233445566");
+  change c;
+  c.collection = "visit";
+  c.id = *record_id::parse("0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3");
+  c.ver = version{hlc_stamp::make(1'700'000'000'000ULL, 1), 0x1122334455667788ULL};
+  c.kind = change_kind::upsert;
+  c.fields = {
+      {"minutes", value{std::int64_t{45}}},
+      {"note", value{std::string("ok")}},
+      {"weight_kg", value{72.5}},
+  };
+  p.changes.push_back(std::move(c));
+  return p;
+}
+
+}  // namespace caresync::testing
