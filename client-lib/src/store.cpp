@@ -11,8 +11,9 @@ namespace caresync {
 namespace {
 
 // Marks the file as a caresync store: PRAGMA application_id ('CSYC') and format version.
-constexpr std::int64_t k_application_id = 0x43535943;
-constexpr std::int64_t k_format_version = 1;
+const sqlite::file_identity k_identity{0x43535943, 1, "a caresync store",
+                                       "open a store file made by caresync, or a new path",
+                                       "update the app"};
 
 [[noreturn]] void invalid(const std::string& what) {
   throw error(make_error_code(storage_errc::invalid_argument), what);
@@ -58,56 +59,12 @@ store::store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 store::~store() = default;
 
 void store::impl::open_database() {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  db.reset(raw);
-  if (rc != SQLITE_OK) {
-    throw error(make_error_code(storage_errc::open_failed),
-                "cannot open the store '" + options.path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) +
-                    "; check that the directory exists and is writable");
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), 5000);
-  std::int64_t id = 0, format = 0;
-  bool empty = false;
-  try {
-    // The first read tells a non-SQLite file apart (SQLITE_NOTADB).
-    sqlite::statement app_id(db.get(), "PRAGMA application_id");
-    app_id.step();
-    id = app_id.column_int64(0);
-    sqlite::statement tables(db.get(), "SELECT count(*) FROM sqlite_schema");
-    tables.step();
-    empty = tables.column_int64(0) == 0;
-    sqlite::statement version(db.get(), "PRAGMA user_version");
-    version.step();
-    format = version.column_int64(0);
-  } catch (const error& e) {
-    // Every storage error's what() ends with its category's text, so the SQLite fault is
-    // wrapped here, apart from the checks below, to name the file and say what to do.
-    if (e.code() == storage_errc::corrupt) {
-      throw error(e.code(), "'" + options.path + "' is not a caresync store (" + e.what() +
-                                "); open a store file made by caresync or a new path");
-    }
-    throw;
-  }
-  if (id != k_application_id && !(id == 0 && empty)) {
-    throw error(make_error_code(storage_errc::corrupt),
-                "'" + options.path + "' is not a caresync store; open a store file made by caresync or a new path");
-  }
-  if (!empty && format > k_format_version) {
-    throw error(make_error_code(storage_errc::corrupt),
-                "'" + options.path + "' was written by a newer caresync; update the app");
-  }
-  sqlite::exec(db.get(), "PRAGMA journal_mode=WAL");
-  sqlite::exec(db.get(), options.durability == durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-  sqlite::exec(db.get(), "PRAGMA foreign_keys=OFF");
+  db = sqlite::open(options.path, k_identity, options.durability == durability::full ? "FULL" : "NORMAL");
 }
 
 void store::impl::create_tables() {
   sqlite::transaction tx(db.get());
-  sqlite::exec(db.get(), ("PRAGMA application_id=" + std::to_string(k_application_id)).c_str());
-  sqlite::exec(db.get(), ("PRAGMA user_version=" + std::to_string(k_format_version)).c_str());
+  sqlite::claim(db.get(), k_identity);
   sqlite::exec(db.get(),
                "CREATE TABLE IF NOT EXISTS cs_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
                "CREATE TABLE IF NOT EXISTS cs_meta(collection TEXT NOT NULL, id BLOB NOT NULL, clock BLOB NOT NULL,"
@@ -274,6 +231,15 @@ std::optional<store::impl::meta_row> store::impl::load_meta(std::string_view col
   return m;
 }
 
+store::impl::meta_row store::impl::load_live_meta(std::string_view collection, const record_id& id) {
+  auto meta = load_meta(collection, id);
+  if (!meta || meta->deleted) {
+    throw error(make_error_code(storage_errc::not_found),
+                "record " + id.to_string() + " in '" + std::string(collection) + "' does not exist or was deleted");
+  }
+  return std::move(*meta);
+}
+
 void store::impl::save_meta(std::string_view collection, const record_id& id, const meta_row& m) {
   sqlite::reset_guard g(*meta_upsert);
   const auto clock_bytes = encode_field_clock(m.clock);
@@ -414,28 +380,44 @@ record_state store::impl::read_state(std::string_view collection, const record_i
   return state;
 }
 
+change store::impl::local_change(std::string_view collection, const record_id& id, change_kind kind) {
+  change c;
+  c.collection = std::string(collection);
+  c.id = id;
+  c.ver = version{clock.now(), node};
+  c.kind = kind;
+  clock_dirty = true;
+  return c;
+}
+
+void store::impl::local_upsert(std::string_view collection, const record_id& id, const std::vector<field_write>& fields,
+                               meta_row meta) {
+  in_transaction([&] {
+    change c = local_change(collection, id, change_kind::upsert);
+    c.fields = fields;
+    std::vector<const field_write*> values;
+    for (const auto& f : c.fields) {
+      // A value that sat in cs_extra (received with another type) moves back to its column.
+      if (auto it = meta.clock.find(f.name); it != meta.clock.end() && it->second.extra) {
+        sqlite::reset_guard g(*extra_delete_field);
+        extra_delete_field->bind(1, collection).bind(2, id_bytes(id)).bind(3, std::string_view(f.name)).run();
+      }
+      meta.clock[f.name] = field_clock_entry{c.ver, false};
+      values.push_back(&f);
+    }
+    write_values(collection, id, values, meta.clock);
+    save_meta(collection, id, meta);
+    append_outbox(c);
+  });
+}
+
 record_id store::create(std::string_view collection, const std::vector<field_write>& fields) {
   table_statements* t = impl_->table(collection);
   if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   impl_->check_fields(*t->def, fields);
-  return impl_->in_transaction([&] {
-    change c;
-    c.collection = std::string(collection);
-    c.id = record_id::generate();
-    c.ver = version{impl_->clock.now(), impl_->node};
-    impl_->clock_dirty = true;
-    c.fields = fields;
-    impl::meta_row meta;
-    std::vector<const field_write*> values;
-    for (const auto& f : c.fields) {
-      meta.clock[f.name] = field_clock_entry{c.ver, false};
-      values.push_back(&f);
-    }
-    impl_->write_values(collection, c.id, values, meta.clock);
-    impl_->save_meta(collection, c.id, meta);
-    impl_->append_outbox(c);
-    return c.id;
-  });
+  const auto id = record_id::generate();
+  impl_->local_upsert(collection, id, fields, {});
+  return id;
 }
 
 void store::update(std::string_view collection, const record_id& id, const std::vector<field_write>& fields) {
@@ -444,50 +426,16 @@ void store::update(std::string_view collection, const record_id& id, const std::
   impl_->check_fields(*t->def, fields);
   // Checked before the transaction starts, so a miss dooms no outer transaction. The
   // store has one writer (its thread), so the record cannot vanish in between.
-  auto meta = impl_->load_meta(collection, id);
-  if (!meta || meta->deleted) {
-    throw error(make_error_code(storage_errc::not_found),
-                "record " + id.to_string() + " in '" + std::string(collection) + "' does not exist or was deleted");
-  }
-  impl_->in_transaction([&] {
-    change c;
-    c.collection = std::string(collection);
-    c.id = id;
-    c.ver = version{impl_->clock.now(), impl_->node};
-    impl_->clock_dirty = true;
-    c.fields = fields;
-    std::vector<const field_write*> values;
-    for (const auto& f : c.fields) {
-      // A value that sat in cs_extra (received with another type) moves back to its column.
-      if (auto it = meta->clock.find(f.name); it != meta->clock.end() && it->second.extra) {
-        sqlite::reset_guard g(*impl_->extra_delete_field);
-        impl_->extra_delete_field->bind(1, collection).bind(2, id_bytes(id)).bind(3, std::string_view(f.name)).run();
-      }
-      meta->clock[f.name] = field_clock_entry{c.ver, false};
-      values.push_back(&f);
-    }
-    impl_->write_values(collection, id, values, meta->clock);
-    impl_->save_meta(collection, id, *meta);
-    impl_->append_outbox(c);
-  });
+  impl_->local_upsert(collection, id, fields, impl_->load_live_meta(collection, id));
 }
 
 void store::remove(std::string_view collection, const record_id& id) {
   if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   // Checked before the transaction starts, so a miss dooms no outer transaction. The
   // store has one writer (its thread), so the record cannot vanish in between.
-  auto meta = impl_->load_meta(collection, id);
-  if (!meta || meta->deleted) {
-    throw error(make_error_code(storage_errc::not_found),
-                "record " + id.to_string() + " in '" + std::string(collection) + "' does not exist or was deleted");
-  }
+  auto meta = impl_->load_live_meta(collection, id);
   impl_->in_transaction([&] {
-    change c;
-    c.collection = std::string(collection);
-    c.id = id;
-    c.ver = version{impl_->clock.now(), impl_->node};
-    c.kind = change_kind::remove;
-    impl_->clock_dirty = true;
+    const change c = impl_->local_change(collection, id, change_kind::remove);
     impl_->delete_values(collection, id);
     impl_->save_meta(collection, id, impl::meta_row{{}, c.ver});
     impl_->append_outbox(c);

@@ -92,8 +92,15 @@ struct store::impl {
     std::optional<version> deleted;
   };
   std::optional<meta_row> load_meta(std::string_view collection, const record_id& id);
+  /// The record's meta row; throws storage_errc::not_found if missing or deleted.
+  meta_row load_live_meta(std::string_view collection, const record_id& id);
   void save_meta(std::string_view collection, const record_id& id, const meta_row& meta);
   void append_outbox(const change& c);
+  /// A change by this replica, stamped now.
+  change local_change(std::string_view collection, const record_id& id, change_kind kind);
+  /// Writes `fields` of a record (new when `meta` is empty), its clock and its outbox entry.
+  void local_upsert(std::string_view collection, const record_id& id, const std::vector<field_write>& fields,
+                    meta_row meta);
   void check_fields(const collection_def& def, const std::vector<field_write>& fields) const;
   table_statements* table(std::string_view collection);
   /// Writes `values` to the record's row and cs_extra, as their clock entries say.

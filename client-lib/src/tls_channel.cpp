@@ -1,6 +1,7 @@
 #include "tls_channel.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/sha256.hpp>
 
 #include <asio/connect.hpp>
 #include <asio/read.hpp>
@@ -24,16 +25,6 @@ constexpr const char* k_tls12_ciphers =
 
 [[noreturn]] void network_failure(network_errc code, const std::string& what) {
   throw error(make_error_code(code), what);
-}
-
-std::string hex(const unsigned char* p, std::size_t n) {
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) {
-    s.push_back(k_hex[p[i] >> 4]);
-    s.push_back(k_hex[p[i] & 0xf]);
-  }
-  return s;
 }
 
 bool is_ip_address(const std::string& host) {
@@ -142,10 +133,7 @@ void tls_channel::check_pin() {
   const int len = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
   if (len <= 0) network_failure(network_errc::pin_mismatch, "the server's public key cannot be read");
   const std::unique_ptr<unsigned char, void (*)(unsigned char*)> der_guard(der, [](unsigned char* p) { OPENSSL_free(p); });
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(der, static_cast<std::size_t>(len), digest, &n, EVP_sha256(), nullptr);
-  const std::string actual = hex(digest, n);
+  const std::string actual = sha256_hex({der, static_cast<std::size_t>(len)});
   if (actual.size() != options_.pinned_key_sha256.size() ||
       CRYPTO_memcmp(actual.data(), options_.pinned_key_sha256.data(), actual.size()) != 0) {
     close();

@@ -2,6 +2,53 @@
 
 namespace caresync::sqlite {
 
+db_handle open(const std::string& path, const file_identity& identity, const char* synchronous) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_handle db(raw);
+  if (rc != SQLITE_OK) {
+    throw error(make_error_code(storage_errc::open_failed),
+                "cannot open '" + path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) +
+                    "; check that the directory exists and is writable");
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), 5000);
+  std::int64_t id = 0;
+  std::int64_t format = 0;
+  bool empty = false;
+  try {
+    // The first read tells a non-SQLite file apart (SQLITE_NOTADB).
+    statement app_id(db.get(), "PRAGMA application_id");
+    app_id.step();
+    id = app_id.column_int64(0);
+    statement tables(db.get(), "SELECT count(*) FROM sqlite_schema");
+    tables.step();
+    empty = tables.column_int64(0) == 0;
+    statement version(db.get(), "PRAGMA user_version");
+    version.step();
+    format = version.column_int64(0);
+  } catch (const error& e) {
+    if (e.code() == storage_errc::corrupt) {
+      throw error(e.code(), "'" + path + "' is not " + identity.description + " (" + e.what() + "); " + identity.wrong_file);
+    }
+    throw;
+  }
+  if (id != identity.application_id && !(id == 0 && empty)) {
+    throw error(make_error_code(storage_errc::corrupt), "'" + path + "' is not " + identity.description + "; " + identity.wrong_file);
+  }
+  if (!empty && format > identity.format_version) {
+    throw error(make_error_code(storage_errc::corrupt), "'" + path + "' was written by a newer caresync; " + identity.too_new);
+  }
+  exec(db.get(), "PRAGMA journal_mode=WAL");
+  exec(db.get(), (std::string("PRAGMA synchronous=") + synchronous).c_str());
+  return db;
+}
+
+void claim(sqlite3* db, const file_identity& identity) {
+  exec(db, ("PRAGMA application_id=" + std::to_string(identity.application_id)).c_str());
+  exec(db, ("PRAGMA user_version=" + std::to_string(identity.format_version)).c_str());
+}
+
 std::error_code to_error_code(int rc) noexcept {
   switch (rc & 0xff) {
     case SQLITE_BUSY:

@@ -23,6 +23,26 @@ struct db_deleter {
 };
 using db_handle = std::unique_ptr<sqlite3, db_deleter>;
 
+/// Which program a database file belongs to: PRAGMA application_id, and the newest
+/// format (PRAGMA user_version) this build can read.
+struct file_identity {
+  std::int64_t application_id;
+  std::int64_t format_version;
+  const char* description;  ///< "a caresync store"
+  const char* wrong_file;   ///< what to do when the file is someone else's
+  const char* too_new;      ///< what to do when a newer build wrote it
+};
+
+/// Opens (creating if missing) the database at `path`; refuses a file that is not SQLite,
+/// belongs to another program or was written by a newer format (storage_errc::corrupt,
+/// leaving the file untouched); then sets WAL and `synchronous` ("FULL" or "NORMAL").
+/// Throws caresync::error naming the path and what to do.
+db_handle open(const std::string& path, const file_identity& identity, const char* synchronous);
+
+/// Marks the file as `identity`'s (application_id, user_version); call inside the
+/// transaction that creates the tables.
+void claim(sqlite3* db, const file_identity& identity);
+
 /// Maps a SQLite result code to caresync's storage error codes.
 std::error_code to_error_code(int rc) noexcept;
 

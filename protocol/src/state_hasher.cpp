@@ -1,5 +1,6 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/merge.hpp>
+#include <caresync/protocol/sha256.hpp>
 
 #include <openssl/evp.h>
 
@@ -79,13 +80,7 @@ std::string state_hasher::finish() {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_DigestFinal_ex(md(ctx_.get()), out, &n);
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) {
-    hex.push_back(k_hex[out[i] >> 4]);
-    hex.push_back(k_hex[out[i] & 0xf]);
-  }
-  return hex;
+  return to_hex({out, n});
 }
 
 }  // namespace caresync

@@ -1,6 +1,7 @@
 #include <caresync/server/certificate.hpp>
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/sha256.hpp>
 
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -139,16 +140,7 @@ std::string public_key_sha256(const std::string& certificate_pem) {
   const int len = i2d_PUBKEY(X509_get0_pubkey(cert.get()), &der);
   if (len <= 0) fail("cannot encode the certificate's public key");
   const std::unique_ptr<unsigned char, void (*)(unsigned char*)> guard(der, [](unsigned char* p) { OPENSSL_free(p); });
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(der, static_cast<std::size_t>(len), digest, &n, EVP_sha256(), nullptr) != 1) fail("cannot hash a public key");
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) {
-    hex.push_back(k_hex[digest[i] >> 4]);
-    hex.push_back(k_hex[digest[i] & 0xf]);
-  }
-  return hex;
+  return sha256_hex({der, static_cast<std::size_t>(len)});
 }
 
 void write_file(const std::string& path, const std::string& text, unsigned mode) {

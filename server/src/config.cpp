@@ -1,8 +1,8 @@
 #include <caresync/server/config.hpp>
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/sha256.hpp>
 
-#include <openssl/evp.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -169,19 +169,6 @@ void validate(const server_config& c) {
   }
 }
 
-std::string hash_token(const std::string& token) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(token.data(), token.size(), digest, &n, EVP_sha256(), nullptr) != 1) {
-    throw error(make_error_code(storage_errc::invalid_argument), "OpenSSL could not hash a token");
-  }
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) {
-    hex.push_back(k_hex[digest[i] >> 4]);
-    hex.push_back(k_hex[digest[i] & 0xf]);
-  }
-  return hex;
-}
+std::string hash_token(const std::string& token) { return sha256_hex(token); }
 
 }  // namespace caresync::server

@@ -15,30 +15,19 @@ namespace caresync::server {
 namespace {
 
 // PRAGMA application_id 'CSYS' marks a server store; user_version is its format.
-constexpr std::int64_t k_application_id = 0x43535953;
-constexpr std::int64_t k_format_version = 1;
+const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server database",
+                                       "point database_file at the server's own file",
+                                       "upgrade this server"};
 
 class sqlite_change_store final : public change_store {
  public:
-  explicit sqlite_change_store(const std::string& path) : path_(path) {
-    sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    db_.reset(raw);
-    if (rc != SQLITE_OK) {
-      throw error(make_error_code(storage_errc::open_failed),
-                  "cannot open the server database '" + path + "': " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
-    }
-    sqlite3_extended_result_codes(db_.get(), 1);
-    sqlite3_busy_timeout(db_.get(), 5000);
-    check_owner();
+  explicit sqlite_change_store(const std::string& path) {
     // WAL with synchronous=FULL: a commit is on disk before the push is acknowledged,
     // so an acknowledged change survives a crash and a power cut (docs/protocol.md).
-    sqlite::exec(db_.get(), "PRAGMA journal_mode=WAL");
-    sqlite::exec(db_.get(), "PRAGMA synchronous=FULL");
+    db_ = sqlite::open(path, k_identity, "FULL");
     {
       sqlite::transaction tx(db_.get());
-      sqlite::exec(db_.get(), ("PRAGMA application_id=" + std::to_string(k_application_id)).c_str());
-      sqlite::exec(db_.get(), ("PRAGMA user_version=" + std::to_string(k_format_version)).c_str());
+      sqlite::claim(db_.get(), k_identity);
       sqlite::exec(db_.get(),
                    "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,"
                    " node INTEGER NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, stamp INTEGER NOT NULL,"
@@ -143,34 +132,6 @@ class sqlite_change_store final : public change_store {
   }
 
  private:
-  void check_owner() {
-    std::int64_t id = 0;
-    std::int64_t tables = 0;
-    std::int64_t format = 0;
-    try {
-      sqlite::statement app(db_.get(), "PRAGMA application_id");
-      app.step();
-      id = app.column_int64(0);
-      sqlite::statement count(db_.get(), "SELECT count(*) FROM sqlite_schema");
-      count.step();
-      tables = count.column_int64(0);
-      sqlite::statement version(db_.get(), "PRAGMA user_version");
-      version.step();
-      format = version.column_int64(0);
-    } catch (const error& e) {
-      throw error(e.code(), "'" + path_ + "' is not a caresync server database (" + e.what() + ")");
-    }
-    if (id != k_application_id && !(id == 0 && tables == 0)) {
-      throw error(make_error_code(storage_errc::corrupt),
-                  "'" + path_ + "' is not a caresync server database; point database_file at the server's own file");
-    }
-    if (format > k_format_version) {
-      throw error(make_error_code(storage_errc::corrupt),
-                  "'" + path_ + "' was written by a newer caresync-server; upgrade this server");
-    }
-  }
-
-  std::string path_;
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, page_, head_;
