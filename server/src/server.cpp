@@ -50,6 +50,10 @@ struct server::impl {
     acceptor.async_accept(asio::make_strand(io), [this](const std::error_code& ec, asio::ip::tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       if (!ec) {
+        // Request/response over TLS: without this, Nagle holds each answer's last
+        // segment until the device's delayed ACK (~40 ms) arrives.
+        std::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         auto s = std::make_shared<session>(std::move(socket), tls, context);
         {
           const std::lock_guard lock(sessions_mutex);
