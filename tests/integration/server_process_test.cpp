@@ -59,12 +59,19 @@ class server_process {
     stderr_ = fds[0];
     INFO(log_);
     REQUIRE(port_ != 0);
+    // Keep reading: a server whose stderr pipe fills up blocks on its next log line.
+    drain_ = std::thread([fd = stderr_] {
+      char buf[4096];
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+    });
   }
   ~server_process() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+    if (drain_.joinable()) drain_.join();  // ends at EOF, once the server has exited
     close(stderr_);
   }
 
@@ -84,6 +91,7 @@ class server_process {
   int stderr_ = -1;
   std::uint16_t port_ = 0;
   std::string log_;
+  std::thread drain_;
 };
 
 std::string write_config(const temp_dir& dir, const test_pki& pki) {
