@@ -104,6 +104,9 @@ void session::read_header() {
 }
 
 void session::on_payload(const wire::frame_header& h) {
+  if (h.compressed && !deflate_) {
+    return refuse(make_error_code(protocol_errc::malformed), "a compressed frame was sent but compression was not agreed");
+  }
   wire::message m;
   try {
     m = wire::read_payload(h, payload_, context_.config.max_frame_bytes);
@@ -135,6 +138,10 @@ void session::on_hello(const wire::hello& m) {
     return refuse(make_error_code(protocol_errc::auth_failed),
                   "device id or token not accepted; check the device's credentials with the administrator");
   }
+  if (m.node == 0) {
+    ++context_.sessions_refused;
+    return refuse(make_error_code(protocol_errc::malformed), "hello carries node id 0, which no replica may use");
+  }
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
@@ -160,6 +167,12 @@ void session::on_push(const wire::push& m) {
   }
   const change_limits limits{256, context_.config.max_value_bytes};
   for (const auto& c : m.changes) {
+    // A device pushes its own writes only: a change stamped with another replica's node
+    // id would let it forge a version that wins over that replica's words.
+    if (c.ver.node != node_) {
+      return refuse(make_error_code(protocol_errc::malformed),
+                    "the push was refused: a change carries another replica's node id");
+    }
     if (auto reason = check_change(c, limits); !reason.empty()) {
       return refuse(make_error_code(protocol_errc::limit_exceeded), "the push was refused: " + reason);
     }

@@ -4,13 +4,11 @@
 #include "../support/cut_proxy.hpp"
 #include "fixture.hpp"
 
-// The client library's private TLS channel: lets a test play a first push attempt whose
-// acknowledgement never reaches the store.
+// Store internals: a test plays a first push attempt whose acknowledgement never
+// reaches the store.
 #include "store_impl.hpp"
-#include "tls_channel.hpp"
 
 #include <caresync/protocol/errors.hpp>
-#include <caresync/protocol/frame.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -37,20 +35,8 @@ void fill(store& s, int n, int offset = 0) {
   });
 }
 
-/// Sends `batch` as a push over a fresh connection and returns the server's answer.
 wire::push_result push_raw(const sync_options& o, node_id node, const outbox_batch& batch) {
-  tls_channel ch(o);
-  ch.connect();
-  wire::hello hello;
-  hello.device_id = o.device_id;
-  hello.token = o.token;
-  hello.node = node;
-  ch.send(wire::make_frame(hello, false));
-  const auto welcome = ch.receive(wire::k_default_max_frame);
-  REQUIRE(std::holds_alternative<wire::welcome>(welcome));
-  ch.send(wire::make_frame(wire::push{batch.id, batch.changes}, false));
-  auto answer = ch.receive(wire::k_default_max_frame);
-  ch.close();
+  auto answer = caresync::testing::exchange_raw(o, node, wire::push{batch.id, batch.changes});
   REQUIRE(std::holds_alternative<wire::push_result>(answer));
   return std::get<wire::push_result>(answer);
 }

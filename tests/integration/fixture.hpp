@@ -5,6 +5,9 @@
 
 #include "../support/temp_dir.hpp"
 
+// The client library's private TLS channel, to speak the protocol message by message.
+#include "tls_channel.hpp"
+
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/server.hpp>
 #include <caresync/store.hpp>
@@ -124,6 +127,25 @@ class test_server {
 /// A tablet: a store file in the test directory.
 inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string& name) {
   return store::open(store_options{dir.file(name + ".db"), care_schema(), durability::normal});
+}
+
+/// Connects as `o` says, says hello with `node` (offering no features), sends `request`
+/// (deflated if `compress` and large enough) and returns the answer. Closes afterwards.
+inline wire::message exchange_raw(const sync_options& o, node_id node, const wire::message& request,
+                                  bool compress = false) {
+  tls_channel ch(o);
+  ch.connect();
+  wire::hello hello;
+  hello.device_id = o.device_id;
+  hello.token = o.token;
+  hello.node = node;
+  ch.send(wire::make_frame(hello, false));
+  auto welcome = ch.receive(wire::k_default_max_frame);
+  if (!std::holds_alternative<wire::welcome>(welcome)) return welcome;
+  ch.send(wire::make_frame(request, compress));
+  auto answer = ch.receive(wire::k_default_max_frame);
+  ch.close();
+  return answer;
 }
 
 }  // namespace caresync::testing

@@ -2,6 +2,8 @@
 
 #include "fixture.hpp"
 
+#include "store_impl.hpp"
+
 #include <caresync/protocol/errors.hpp>
 
 #include <catch2/catch.hpp>
@@ -108,4 +110,34 @@ TEST_CASE("sync options without a way to verify the server are refused", "[sync]
   o.device_id = "tablet-0";
   o.token = "t";
   CHECK_THROWS_AS(sync_client(*a, o), caresync::error);
+}
+
+TEST_CASE("the server refuses forged versions and a node id of 0", "[sync][security]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  a->create("visits", {{"note", std::string("words that must not be overwritten by a forger")}});
+  auto batch = a->internal().next_batch(10);
+  REQUIRE(batch);
+
+  SECTION("a change stamped with another replica's node id") {
+    batch->changes[0].ver.node = a->node() ^ 1;
+    const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->changes});
+    REQUIRE(std::holds_alternative<wire::error>(answer));
+    CHECK(std::get<wire::error>(answer).code == static_cast<std::uint16_t>(protocol_errc::malformed));
+    CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("node id"));
+  }
+  SECTION("a compressed frame when compression was not agreed") {
+    batch->changes[0].fields[0].val = std::string(4000, 'x');  // large enough to be deflated
+    const auto answer =
+        caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->changes}, true);
+    REQUIRE(std::holds_alternative<wire::error>(answer));
+    CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("compression was not agreed"));
+  }
+  SECTION("hello with node id 0") {
+    const auto answer = caresync::testing::exchange_raw(server.options(0), 0, wire::ping{1});
+    REQUIRE(std::holds_alternative<wire::error>(answer));
+    CHECK(std::get<wire::error>(answer).code == static_cast<std::uint16_t>(protocol_errc::malformed));
+  }
+  CHECK(server.get().store().head() == 0);
 }
