@@ -7,6 +7,7 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/hlc.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 
@@ -18,6 +19,14 @@ namespace {
 const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server database",
                                        "point database_file at the server's own file",
                                        "upgrade this server"};
+
+/// Bytes changes_page_builder::add adds for a stored change: the seq as a uvarint, then
+/// the change without its leading archive marker byte.
+std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored) {
+  std::size_t varint = 1;
+  for (; seq >= 0x80; seq >>= 7) ++varint;
+  return varint + (stored.empty() ? 0 : stored.size() - 1);
+}
 
 class sqlite_change_store final : public change_store {
  public:
@@ -93,6 +102,7 @@ class sqlite_change_store final : public change_store {
   page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes, std::uint32_t max_bytes,
                           wire::changes_page_builder& page) override {
     const std::lock_guard lock(mutex_);
+    max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
     page_position pos{cursor, false};
@@ -100,14 +110,24 @@ class sqlite_change_store final : public change_store {
     page_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
     std::int64_t scanned = 0;
     while (page_->step()) {
-      if (scanned == scan_limit || page.count() >= max_changes ||
-          (page.count() > 0 && page.size_bytes() >= max_bytes)) {
-        pos.more = true;  // a row beyond the page exists
+      // Reaching here means a row above next_cursor exists: `more` if we stop at it.
+      if (scanned == scan_limit) {
+        pos.more = true;
         break;
       }
-      ++scanned;
       const auto seq = static_cast<std::uint64_t>(page_->column_int64(0));
-      if (static_cast<node_id>(page_->column_int64(1)) != exclude_node) page.add(seq, page_->column_blob(2));
+      if (static_cast<node_id>(page_->column_int64(1)) != exclude_node) {
+        const auto stored = page_->column_blob(2);
+        // The byte bound is checked before adding, so a page exceeds it only when its
+        // first change alone does (docs/protocol.md, "Pull").
+        if (page.count() >= max_changes ||
+            (page.count() > 0 && page.size_bytes() + page_item_bytes(seq, stored) > max_bytes)) {
+          pos.more = true;
+          break;
+        }
+        page.add(seq, stored);
+      }
+      ++scanned;
       pos.next_cursor = seq;
     }
     return pos;
