@@ -10,6 +10,8 @@
 #include <openssl/ssl.h>
 
 #include <condition_variable>
+#include <cstdio>
+#include <exception>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -30,19 +32,23 @@ struct server::impl {
   server_config config;
   std::unique_ptr<change_store> store;
   session_context context{config, *store};
-  asio::io_context io;
+  // Declared before io so that sessions still queued in io when it is destroyed
+  // (cut at the end of the grace period) free their TLS streams while it exists.
   asio::ssl::context tls{asio::ssl::context::tls_server};
-  asio::ip::tcp::acceptor acceptor{io};
+  asio::io_context io;
+  // The acceptor lives on a strand: its handler and stop()'s close never run at once.
+  asio::ip::tcp::acceptor acceptor{asio::make_strand(io)};
   std::vector<std::thread> threads;
   std::uint16_t port = 0;
 
-  std::mutex sessions_mutex;  // guards sessions
+  std::mutex sessions_mutex;  // guards sessions, stopping
   std::list<std::weak_ptr<session>> sessions;
+  bool stopping = false;  ///< set by stop(): no new session starts
 
-  std::mutex state_mutex;  // guards running, stopped
+  enum class phase { idle, running, stopping, stopped };
+  std::mutex phase_mutex;  // guards current_phase
   std::condition_variable stopped_cv;
-  bool running = false;
-  bool stopped = false;
+  phase current_phase = phase::idle;
 
   impl(server_config c, std::unique_ptr<change_store> s) : config(std::move(c)), store(std::move(s)) {}
 
@@ -56,7 +62,10 @@ struct server::impl {
         socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         auto s = std::make_shared<session>(std::move(socket), tls, context);
         {
+          // Checked under the lock that stop() takes to list the sessions: a session is
+          // either listed (and told to stop) or never started.
           const std::lock_guard lock(sessions_mutex);
+          if (stopping) return;
           sessions.remove_if([](const auto& w) { return w.expired(); });
           sessions.push_back(s);
         }
@@ -101,6 +110,11 @@ server::~server() { stop(); }
 
 void server::start() {
   auto& i = *impl_;
+  // Held throughout, so that a stop() from another thread waits for start() to finish.
+  const std::lock_guard lock(i.phase_mutex);
+  if (i.current_phase != impl::phase::idle) {
+    throw error(make_error_code(storage_errc::invalid_argument), "the server was started before; make a new one");
+  }
   std::error_code ec;
   const auto address = asio::ip::make_address(i.config.listen_address, ec);
   if (ec) {
@@ -113,16 +127,28 @@ void server::start() {
   if (!ec) i.acceptor.bind(endpoint, ec);
   if (!ec) i.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
+    std::error_code ignored;
+    i.acceptor.close(ignored);
     throw error(make_error_code(network_errc::connect_failed),
                 "cannot listen on " + i.config.listen_address + ":" + std::to_string(i.config.port) + ": " + ec.message());
   }
   i.port = i.acceptor.local_endpoint().port();
   i.accept();
-  {
-    const std::lock_guard lock(i.state_mutex);
-    i.running = true;
+  for (std::size_t t = 0; t < i.config.threads; ++t) {
+    i.threads.emplace_back([&i] {
+      // A handler that throws past its own catch must not take the other sessions down
+      // with it: note it and keep serving (the session it belonged to is gone).
+      for (;;) {
+        try {
+          i.io.run();
+          return;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "caresync-server: unexpected failure in a session: %s\n", e.what());
+        }
+      }
+    });
   }
-  for (std::size_t t = 0; t < i.config.threads; ++t) i.threads.emplace_back([&i] { i.io.run(); });
+  i.current_phase = impl::phase::running;
 }
 
 std::uint16_t server::port() const { return impl_->port; }
@@ -130,17 +156,30 @@ std::uint16_t server::port() const { return impl_->port; }
 void server::stop() {
   auto& i = *impl_;
   {
-    const std::lock_guard lock(i.state_mutex);
-    if (!i.running) return;
-    i.running = false;
+    std::unique_lock lock(i.phase_mutex);
+    switch (i.current_phase) {
+      case impl::phase::idle:
+        i.current_phase = impl::phase::stopped;
+        i.stopped_cv.notify_all();
+        return;
+      case impl::phase::stopping:  // another thread is stopping: return when it is done
+        i.stopped_cv.wait(lock, [&i] { return i.current_phase == impl::phase::stopped; });
+        return;
+      case impl::phase::stopped:
+        return;
+      case impl::phase::running:
+        i.current_phase = impl::phase::stopping;
+        break;
+    }
   }
-  asio::post(i.io, [&i] {
+  asio::post(i.acceptor.get_executor(), [&i] {
     std::error_code ignored;
     i.acceptor.close(ignored);
   });
   std::vector<std::shared_ptr<session>> live;
   {
     const std::lock_guard lock(i.sessions_mutex);
+    i.stopping = true;
     for (auto& w : i.sessions) {
       if (auto s = w.lock()) live.push_back(std::move(s));
     }
@@ -159,16 +198,16 @@ void server::stop() {
   }
   i.threads.clear();
   {
-    const std::lock_guard lock(i.state_mutex);
-    i.stopped = true;
+    const std::lock_guard lock(i.phase_mutex);
+    i.current_phase = impl::phase::stopped;
   }
   i.stopped_cv.notify_all();
 }
 
 void server::wait() {
   auto& i = *impl_;
-  std::unique_lock lock(i.state_mutex);
-  i.stopped_cv.wait(lock, [&i] { return i.stopped; });
+  std::unique_lock lock(i.phase_mutex);
+  i.stopped_cv.wait(lock, [&i] { return i.current_phase == impl::phase::stopped; });
 }
 
 server_stats server::stats() const {

@@ -2,12 +2,14 @@
 
 #include <caresync/protocol/errors.hpp>
 
+#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 #include <openssl/crypto.h>
 
 #include <cstdio>
+#include <exception>
 
 namespace caresync::server {
 
@@ -54,14 +56,19 @@ session::~session() {
 }
 
 void session::start() {
-  arm_timer(context_.config.handshake_timeout);
-  stream_.async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const std::error_code& ec) {
-    if (ec) {
-      ++self->context_.sessions_refused;
-      return self->abort(ec == asio::error::operation_aborted ? "handshake timeout" : "tls handshake failed");
-    }
-    self->arm_timer(self->context_.config.handshake_timeout);  // hello must follow promptly
-    self->read_header();
+  // The acceptor's handler is not on this session's strand; a shutdown() may already be
+  // queued there, so everything starts on the strand.
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->closing_ || self->closed_) return;
+    self->arm_timer(self->context_.config.handshake_timeout);
+    self->stream_.async_handshake(asio::ssl::stream_base::server, [self](const std::error_code& ec) {
+      if (ec) {
+        ++self->context_.sessions_refused;
+        return self->abort(ec == asio::error::operation_aborted ? "handshake timeout" : "tls handshake failed");
+      }
+      self->arm_timer(self->context_.config.handshake_timeout);  // hello must follow promptly
+      self->read_header();
+    });
   });
 }
 
@@ -115,7 +122,17 @@ void session::on_payload(const wire::frame_header& h) {
   }
   payload_.clear();
   payload_.shrink_to_fit();
-  handle(m);
+  try {
+    handle(m);
+  } catch (const std::exception& e) {
+    // Not a fault of the device's bytes (those are protocol_errors, answered above) but
+    // of this server, e.g. memory: this session ends, the others go on.
+    std::fprintf(stderr, "caresync-server: handling a '%s' message failed: %s\n", wire::to_string(wire::type_of(m)),
+                 e.what());
+    if (writing_) return abort("server failure");
+    outcome_ = "server failure";
+    refuse(make_error_code(protocol_errc::server_busy), "the server could not handle the request; try again later");
+  }
 }
 
 void session::handle(const wire::message& m) {
@@ -155,6 +172,7 @@ void session::on_hello(const wire::hello& m) {
   try {
     w.log_head = context_.store.head();
   } catch (const error& e) {
+    std::fprintf(stderr, "caresync-server: reading the log head for device %s failed: %s\n", device_.c_str(), e.what());
     return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
   }
   send(wire::make_frame(w, false), false);
