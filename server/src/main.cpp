@@ -1,6 +1,7 @@
 // caresync-server: the command line. `caresync-server --help` lists the subcommands.
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/sha256.hpp>
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/config.hpp>
 #include <caresync/server/server.hpp>
@@ -8,9 +9,13 @@
 #include <CLI/CLI.hpp>
 #include <openssl/rand.h>
 
+#include <sys/stat.h>
+
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <pthread.h>
 #include <thread>
@@ -46,8 +51,9 @@ int serve(const serve_args& args) {
   server::validate(config);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
   srv.start();
-  std::cerr << "caresync-server: " << config.devices.size() << " device(s) configured; listening on "
-            << config.listen_address << ":" << srv.port() << std::endl;
+  std::cerr << "caresync-server: " << config.devices.size() << " device(s) configured" << std::endl;
+  // Scripts and tests wait for this line and read the port after its last ':'.
+  std::cerr << "caresync-server listening on " << config.listen_address << ":" << srv.port() << std::endl;
 
   std::thread waiter([&] {
     int sig = 0;
@@ -61,16 +67,11 @@ int serve(const serve_args& args) {
   return 0;
 }
 
+/// 32 random bytes as hex: a device's secret token.
 std::string random_token() {
-  unsigned char bytes[32];
+  std::uint8_t bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("the system's random source failed");
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string s;
-  for (unsigned char b : bytes) {
-    s.push_back(k_hex[b >> 4]);
-    s.push_back(k_hex[b & 0xf]);
-  }
-  return s;
+  return to_hex(bytes);
 }
 
 int init(const std::string& dir, const std::vector<std::string>& hosts, const std::vector<std::string>& ips) {
@@ -108,8 +109,27 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
   return 0;
 }
 
+/// `text` as a TOML basic string, quoted and escaped: a device id can never add keys.
+std::string toml_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
 int add_device(const std::string& config_path, const std::string& device_id) {
-  auto config = server::load_config(config_path);  // refuses a broken file before we append
+  const auto config = server::load_config(config_path);  // refuses a broken file before we touch it
   for (const auto& d : config.devices) {
     if (d.device_id == device_id) {
       std::cerr << "caresync-server: device '" << device_id << "' is already configured" << std::endl;
@@ -117,15 +137,31 @@ int add_device(const std::string& config_path, const std::string& device_id) {
     }
   }
   const auto token = random_token();
-  config.devices.push_back({device_id, server::hash_token(token)});
-  server::validate(config);
-  std::ofstream out(config_path, std::ios::app);
-  out << "\n[[devices]]\ndevice_id = \"" << device_id << "\"\ntoken_sha256 = \"" << server::hash_token(token) << "\"\n";
-  out.close();
-  if (!out) {
-    std::cerr << "caresync-server: cannot append to " << config_path << std::endl;
-    return k_exit_failure;
+  const auto hash = server::hash_token(token);
+  std::ifstream in(config_path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) throw std::runtime_error("cannot read '" + config_path + "'");
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  text += "\n[[devices]]\ndevice_id = " + toml_string(device_id) + "\ntoken_sha256 = \"" + hash + "\"\n";
+
+  // Written beside the config, checked as the server will read it, then renamed over it:
+  // the config is never left half-written, and keeps its permissions.
+  struct stat st {};
+  const unsigned mode = ::stat(config_path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0600;
+  const auto staged = config_path + ".new";
+  server::write_file(staged, text, mode);
+  try {
+    const auto updated = server::load_config(staged);
+    if (updated.devices.size() != config.devices.size() + 1 || updated.devices.back().device_id != device_id) {
+      throw std::runtime_error("the updated config did not read back as written");
+    }
+    server::validate(updated);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(staged, ignored);
+    throw;
   }
+  fs::rename(staged, config_path);
   std::cout << "device " << device_id << " added; its token (shown once, give it to the device):\n" << token << "\n";
   return 0;
 }
@@ -159,12 +195,26 @@ int main(int argc, char** argv) {
   device_cmd->add_option("-c,--config", device_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
   device_cmd->add_option("--device-id", device_id, "The device's id")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // app.exit prints the help or the error; every usage error exits 2, as documented.
+    return app.exit(e) == 0 ? 0 : k_exit_usage;
+  }
   try {
     if (*serve_cmd) return serve(sa);
     if (*init_cmd) return init(init_dir, init_hosts, init_ips);
     if (*hash_cmd) {
-      if (token_arg == "-") std::getline(std::cin, token_arg);
+      if (token_arg == "-") {
+        // From standard input, so the token is not left in shell history or `ps`.
+        token_arg.clear();
+        std::getline(std::cin, token_arg);
+        if (!token_arg.empty() && token_arg.back() == '\r') token_arg.pop_back();
+      }
+      if (token_arg.empty()) {
+        std::cerr << "caresync-server: the token is empty; pass it, or - and the token on standard input" << std::endl;
+        return k_exit_usage;
+      }
       std::cout << server::hash_token(token_arg) << "\n";
       return 0;
     }
