@@ -8,12 +8,17 @@
 #include <asio/write.hpp>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 namespace caresync::server {
 
 namespace {
+
+/// The largest frame read before hello is accepted: a hello is a few hundred bytes, and
+/// a device that has not authenticated must not make the server hold megabytes.
+constexpr std::uint32_t k_max_frame_before_hello = 64u << 10;
 
 /// A token hash compared in constant time, also for unknown devices, so that timing
 /// tells nothing about which device ids exist.
@@ -81,6 +86,10 @@ void session::shutdown() {
   });
 }
 
+std::uint32_t session::frame_limit() const noexcept {
+  return device_.empty() ? std::min(k_max_frame_before_hello, context_.config.max_frame_bytes) : context_.config.max_frame_bytes;
+}
+
 void session::arm_timer(std::chrono::milliseconds timeout) {
   timer_.expires_after(timeout);
   timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
@@ -97,7 +106,7 @@ void session::read_header() {
     wire::frame_header h;
     try {
       // Checked before a byte of the payload is read: a too-large frame is refused here.
-      h = wire::parse_header(self->header_, self->context_.config.max_frame_bytes);
+      h = wire::parse_header(self->header_, self->frame_limit());
     } catch (const protocol_error& e) {
       return self->refuse(e.code(), e.what());
     }
@@ -116,7 +125,7 @@ void session::on_payload(const wire::frame_header& h) {
   }
   wire::message m;
   try {
-    m = wire::read_payload(h, payload_, context_.config.max_frame_bytes);
+    m = wire::read_payload(h, payload_, frame_limit());
   } catch (const protocol_error& e) {
     return refuse(e.code(), e.what());
   }

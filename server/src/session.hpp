@@ -54,6 +54,8 @@ class session : public std::enable_shared_from_this<session> {
   /// Sends an error message and ends the session.
   void refuse(std::error_code code, const std::string& message);
   void arm_timer(std::chrono::milliseconds timeout);
+  /// The largest frame accepted now: small until hello is accepted, then the config's.
+  std::uint32_t frame_limit() const noexcept;
   /// Ends the session with a TLS close_notify; only when no operation is pending.
   void close(const char* outcome);
   /// Ends the session at once, cancelling whatever is pending.
