@@ -71,14 +71,6 @@ sync_report sync_client::sync() {
   auto& s = impl_->local.internal();
   sync_report report;
   tls_channel channel(o);
-  // Counted even when the sync fails half-way.
-  const auto finish = [&] {
-    report.bytes_sent = channel.bytes_sent();
-    report.bytes_received = channel.bytes_received();
-    report.cursor = s.cursor();
-    report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  };
-
   channel.connect();
   wire::hello hello;
   hello.client_name = k_client_name;
@@ -124,7 +116,10 @@ sync_report sync_client::sync() {
     if (!page.more) break;
   }
   channel.close();
-  finish();
+  report.bytes_sent = channel.bytes_sent();
+  report.bytes_received = channel.bytes_received();
+  report.cursor = s.cursor();
+  report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   return report;
 }
 
