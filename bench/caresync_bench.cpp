@@ -13,11 +13,13 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
-#include <stdlib.h>  // mkdtemp (POSIX)
+#include <stdlib.h>   // mkdtemp (POSIX)
+#include <sys/vfs.h>  // statfs (Linux)
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -55,9 +57,10 @@ class run_directory {
  public:
   run_directory(const std::string& parent, bool keep) : keep_(keep) {
     const fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
-    fs::create_directories(base);
+    std::error_code ec;
+    fs::create_directories(base, ec);
     std::string pattern = (base / "caresync-bench-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
+    if (ec || ::mkdtemp(pattern.data()) == nullptr) {
       throw caresync::error(make_error_code(caresync::storage_errc::open_failed),
                             "cannot create a directory under '" + base.string() +
                                 "'; pass --dir with a writable directory");
@@ -139,6 +142,21 @@ std::string cpu_model() {
   return "unknown";
 }
 
+/// The file system the run's files live on: fsync costs nothing on tmpfs, which makes
+/// the single-write and durability numbers meaningless there.
+std::string file_system_of(const fs::path& dir) {
+  struct statfs info {};
+  if (::statfs(dir.c_str(), &info) != 0) return "unknown";
+  static const std::map<unsigned long, std::string> k_names = {
+      {0xEF53UL, "ext4"},     {0x01021994UL, "tmpfs"}, {0x58465342UL, "xfs"},  {0x9123683EUL, "btrfs"},
+      {0x794C7630UL, "overlay"}, {0x6969UL, "nfs"},    {0xF2F52010UL, "f2fs"}, {0x65735546UL, "fuse"}};
+  const auto it = k_names.find(static_cast<unsigned long>(info.f_type));
+  if (it != k_names.end()) return it->second;
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(info.f_type));
+  return hex;
+}
+
 /// Runs every measurement; returns the JSON object and whether all replicas converged.
 nlohmann::json run(const bench_options& opt, bool& healthy) {
   const durability mode = opt.durability_name == "normal" ? durability::normal : durability::full;
@@ -148,10 +166,12 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
 
   // Everything written is made before any clock starts.
   progress("generating " + std::to_string(n) + " visits");
+  const auto generate_start = clock_type::now();
   const auto visits = caresync::bench::make_visits(n, k_seed);
   std::vector<std::vector<caresync::field_write>> rows;
   rows.reserve(n);
   for (const auto& v : visits) rows.push_back(caresync::bench::to_fields(v));
+  const auto generate_elapsed = clock_type::now() - generate_start;
 
   // 1. One create per transaction: bound by one fsync (FULL) per commit.
   progress("local writes, one transaction each: " + std::to_string(opt.single));
@@ -180,7 +200,9 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
 
   // 4. Sync through a real server over TLS on loopback.
   progress("starting the server");
+  const auto server_start = clock_type::now();
   caresync::bench::loopback_server server(dir.path(), 3);
+  const auto server_start_elapsed = clock_type::now() - server_start;
   progress("sync A: push " + std::to_string(n));
   const auto push = sync_once(*a, server.options(0));
   progress("sync B (fresh store): initial pull");
@@ -207,7 +229,9 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   const auto final_a = sync_once(*a, server.options(0));
   const auto final_b = sync_once(*b, server.options(1));
   const auto final_c = sync_once(*c, uncompressed_options);
+  const auto digest_start = clock_type::now();
   const std::string digest_a = a->state_digest();
+  const auto digest_elapsed = clock_type::now() - digest_start;
   const std::string digest_b = b->state_digest();
   const std::string digest_c = c->state_digest();
   const bool converged = digest_a == digest_b && digest_b == digest_c;
@@ -268,6 +292,10 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
                   {"final_a", report_json(final_a)},
                   {"final_b", report_json(final_b)},
                   {"final_c", report_json(final_c)}};
+  // Work outside the measurements, timed so a slow run can be explained.
+  out["unmeasured_ms"] = {{"generate_rows", rounded(milliseconds(generate_elapsed), 1)},
+                          {"server_start", rounded(milliseconds(server_start_elapsed), 1)},
+                          {"state_digest_one_store", rounded(milliseconds(digest_elapsed), 1)}};
   out["server"] = {{"sessions_accepted", stats.sessions_accepted},
                    {"sessions_refused", stats.sessions_refused},
                    {"changes_accepted", stats.changes_accepted},
@@ -275,6 +303,7 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   out["machine"] = {{"hardware_concurrency", std::thread::hardware_concurrency()},
                     {"cpu_model", cpu_model()},
                     {"sqlite_version", sqlite3_libversion()},
+                    {"file_system", file_system_of(dir.path())},
                     {"build_type", CARESYNC_BENCH_BUILD_TYPE}};
   out["notes"] =
       "bytes_per_record_initial = bytes B received in its initial sync (hello, auth and pull pages, "
