@@ -1,0 +1,563 @@
+// The SQLite change store checked against what was appended: every page decoded as a
+// client would and compared with the appended changes, the page bounds as invariants
+// over every cursor, materialised state against caresync::merge applied by hand, and
+// the file itself (WAL, foreign files left untouched).
+
+#include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/merge.hpp>
+#include <caresync/server/change_store.hpp>
+
+#include "../support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace caresync;
+using caresync::testing::temp_dir;
+
+constexpr node_id k_node_a = 0x1111;
+constexpr node_id k_node_b = 0x2222;
+constexpr node_id k_node_c = 0x3333;
+
+change upsert(node_id node, std::uint64_t wall_ms, const record_id& id, std::vector<field_write> fields,
+              const std::string& collection = "visit") {
+  change c;
+  c.collection = collection;
+  c.id = id;
+  c.ver = version{hlc_stamp::make(wall_ms, 0), node};
+  c.fields = std::move(fields);
+  return c;
+}
+
+change note(node_id node, std::uint64_t wall_ms, const std::string& text, const record_id& id = record_id::generate()) {
+  return upsert(node, wall_ms, id, {{"note", value{text}}});
+}
+
+change tombstone(node_id node, std::uint64_t wall_ms, const record_id& id, const std::string& collection = "visit") {
+  change c;
+  c.collection = collection;
+  c.id = id;
+  c.ver = version{hlc_stamp::make(wall_ms, 0), node};
+  c.kind = change_kind::remove;
+  return c;
+}
+
+/// One read_page call, decoded from the bytes a client would receive.
+struct page_read {
+  server::page_position position;
+  wire::changes_page page;
+  std::size_t change_bytes = 0;
+};
+
+page_read read(server::change_store& store, std::uint64_t cursor, node_id exclude, std::uint32_t max_changes,
+               std::uint32_t max_bytes) {
+  wire::changes_page_builder builder;
+  page_read r;
+  r.position = store.read_page(cursor, exclude, max_changes, max_bytes, builder);
+  r.change_bytes = builder.size_bytes();
+  auto decoded = wire::decode(wire::message_type::changes, builder.finish(r.position.next_cursor, r.position.more));
+  r.page = std::get<wire::changes_page>(std::move(decoded));
+  return r;
+}
+
+/// The bytes one change adds to a page, measured with the builder itself.
+std::size_t item_bytes(std::uint64_t seq, const change& c) {
+  wire::changes_page_builder b;
+  b.add(seq, wire::encode_change(c));
+  return b.size_bytes();
+}
+
+std::vector<std::uint64_t> seqs_of(const wire::changes_page& page) {
+  std::vector<std::uint64_t> out;
+  for (const auto& item : page.items) out.push_back(item.seq);
+  return out;
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Runs `sql` on the SQLite file at `path` (creating it), as another program would.
+void sqlite_exec(const std::string& path, const char* sql) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open(path.c_str(), &raw);
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+  REQUIRE(rc == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db.get(), sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+}
+
+/// The first column of the first row of `sql` on the file at `path`, as text.
+std::string sqlite_query(const std::string& path, const char* sql) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+  REQUIRE(rc == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.get(), sql, -1, &stmt, nullptr) == SQLITE_OK);
+  const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(stmt, sqlite3_finalize);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  const auto* text = sqlite3_column_text(stmt, 0);
+  return text ? reinterpret_cast<const char*>(text) : "";
+}
+
+/// A log of 24 changes from three nodes in 9 batches, of sizes from a few bytes to ~3 KiB.
+struct mixed_log {
+  std::vector<change> changes;  ///< changes[i] has seq i + 1
+
+  mixed_log() {
+    const node_id nodes[] = {k_node_a, k_node_a, k_node_b, k_node_a, k_node_c, k_node_b, k_node_b, k_node_a};
+    for (int i = 0; i < 24; ++i) {
+      const std::size_t size = static_cast<std::size_t>((i * 37) % 11) * 300 + 1;
+      changes.push_back(note(nodes[i % 8], 1000 + static_cast<std::uint64_t>(i), std::string(size, 'a' + i % 26)));
+    }
+  }
+
+  void append_to(server::change_store& store) const {
+    const std::size_t batch_sizes[] = {1, 4, 2, 5, 1, 3, 2, 4, 2};
+    std::size_t at = 0;
+    for (auto n : batch_sizes) {
+      const std::vector<change> batch(changes.begin() + static_cast<std::ptrdiff_t>(at),
+                                      changes.begin() + static_cast<std::ptrdiff_t>(at + n));
+      const auto out = store.append("device-" + std::to_string(batch[0].ver.node), batch_id::generate(), batch);
+      REQUIRE(out.first_seq == at + 1);
+      at += n;
+    }
+    REQUIRE(at == changes.size());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("seqs are consecutive from 1 across batches and devices, and head follows", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  REQUIRE(store->head() == 0);
+
+  const auto first = store->append("tablet-a", batch_id::generate(),
+                                   std::vector<change>{note(k_node_a, 10, "1"), note(k_node_a, 11, "2"), note(k_node_a, 12, "3")});
+  CHECK(first.accepted == 3);
+  CHECK(first.first_seq == 1);
+  CHECK(first.last_seq == 3);
+  CHECK_FALSE(first.replayed);
+  CHECK(store->head() == 3);
+
+  const auto second = store->append("tablet-b", batch_id::generate(), std::vector<change>{note(k_node_b, 13, "4")});
+  CHECK(second.accepted == 1);
+  CHECK(second.first_seq == 4);
+  CHECK(second.last_seq == 4);
+  CHECK(store->head() == 4);
+
+  const auto empty_batch = batch_id::generate();
+  const auto empty = store->append("tablet-a", empty_batch, {});
+  CHECK(empty.accepted == 0);
+  CHECK(empty.first_seq == 0);
+  CHECK(empty.last_seq == 0);
+  CHECK_FALSE(empty.replayed);
+  CHECK(store->head() == 4);
+
+  // An empty batch is remembered like any other: resending it is a replay.
+  const auto empty_again = store->append("tablet-a", empty_batch, {});
+  CHECK(empty_again.replayed);
+  CHECK(empty_again.accepted == 0);
+  CHECK(empty_again.first_seq == 0);
+
+  const auto third = store->append("tablet-a", batch_id::generate(),
+                                   std::vector<change>{note(k_node_a, 14, "5"), note(k_node_a, 15, "6")});
+  CHECK(third.first_seq == 5);
+  CHECK(third.last_seq == 6);
+  CHECK(store->head() == 6);
+
+  const auto all = read(*store, 0, k_node_c, 100, 1 << 20);
+  CHECK(seqs_of(all.page) == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
+}
+
+TEST_CASE("a replayed batch gets its first outcome back, whatever it now carries, and stores nothing", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const auto batch = batch_id::generate();
+  const std::vector<change> original{note(k_node_a, 100, "original 1"), note(k_node_a, 101, "original 2")};
+  const auto stored = store->append("tablet-a", batch, original);
+  REQUIRE(stored.first_seq == 1);
+  store->append("tablet-b", batch_id::generate(), std::vector<change>{note(k_node_b, 102, "b")});
+  REQUIRE(store->head() == 3);
+
+  SECTION("the same changes") {
+    const auto again = store->append("tablet-a", batch, original);
+    CHECK(again.replayed);
+    CHECK(again.accepted == 2);
+    CHECK(again.first_seq == 1);
+    CHECK(again.last_seq == 2);
+  }
+  SECTION("other changes under the same batch id are not stored") {
+    const std::vector<change> other{note(k_node_a, 200, "x"), note(k_node_a, 201, "y"), note(k_node_a, 202, "z")};
+    const auto again = store->append("tablet-a", batch, other);
+    CHECK(again.replayed);
+    CHECK(again.accepted == 2);
+    CHECK(again.first_seq == 1);
+    CHECK(again.last_seq == 2);
+    CHECK(store->materialize().size() == 3);
+  }
+  SECTION("an empty resend") {
+    const auto again = store->append("tablet-a", batch, {});
+    CHECK(again.replayed);
+    CHECK(again.accepted == 2);
+    CHECK(again.last_seq == 2);
+  }
+
+  CHECK(store->head() == 3);
+  const auto page = read(*store, 0, k_node_c, 100, 1 << 20);
+  REQUIRE(page.page.items.size() == 3);
+  CHECK(page.page.items[0].body == original[0]);
+  CHECK(page.page.items[1].body == original[1]);
+}
+
+TEST_CASE("a batch id is scoped to its device", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const auto batch = batch_id::generate();
+  const auto from_a = store->append("tablet-a", batch, std::vector<change>{note(k_node_a, 1, "a1"), note(k_node_a, 2, "a2")});
+  const auto from_b = store->append("tablet-b", batch, std::vector<change>{note(k_node_b, 3, "b1")});
+  CHECK_FALSE(from_b.replayed);
+  CHECK(from_b.accepted == 1);
+  CHECK(from_b.first_seq == 3);
+  CHECK(from_b.last_seq == 3);
+  CHECK(store->head() == 3);
+
+  // Each device's resend answers with its own outcome.
+  const auto again_a = store->append("tablet-a", batch, {});
+  const auto again_b = store->append("tablet-b", batch, {});
+  CHECK(again_a.replayed);
+  CHECK(again_a.first_seq == from_a.first_seq);
+  CHECK(again_a.last_seq == 2);
+  CHECK(again_b.replayed);
+  CHECK(again_b.first_seq == 3);
+  CHECK(again_b.last_seq == 3);
+  CHECK(store->head() == 3);
+}
+
+TEST_CASE("a page decodes to exactly the appended changes with their seqs", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const auto patient = record_id::generate();
+  const auto visit = record_id::generate();
+  const std::vector<change> first{
+      upsert(k_node_a, 5000, patient,
+             {{"name", value{std::string("Ana Dias")}},
+              {"age", value{std::int64_t{71}}},
+              {"weight_kg", value{63.5}},
+              {"photo", value{blob{{0x00, 0xff, 0x10}}}},
+              {"notes", value{}}},
+             "patient"),
+      upsert(k_node_a, 5001, visit, {{"note", value{std::string("é ✓ unicode")}}}),
+  };
+  const std::vector<change> second{
+      tombstone(k_node_b, 5002, visit),
+      upsert(k_node_b, 5003, patient, {{"age", value{std::int64_t{-1}}}}, "patient"),
+  };
+  store->append("tablet-a", batch_id::generate(), first);
+  store->append("tablet-b", batch_id::generate(), second);
+
+  const auto r = read(*store, 0, k_node_c, 100, 1 << 20);
+  const std::vector<sequenced_change> expected{{1, first[0]}, {2, first[1]}, {3, second[0]}, {4, second[1]}};
+  CHECK(r.page.items == expected);
+  CHECK(r.page.next_cursor == 4);
+  CHECK_FALSE(r.page.more);
+  CHECK(r.position.next_cursor == 4);
+
+  const auto from_2 = read(*store, 2, k_node_c, 100, 1 << 20);
+  CHECK(from_2.page.items == std::vector<sequenced_change>(expected.begin() + 2, expected.end()));
+}
+
+TEST_CASE("read_page bounds by count and by bytes, with at least one change", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  std::vector<change> changes;
+  for (int i = 0; i < 6; ++i) changes.push_back(note(k_node_a, 100 + static_cast<std::uint64_t>(i), std::string(500, 'n')));
+  const auto big = note(k_node_a, 200, std::string(10'000, 'B'));
+  changes.insert(changes.begin() + 3, big);  // seq 4 is large
+  store->append("tablet-a", batch_id::generate(), changes);
+  const auto small = item_bytes(1, changes[0]);
+  REQUIRE(small > 500);
+  REQUIRE(small < 600);
+
+  SECTION("by count") {
+    const auto r = read(*store, 0, k_node_c, 2, 1 << 20);
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{1, 2});
+    CHECK(r.position.next_cursor == 2);
+    CHECK(r.position.more);
+  }
+  SECTION("a count of 0 still gives one change") {
+    const auto r = read(*store, 0, k_node_c, 0, 1 << 20);
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{1});
+    CHECK(r.position.more);
+  }
+  SECTION("by bytes: two small changes fit exactly, a third does not") {
+    const auto r = read(*store, 0, k_node_c, 100, static_cast<std::uint32_t>(2 * small));
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{1, 2});
+    CHECK(r.change_bytes == 2 * small);
+    CHECK(r.position.next_cursor == 2);
+    CHECK(r.position.more);
+  }
+  SECTION("by bytes: one byte short of two changes gives one") {
+    const auto r = read(*store, 0, k_node_c, 100, static_cast<std::uint32_t>(2 * small - 1));
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{1});
+    CHECK(r.position.more);
+  }
+  SECTION("a change larger than max_bytes alone is served alone") {
+    const auto r = read(*store, 3, k_node_c, 100, 1000);
+    REQUIRE(r.page.items.size() == 1);
+    CHECK(r.page.items[0].seq == 4);
+    CHECK(r.page.items[0].body == big);
+    CHECK(r.change_bytes > 10'000);
+    CHECK(r.position.next_cursor == 4);
+    CHECK(r.position.more);
+  }
+  SECTION("a large change after a small one waits for the next page") {
+    const auto r = read(*store, 2, k_node_c, 100, 1000);
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{3});
+    CHECK(r.position.next_cursor == 3);
+    CHECK(r.position.more);
+  }
+  SECTION("the last page") {
+    const auto r = read(*store, 5, k_node_c, 100, 1 << 20);
+    CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{6, 7});
+    CHECK(r.position.next_cursor == 7);
+    CHECK_FALSE(r.position.more);
+  }
+  SECTION("a cursor at head") {
+    const auto r = read(*store, 7, k_node_c, 100, 1 << 20);
+    CHECK(r.page.items.empty());
+    CHECK(r.position.next_cursor == 7);
+    CHECK_FALSE(r.position.more);
+  }
+}
+
+TEST_CASE("read_page keeps its contract from every cursor, for every puller and bound", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const mixed_log log;
+  log.append_to(*store);
+  const std::uint64_t head = log.changes.size();
+  REQUIRE(store->head() == head);
+
+  const node_id pullers[] = {k_node_a, k_node_b, k_node_c};
+  const std::uint32_t counts[] = {1, 2, 3, 7, 100};
+  const std::uint32_t byte_bounds[] = {1, 700, 2000, 5000, 1u << 20};
+  for (const auto exclude : pullers) {
+    for (const auto max_changes : counts) {
+      for (const auto max_bytes : byte_bounds) {
+        INFO("exclude " << exclude << ", max_changes " << max_changes << ", max_bytes " << max_bytes);
+        for (std::uint64_t cursor = 0; cursor <= head; ++cursor) {
+          INFO("cursor " << cursor);
+          const auto r = read(*store, cursor, exclude, max_changes, max_bytes);
+          const auto next = r.position.next_cursor;
+          REQUIRE(next >= cursor);
+          REQUIRE(next <= head);
+          CHECK(r.page.next_cursor == next);
+          CHECK(r.page.more == r.position.more);
+          // `more` exactly when changes exist beyond next_cursor.
+          CHECK(r.position.more == (next < head));
+          if (cursor < head) CHECK(next > cursor);
+
+          // The page is exactly the other nodes' changes in (cursor, next_cursor], in order.
+          std::vector<sequenced_change> expected;
+          for (std::uint64_t s = cursor + 1; s <= next; ++s) {
+            if (log.changes[s - 1].ver.node != exclude) expected.push_back({s, log.changes[s - 1]});
+          }
+          CHECK(r.page.items == expected);
+
+          // Bounds: count always; bytes unless the page is a single change.
+          CHECK(r.page.items.size() <= max_changes);
+          if (r.page.items.size() > 1) CHECK(r.change_bytes <= max_bytes);
+          bool any_other = false;
+          for (std::uint64_t s = cursor + 1; s <= head; ++s) any_other = any_other || log.changes[s - 1].ver.node != exclude;
+          if (any_other) CHECK_FALSE(r.page.items.empty());
+
+          // A page stops early only because the next change would break a bound.
+          if (r.position.more) {
+            const auto& following = log.changes[next];
+            CHECK(following.ver.node != exclude);
+            const bool full = r.page.items.size() >= max_changes ||
+                              r.change_bytes + item_bytes(next + 1, following) > max_bytes;
+            CHECK(full);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("paging from 0 to head delivers every other node's change once, and skips own ones", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const mixed_log log;
+  log.append_to(*store);
+
+  for (const node_id puller : {k_node_a, k_node_b, k_node_c}) {
+    INFO("puller " << puller);
+    std::vector<sequenced_change> received;
+    std::uint64_t cursor = 0;
+    int pages = 0;
+    for (bool more = true; more; ++pages) {
+      REQUIRE(pages < 100);
+      const auto r = read(*store, cursor, puller, 3, 2500);
+      received.insert(received.end(), r.page.items.begin(), r.page.items.end());
+      cursor = r.position.next_cursor;
+      more = r.position.more;
+    }
+    std::vector<sequenced_change> expected;
+    for (std::uint64_t s = 1; s <= log.changes.size(); ++s) {
+      if (log.changes[s - 1].ver.node != puller) expected.push_back({s, log.changes[s - 1]});
+    }
+    CHECK(received == expected);
+    CHECK(cursor == log.changes.size());
+  }
+  // Node a wrote seqs 1, 2, 4, 8, 9, 10, 12, 16, ...: a one-change pull by a skips 1 and
+  // 2, serves 3, and moves over its own 4 after the page is full.
+  const auto r = read(*store, 0, k_node_a, 1, 1 << 20);
+  CHECK(seqs_of(r.page) == std::vector<std::uint64_t>{3});
+  CHECK(r.position.next_cursor == 4);
+  CHECK(r.position.more);
+}
+
+TEST_CASE("materialize equals caresync::merge applied by hand, tombstones included", "[store]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  std::vector<record_id> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(record_id::generate());
+
+  // Writes arrive out of stamp order; nodes tie on stamps; two records are deleted, one
+  // of them written to after its tombstone.
+  const std::vector<std::vector<change>> batches{
+      {upsert(k_node_a, 300, ids[0], {{"note", value{std::string("a@300")}}, {"score", value{std::int64_t{1}}}}),
+       upsert(k_node_b, 100, ids[0], {{"note", value{std::string("b@100")}}})},
+      {upsert(k_node_b, 300, ids[0], {{"score", value{std::int64_t{2}}}}),  // same stamp, higher node: wins
+       upsert(k_node_a, 50, ids[1], {{"note", value{std::string("doomed")}}})},
+      {tombstone(k_node_c, 60, ids[1]), upsert(k_node_a, 400, ids[1], {{"note", value{std::string("too late")}}})},
+      {upsert(k_node_c, 10, ids[2], {{"note", value{std::string("only")}}}, "patient")},
+      {tombstone(k_node_b, 500, ids[3])},
+      {upsert(k_node_a, 900, ids[4], {{"x", value{1.5}}}), upsert(k_node_c, 800, ids[4], {{"x", value{2.5}}, {"y", value{}}})},
+  };
+  std::map<server::record_key, record_state> expected;
+  for (const auto& batch : batches) {
+    store->append("device", batch_id::generate(), batch);
+    for (const auto& c : batch) merge(expected[{c.collection, c.id}], c);
+  }
+
+  const auto state = store->materialize();
+  CHECK(state == expected);
+
+  // The hand-applied rule gives what the merge rule says, so the comparison means something.
+  REQUIRE(state.size() == 5);
+  const auto& r0 = state.at({"visit", ids[0]});
+  CHECK(std::get<std::string>(r0.fields.at("note").val) == "a@300");
+  CHECK(std::get<std::int64_t>(r0.fields.at("score").val) == 2);
+  CHECK(r0.fields.at("score").ver.node == k_node_b);
+  const auto& r1 = state.at({"visit", ids[1]});
+  REQUIRE(r1.deleted.has_value());
+  CHECK(r1.deleted->node == k_node_c);
+  CHECK(r1.fields.empty());
+  CHECK(state.at({"patient", ids[2]}).fields.size() == 1);
+  CHECK(state.at({"visit", ids[3]}).deleted.has_value());
+  const auto& r4 = state.at({"visit", ids[4]});
+  CHECK(std::get<double>(r4.fields.at("x").val) == 1.5);
+  CHECK(std::holds_alternative<std::monostate>(r4.fields.at("y").val));
+}
+
+TEST_CASE("a store reopened from its file answers as before", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  const mixed_log log;
+  const auto replay_batch = batch_id::generate();
+  const auto empty_batch = batch_id::generate();
+  std::map<server::record_key, record_state> state_before;
+  wire::changes_page page_before;
+  {
+    auto store = server::open_sqlite_change_store(path);
+    log.append_to(*store);
+    const auto out = store->append("tablet-z", replay_batch, std::vector<change>{note(k_node_c, 9000, "last")});
+    REQUIRE(out.first_seq == 25);
+    store->append("tablet-z", empty_batch, {});
+    state_before = store->materialize();
+    page_before = read(*store, 0, k_node_b, 1000, 1 << 20).page;
+  }
+  auto store = server::open_sqlite_change_store(path);
+  CHECK(store->head() == 25);
+  const auto again = store->append("tablet-z", replay_batch, {});
+  CHECK(again.replayed);
+  CHECK(again.accepted == 1);
+  CHECK(again.first_seq == 25);
+  CHECK(again.last_seq == 25);
+  const auto empty_again = store->append("tablet-z", empty_batch, {});
+  CHECK(empty_again.replayed);
+  CHECK(empty_again.first_seq == 0);
+  CHECK(store->head() == 25);
+  CHECK(store->materialize() == state_before);
+  CHECK(read(*store, 0, k_node_b, 1000, 1 << 20).page == page_before);
+
+  const auto next = store->append("tablet-z", batch_id::generate(), std::vector<change>{note(k_node_c, 9001, "after")});
+  CHECK_FALSE(next.replayed);
+  CHECK(next.first_seq == 26);
+  CHECK(store->head() == 26);
+}
+
+TEST_CASE("a file that is not ours is refused as corrupt and left byte-for-byte unchanged", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("foreign.db");
+
+  SECTION("a text file") {
+    std::ofstream(path, std::ios::binary) << "patient list, 2026\nAna Dias\nRui Costa\n";
+  }
+  SECTION("a file of binary junk the size of a database page") {
+    std::string junk(4096, '\0');
+    for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131 + 7) & 0xff);
+    std::ofstream(path, std::ios::binary) << junk;
+  }
+  SECTION("another program's SQLite database") {
+    sqlite_exec(path, "CREATE TABLE inventory(item TEXT, qty INTEGER); INSERT INTO inventory VALUES('gauze', 40);");
+  }
+  SECTION("another program's empty SQLite database marked with its application_id") {
+    sqlite_exec(path, "PRAGMA application_id=42; PRAGMA user_version=3;");
+  }
+  SECTION("another program's SQLite database in WAL mode") {
+    sqlite_exec(path, "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);");
+  }
+
+  const auto before = file_bytes(path);
+  REQUIRE_FALSE(before.empty());
+  try {
+    server::open_sqlite_change_store(path);
+    FAIL("the foreign file was opened as a change store");
+  } catch (const error& e) {
+    CHECK(e.code() == storage_errc::corrupt);
+    CHECK_THAT(e.what(), Catch::Contains(path));
+  }
+  CHECK(file_bytes(path) == before);
+}
+
+TEST_CASE("the store's file is in WAL mode", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  auto store = server::open_sqlite_change_store(path);
+  store->append("tablet-a", batch_id::generate(), std::vector<change>{note(k_node_a, 1, "x")});
+  // journal_mode=WAL is recorded in the file, so another connection sees it; synchronous
+  // is per connection and cannot be observed from outside.
+  CHECK(sqlite_query(path, "PRAGMA journal_mode") == "wal");
+  CHECK(sqlite_query(path, "SELECT count(*) FROM changes") == "1");
+  store.reset();
+  CHECK(sqlite_query(path, "PRAGMA journal_mode") == "wal");
+}
