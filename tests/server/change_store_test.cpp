@@ -6,6 +6,7 @@
 #include <caresync/server/change_store.hpp>
 
 #include "../support/temp_dir.hpp"
+#include "page_reader.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -33,22 +34,10 @@ change visit_note(node_id node, std::uint64_t wall_ms, const std::string& note, 
   return c;
 }
 
-/// Reads one page and decodes it as a client would.
-struct read_result {
-  server::page_position position;
-  wire::changes_page page;
-  std::size_t change_bytes = 0;
-};
-
-read_result read_page(server::change_store& store, std::uint64_t cursor, node_id exclude, std::uint32_t max_changes,
-                      std::uint32_t max_bytes) {
-  wire::changes_page_builder builder;
-  read_result r;
-  r.position = store.read_page(cursor, exclude, max_changes, max_bytes, builder);
-  r.change_bytes = builder.size_bytes();
-  const auto decoded = wire::decode(wire::message_type::changes, builder.finish(r.position.next_cursor, r.position.more));
-  r.page = std::get<wire::changes_page>(decoded);
-  return r;
+/// One page, decoded from the bytes a client would receive.
+auto read_page(server::change_store& store, std::uint64_t cursor, node_id exclude, std::uint32_t max_changes,
+               std::uint32_t max_bytes) {
+  return caresync::testing::read_decoded_page(store, cursor, exclude, max_changes, max_bytes);
 }
 
 /// Runs `sql` on the SQLite file at `path` directly (creating it), as another program would.

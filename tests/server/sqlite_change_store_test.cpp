@@ -9,6 +9,7 @@
 #include <caresync/server/change_store.hpp>
 
 #include "../support/temp_dir.hpp"
+#include "page_reader.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -55,22 +56,10 @@ change tombstone(node_id node, std::uint64_t wall_ms, const record_id& id, const
   return c;
 }
 
-/// One read_page call, decoded from the bytes a client would receive.
-struct page_read {
-  server::page_position position;
-  wire::changes_page page;
-  std::size_t change_bytes = 0;
-};
-
-page_read read(server::change_store& store, std::uint64_t cursor, node_id exclude, std::uint32_t max_changes,
-               std::uint32_t max_bytes) {
-  wire::changes_page_builder builder;
-  page_read r;
-  r.position = store.read_page(cursor, exclude, max_changes, max_bytes, builder);
-  r.change_bytes = builder.size_bytes();
-  auto decoded = wire::decode(wire::message_type::changes, builder.finish(r.position.next_cursor, r.position.more));
-  r.page = std::get<wire::changes_page>(std::move(decoded));
-  return r;
+/// One page, decoded from the bytes a client would receive.
+auto read(server::change_store& store, std::uint64_t cursor, node_id exclude, std::uint32_t max_changes,
+          std::uint32_t max_bytes) {
+  return caresync::testing::read_decoded_page(store, cursor, exclude, max_changes, max_bytes);
 }
 
 /// The bytes one change adds to a page, measured with the builder itself.
