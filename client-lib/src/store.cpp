@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 
 namespace caresync {
 
@@ -271,10 +270,8 @@ void store::impl::check_fields(const collection_def& def, const std::vector<fiel
               "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
     }
   }
-  change probe;  // reuse the wire checks: names, duplicates, sizes
-  probe.collection = def.name;
-  probe.fields = fields;
-  if (auto reason = check_change(probe); !reason.empty()) invalid(reason);
+  // The wire checks (duplicates, sizes, NaN), on the caller's fields without a copy.
+  if (auto reason = caresync::check_fields(def.name, fields); !reason.empty()) invalid(reason);
   for (const auto& f : fields) {
     const field_def* d = def.find(f.name);
     if (!d) invalid("collection '" + def.name + "' has no field '" + f.name + "'; declare it in the schema");
@@ -282,10 +279,6 @@ void store::impl::check_fields(const collection_def& def, const std::vector<fiel
     if (k != value_kind::null && k != d->type) {
       invalid("field '" + f.name + "' of collection '" + def.name + "' holds " + std::string(to_string(d->type)) +
               " values, not " + std::string(to_string(k)));
-    }
-    // SQLite stores a NaN as NULL: the app would read null while the outbox sends NaN.
-    if (const auto* r = std::get_if<double>(&f.val); r && std::isnan(*r)) {
-      invalid("field '" + f.name + "' of collection '" + def.name + "' cannot hold NaN; write null for no value");
     }
   }
 }

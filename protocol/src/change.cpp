@@ -22,28 +22,33 @@ std::string check_change(const change& c, const change_limits& limits) {
   if (c.kind == change_kind::remove && !c.fields.empty()) {
     return "a delete in collection '" + c.collection + "' carries fields; a delete carries none";
   }
-  if (c.fields.size() > limits.max_fields) {
-    return "a change in collection '" + c.collection + "' writes more than " +
+  return check_fields(c.collection, c.fields, limits);
+}
+
+std::string check_fields(std::string_view collection, std::span<const field_write> fields,
+                         const change_limits& limits) {
+  if (fields.size() > limits.max_fields) {
+    return "a change in collection '" + std::string(collection) + "' writes more than " +
            std::to_string(limits.max_fields) + " fields";
   }
   std::set<std::string_view> seen;
-  for (const auto& f : c.fields) {
+  for (const auto& f : fields) {
     if (!is_valid_name(f.name)) {
-      return "a change in collection '" + c.collection + "' names an invalid field";
+      return "a change in collection '" + std::string(collection) + "' names an invalid field";
     }
     if (!seen.insert(f.name).second) {
-      return "a change in collection '" + c.collection + "' writes field '" + f.name + "' twice";
+      return "a change in collection '" + std::string(collection) + "' writes field '" + f.name + "' twice";
     }
     // NaN has no place in SQLite (it becomes null) and compares unequal to itself, so
     // replicas could never agree on it.
     if (const auto* r = std::get_if<double>(&f.val); r && std::isnan(*r)) {
-      return "field '" + f.name + "' in collection '" + c.collection + "' holds NaN, which caresync does not store";
+      return "field '" + f.name + "' in collection '" + std::string(collection) + "' holds NaN, which caresync does not store";
     }
     std::size_t size = 0;
     if (const auto* s = std::get_if<std::string>(&f.val)) size = s->size();
     if (const auto* b = std::get_if<blob>(&f.val)) size = b->bytes.size();
     if (size > limits.max_value_bytes) {
-      return "field '" + f.name + "' in collection '" + c.collection + "' holds more than " +
+      return "field '" + f.name + "' in collection '" + std::string(collection) + "' holds more than " +
              std::to_string(limits.max_value_bytes) + " bytes";
     }
   }

@@ -7,6 +7,8 @@
 #include <caresync/protocol/value.hpp>
 
 #include <cstdint>
+#include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -60,5 +62,10 @@ bool is_valid_name(std::string_view name) noexcept;
 /// no fields, no NaN reals, values within `limits`. Returns an empty string when it is acceptable, else
 /// a one-sentence reason naming the collection and field (never a value).
 std::string check_change(const change& c, const change_limits& limits = {});
+
+/// The field part of check_change, for fields not (yet) in a change: names valid, no
+/// duplicates, no NaN, values within `limits`. Same return convention.
+std::string check_fields(std::string_view collection, std::span<const field_write> fields,
+                         const change_limits& limits = {});
 
 }  // namespace caresync
