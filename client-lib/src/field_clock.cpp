@@ -2,6 +2,8 @@
 
 #include <caresync/protocol/errors.hpp>
 
+#include <algorithm>
+
 namespace caresync {
 
 namespace {
@@ -20,28 +22,48 @@ std::uint64_t get_u64(std::span<const std::uint8_t> in, std::size_t at) {
   throw error(make_error_code(storage_errc::corrupt), "a record's field clock in the store is damaged");
 }
 
+void put_group(std::vector<std::uint8_t>& out, const version& ver, std::size_t n) {
+  put_u64(out, ver.stamp.value);
+  put_u64(out, ver.node);
+  out.push_back(static_cast<std::uint8_t>(n));
+}
+
+void put_name(std::vector<std::uint8_t>& out, std::string_view name, bool extra) {
+  out.push_back(static_cast<std::uint8_t>(name.size() | (extra ? 0x80 : 0)));
+  out.insert(out.end(), name.begin(), name.end());
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> encode_field_clock(const field_clock& clock) {
   // Group names by version; most records have one or two groups.
-  std::map<version, std::vector<std::pair<const std::string*, bool>>> groups;
-  for (const auto& [name, entry] : clock) groups[entry.ver].emplace_back(&name, entry.extra);
+  struct entry {
+    const version* ver;
+    std::string_view name;
+    bool extra;
+  };
+  std::vector<entry> entries;
+  entries.reserve(clock.size());
+  for (const auto& [name, e] : clock) entries.push_back({&e.ver, name, e.extra});
+  std::stable_sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) { return *a.ver < *b.ver; });
   std::vector<std::uint8_t> out;
-  out.reserve(clock.size() * 12 + groups.size() * 17);
-  for (const auto& [ver, names] : groups) {
-    for (std::size_t start = 0; start < names.size(); start += 255) {
-      const std::size_t n = std::min<std::size_t>(255, names.size() - start);
-      put_u64(out, ver.stamp.value);
-      put_u64(out, ver.node);
-      out.push_back(static_cast<std::uint8_t>(n));
-      for (std::size_t i = start; i < start + n; ++i) {
-        const auto& [name, extra] = names[i];
-        out.push_back(static_cast<std::uint8_t>(name->size() | (extra ? 0x80 : 0)));
-        out.insert(out.end(), name->begin(), name->end());
-      }
-    }
+  out.reserve(clock.size() * 12 + 17);
+  for (std::size_t start = 0; start < entries.size();) {
+    std::size_t end = start;
+    while (end < entries.size() && end - start < 255 && *entries[end].ver == *entries[start].ver) ++end;
+    put_group(out, *entries[start].ver, end - start);
+    for (std::size_t i = start; i < end; ++i) put_name(out, entries[i].name, entries[i].extra);
+    start = end;
   }
   return out;
+}
+
+void encode_clock_of_change(std::vector<std::uint8_t>& out, const version& ver, std::span<const field_write> fields) {
+  for (std::size_t start = 0; start < fields.size(); start += 255) {
+    const std::size_t n = std::min<std::size_t>(255, fields.size() - start);
+    put_group(out, ver, n);
+    for (std::size_t i = start; i < start + n; ++i) put_name(out, fields[i].name, false);
+  }
 }
 
 field_clock decode_field_clock(std::span<const std::uint8_t> in) {

@@ -10,9 +10,12 @@ namespace caresync {
 namespace {
 
 // Marks the file as a caresync store: PRAGMA application_id ('CSYC') and format version.
-const sqlite::file_identity k_identity{0x43535943, 1, "a caresync store",
-                                       "open a store file made by caresync, or a new path",
-                                       "update the app"};
+// Format 2 keeps the field clock in the record's row and rebuilds outgoing changes from
+// the records; format 1 (development builds before it) is refused at open.
+constexpr std::int64_t k_format = 2;
+const sqlite::file_identity k_identity{
+    0x43535943, k_format, "a caresync store", "open a store file made by caresync, or a new path", "update the app",
+    k_format,   "it was made by a development build: sync it with that build, then start from a new file"};
 
 [[noreturn]] void invalid(const std::string& what) {
   throw error(make_error_code(storage_errc::invalid_argument), what);
@@ -30,6 +33,17 @@ const char* sql_type(value_kind k) {
 }
 
 std::span<const std::uint8_t> id_bytes(const record_id& id) { return id.bytes; }
+
+std::string_view text_of(const std::array<char, 36>& chars) { return {chars.data(), chars.size()}; }
+
+record_id id_from_blob(std::span<const std::uint8_t> raw) {
+  record_id id;
+  if (raw.size() != id.bytes.size()) {
+    throw error(make_error_code(storage_errc::corrupt), "a record id in the store is damaged");
+  }
+  std::copy(raw.begin(), raw.end(), id.bytes.begin());
+  return id;
+}
 
 std::uint64_t parse_u64(const std::string& s) {
   std::uint64_t v = 0;
@@ -71,12 +85,14 @@ void store::impl::create_tables() {
                "CREATE TABLE IF NOT EXISTS cs_extra(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
                " value, PRIMARY KEY(collection, id, field)) WITHOUT ROWID;"
                "CREATE TABLE IF NOT EXISTS cs_outbox(seq INTEGER PRIMARY KEY, collection TEXT NOT NULL,"
-               " id BLOB NOT NULL, change BLOB NOT NULL);");
+               " id BLOB NOT NULL, stamp INTEGER NOT NULL, kind INTEGER NOT NULL);"
+               "CREATE TABLE IF NOT EXISTS cs_batch(id BLOB PRIMARY KEY NOT NULL, last_seq INTEGER NOT NULL,"
+               " payload BLOB NOT NULL);");
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
     std::string sql = "CREATE TABLE IF NOT EXISTS " + q + "(\"id\" TEXT PRIMARY KEY NOT NULL";
     for (const auto& f : c.fields) sql += ", " + sqlite::quote(f.name) + " " + sql_type(f.type);
-    sql += ")";
+    sql += ", \"cs_clock\" BLOB NOT NULL)";
     sqlite::exec(db.get(), sql.c_str());
     // An existing table: add new columns, refuse a column whose type changed.
     std::map<std::string, std::string> existing;
@@ -103,7 +119,8 @@ void store::impl::load_state() {
                       "INSERT INTO cs_meta(collection, id, clock, deleted_stamp, deleted_node) VALUES(?,?,?,?,?)"
                       " ON CONFLICT(collection, id) DO UPDATE SET clock=excluded.clock,"
                       " deleted_stamp=excluded.deleted_stamp, deleted_node=excluded.deleted_node");
-  outbox_insert.emplace(db.get(), "INSERT INTO cs_outbox(collection, id, change) VALUES(?,?,?)");
+  meta_delete.emplace(db.get(), "DELETE FROM cs_meta WHERE collection=? AND id=?");
+  outbox_insert.emplace(db.get(), "INSERT INTO cs_outbox(collection, id, stamp, kind) VALUES(?,?,?,?)");
   outbox_count.emplace(db.get(), "SELECT count(*) FROM cs_outbox");
   outbox_for_record.emplace(db.get(), "SELECT 1 FROM cs_outbox WHERE collection=? AND id=? LIMIT 1");
   extra_upsert.emplace(db.get(), "INSERT OR REPLACE INTO cs_extra(collection, id, field, value) VALUES(?,?,?,?)");
@@ -118,10 +135,11 @@ void store::impl::load_state() {
     t.def = &c;
     t.quoted_name = sqlite::quote(c.name);
     std::string cols;
-    for (const auto& f : c.fields) cols += ", " + sqlite::quote(f.name);
-    t.select_row.emplace(db.get(), "SELECT \"id\"" + cols + " FROM " + t.quoted_name + " WHERE \"id\"=?");
+    for (const auto& f : c.fields) cols += (cols.empty() ? "" : ", ") + sqlite::quote(f.name);
+    t.select_row.emplace(db.get(), "SELECT " + (cols.empty() ? std::string("NULL") : cols) + " FROM " + t.quoted_name +
+                                       " WHERE \"id\"=?");
+    t.select_clock.emplace(db.get(), "SELECT \"cs_clock\" FROM " + t.quoted_name + " WHERE \"id\"=?");
     t.delete_row.emplace(db.get(), "DELETE FROM " + t.quoted_name + " WHERE \"id\"=?");
-    t.ensure_row.emplace(db.get(), "INSERT OR IGNORE INTO " + t.quoted_name + "(\"id\") VALUES(?)");
   }
 
   sqlite::transaction tx(db.get());
@@ -218,10 +236,17 @@ table_statements* store::impl::table(std::string_view collection) {
 }
 
 std::optional<store::impl::meta_row> store::impl::load_meta(std::string_view collection, const record_id& id) {
+  if (table_statements* t = table(collection)) {
+    const auto text = id.to_chars();
+    sqlite::reset_guard g(*t->select_clock);
+    t->select_clock->bind_static(1, text_of(text));
+    if (t->select_clock->step()) return meta_row{decode_field_clock(t->select_clock->column_blob(0)), std::nullopt, false};
+  }
   sqlite::reset_guard g(*meta_select);
-  meta_select->bind(1, collection).bind(2, id_bytes(id));
+  meta_select->bind_static(1, collection).bind_static(2, id_bytes(id));
   if (!meta_select->step()) return std::nullopt;
   meta_row m;
+  m.in_meta = true;
   m.clock = decode_field_clock(meta_select->column_blob(0));
   if (meta_select->column_type(1) != SQLITE_NULL) {
     m.deleted = version{hlc_stamp{static_cast<std::uint64_t>(meta_select->column_int64(1))},
@@ -239,10 +264,10 @@ store::impl::meta_row store::impl::load_live_meta(std::string_view collection, c
   return std::move(*meta);
 }
 
-void store::impl::save_meta(std::string_view collection, const record_id& id, const meta_row& m) {
+void store::impl::put_meta(std::string_view collection, const record_id& id, const meta_row& m) {
   sqlite::reset_guard g(*meta_upsert);
   const auto clock_bytes = encode_field_clock(m.clock);
-  meta_upsert->bind(1, collection).bind(2, id_bytes(id)).bind(3, std::span<const std::uint8_t>(clock_bytes));
+  meta_upsert->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, std::span<const std::uint8_t>(clock_bytes));
   if (m.deleted) {
     meta_upsert->bind(4, static_cast<std::int64_t>(m.deleted->stamp.value))
         .bind(5, static_cast<std::int64_t>(m.deleted->node));
@@ -252,156 +277,165 @@ void store::impl::save_meta(std::string_view collection, const record_id& id, co
   meta_upsert->run();
 }
 
-void store::impl::append_outbox(const change& c) {
-  const auto encoded = wire::encode_change(c);
+void store::impl::put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock) {
+  // scratch_columns (ascending declared-field indexes) and scratch_values (their values)
+  // say what to write; the statement for that set of columns is made once and kept.
+  auto it = t.upserts.find(scratch_columns);
+  if (it == t.upserts.end()) {
+    std::string names = "\"id\"", params = "?", updates;
+    for (const auto i : scratch_columns) {
+      const auto q = sqlite::quote(t.def->fields[i].name);
+      names += "," + q;
+      params += ",?";
+      updates += q + "=excluded." + q + ",";
+    }
+    it = t.upserts
+             .emplace(scratch_columns,
+                      sqlite::statement(db.get(), "INSERT INTO " + t.quoted_name + "(" + names + ",\"cs_clock\") VALUES(" +
+                                                      params + ",?) ON CONFLICT(\"id\") DO UPDATE SET " + updates +
+                                                      "\"cs_clock\"=excluded.\"cs_clock\""))
+             .first;
+  }
+  auto& stmt = it->second;
+  const auto text = id.to_chars();
+  sqlite::reset_guard g(stmt);
+  stmt.bind_static(1, text_of(text));
+  int param = 2;
+  for (const value* v : scratch_values) stmt.bind_static(param++, *v);
+  stmt.bind_static(param, clock);
+  stmt.run();
+}
+
+void store::impl::append_outbox(std::string_view collection, const record_id& id, const version& ver, change_kind kind) {
   sqlite::reset_guard g(*outbox_insert);
-  outbox_insert->bind(1, std::string_view(c.collection))
-      .bind(2, id_bytes(c.id))
-      .bind(3, std::span<const std::uint8_t>(encoded))
+  outbox_insert->bind_static(1, collection)
+      .bind_static(2, id_bytes(id))
+      .bind(3, static_cast<std::int64_t>(ver.stamp.value))
+      .bind(4, static_cast<std::int64_t>(kind))
       .run();
 }
 
 void store::impl::check_fields(const collection_def& def, const std::vector<field_write>& fields) const {
-  // The wire check below does not repeat a bad name (it may come from a peer); the app
-  // calling here needs to know which of its names is wrong.
-  for (const auto& f : fields) {
-    if (!is_valid_name(f.name)) {
-      invalid("field name '" + f.name + "' for collection '" + def.name +
-              "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
-    }
-  }
-  // The wire checks (duplicates, sizes, NaN), on the caller's fields without a copy.
-  if (auto reason = caresync::check_fields(def.name, fields); !reason.empty()) invalid(reason);
   for (const auto& f : fields) {
     const field_def* d = def.find(f.name);
-    if (!d) invalid("collection '" + def.name + "' has no field '" + f.name + "'; declare it in the schema");
+    if (!d) {
+      // The wire check below does not repeat a bad name (it may come from a peer); the
+      // app calling here needs to know which of its names is wrong.
+      if (!is_valid_name(f.name)) {
+        invalid("field name '" + f.name + "' for collection '" + def.name +
+                "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
+      }
+      invalid("collection '" + def.name + "' has no field '" + f.name + "'; declare it in the schema");
+    }
     const auto k = kind_of(f.val);
     if (k != value_kind::null && k != d->type) {
       invalid("field '" + f.name + "' of collection '" + def.name + "' holds " + std::string(to_string(d->type)) +
               " values, not " + std::string(to_string(k)));
     }
   }
+  // The wire checks (duplicates, sizes, NaN), on the caller's fields without a copy.
+  if (auto reason = caresync::check_fields(def.name, fields); !reason.empty()) invalid(reason);
 }
 
-void store::impl::write_values(std::string_view collection, const record_id& id,
-                               const std::vector<const field_write*>& values, const field_clock& clock) {
-  static const value k_null;
+void store::impl::store_live(std::string_view collection, const record_id& id,
+                             const std::vector<const field_write*>& values, const meta_row& meta) {
   table_statements* t = table(collection);
-  std::vector<std::pair<const std::string*, const value*>> columns;
-  columns.reserve(values.size());
+  scratch_columns.clear();
   for (const field_write* w : values) {
-    const auto& entry = clock.at(w->name);
+    const auto& entry = meta.clock.at(w->name);
+    const field_def* d = t ? t->def->find(w->name) : nullptr;
     if (entry.extra) {
       sqlite::reset_guard g(*extra_upsert);
-      extra_upsert->bind(1, collection).bind(2, id_bytes(id)).bind(3, std::string_view(w->name)).bind(4, w->val).run();
-      // A declared field whose value moved out of its column: clear the column.
-      if (t && t->def->find(w->name)) columns.emplace_back(&w->name, &k_null);
-    } else {
-      columns.emplace_back(&w->name, &w->val);
+      extra_upsert->bind_static(1, collection)
+          .bind_static(2, id_bytes(id))
+          .bind_static(3, std::string_view(w->name))
+          .bind_static(4, w->val)
+          .run();
     }
+    // A declared field's column holds its value, or null when the value lives in cs_extra.
+    if (d) scratch_columns.push_back(static_cast<std::uint16_t>(d - t->def->fields.data()));
   }
-  if (!t) return;
-  const std::string id_text = id.to_string();
-  if (columns.empty()) {
-    sqlite::reset_guard g(*t->ensure_row);
-    t->ensure_row->bind(1, std::string_view(id_text)).run();
+  if (!t) {
+    put_meta(collection, id, meta);
     return;
   }
-  std::sort(columns.begin(), columns.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
-  std::string key;
-  for (const auto& [name, v] : columns) (key += *name) += ',';
-  auto it = t->upserts.find(key);
-  if (it == t->upserts.end()) {
-    std::string names = "\"id\"", params = "?", updates;
-    for (const auto& [name, v] : columns) {
-      const auto q = sqlite::quote(*name);
-      names += "," + q;
-      params += ",?";
-      updates += (updates.empty() ? "" : ",") + q + "=excluded." + q;
+  // Bind in ascending column order: one statement per set of columns, whatever the order
+  // the fields came in.
+  std::sort(scratch_columns.begin(), scratch_columns.end());
+  static const value k_null;
+  scratch_values.clear();
+  for (const auto i : scratch_columns) {
+    const std::string& name = t->def->fields[i].name;
+    const value* v = &k_null;
+    for (const field_write* w : values) {
+      if (w->name == name) {
+        if (!meta.clock.at(name).extra) v = &w->val;
+        break;
+      }
     }
-    it = t->upserts
-             .emplace(key, sqlite::statement(db.get(), "INSERT INTO " + t->quoted_name + "(" + names + ") VALUES(" +
-                                                           params + ") ON CONFLICT(\"id\") DO UPDATE SET " + updates))
-             .first;
+    scratch_values.push_back(v);
   }
-  auto& stmt = it->second;
-  sqlite::reset_guard g(stmt);
-  stmt.bind(1, std::string_view(id_text));
-  int i = 2;
-  for (const auto& [name, v] : columns) stmt.bind(i++, *v);
-  stmt.run();
+  const auto clock_bytes = encode_field_clock(meta.clock);
+  put_row(*t, id, clock_bytes);
+  if (meta.in_meta) {
+    // A record that lived in cs_meta (received before this app declared its collection)
+    // now lives in its table.
+    sqlite::reset_guard g(*meta_delete);
+    meta_delete->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
 }
 
-void store::impl::delete_values(std::string_view collection, const record_id& id) {
+void store::impl::store_tombstone(std::string_view collection, const record_id& id, const version& deleted) {
   if (table_statements* t = table(collection)) {
+    const auto text = id.to_chars();
     sqlite::reset_guard g(*t->delete_row);
-    t->delete_row->bind(1, std::string_view(id.to_string())).run();
+    t->delete_row->bind_static(1, text_of(text)).run();
   }
-  sqlite::reset_guard g(*extra_delete_record);
-  extra_delete_record->bind(1, collection).bind(2, id_bytes(id)).run();
+  {
+    sqlite::reset_guard g(*extra_delete_record);
+    extra_delete_record->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
+  put_meta(collection, id, meta_row{{}, deleted, true});
 }
 
 record_state store::impl::read_state(std::string_view collection, const record_id& id, const meta_row& meta) {
   record_state state;
   state.deleted = meta.deleted;
   if (meta.deleted) return state;
+  bool any_extra = false;
+  for (const auto& [name, entry] : meta.clock) any_extra = any_extra || entry.extra;
   std::map<std::string, value, std::less<>> extras;
-  {
+  if (any_extra) {
     sqlite::reset_guard g(*extra_select_record);
-    extra_select_record->bind(1, collection).bind(2, id_bytes(id));
+    extra_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
     while (extra_select_record->step()) extras[extra_select_record->column_text(0)] = extra_select_record->column_value(1);
   }
-  std::map<std::string_view, value> columns;
-  if (table_statements* t = table(collection)) {
-    sqlite::reset_guard g(*t->select_row);
-    t->select_row->bind(1, std::string_view(id.to_string()));
-    if (t->select_row->step()) {
-      for (std::size_t i = 0; i < t->def->fields.size(); ++i) {
-        columns[t->def->fields[i].name] = t->select_row->column_value(static_cast<int>(i + 1));
-      }
-    }
+  table_statements* t = meta.in_meta ? nullptr : table(collection);
+  const auto text = id.to_chars();
+  std::optional<sqlite::reset_guard> row_guard;
+  bool have_row = false;
+  if (t) {
+    row_guard.emplace(*t->select_row);
+    t->select_row->bind_static(1, text_of(text));
+    have_row = t->select_row->step();
   }
   for (const auto& [name, entry] : meta.clock) {
     value v;
     if (entry.extra) {
       if (auto it = extras.find(name); it != extras.end()) v = it->second;
-    } else if (auto it = columns.find(name); it != columns.end()) {
-      v = it->second;
+    } else if (have_row) {
+      if (const field_def* d = t->def->find(name)) {
+        v = t->select_row->column_value(static_cast<int>(d - t->def->fields.data()));
+      }
     }
     state.fields.emplace(name, field_state{std::move(v), entry.ver});
   }
   return state;
 }
 
-change store::impl::local_change(std::string_view collection, const record_id& id, change_kind kind) {
-  change c;
-  c.collection = std::string(collection);
-  c.id = id;
-  c.ver = version{clock.now(), node};
-  c.kind = kind;
+version store::impl::local_version() {
   clock_dirty = true;
-  return c;
-}
-
-void store::impl::local_upsert(std::string_view collection, const record_id& id, const std::vector<field_write>& fields,
-                               meta_row meta) {
-  in_transaction([&] {
-    change c = local_change(collection, id, change_kind::upsert);
-    c.fields = fields;
-    std::vector<const field_write*> values;
-    for (const auto& f : c.fields) {
-      // A value that sat in cs_extra (received with another type) moves back to its column.
-      if (auto it = meta.clock.find(f.name); it != meta.clock.end() && it->second.extra) {
-        sqlite::reset_guard g(*extra_delete_field);
-        extra_delete_field->bind(1, collection).bind(2, id_bytes(id)).bind(3, std::string_view(f.name)).run();
-      }
-      meta.clock[f.name] = field_clock_entry{c.ver, false};
-      values.push_back(&f);
-    }
-    write_values(collection, id, values, meta.clock);
-    save_meta(collection, id, meta);
-    append_outbox(c);
-  });
+  return version{clock.now(), node};
 }
 
 record_id store::create(std::string_view collection, const std::vector<field_write>& fields) {
@@ -409,7 +443,27 @@ record_id store::create(std::string_view collection, const std::vector<field_wri
   if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   impl_->check_fields(*t->def, fields);
   const auto id = record_id::generate();
-  impl_->local_upsert(collection, id, fields, {});
+  // A new record: every field is in its column and the clock is one group; no clock map.
+  impl_->in_transaction([&] {
+    const version ver = impl_->local_version();
+    auto& columns = impl_->scratch_columns;
+    columns.clear();
+    for (const auto& f : fields) columns.push_back(static_cast<std::uint16_t>(t->def->find(f.name) - t->def->fields.data()));
+    std::sort(columns.begin(), columns.end());
+    impl_->scratch_values.clear();
+    for (const auto i : columns) {
+      for (const auto& f : fields) {
+        if (f.name == t->def->fields[i].name) {
+          impl_->scratch_values.push_back(&f.val);
+          break;
+        }
+      }
+    }
+    impl_->scratch_clock.clear();
+    encode_clock_of_change(impl_->scratch_clock, ver, fields);
+    impl_->put_row(*t, id, impl_->scratch_clock);
+    impl_->append_outbox(collection, id, ver, change_kind::upsert);
+  });
   return id;
 }
 
@@ -419,19 +473,37 @@ void store::update(std::string_view collection, const record_id& id, const std::
   impl_->check_fields(*t->def, fields);
   // Checked before the transaction starts, so a miss dooms no outer transaction. The
   // store has one writer (its thread), so the record cannot vanish in between.
-  impl_->local_upsert(collection, id, fields, impl_->load_live_meta(collection, id));
+  auto meta = impl_->load_live_meta(collection, id);
+  impl_->in_transaction([&] {
+    const version ver = impl_->local_version();
+    std::vector<const field_write*> values;
+    values.reserve(fields.size());
+    for (const auto& f : fields) {
+      // A value that sat in cs_extra (received with another type) moves back to its column.
+      if (auto it = meta.clock.find(f.name); it != meta.clock.end() && it->second.extra) {
+        sqlite::reset_guard g(*impl_->extra_delete_field);
+        impl_->extra_delete_field->bind_static(1, collection)
+            .bind_static(2, id_bytes(id))
+            .bind_static(3, std::string_view(f.name))
+            .run();
+      }
+      meta.clock[f.name] = field_clock_entry{ver, false};
+      values.push_back(&f);
+    }
+    impl_->store_live(collection, id, values, meta);
+    impl_->append_outbox(collection, id, ver, change_kind::upsert);
+  });
 }
 
 void store::remove(std::string_view collection, const record_id& id) {
   if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   // Checked before the transaction starts, so a miss dooms no outer transaction. The
   // store has one writer (its thread), so the record cannot vanish in between.
-  auto meta = impl_->load_live_meta(collection, id);
+  impl_->load_live_meta(collection, id);
   impl_->in_transaction([&] {
-    const change c = impl_->local_change(collection, id, change_kind::remove);
-    impl_->delete_values(collection, id);
-    impl_->save_meta(collection, id, impl::meta_row{{}, c.ver});
-    impl_->append_outbox(c);
+    const version ver = impl_->local_version();
+    impl_->store_tombstone(collection, id, ver);
+    impl_->append_outbox(collection, id, ver, change_kind::remove);
   });
 }
 
@@ -446,7 +518,7 @@ std::optional<record_fields> store::get(std::string_view collection, const recor
 bool store::is_synced(std::string_view collection, const record_id& id) const {
   auto& q = *impl_->outbox_for_record;
   sqlite::reset_guard g(q);
-  q.bind(1, collection).bind(2, id_bytes(id));
+  q.bind_static(1, collection).bind_static(2, id_bytes(id));
   return !q.step();
 }
 
@@ -466,82 +538,144 @@ const std::string& store::path() const noexcept { return impl_->options.path; }
 const caresync::schema& store::schema() const noexcept { return impl_->options.schema; }
 
 std::size_t store::count(std::string_view collection) const {
+  // Live records of a declared collection are its table's rows; cs_meta holds the rest
+  // (tombstones, and records of collections the app declared only later).
+  std::size_t n = 0;
+  if (const table_statements* t = impl_->table(collection)) {
+    sqlite::statement q(impl_->db.get(), "SELECT count(*) FROM " + t->quoted_name);
+    q.step();
+    n += static_cast<std::size_t>(q.column_int64(0));
+  }
   sqlite::statement q(impl_->db.get(), "SELECT count(*) FROM cs_meta WHERE collection=? AND deleted_stamp IS NULL");
   q.bind(1, collection);
   q.step();
-  return static_cast<std::size_t>(q.column_int64(0));
+  return n + static_cast<std::size_t>(q.column_int64(0));
+}
+
+std::vector<std::pair<std::pair<std::string, record_id>, store::impl::meta_row>> store::impl::all_records() {
+  std::vector<std::pair<std::pair<std::string, record_id>, meta_row>> out;
+  for (auto& [name, t] : tables) {
+    sqlite::statement rows(db.get(), "SELECT \"id\", \"cs_clock\" FROM " + t.quoted_name);
+    while (rows.step()) {
+      const auto id = record_id::parse(rows.column_text(0));
+      if (!id) throw error(make_error_code(storage_errc::corrupt), "a record id in table '" + name + "' is damaged");
+      out.push_back({{name, *id}, meta_row{decode_field_clock(rows.column_blob(1)), std::nullopt, false}});
+    }
+  }
+  sqlite::statement rows(db.get(), "SELECT collection, id, clock, deleted_stamp, deleted_node FROM cs_meta");
+  while (rows.step()) {
+    meta_row meta;
+    meta.in_meta = true;
+    meta.clock = decode_field_clock(rows.column_blob(2));
+    if (rows.column_type(3) != SQLITE_NULL) {
+      meta.deleted = version{hlc_stamp{static_cast<std::uint64_t>(rows.column_int64(3))},
+                             static_cast<node_id>(rows.column_int64(4))};
+    }
+    out.push_back({{rows.column_text(0), id_from_blob(rows.column_blob(1))}, std::move(meta)});
+  }
+  // The order of std::map<pair<string, record_id>> on the server: names by bytes, ids by bytes.
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 std::string store::state_digest() const {
   state_hasher hasher;
-  // BINARY collation and blob comparison order rows exactly as std::map<pair<string,
-  // record_id>> does on the server.
-  sqlite::statement all(impl_->db.get(),
-                        "SELECT collection, id, clock, deleted_stamp, deleted_node FROM cs_meta ORDER BY collection, id");
-  while (all.step()) {
-    const std::string collection = all.column_text(0);
-    record_id id;
-    const auto raw = all.column_blob(1);
-    if (raw.size() != id.bytes.size()) {
-      throw error(make_error_code(storage_errc::corrupt), "a record id in the store is damaged");
-    }
-    std::copy(raw.begin(), raw.end(), id.bytes.begin());
-    impl::meta_row meta;
-    meta.clock = decode_field_clock(all.column_blob(2));
-    if (all.column_type(3) != SQLITE_NULL) {
-      meta.deleted = version{hlc_stamp{static_cast<std::uint64_t>(all.column_int64(3))},
-                             static_cast<node_id>(all.column_int64(4))};
-    }
-    hasher.add(collection, id, impl_->read_state(collection, id, meta));
+  for (const auto& [key, meta] : impl_->all_records()) {
+    hasher.add(key.first, key.second, impl_->read_state(key.first, key.second, meta));
   }
   return hasher.finish();
 }
 
 // ---------------------------------------------------------------- sync support
 
+std::optional<change> store::impl::rebuild(std::string_view collection, const record_id& id, const version& ver,
+                                           change_kind kind) {
+  change c;
+  c.collection = std::string(collection);
+  c.id = id;
+  c.ver = ver;
+  c.kind = kind;
+  if (kind == change_kind::remove) return c;
+  const auto meta = load_meta(collection, id);
+  // Deleted since: the tombstone, pushed by its own entry, wins over this write anyway.
+  if (!meta || meta->deleted) return std::nullopt;
+  bool any = false;
+  for (const auto& [name, entry] : meta->clock) any = any || entry.ver == ver;
+  // Every field it wrote was overwritten since: later entries carry the record. A record
+  // without any field (created empty) is still sent, or the server would never know it.
+  if (!any && !meta->clock.empty()) return std::nullopt;
+  for (auto& [name, field] : read_state(collection, id, *meta).fields) {
+    if (field.ver == ver) c.fields.push_back(field_write{name, std::move(field.val)});
+  }
+  return c;
+}
+
 std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
   return in_transaction([&]() -> std::optional<outbox_batch> {
     outbox_batch batch;
-    const auto pinned = get_state("batch");
-    if (!pinned.empty()) {
-      // "<uuid> <last seq>": resend exactly the batch that may have reached the server.
-      const auto space = pinned.find(' ');
-      const auto id = record_id::parse(pinned.substr(0, space));
-      if (!id || space == std::string::npos) {
-        throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
+    {
+      sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload FROM cs_batch");
+      if (pinned.step()) {
+        // Resend exactly the batch that may have reached the server.
+        batch.id = id_from_blob(pinned.column_blob(0));
+        batch.last_seq = pinned.column_int64(1);
+        const auto payload = pinned.column_blob(2);
+        batch.payload.assign(payload.begin(), payload.end());
+        auto decoded = wire::decode(wire::message_type::push, batch.payload);
+        auto* p = std::get_if<wire::push>(&decoded);
+        if (!p || p->batch != batch.id) {
+          throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
+        }
+        batch.changes = std::move(p->changes);
+        return batch;
       }
-      batch.id = *id;
-      batch.last_seq = static_cast<std::int64_t>(parse_u64(pinned.substr(space + 1)));
-      sqlite::statement q(db.get(), "SELECT seq, change FROM cs_outbox WHERE seq <= ? ORDER BY seq");
-      q.bind(1, batch.last_seq);
-      while (q.step()) batch.changes.push_back(wire::decode_change(q.column_blob(1)));
-      return batch;
     }
-    sqlite::statement q(db.get(), "SELECT seq, change FROM cs_outbox ORDER BY seq LIMIT ?");
-    q.bind(1, static_cast<std::int64_t>(max_changes));
-    while (q.step()) {
-      batch.last_seq = q.column_int64(0);
-      batch.changes.push_back(wire::decode_change(q.column_blob(1)));
+    sqlite::statement entries(db.get(), "SELECT seq, collection, id, stamp, kind FROM cs_outbox WHERE seq > ? ORDER BY seq LIMIT ?");
+    sqlite::statement drop(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
+    for (;;) {
+      entries.bind(1, batch.last_seq).bind(2, static_cast<std::int64_t>(max_changes));
+      std::size_t read = 0;
+      while (entries.step()) {
+        ++read;
+        batch.last_seq = entries.column_int64(0);
+        const auto kind = entries.column_int64(4);
+        if (kind != static_cast<std::int64_t>(change_kind::upsert) && kind != static_cast<std::int64_t>(change_kind::remove)) {
+          throw error(make_error_code(storage_errc::corrupt), "an outbox entry in the store is damaged");
+        }
+        const version ver{hlc_stamp{static_cast<std::uint64_t>(entries.column_int64(3))}, node};
+        if (auto c = rebuild(entries.column_text(1), id_from_blob(entries.column_blob(2)), ver,
+                             static_cast<change_kind>(kind))) {
+          batch.changes.push_back(std::move(*c));
+        }
+      }
+      entries.reset();
+      if (read == 0) return std::nullopt;
+      if (!batch.changes.empty()) break;
+      // Entries whose writes were all overwritten since: nothing left to send for them.
+      drop.bind(1, batch.last_seq).run();
+      drop.reset();
     }
-    if (batch.changes.empty()) return std::nullopt;
     batch.id = record_id::generate();
-    set_state("batch", batch.id.to_string() + " " + std::to_string(batch.last_seq));
+    wire::push message{batch.id, std::move(batch.changes)};
+    batch.payload = wire::encode(message);
+    batch.changes = std::move(message.changes);
+    sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload) VALUES(?,?,?)");
+    pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.payload)).run();
     return batch;
   });
 }
 
 void store::impl::ack_batch(const batch_id& id) {
   in_transaction([&] {
-    const auto pinned = get_state("batch");
-    if (pinned.substr(0, 36) != id.to_string()) {
+    sqlite::statement pinned(db.get(), "SELECT last_seq FROM cs_batch WHERE id=?");
+    pinned.bind(1, id_bytes(id));
+    if (!pinned.step()) {
       throw error(make_error_code(protocol_errc::unexpected_message),
                   "the server acknowledged a push batch this store did not send");
     }
-    const auto last = static_cast<std::int64_t>(parse_u64(pinned.substr(37)));
     sqlite::statement del(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
-    del.bind(1, last).run();
-    sqlite::statement clear(db.get(), "DELETE FROM cs_state WHERE key='batch'");
-    clear.run();
+    del.bind(1, pinned.column_int64(0)).run();
+    sqlite::exec(db.get(), "DELETE FROM cs_batch");
   });
 }
 
@@ -557,9 +691,8 @@ std::size_t store::impl::apply(const change& c) {
   for (const auto& [name, entry] : meta->clock) state.fields.emplace(name, field_state{value{}, entry.ver});
   const auto outcome = merge(state, c);
   if (c.kind == change_kind::remove) {
-    if (outcome.deleted_now && known_record) delete_values(c.collection, c.id);
     if (!known_record || outcome.deleted_now || meta->deleted != state.deleted) {
-      save_meta(c.collection, c.id, meta_row{{}, state.deleted});
+      store_tombstone(c.collection, c.id, *state.deleted);
     }
     return 0;
   }
@@ -576,13 +709,15 @@ std::size_t store::impl::apply(const change& c) {
     auto& entry = meta->clock[f.name];
     if (entry.extra && !extra) {
       sqlite::reset_guard g(*extra_delete_field);
-      extra_delete_field->bind(1, std::string_view(c.collection)).bind(2, id_bytes(c.id)).bind(3, std::string_view(f.name)).run();
+      extra_delete_field->bind_static(1, std::string_view(c.collection))
+          .bind_static(2, id_bytes(c.id))
+          .bind_static(3, std::string_view(f.name))
+          .run();
     }
     entry = field_clock_entry{c.ver, extra};
     values.push_back(&f);
   }
-  write_values(c.collection, c.id, values, meta->clock);
-  save_meta(c.collection, c.id, *meta);
+  store_live(c.collection, c.id, values, *meta);
   return outcome.superseded;
 }
 

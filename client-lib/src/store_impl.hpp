@@ -2,12 +2,16 @@
 // The store's internals, shared by store.cpp and sync_client.cpp (the sync client is a
 // friend of store). Not installed.
 //
-// Tables (docs/store.md):
-//   <collection>  id TEXT PRIMARY KEY, one column per declared field (the app's view)
-//   cs_meta       (collection, id) -> field clock, tombstone version
+// Tables (format 2; docs/store.md):
+//   <collection>  id TEXT PRIMARY KEY, one column per declared field (the app's view), and
+//                 cs_clock: the record's field clock (field_clock.hpp). Live records only.
+//   cs_meta       (collection, id) -> field clock, tombstone version: deleted records, and
+//                 records of collections this app does not declare (kept for newer apps)
 //   cs_extra      (collection, id, field) -> value, for undeclared fields / mistyped values
-//   cs_outbox     seq -> one encoded change (protocol encode_change), oldest first
-//   cs_state      key -> value: node id, hybrid clock, cursor, the pinned push batch
+//   cs_outbox     seq -> (collection, id, stamp, kind) of one local change, oldest first;
+//                 the change is rebuilt from the record when a push batch is made
+//   cs_batch      the push batch in flight: its id, last outbox seq and encoded payload
+//   cs_state      key -> value: node id, hybrid clock, cursor
 
 #include "field_clock.hpp"
 #include "sqlite.hpp"
@@ -30,18 +34,20 @@ namespace caresync {
 struct table_statements {
   const collection_def* def = nullptr;
   std::string quoted_name;
-  std::optional<sqlite::statement> select_row;  // all declared columns, in declaration order
+  std::optional<sqlite::statement> select_row;    // declared columns in declaration order
+  std::optional<sqlite::statement> select_clock;  // cs_clock
   std::optional<sqlite::statement> delete_row;
-  std::optional<sqlite::statement> ensure_row;
-  std::map<std::string, sqlite::statement> upserts;  // by comma-joined column list
+  /// Upserts of id, some declared columns and cs_clock, by the columns' indexes.
+  std::map<std::vector<std::uint16_t>, sqlite::statement> upserts;
 };
 
-/// A push batch pinned in cs_state until acknowledged, so a resend carries the same id
-/// and exactly the same changes.
+/// The push batch in flight, pinned in cs_batch until acknowledged, so a resend carries
+/// the same id and exactly the same changes.
 struct outbox_batch {
   batch_id id;
-  std::int64_t last_seq = 0;  ///< outbox rows up to this seq belong to the batch
+  std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
   std::vector<change> changes;
+  std::vector<std::uint8_t> payload;  ///< the push message, encoded (wire::encode)
 };
 
 struct store::impl {
@@ -54,9 +60,13 @@ struct store::impl {
   bool clock_dirty = false;
 
   std::map<std::string, table_statements, std::less<>> tables;
-  std::optional<sqlite::statement> meta_select, meta_upsert, outbox_insert, outbox_count,
-      outbox_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record,
-      state_get, state_set;
+  std::optional<sqlite::statement> meta_select, meta_upsert, meta_delete, outbox_insert, outbox_count,
+      outbox_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record, state_get,
+      state_set;
+  // Scratch buffers reused by every write, so a write allocates little.
+  std::vector<std::uint16_t> scratch_columns;
+  std::vector<const value*> scratch_values;
+  std::vector<std::uint8_t> scratch_clock;
 
   // --- opening
   void open_database();
@@ -90,30 +100,40 @@ struct store::impl {
   struct meta_row {
     field_clock clock;
     std::optional<version> deleted;
+    bool in_meta = false;  ///< read from cs_meta (else from its table, or new)
   };
   std::optional<meta_row> load_meta(std::string_view collection, const record_id& id);
   /// The record's meta row; throws storage_errc::not_found if missing or deleted.
   meta_row load_live_meta(std::string_view collection, const record_id& id);
-  void save_meta(std::string_view collection, const record_id& id, const meta_row& meta);
-  void append_outbox(const change& c);
   /// A change by this replica, stamped now.
-  change local_change(std::string_view collection, const record_id& id, change_kind kind);
-  /// Writes `fields` of a record (new when `meta` is empty), its clock and its outbox entry.
-  void local_upsert(std::string_view collection, const record_id& id, const std::vector<field_write>& fields,
-                    meta_row meta);
+  version local_version();
+  void append_outbox(std::string_view collection, const record_id& id, const version& ver, change_kind kind);
   void check_fields(const collection_def& def, const std::vector<field_write>& fields) const;
   table_statements* table(std::string_view collection);
-  /// Writes `values` to the record's row and cs_extra, as their clock entries say.
-  void write_values(std::string_view collection, const record_id& id, const std::vector<const field_write*>& values,
-                    const field_clock& clock);
-  void delete_values(std::string_view collection, const record_id& id);
+  /// Stores a live record: `values` (fields just written, matched by name to the clock),
+  /// in its row and cs_extra as their clock entries say, and the clock itself.
+  void store_live(std::string_view collection, const record_id& id, const std::vector<const field_write*>& values,
+                  const meta_row& meta);
+  /// Deletes a record's values and keeps its tombstone.
+  void store_tombstone(std::string_view collection, const record_id& id, const version& deleted);
+  void put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock);
+  void put_meta(std::string_view collection, const record_id& id, const meta_row& meta);
   record_state read_state(std::string_view collection, const record_id& id, const meta_row& meta);
+  /// Every record (live or tombstone), ordered by (collection, id bytes).
+  std::vector<std::pair<std::pair<std::string, record_id>, meta_row>> all_records();
 
   // --- sync (used by sync_client)
   std::string get_state(std::string_view key);
   void set_state(std::string_view key, std::string_view value);
+  /// The pinned batch, or a new one of at most `max_changes` outbox entries (pinned
+  /// before it is returned); std::nullopt when the outbox is empty.
   std::optional<outbox_batch> next_batch(std::size_t max_changes);
   void ack_batch(const batch_id& id);
+  /// The change an outbox entry stands for: the fields the entry wrote that no later
+  /// write has overwritten, with their current values. Empty fields for an upsert
+  /// whose every field was overwritten, or whose record was deleted since.
+  std::optional<change> rebuild(std::string_view collection, const record_id& id, const version& ver,
+                                change_kind kind);
   /// Applies a page and moves the cursor, in one transaction. Returns conflicts counted.
   std::size_t apply_page(const wire::changes_page& page);
   std::size_t apply(const change& c);

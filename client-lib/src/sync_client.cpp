@@ -87,7 +87,7 @@ sync_report sync_client::sync() {
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
   const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
   while (auto batch = s.next_batch(batch_max)) {
-    const auto frame = wire::make_frame(wire::push{batch->id, batch->changes}, deflate);
+    const auto frame = wire::make_frame(wire::message_type::push, batch->payload, deflate);
     if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
       throw error(make_error_code(protocol_errc::limit_exceeded),
                   "a push batch of " + std::to_string(batch->changes.size()) + " changes is larger than the server accepts; "

@@ -39,8 +39,13 @@ db_handle open(const std::string& path, const file_identity& identity, const cha
   if (!empty && format > identity.format_version) {
     throw error(make_error_code(storage_errc::corrupt), "'" + path + "' was written by a newer caresync; " + identity.too_new);
   }
+  if (!empty && format < identity.oldest_format) {
+    throw error(make_error_code(storage_errc::corrupt), "'" + path + "' has format " + std::to_string(format) +
+                                                            ", older than this build reads; " + identity.too_old);
+  }
   exec(db.get(), "PRAGMA journal_mode=WAL");
   exec(db.get(), (std::string("PRAGMA synchronous=") + synchronous).c_str());
+  exec(db.get(), "PRAGMA cache_size=-16384");
   return db;
 }
 
@@ -106,25 +111,25 @@ statement& statement::bind(int index, std::int64_t v) {
   return *this;
 }
 
-statement& statement::bind(int index, std::string_view text) {
-  if (const int rc = sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+statement& statement::bind_text(int index, std::string_view text, sqlite3_destructor_type lifetime) {
+  if (const int rc = sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), lifetime, SQLITE_UTF8);
       rc != SQLITE_OK) {
     fail(db_, rc, "bind");
   }
   return *this;
 }
 
-statement& statement::bind(int index, std::span<const std::uint8_t> bytes) {
+statement& statement::bind_blob(int index, std::span<const std::uint8_t> bytes, sqlite3_destructor_type lifetime) {
   // A zero-length blob must still be a blob, not null: pass a non-null pointer.
   static const std::uint8_t k_empty = 0;
   const void* p = bytes.empty() ? &k_empty : bytes.data();
-  if (const int rc = sqlite3_bind_blob64(stmt_.get(), index, p, bytes.size(), SQLITE_TRANSIENT); rc != SQLITE_OK) {
+  if (const int rc = sqlite3_bind_blob64(stmt_.get(), index, p, bytes.size(), lifetime); rc != SQLITE_OK) {
     fail(db_, rc, "bind");
   }
   return *this;
 }
 
-statement& statement::bind(int index, const value& v) {
+statement& statement::bind_value(int index, const value& v, sqlite3_destructor_type lifetime) {
   switch (kind_of(v)) {
     case value_kind::null: return bind_null(index);
     case value_kind::integer: return bind(index, std::get<std::int64_t>(v));
@@ -133,10 +138,22 @@ statement& statement::bind(int index, const value& v) {
         fail(db_, rc, "bind");
       }
       return *this;
-    case value_kind::text: return bind(index, std::string_view(std::get<std::string>(v)));
-    case value_kind::bytes: return bind(index, std::span<const std::uint8_t>(std::get<blob>(v).bytes));
+    case value_kind::text: return bind_text(index, std::get<std::string>(v), lifetime);
+    case value_kind::bytes: return bind_blob(index, std::get<blob>(v).bytes, lifetime);
   }
   return *this;
+}
+
+statement& statement::bind(int index, std::string_view text) { return bind_text(index, text, SQLITE_TRANSIENT); }
+statement& statement::bind(int index, std::span<const std::uint8_t> bytes) {
+  return bind_blob(index, bytes, SQLITE_TRANSIENT);
+}
+statement& statement::bind(int index, const value& v) { return bind_value(index, v, SQLITE_TRANSIENT); }
+statement& statement::bind_static(int index, std::string_view text) { return bind_text(index, text, SQLITE_STATIC); }
+statement& statement::bind_static(int index, std::span<const std::uint8_t> bytes) {
+  return bind_blob(index, bytes, SQLITE_STATIC);
+}
+statement& statement::bind_static(int index, const value& v) { return bind_value(index, v, SQLITE_STATIC);
 }
 
 statement& statement::bind_null(int index) {

@@ -31,11 +31,14 @@ struct file_identity {
   const char* description;  ///< "a caresync store"
   const char* wrong_file;   ///< what to do when the file is someone else's
   const char* too_new;      ///< what to do when a newer build wrote it
+  /// The oldest format this build reads, and what to do with an older file.
+  std::int64_t oldest_format = 1;
+  const char* too_old = "";
 };
 
 /// Opens (creating if missing) the database at `path`; refuses a file that is not SQLite,
-/// belongs to another program or was written by a newer format (storage_errc::corrupt,
-/// leaving the file untouched); then sets WAL and `synchronous` ("FULL" or "NORMAL").
+/// belongs to another program or has a format outside [oldest_format, format_version]
+/// (storage_errc::corrupt, leaving the file untouched); then sets WAL and `synchronous` ("FULL" or "NORMAL").
 /// Throws caresync::error naming the path and what to do.
 db_handle open(const std::string& path, const file_identity& identity, const char* synchronous);
 
@@ -67,6 +70,11 @@ class statement {
   statement& bind(int index, std::span<const std::uint8_t> bytes);
   statement& bind(int index, const value& v);
   statement& bind_null(int index);
+  /// As bind(), without SQLite copying the bytes: the caller keeps them alive and
+  /// unchanged until its last step() with this binding.
+  statement& bind_static(int index, std::string_view text);
+  statement& bind_static(int index, std::span<const std::uint8_t> bytes);
+  statement& bind_static(int index, const value& v);
 
   /// Steps once: true when a row is available, false when done. Throws on error.
   bool step();
@@ -83,6 +91,10 @@ class statement {
   value column_value(int i) const;
 
  private:
+  statement& bind_text(int index, std::string_view text, sqlite3_destructor_type lifetime);
+  statement& bind_blob(int index, std::span<const std::uint8_t> bytes, sqlite3_destructor_type lifetime);
+  statement& bind_value(int index, const value& v, sqlite3_destructor_type lifetime);
+
   struct stmt_deleter {
     void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
   };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 namespace caresync {
 
@@ -31,13 +30,17 @@ std::string check_fields(std::string_view collection, std::span<const field_writ
     return "a change in collection '" + std::string(collection) + "' writes more than " +
            std::to_string(limits.max_fields) + " fields";
   }
-  std::set<std::string_view> seen;
-  for (const auto& f : fields) {
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const auto& f = fields[i];
     if (!is_valid_name(f.name)) {
       return "a change in collection '" + std::string(collection) + "' names an invalid field";
     }
-    if (!seen.insert(f.name).second) {
-      return "a change in collection '" + std::string(collection) + "' writes field '" + f.name + "' twice";
+    // Quadratic, but over at most max_fields names and without allocating: a change
+    // usually writes a handful of fields, and this runs for every local write.
+    for (std::size_t j = 0; j < i; ++j) {
+      if (fields[j].name == f.name) {
+        return "a change in collection '" + std::string(collection) + "' writes field '" + f.name + "' twice";
+      }
     }
     // NaN has no place in SQLite (it becomes null) and compares unequal to itself, so
     // replicas could never agree on it.

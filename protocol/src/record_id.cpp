@@ -48,15 +48,20 @@ std::optional<record_id> record_id::parse(std::string_view text) {
   return id;
 }
 
-std::string record_id::to_string() const {
-  std::string s;
-  s.reserve(36);
+std::array<char, 36> record_id::to_chars() const noexcept {
+  std::array<char, 36> text{};
+  std::size_t out = 0;
   for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
-    s.push_back(k_hex[bytes[i] >> 4]);
-    s.push_back(k_hex[bytes[i] & 0x0f]);
+    if (i == 4 || i == 6 || i == 8 || i == 10) text[out++] = '-';
+    text[out++] = k_hex[bytes[i] >> 4];
+    text[out++] = k_hex[bytes[i] & 0x0f];
   }
-  return s;
+  return text;
+}
+
+std::string record_id::to_string() const {
+  const auto text = to_chars();
+  return std::string(text.data(), text.size());
 }
 
 }  // namespace caresync

@@ -1,6 +1,7 @@
 // The local SQLite store: real files in a fresh temporary directory per test, checked
 // both through the store's API and with plain SQL the way an app reads them.
 #include "../support/temp_dir.hpp"
+#include "store_impl.hpp"  // next_batch: the changes a sync would send
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -73,6 +74,14 @@ std::unique_ptr<store> open_store(const std::string& path, caresync::schema s = 
 blob bytes(std::vector<std::uint8_t> b) { return blob{std::move(b)}; }
 
 /// A plain SQLite connection to the store file, as an app or a test inspector uses.
+/// One row of cs_outbox, read with plain SQL.
+struct outbox_entry {
+  std::string collection;
+  record_id id;
+  caresync::hlc_stamp stamp;
+  change_kind kind{};
+};
+
 class raw_db {
  public:
   /// Opens an existing file, or with `create` makes a new one (another app's database).
@@ -114,18 +123,19 @@ class raw_db {
     return r[0][0];
   }
 
-  /// Every change in the outbox, oldest first, decoded as the sync client would send it.
-  std::vector<change> outbox() {
-    sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), "SELECT change FROM cs_outbox ORDER BY seq", -1, &raw, nullptr) != SQLITE_OK) {
-      throw std::runtime_error(std::string("test cannot read the outbox: ") + sqlite3_errmsg(db_.get()));
-    }
-    const std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
-    std::vector<change> out;
-    while (sqlite3_step(raw) == SQLITE_ROW) {
-      const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(raw, 0));
-      out.push_back(caresync::wire::decode_change(
-          std::span<const std::uint8_t>(p, static_cast<std::size_t>(sqlite3_column_bytes(raw, 0)))));
+  /// Every outbox entry, oldest first: which record a local write touched, its stamp and kind.
+  std::vector<outbox_entry> outbox() {
+    std::vector<outbox_entry> out;
+    for (const auto& row : rows("SELECT collection, hex(id), stamp, kind FROM cs_outbox ORDER BY seq")) {
+      outbox_entry e;
+      e.collection = row.at(0);
+      const auto& hex = row.at(1);
+      for (std::size_t i = 0; i < e.id.bytes.size(); ++i) {
+        e.id.bytes[i] = static_cast<std::uint8_t>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
+      }
+      e.stamp = caresync::hlc_stamp{std::stoull(row.at(2))};
+      e.kind = static_cast<change_kind>(std::stoi(row.at(3)));
+      out.push_back(e);
     }
     return out;
   }
@@ -189,9 +199,11 @@ TEST_CASE("open creates one table per collection with the declared column types"
   const std::vector<std::vector<std::string>> visits{
       {"id", "TEXT", "1"},          {"client", "TEXT", "0"}, {"minutes", "INTEGER", "0"},
       {"temperature", "REAL", "0"}, {"signature", "BLOB", "0"}, {"notes", "TEXT", "0"},
+      {"cs_clock", "BLOB", "0"},  // the record's field clock, caresync's own column
   };
   CHECK(app.rows("SELECT name, type, pk FROM pragma_table_info('visits') ORDER BY cid") == visits);
-  const std::vector<std::vector<std::string>> caregivers{{"id", "TEXT", "1"}, {"name", "TEXT", "0"}};
+  const std::vector<std::vector<std::string>> caregivers{
+      {"id", "TEXT", "1"}, {"name", "TEXT", "0"}, {"cs_clock", "BLOB", "0"}};
   CHECK(app.rows("SELECT name, type, pk FROM pragma_table_info('caregivers') ORDER BY cid") == caregivers);
   // Nothing else but caresync's own cs_ tables.
   CHECK(app.scalar("SELECT count(*) FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'cs\\_%' ESCAPE '\\'") ==
@@ -432,26 +444,45 @@ TEST_CASE("every write puts one change in the outbox and clears the receipt", "[
   CHECK_FALSE(s->is_synced("caregivers", b));
 
   raw_db app(path);
-  const auto out = app.outbox();
-  REQUIRE(out.size() == 4);
+  const auto entries = app.outbox();
+  REQUIRE(entries.size() == 4);
+  CHECK(entries[0].collection == "visits");
+  CHECK(entries[0].id == a);
+  CHECK(entries[0].kind == change_kind::upsert);
+  CHECK(entries[1].collection == "caregivers");
+  CHECK(entries[1].id == b);
+  CHECK(entries[2].id == a);
+  CHECK(entries[3].collection == "caregivers");
+  CHECK(entries[3].id == b);
+  CHECK(entries[3].kind == change_kind::remove);
+  for (std::size_t i = 1; i < entries.size(); ++i) CHECK(entries[i].stamp > entries[i - 1].stamp);
+
+  // What a sync sends is rebuilt from the records: each entry carries the fields it
+  // wrote that no later write overwrote, and a write to a record deleted since is not
+  // sent (the tombstone wins over it anyway).
+  const auto batch = s->internal().next_batch(100);
+  REQUIRE(batch);
+  const auto& out = batch->changes;
+  REQUIRE(out.size() == 3);
   CHECK(out[0].collection == "visits");
   CHECK(out[0].id == a);
   CHECK(out[0].kind == change_kind::upsert);
-  CHECK(out[0].fields ==
-        std::vector<field_write>{{"client", std::string("Ana Ruiz")}, {"minutes", std::int64_t{30}}});
-  CHECK(out[1].collection == "caregivers");
-  CHECK(out[1].id == b);
-  CHECK(out[2].id == a);
-  CHECK(out[2].fields == std::vector<field_write>{{"minutes", std::int64_t{40}}});
-  CHECK(out[3].collection == "caregivers");
-  CHECK(out[3].id == b);
-  CHECK(out[3].kind == change_kind::remove);
-  CHECK(out[3].fields.empty());
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    INFO("change " << i);
-    CHECK(out[i].ver.node == s->node());
-    if (i > 0) CHECK(out[i].ver.stamp > out[i - 1].ver.stamp);
-  }
+  CHECK(out[0].ver.stamp == entries[0].stamp);
+  CHECK(out[0].fields == std::vector<field_write>{{"client", std::string("Ana Ruiz")}});
+  CHECK(out[1].id == a);
+  CHECK(out[1].ver.stamp == entries[2].stamp);
+  CHECK(out[1].fields == std::vector<field_write>{{"minutes", std::int64_t{40}}});
+  CHECK(out[2].collection == "caregivers");
+  CHECK(out[2].id == b);
+  CHECK(out[2].kind == change_kind::remove);
+  CHECK(out[2].ver.stamp == entries[3].stamp);
+  CHECK(out[2].fields.empty());
+  for (const auto& c : out) CHECK(c.ver.node == s->node());
+  // The batch is pinned: asked again, the store gives the same batch, byte for byte.
+  const auto again = s->internal().next_batch(100);
+  REQUIRE(again);
+  CHECK(again->id == batch->id);
+  CHECK(again->payload == batch->payload);
 }
 
 TEST_CASE("a transaction commits its writes together", "[store]") {
@@ -648,7 +679,7 @@ TEST_CASE("the hybrid clock does not go backwards across a reopen", "[store]") {
     raw_db inspect(path);
     const auto out = inspect.outbox();
     REQUIRE(out.size() == 1);
-    before = out[0].ver.stamp;
+    before = out[0].stamp;
   }
 
   SECTION("a normal reopen") {
@@ -666,8 +697,8 @@ TEST_CASE("the hybrid clock does not go backwards across a reopen", "[store]") {
   raw_db inspect(path);
   const auto out = inspect.outbox();
   REQUIRE(out.size() == 2);
-  CHECK(out[1].ver.stamp > before);
-  CHECK(out[1].ver.stamp > out[0].ver.stamp);
+  CHECK(out[1].stamp > before);
+  CHECK(out[1].stamp > out[0].stamp);
 }
 
 TEST_CASE("reopening with an added field adds its column and keeps the data", "[store]") {
@@ -746,7 +777,12 @@ TEST_CASE("opening a file that is not a caresync store is refused as corrupt and
   SECTION("a caresync store written by a newer format") {
     (void)open_store(path);
     raw_db newer(path);
-    newer.rows("PRAGMA user_version=2");
+    newer.rows("PRAGMA user_version=3");
+  }
+  SECTION("a caresync store of the format before this one") {
+    (void)open_store(path);
+    raw_db older(path);
+    older.rows("PRAGMA user_version=1");
   }
 
   const std::string bytes_before = read_file(path);

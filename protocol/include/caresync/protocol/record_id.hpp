@@ -27,6 +27,9 @@ struct record_id {
   /// The canonical lowercase text form, 36 characters.
   std::string to_string() const;
 
+  /// The same text without allocating (hot paths bind it to SQL directly).
+  std::array<char, 36> to_chars() const noexcept;
+
   friend auto operator<=>(const record_id&, const record_id&) = default;
 };
 

@@ -1,0 +1,241 @@
+// Changes arriving from the server (store::impl::apply_page, as the sync client calls
+// it) and changes leaving for it (next_batch): what a newer app wrote is kept, merges
+// follow the shared rule, and what a push sends is rebuilt from the records.
+#include "../support/temp_dir.hpp"
+#include "store_impl.hpp"
+
+#include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/messages.hpp>
+#include <caresync/store.hpp>
+
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using caresync::change;
+using caresync::change_kind;
+using caresync::collection_def;
+using caresync::field_write;
+using caresync::hlc_stamp;
+using caresync::record_fields;
+using caresync::record_id;
+using caresync::store;
+using caresync::value;
+using caresync::value_kind;
+using caresync::version;
+using caresync::testing::temp_dir;
+namespace wire = caresync::wire;
+
+namespace {
+
+constexpr caresync::node_id k_peer = 0x7777;
+// A stamp far below any the store makes itself (which follow the wall clock).
+constexpr std::uint64_t k_past_ms = 1'600'000'000'000;
+
+caresync::schema visits_only() {
+  return caresync::schema{{collection_def{"visits", {{"client", value_kind::text}, {"minutes", value_kind::integer}}}}};
+}
+
+caresync::schema with_referrals() {
+  auto s = visits_only();
+  s.collections.push_back(collection_def{"referrals", {{"reason", value_kind::text}, {"urgent", value_kind::integer}}});
+  return s;
+}
+
+std::unique_ptr<store> open_store(const std::string& path, caresync::schema s = visits_only()) {
+  return store::open(caresync::store_options{path, std::move(s)});
+}
+
+change incoming(std::string collection, record_id id, std::uint16_t counter, std::vector<field_write> fields,
+                std::uint64_t ms = k_past_ms) {
+  change c;
+  c.collection = std::move(collection);
+  c.id = id;
+  c.ver = version{hlc_stamp::make(ms, counter), k_peer};
+  c.fields = std::move(fields);
+  return c;
+}
+
+/// Applies `changes` as one pulled page; returns the conflicts counted.
+std::size_t pull(store& s, std::vector<change> changes) {
+  wire::changes_page page;
+  std::uint64_t seq = s.cursor();
+  for (auto& c : changes) page.items.push_back({++seq, std::move(c)});
+  page.next_cursor = seq;
+  return s.internal().apply_page(page);
+}
+
+/// One value of a one-row, one-column query on a plain connection, as an app reads.
+std::string scalar(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  const std::unique_ptr<sqlite3, decltype(&sqlite3_close)> guard(db, &sqlite3_close);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+    throw std::runtime_error("test SQL failed: " + sql + ": " + sqlite3_errmsg(db));
+  }
+  const std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
+  if (sqlite3_step(raw) != SQLITE_ROW) throw std::runtime_error("test SQL returned no row: " + sql);
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+  return sqlite3_column_type(raw, 0) == SQLITE_NULL ? "<null>" : text;
+}
+
+std::vector<change> pending_changes(store& s) {
+  auto batch = s.internal().next_batch(1000);
+  return batch ? batch->changes : std::vector<change>{};
+}
+
+}  // namespace
+
+TEST_CASE("a field this app does not declare is kept, not dropped", "[store][apply]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto s = open_store(path);
+  const auto id = record_id::generate();
+  pull(*s, {incoming("visits", id, 1, {{"client", std::string("Ana")}, {"mood", std::string("cheerful")}})});
+
+  CHECK(s->get("visits", id) == record_fields{{"client", std::string("Ana")}, {"mood", std::string("cheerful")}});
+  CHECK(scalar(path, "SELECT client FROM visits") == "Ana");
+  const auto digest = s->state_digest();
+
+  // A local edit of a declared field leaves the unknown one as it was.
+  s->update("visits", id, {{"minutes", std::int64_t{20}}});
+  CHECK(s->get("visits", id)->at("mood") == value{std::string("cheerful")});
+  // ...and a later write by the newer app replaces it.
+  pull(*s, {incoming("visits", id, 2, {{"mood", std::string("tired")}}, caresync::system_time_ms() + 60'000)});
+  CHECK(s->get("visits", id)->at("mood") == value{std::string("tired")});
+  CHECK(s->state_digest() != digest);
+}
+
+TEST_CASE("a value of another type than declared is kept as it came, then replaced by a local write",
+          "[store][apply]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto s = open_store(path);
+  const auto id = record_id::generate();
+  // A newer app made "minutes" a text field; this one declares it integer.
+  pull(*s, {incoming("visits", id, 1, {{"minutes", std::string("about half an hour")}})});
+
+  CHECK(s->get("visits", id)->at("minutes") == value{std::string("about half an hour")});
+  CHECK(scalar(path, "SELECT minutes FROM visits") == "<null>");  // not converted by column affinity
+
+  s->update("visits", id, {{"minutes", std::int64_t{30}}});
+  CHECK(s->get("visits", id)->at("minutes") == value{std::int64_t{30}});
+  CHECK(scalar(path, "SELECT minutes FROM visits") == "30");
+  CHECK(scalar(path, "SELECT count(*) FROM cs_extra") == "0");
+}
+
+TEST_CASE("records of a collection this app does not declare are kept, and adopted once it does",
+          "[store][apply]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto id = record_id::generate();
+  std::string digest;
+  {
+    const auto s = open_store(path);
+    pull(*s, {incoming("referrals", id, 1, {{"reason", std::string("discharge")}, {"urgent", std::int64_t{1}}})});
+    CHECK(s->count("referrals") == 1);
+    CHECK(s->get("referrals", id) == record_fields{{"reason", std::string("discharge")}, {"urgent", std::int64_t{1}}});
+    digest = s->state_digest();
+  }
+  // The app updates and now declares referrals: the record is there, unchanged.
+  const auto s = open_store(path, with_referrals());
+  CHECK(s->count("referrals") == 1);
+  CHECK(s->get("referrals", id) == record_fields{{"reason", std::string("discharge")}, {"urgent", std::int64_t{1}}});
+  CHECK(s->state_digest() == digest);
+
+  // Its first write moves it into the table the app reads.
+  s->update("referrals", id, {{"urgent", std::int64_t{0}}});
+  CHECK(s->count("referrals") == 1);
+  CHECK(scalar(path, "SELECT count(*) FROM referrals") == "1");
+  CHECK(scalar(path, "SELECT urgent FROM referrals") == "0");
+  CHECK(scalar(path, "SELECT count(*) FROM cs_meta") == "0");
+  CHECK(s->get("referrals", id) == record_fields{{"reason", std::string("discharge")}, {"urgent", std::int64_t{0}}});
+}
+
+TEST_CASE("an incoming delete is a tombstone that later writes cannot undo", "[store][apply]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto s = open_store(path);
+  const auto id = s->create("visits", {{"client", std::string("Ana")}});
+
+  change remove = incoming("visits", id, 5, {});
+  remove.kind = change_kind::remove;
+  pull(*s, {remove});
+  CHECK_FALSE(s->get("visits", id).has_value());
+  CHECK(scalar(path, "SELECT count(*) FROM visits") == "0");
+  CHECK(s->count("visits") == 0);
+
+  // An update stamped after the delete still does not bring the record back.
+  pull(*s, {incoming("visits", id, 6, {{"client", std::string("Ana again")}}, caresync::system_time_ms() + 60'000)});
+  CHECK_FALSE(s->get("visits", id).has_value());
+  CHECK(scalar(path, "SELECT count(*) FROM visits") == "0");
+  // The local create, written before the delete arrived, is not sent: the delete wins anyway.
+  CHECK(pending_changes(*s).empty());
+}
+
+TEST_CASE("an incoming write older than the local one loses and is counted as a conflict", "[store][apply]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  const auto id = s->create("visits", {{"client", std::string("Ana")}, {"minutes", std::int64_t{10}}});
+  const auto conflicts = pull(*s, {incoming("visits", id, 1, {{"client", std::string("Old name")}, {"minutes", std::int64_t{5}}})});
+  CHECK(conflicts == 2);
+  CHECK(s->get("visits", id) == record_fields{{"client", std::string("Ana")}, {"minutes", std::int64_t{10}}});
+}
+
+TEST_CASE("a push sends each record's latest writes, not the ones overwritten since", "[store][outbox]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  const auto id = s->create("visits", {{"minutes", std::int64_t{1}}});
+  s->update("visits", id, {{"minutes", std::int64_t{2}}});
+  s->update("visits", id, {{"minutes", std::int64_t{3}}, {"client", std::string("Ana")}});
+  CHECK(s->outbox_size() == 3);
+
+  const auto out = pending_changes(*s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].id == id);
+  CHECK(out[0].fields == std::vector<field_write>{{"client", std::string("Ana")}, {"minutes", std::int64_t{3}}});
+  // The entries with nothing left to send go with the batch when it is acknowledged.
+  s->internal().ack_batch(s->internal().next_batch(1000)->id);
+  CHECK(s->outbox_size() == 0);
+  CHECK(s->is_synced("visits", id));
+}
+
+TEST_CASE("a record created without fields is still sent", "[store][outbox]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  const auto id = s->create("visits", {});
+  const auto out = pending_changes(*s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].id == id);
+  CHECK(out[0].kind == change_kind::upsert);
+  CHECK(out[0].fields.empty());
+}
+
+TEST_CASE("outbox entries with nothing left to send are dropped without a push", "[store][outbox]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  const auto id = s->create("visits", {{"minutes", std::int64_t{1}}});
+  s->update("visits", id, {{"minutes", std::int64_t{2}}});
+  change remove = incoming("visits", id, 0, {}, caresync::system_time_ms() + 60'000);
+  remove.kind = change_kind::remove;
+  pull(*s, {remove});  // the server's tombstone arrives before this tablet pushed
+
+  CHECK(s->outbox_size() == 2);
+  CHECK_FALSE(s->internal().next_batch(1000).has_value());
+  CHECK(s->outbox_size() == 0);
+}
+
+TEST_CASE("an acknowledgement for a batch the store did not send is refused", "[store][outbox]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  s->create("visits", {{"minutes", std::int64_t{1}}});
+  REQUIRE(s->internal().next_batch(1000));
+  CHECK_THROWS_AS(s->internal().ack_batch(record_id::generate()), caresync::error);
+  CHECK(s->outbox_size() == 1);
+}
