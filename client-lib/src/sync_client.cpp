@@ -77,17 +77,18 @@ sync_report sync_client::sync() {
   hello.device_id = o.device_id;
   hello.token = o.token;
   hello.node = s.node;
-  hello.features = o.compress ? wire::k_feature_deflate : 0;
-  channel.send(wire::make_frame(hello, false));
+  hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
+  channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   // The client's clock never runs behind the server's.
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
-  const bool deflate = (welcome.features & wire::k_feature_deflate) != 0;
+  // The server grants at most one codec; a frame compressed otherwise is refused.
+  const wire::codec compression = wire::codec_of(welcome.features);
 
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
   const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
   while (auto batch = s.next_batch(batch_max)) {
-    const auto frame = wire::make_frame(wire::message_type::push, batch->payload, deflate);
+    const auto frame = wire::make_frame(wire::message_type::push, batch->payload, compression);
     if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
       throw error(make_error_code(protocol_errc::limit_exceeded),
                   "a push batch of " + std::to_string(batch->changes.size()) + " changes is larger than the server accepts; "
@@ -95,7 +96,7 @@ sync_report sync_client::sync() {
     }
     channel.send(frame);
     ++report.batches;
-    const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame), "push_result");
+    const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
     if (result.batch != batch->id) {
       throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
     }
@@ -105,14 +106,20 @@ sync_report sync_client::sync() {
 
   // Pull: pages after the cursor until the server has no more; each page is applied
   // together with its new cursor, so an interruption resumes exactly where it stopped.
+  // The next page is asked for before this one is applied, so the server reads it while
+  // the store writes (pipelining; docs/protocol.md, "The conversation").
+  std::uint64_t cursor = s.cursor();
+  channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}));
   for (;;) {
-    const auto cursor = s.cursor();
-    channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}, false));
-    const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame), "changes");
+    const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
     check_page(page, cursor);
+    if (page.more) {
+      channel.send(wire::make_frame(wire::pull{page.next_cursor, o.pull_page_changes, o.pull_page_bytes}));
+    }
     report.conflicts += s.apply_page(page);
     report.pulled += page.items.size();
     ++report.pages;
+    cursor = page.next_cursor;
     if (!page.more) break;
   }
   channel.close();

@@ -150,7 +150,7 @@ void tls_channel::send(const wire::bytes& frame) {
   sent_ += frame.size();
 }
 
-wire::message tls_channel::receive(std::uint32_t max_frame) {
+wire::message tls_channel::receive(std::uint32_t max_frame, wire::codec agreed) {
   std::array<std::uint8_t, wire::k_frame_header_size> header{};
   auto ec = run([&](auto handler) { asio::async_read(*stream_, asio::buffer(header), handler); }, options_.io_timeout,
                 "waiting for the server's answer");
@@ -161,7 +161,7 @@ wire::message tls_channel::receive(std::uint32_t max_frame) {
            "receiving the server's answer");
   if (ec) network_failure(network_errc::connection_lost, "the connection to the server was lost while receiving: " + ec.message());
   received_ += header.size() + payload.size();
-  return wire::read_payload(h, payload, max_frame);
+  return wire::read_payload(h, payload, max_frame, agreed);
 }
 
 void tls_channel::close() noexcept {

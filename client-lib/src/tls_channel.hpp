@@ -31,7 +31,8 @@ class tls_channel {
   void send(const wire::bytes& frame);
 
   /// Receives one frame and decodes it. Throws caresync::error (network or protocol).
-  wire::message receive(std::uint32_t max_frame);
+  /// Receives one message; a frame compressed with another codec than `agreed` is refused.
+  wire::message receive(std::uint32_t max_frame, wire::codec agreed = wire::codec::none);
 
   /// Closes with a TLS close_notify when the peer answers quickly; never throws.
   void close() noexcept;

@@ -2,6 +2,7 @@
 #include <caresync/protocol/frame.hpp>
 
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <memory>
@@ -15,13 +16,83 @@ bool known_type(std::uint8_t t) noexcept {
          t <= static_cast<std::uint8_t>(message_type::pong);
 }
 
-void put_header(bytes& out, message_type type, bool compressed, std::size_t length) {
+std::uint8_t flag_of(codec c) noexcept {
+  switch (c) {
+    case codec::deflate: return k_deflate_flag;
+    case codec::zstd: return k_zstd_flag;
+    case codec::none: break;
+  }
+  return 0;
+}
+
+void write_header(std::uint8_t* out, message_type type, codec compression, std::size_t length) {
   const auto n = static_cast<std::uint32_t>(length);
-  out.push_back(static_cast<std::uint8_t>(n));
-  out.push_back(static_cast<std::uint8_t>(n >> 8));
-  out.push_back(static_cast<std::uint8_t>(n >> 16));
-  out.push_back(static_cast<std::uint8_t>(n >> 24));
-  out.push_back(static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | (compressed ? k_compressed_flag : 0)));
+  out[0] = static_cast<std::uint8_t>(n);
+  out[1] = static_cast<std::uint8_t>(n >> 8);
+  out[2] = static_cast<std::uint8_t>(n >> 16);
+  out[3] = static_cast<std::uint8_t>(n >> 24);
+  out[4] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) | flag_of(compression));
+}
+
+// zstd level 2: on change pages it compresses about as well as the default level 3 and
+// as fast as level 1 (bench/README.md); pages are compressed on the server's hot path.
+constexpr int k_zstd_level = 2;
+
+struct zstd_cctx_deleter {
+  void operator()(ZSTD_CCtx* c) const noexcept { ZSTD_freeCCtx(c); }
+};
+struct zstd_dctx_deleter {
+  void operator()(ZSTD_DCtx* d) const noexcept { ZSTD_freeDCtx(d); }
+};
+
+/// Compresses `in` into `out` (after its header room); returns the compressed size, or
+/// 0 when compressing does not make it smaller.
+std::size_t compress_into(bytes& out, std::span<const std::uint8_t> in, codec compression) {
+  if (compression == codec::deflate) {
+    uLongf packed = compressBound(static_cast<uLong>(in.size()));
+    out.resize(k_frame_header_size + packed);
+    // Level 1: pages are compressed on the server's hot path; it keeps most of the gain.
+    if (compress2(out.data() + k_frame_header_size, &packed, in.data(), static_cast<uLong>(in.size()), Z_BEST_SPEED) !=
+        Z_OK) {
+      return 0;
+    }
+    return packed < in.size() ? packed : 0;
+  }
+  // One context per thread, reused: a context holds a few hundred KiB of tables.
+  thread_local const std::unique_ptr<ZSTD_CCtx, zstd_cctx_deleter> cctx(ZSTD_createCCtx());
+  if (!cctx) return 0;
+  out.resize(k_frame_header_size + ZSTD_compressBound(in.size()));
+  const std::size_t packed =
+      ZSTD_compressCCtx(cctx.get(), out.data() + k_frame_header_size, out.size() - k_frame_header_size, in.data(),
+                        in.size(), k_zstd_level);
+  if (ZSTD_isError(packed)) return 0;
+  return packed < in.size() ? packed : 0;
+}
+
+/// Decompresses one zstd frame into at most `limit` bytes. The frame must state its
+/// content size (ours always do), so the output is allocated once and never beyond it.
+bytes zstd_bounded(std::span<const std::uint8_t> in, std::uint32_t limit) {
+  const unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR) throw protocol_error(protocol_errc::malformed, "compressed frame is not a valid zstd frame");
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN) {
+    throw protocol_error(protocol_errc::malformed, "zstd frame does not state its size");
+  }
+  if (size > limit) {
+    throw protocol_error(protocol_errc::frame_too_large,
+                         "compressed frame inflates beyond the limit of " + std::to_string(limit) + " bytes");
+  }
+  // Exactly one frame: no second frame or other bytes after it.
+  const std::size_t frame_bytes = ZSTD_findFrameCompressedSize(in.data(), in.size());
+  if (ZSTD_isError(frame_bytes)) throw protocol_error(protocol_errc::malformed, "compressed frame is truncated");
+  if (frame_bytes != in.size()) throw protocol_error(protocol_errc::malformed, "compressed frame has bytes after its end");
+  thread_local const std::unique_ptr<ZSTD_DCtx, zstd_dctx_deleter> dctx(ZSTD_createDCtx());
+  if (!dctx) throw protocol_error(protocol_errc::malformed, "cannot start decompressing a frame");
+  bytes out(static_cast<std::size_t>(size));
+  const std::size_t produced = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), in.data(), in.size());
+  if (ZSTD_isError(produced) || produced != out.size()) {
+    throw protocol_error(protocol_errc::malformed, "compressed frame is not a valid zstd frame");
+  }
+  return out;
 }
 
 /// Inflates a zlib stream (RFC 1950) into at most `limit` bytes.
@@ -66,11 +137,14 @@ frame_header parse_header(std::span<const std::uint8_t, k_frame_header_size> h, 
   frame_header out;
   out.length = static_cast<std::uint32_t>(h[0]) | static_cast<std::uint32_t>(h[1]) << 8 |
                static_cast<std::uint32_t>(h[2]) << 16 | static_cast<std::uint32_t>(h[3]) << 24;
-  const std::uint8_t type = h[4] & static_cast<std::uint8_t>(~k_compressed_flag);
-  out.compressed = (h[4] & k_compressed_flag) != 0;
+  const std::uint8_t type = h[4] & static_cast<std::uint8_t>(~(k_deflate_flag | k_zstd_flag));
   if (!known_type(type)) {
     throw protocol_error(protocol_errc::unknown_message, "frame type " + std::to_string(type) + " is unknown");
   }
+  const bool deflated = (h[4] & k_deflate_flag) != 0;
+  const bool zstd = (h[4] & k_zstd_flag) != 0;
+  if (deflated && zstd) throw protocol_error(protocol_errc::malformed, "frame claims two compressions at once");
+  out.compression = deflated ? codec::deflate : zstd ? codec::zstd : codec::none;
   out.type = static_cast<message_type>(type);
   if (out.length > max_frame) {
     throw protocol_error(protocol_errc::frame_too_large,
@@ -80,36 +154,36 @@ frame_header parse_header(std::span<const std::uint8_t, k_frame_header_size> h, 
   return out;
 }
 
-bytes make_frame(message_type type, std::span<const std::uint8_t> payload, bool deflate) {
+codec codec_of(std::uint32_t features) noexcept {
+  if (features & k_feature_zstd) return codec::zstd;
+  if (features & k_feature_deflate) return codec::deflate;
+  return codec::none;
+}
+
+bytes make_frame(message_type type, std::span<const std::uint8_t> payload, codec compression) {
   bytes out;
-  if (deflate && payload.size() >= k_compress_threshold) {
-    uLongf packed_size = compressBound(static_cast<uLong>(payload.size()));
-    out.resize(k_frame_header_size + packed_size);
-    // Level 1: pages are compressed on the server's hot path; it keeps most of the gain.
-    if (compress2(out.data() + k_frame_header_size, &packed_size, payload.data(),
-                  static_cast<uLong>(payload.size()), Z_BEST_SPEED) == Z_OK &&
-        packed_size < payload.size()) {
-      out.resize(k_frame_header_size + packed_size);
-      bytes header;
-      put_header(header, type, true, packed_size);
-      std::copy(header.begin(), header.end(), out.begin());
+  if (compression != codec::none && payload.size() >= k_compress_threshold) {
+    if (const std::size_t packed = compress_into(out, payload, compression)) {
+      out.resize(k_frame_header_size + packed);
+      write_header(out.data(), type, compression, packed);
       return out;
     }
-    out.clear();
   }
-  out.reserve(k_frame_header_size + payload.size());
-  put_header(out, type, false, payload.size());
-  out.insert(out.end(), payload.begin(), payload.end());
+  out.resize(k_frame_header_size + payload.size());
+  write_header(out.data(), type, codec::none, payload.size());
+  std::copy(payload.begin(), payload.end(), out.begin() + k_frame_header_size);
   return out;
 }
 
-bytes make_frame(const message& m, bool deflate) {
-  return make_frame(type_of(m), encode(m), deflate);
-}
+bytes make_frame(const message& m, codec compression) { return make_frame(type_of(m), encode(m), compression); }
 
-message read_payload(const frame_header& h, std::span<const std::uint8_t> payload, std::uint32_t max_frame) {
-  if (!h.compressed) return decode(h.type, payload);
-  const bytes plain = inflate_bounded(payload, max_frame);
+message read_payload(const frame_header& h, std::span<const std::uint8_t> payload, std::uint32_t max_frame,
+                     codec agreed) {
+  if (h.compression == codec::none) return decode(h.type, payload);
+  if (h.compression != agreed) {
+    throw protocol_error(protocol_errc::malformed, "a compressed frame was sent but compression was not agreed");
+  }
+  const bytes plain = h.compression == codec::zstd ? zstd_bounded(payload, max_frame) : inflate_bounded(payload, max_frame);
   return decode(h.type, plain);
 }
 

@@ -120,12 +120,9 @@ void session::read_header() {
 }
 
 void session::on_payload(const wire::frame_header& h) {
-  if (h.compressed && !deflate_) {
-    return refuse(make_error_code(protocol_errc::malformed), "a compressed frame was sent but compression was not agreed");
-  }
   wire::message m;
   try {
-    m = wire::read_payload(h, payload_, frame_limit());
+    m = wire::read_payload(h, payload_, frame_limit(), compression_);
   } catch (const protocol_error& e) {
     return refuse(e.code(), e.what());
   }
@@ -152,7 +149,7 @@ void session::handle(const wire::message& m) {
   }
   if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push);
   if (const auto* pull = std::get_if<wire::pull>(&m)) return on_pull(*pull);
-  if (const auto* ping = std::get_if<wire::ping>(&m)) return send(wire::make_frame(wire::pong{ping->nonce}, false), false);
+  if (const auto* ping = std::get_if<wire::ping>(&m)) return send(wire::make_frame(wire::pong{ping->nonce}), false);
   refuse(make_error_code(protocol_errc::unexpected_message),
          std::string("a '") + wire::to_string(wire::type_of(m)) + "' message is not expected from a device");
 }
@@ -171,11 +168,15 @@ void session::on_hello(const wire::hello& m) {
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
-  deflate_ = (m.features & wire::k_feature_deflate) != 0;
+  // At most one codec: zstd when offered (faster, smaller), else deflate.
+  const std::uint32_t granted = (m.features & wire::k_feature_zstd)      ? wire::k_feature_zstd
+                                : (m.features & wire::k_feature_deflate) ? wire::k_feature_deflate
+                                                                         : 0;
+  compression_ = wire::codec_of(granted);
   wire::welcome w;
   w.server_name = context_.config.server_name;
   w.server_time_ms = system_time_ms();
-  w.features = m.features & wire::k_feature_deflate;
+  w.features = granted;
   w.max_frame_bytes = context_.config.max_frame_bytes;
   w.max_push_changes = context_.config.max_push_changes;
   try {
@@ -184,7 +185,7 @@ void session::on_hello(const wire::hello& m) {
     std::fprintf(stderr, "caresync-server: reading the log head for device %s failed: %s\n", device_.c_str(), e.what());
     return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
   }
-  send(wire::make_frame(w, false), false);
+  send(wire::make_frame(w), false);
 }
 
 void session::on_push(const wire::push& m) {
@@ -217,7 +218,7 @@ void session::on_push(const wire::push& m) {
     context_.changes_accepted += outcome.accepted;
     changes_in_ += outcome.accepted;
   }
-  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq, outcome.replayed}, deflate_),
+  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq, outcome.replayed}, compression_),
        false);
 }
 
@@ -234,7 +235,7 @@ void session::on_pull(const wire::pull& m) {
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
   changes_out_ += page.count();
-  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), deflate_), false);
+  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), compression_), false);
 }
 
 void session::send(wire::bytes frame, bool last) {
@@ -257,7 +258,7 @@ void session::refuse(std::error_code code, const std::string& message) {
   e.code = static_cast<std::uint16_t>(code.value());
   e.transient = is_transient(code);
   e.message = message;
-  send(wire::make_frame(e, false), true);
+  send(wire::make_frame(e), true);
 }
 
 void session::abort(const char* outcome) {

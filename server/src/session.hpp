@@ -70,7 +70,7 @@ class session : public std::enable_shared_from_this<session> {
   std::string peer_;
   std::string device_;  // empty until hello is accepted
   node_id node_ = 0;
-  bool deflate_ = false;
+  wire::codec compression_ = wire::codec::none;  // agreed in hello/welcome
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;

@@ -130,19 +130,19 @@ inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string
 }
 
 /// Connects as `o` says, says hello with `node` (offering no features), sends `request`
-/// (deflated if `compress` and large enough) and returns the answer. Closes afterwards.
+/// (compressed with `compression` if large enough) and returns the answer. Closes afterwards.
 inline wire::message exchange_raw(const sync_options& o, node_id node, const wire::message& request,
-                                  bool compress = false) {
+                                  wire::codec compression = wire::codec::none) {
   tls_channel ch(o);
   ch.connect();
   wire::hello hello;
   hello.device_id = o.device_id;
   hello.token = o.token;
   hello.node = node;
-  ch.send(wire::make_frame(hello, false));
+  ch.send(wire::make_frame(hello));
   auto welcome = ch.receive(wire::k_default_max_frame);
   if (!std::holds_alternative<wire::welcome>(welcome)) return welcome;
-  ch.send(wire::make_frame(request, compress));
+  ch.send(wire::make_frame(request, compression));
   auto answer = ch.receive(wire::k_default_max_frame);
   ch.close();
   return answer;

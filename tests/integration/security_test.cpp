@@ -128,9 +128,10 @@ TEST_CASE("the server refuses forged versions and a node id of 0", "[sync][secur
     CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("node id"));
   }
   SECTION("a compressed frame when compression was not agreed") {
-    batch->changes[0].fields[0].val = std::string(4000, 'x');  // large enough to be deflated
-    const auto answer =
-        caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->changes}, true);
+    const auto compression = GENERATE(wire::codec::deflate, wire::codec::zstd);
+    batch->changes[0].fields[0].val = std::string(4000, 'x');  // large enough to be compressed
+    const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(),
+                                                        wire::push{batch->id, batch->changes}, compression);
     REQUIRE(std::holds_alternative<wire::error>(answer));
     CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("compression was not agreed"));
   }

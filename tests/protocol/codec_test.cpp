@@ -302,30 +302,30 @@ const char* const k_push_frame_hex =
     "09" "7765696768745f6b67" "02" "0000000000205240";  // weight_kg = real 72.5
 
 TEST_CASE("codec: the ping frame of the protocol doc, byte for byte", "[protocol]") {
-  const auto frame = wire::make_frame(testing::example_ping(), true);
+  const auto frame = wire::make_frame(testing::example_ping(), wire::codec::deflate);
   CHECK(hex(frame) == k_ping_frame_hex);
   const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(frame.data(), 5), wire::k_default_max_frame);
   CHECK(h.type == wire::message_type::ping);
-  CHECK_FALSE(h.compressed);
+  CHECK(h.compression == wire::codec::none);
   CHECK(h.length == 9);
 }
 
 TEST_CASE("codec: the push frame of the protocol doc, byte for byte", "[protocol]") {
-  const auto frame = wire::make_frame(testing::example_push(), true);  // too small to compress
+  const auto frame = wire::make_frame(testing::example_push(), wire::codec::deflate);  // too small to compress
   CHECK(hex(frame) == k_push_frame_hex);
   const auto expected = unhex(k_push_frame_hex);
   REQUIRE(expected.size() > 5);
   const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(expected.data(), 5), wire::k_default_max_frame);
   CHECK(h.type == wire::message_type::push);
   CHECK(h.length == expected.size() - 5);
-  const auto m = wire::read_payload(h, std::span(expected).subspan(5), wire::k_default_max_frame);
+  const auto m = wire::read_payload(h, std::span(expected).subspan(5), wire::k_default_max_frame, wire::codec::none);
   REQUIRE(std::holds_alternative<wire::push>(m));
   CHECK(std::get<wire::push>(m) == testing::example_push());
 }
 
 TEST_CASE("codec: print the doc's example frames", "[.dump]") {
-  for (const auto& frame : {wire::make_frame(testing::example_ping(), false),
-                            wire::make_frame(testing::example_push(), false)}) {
+  for (const auto& frame : {wire::make_frame(testing::example_ping()),
+                            wire::make_frame(testing::example_push())}) {
     for (std::size_t i = 0; i < frame.size(); i += 16) {
       std::printf("%04zx ", i);
       for (std::size_t j = i; j < i + 16 && j < frame.size(); ++j) std::printf(" %02x", frame[j]);

@@ -18,10 +18,11 @@ wire::frame_header header_of(const bytes& frame, std::uint32_t max = wire::k_def
   return wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(frame.data(), 5), max);
 }
 
+/// Reads a whole frame as a receiver that agreed on the frame's own codec.
 wire::message read_frame(const bytes& frame, std::uint32_t max = wire::k_default_max_frame) {
   const auto h = header_of(frame, max);
   REQUIRE(frame.size() == wire::k_frame_header_size + h.length);
-  return wire::read_payload(h, std::span(frame).subspan(wire::k_frame_header_size), max);
+  return wire::read_payload(h, std::span(frame).subspan(wire::k_frame_header_size), max, h.compression);
 }
 
 /// A push whose payload compresses well: many changes that differ little.
@@ -41,7 +42,7 @@ wire::push big_push(int changes) {
 TEST_CASE("frame: header is length u32 little-endian, then the type byte", "[protocol]") {
   const wire::message m = wire::pull{300, 2, 3};
   const auto payload = wire::encode(m);
-  const auto frame = wire::make_frame(m, false);
+  const auto frame = wire::make_frame(m);
   REQUIRE(frame.size() == 5 + payload.size());
   CHECK(frame[0] == payload.size());
   CHECK(frame[1] == 0);
@@ -52,7 +53,7 @@ TEST_CASE("frame: header is length u32 little-endian, then the type byte", "[pro
 
   const auto h = header_of(frame);
   CHECK(h.type == wire::message_type::pull);
-  CHECK_FALSE(h.compressed);
+  CHECK(h.compression == wire::codec::none);
   CHECK(h.length == payload.size());
   CHECK(std::get<wire::pull>(read_frame(frame)) == wire::pull{300, 2, 3});
 }
@@ -61,7 +62,7 @@ TEST_CASE("frame: parse_header reads all four length bytes and the flag", "[prot
   const bytes raw{0x04, 0x03, 0x02, 0x01, 0x86};
   const auto h = wire::parse_header(std::span<const std::uint8_t, 5>(raw.data(), 5), 0xffffffffu);
   CHECK(h.length == 0x01020304u);
-  CHECK(h.compressed);
+  CHECK(h.compression == wire::codec::deflate);
   CHECK(h.type == wire::message_type::changes);
 
   SECTION("a frame exactly at the limit is accepted, one byte more is refused") {
@@ -90,8 +91,8 @@ TEST_CASE("frame: every message type round trips through a frame", "[protocol]")
       wire::pong{2},
   };
   for (const auto& m : all) {
-    for (const bool deflate : {false, true}) {
-      const auto frame = wire::make_frame(m, deflate);
+    for (const auto compression : {wire::codec::none, wire::codec::deflate, wire::codec::zstd}) {
+      const auto frame = wire::make_frame(m, compression);
       CHECK(frame[4] == static_cast<std::uint8_t>(wire::type_of(m)));  // small: never compressed
       CHECK(read_frame(frame) == m);
     }
@@ -102,23 +103,23 @@ TEST_CASE("frame: compression only above the threshold and only when smaller", "
   SECTION("a payload under 512 bytes is sent plain even when deflate is on") {
     const wire::message m = wire::error{1, false, std::string(400, 'a')};
     REQUIRE(wire::encode(m).size() < wire::k_compress_threshold);
-    const auto frame = wire::make_frame(m, true);
-    CHECK((frame[4] & wire::k_compressed_flag) == 0);
+    const auto frame = wire::make_frame(m, wire::codec::deflate);
+    CHECK((frame[4] & wire::k_deflate_flag) == 0);
     CHECK(frame.size() == 5 + wire::encode(m).size());
   }
   SECTION("a large compressible payload is compressed when deflate is on") {
     const wire::message m = big_push(200);
     const auto payload = wire::encode(m);
     REQUIRE(payload.size() >= wire::k_compress_threshold);
-    const auto plain = wire::make_frame(m, false);
-    CHECK((plain[4] & wire::k_compressed_flag) == 0);
+    const auto plain = wire::make_frame(m);
+    CHECK((plain[4] & wire::k_deflate_flag) == 0);
     CHECK(plain.size() == 5 + payload.size());
 
-    const auto packed = wire::make_frame(m, true);
-    CHECK(packed[4] == (wire::k_compressed_flag | 3));
+    const auto packed = wire::make_frame(m, wire::codec::deflate);
+    CHECK(packed[4] == (wire::k_deflate_flag | 3));
     CHECK(packed.size() < plain.size() / 4);
     const auto h = header_of(packed);
-    CHECK(h.compressed);
+    CHECK(h.compression == wire::codec::deflate);
     CHECK(h.length == packed.size() - 5);
     CHECK(packed[5] == 0x78);  // a zlib (RFC 1950) stream header
     CHECK(std::get<wire::push>(read_frame(packed)) == std::get<wire::push>(m));
@@ -134,32 +135,81 @@ TEST_CASE("frame: compression only above the threshold and only when smaller", "
       noise.bytes.push_back(static_cast<std::uint8_t>(x));
     }
     p.changes.front().fields.push_back({"photo", value{noise}});
-    const auto frame = wire::make_frame(p, true);
-    CHECK((frame[4] & wire::k_compressed_flag) == 0);
+    const auto frame = wire::make_frame(p, wire::codec::deflate);
+    CHECK((frame[4] & wire::k_deflate_flag) == 0);
     CHECK(std::get<wire::push>(read_frame(frame)) == p);
   }
   SECTION("a prebuilt payload is framed the same way") {
     const wire::message m = big_push(50);
     const auto payload = wire::encode(m);
-    CHECK(wire::make_frame(wire::message_type::push, payload, true) == wire::make_frame(m, true));
-    CHECK(wire::make_frame(wire::message_type::push, payload, false) == wire::make_frame(m, false));
+    CHECK(wire::make_frame(wire::message_type::push, payload, wire::codec::deflate) == wire::make_frame(m, wire::codec::deflate));
+    CHECK(wire::make_frame(wire::message_type::push, payload) == wire::make_frame(m));
   }
 }
 
 TEST_CASE("frame: a compressed payload may inflate up to the limit, not past it", "[protocol]") {
+  const auto compression = GENERATE(wire::codec::deflate, wire::codec::zstd);
   const wire::message m = big_push(100);
   const auto payload = wire::encode(m);
-  const auto frame = wire::make_frame(m, true);
+  const auto frame = wire::make_frame(m, compression);
   const auto h = header_of(frame);
-  REQUIRE(h.compressed);
+  REQUIRE(h.compression == compression);
   const auto body = std::span(frame).subspan(5);
   const auto size = static_cast<std::uint32_t>(payload.size());
-  CHECK(std::get<wire::push>(wire::read_payload(h, body, size)) == std::get<wire::push>(m));
-  CHECK(std::get<wire::push>(wire::read_payload(h, body, size + 1)) == std::get<wire::push>(m));
+  CHECK(std::get<wire::push>(wire::read_payload(h, body, size, h.compression)) == std::get<wire::push>(m));
+  CHECK(std::get<wire::push>(wire::read_payload(h, body, size + 1, h.compression)) == std::get<wire::push>(m));
   try {
-    (void)wire::read_payload(h, body, size - 1);
+    (void)wire::read_payload(h, body, size - 1, h.compression);
     FAIL("inflated past the limit");
   } catch (const protocol_error& e) {
     CHECK(e.code() == protocol_errc::frame_too_large);
+  }
+}
+
+TEST_CASE("frame: zstd frames", "[protocol]") {
+  const wire::message m = big_push(200);
+  const auto payload = wire::encode(m);
+  const auto packed = wire::make_frame(m, wire::codec::zstd);
+  CHECK(packed[4] == (wire::k_zstd_flag | 3));
+  CHECK(packed.size() < wire::make_frame(m, wire::codec::deflate).size());
+  const std::vector<std::uint8_t> magic(packed.begin() + 5, packed.begin() + 9);
+  CHECK(magic == std::vector<std::uint8_t>{0x28, 0xb5, 0x2f, 0xfd});  // a zstd frame (RFC 8878)
+  const auto h = header_of(packed);
+  CHECK(h.compression == wire::codec::zstd);
+  CHECK(std::get<wire::push>(read_frame(packed)) == std::get<wire::push>(m));
+  const auto prebuilt = wire::make_frame(wire::message_type::push, payload, wire::codec::zstd);
+  CHECK(prebuilt == packed);
+}
+
+TEST_CASE("frame: a frame compressed with a codec the session did not agree on is refused", "[protocol]") {
+  const wire::message m = big_push(200);
+  const auto [sent, agreed] = GENERATE(std::pair{wire::codec::zstd, wire::codec::deflate},
+                                       std::pair{wire::codec::deflate, wire::codec::zstd},
+                                       std::pair{wire::codec::zstd, wire::codec::none},
+                                       std::pair{wire::codec::deflate, wire::codec::none});
+  const auto frame = wire::make_frame(m, sent);
+  const auto h = header_of(frame);
+  REQUIRE(h.compression == sent);
+  try {
+    (void)wire::read_payload(h, std::span(frame).subspan(5), wire::k_default_max_frame, agreed);
+    FAIL("a frame in a codec not agreed was read");
+  } catch (const protocol_error& e) {
+    CHECK(e.code() == protocol_errc::malformed);
+    CHECK_THAT(e.what(), Catch::Contains("compression was not agreed"));
+  }
+  // A plain frame is always fine.
+  const auto plain = wire::make_frame(m);
+  CHECK(std::get<wire::push>(wire::read_payload(header_of(plain), std::span(plain).subspan(5),
+                                                wire::k_default_max_frame, agreed)) == std::get<wire::push>(m));
+}
+
+TEST_CASE("frame: both compression bits at once are refused in the header", "[protocol]") {
+  auto frame = wire::make_frame(wire::ping{1});
+  frame[4] |= wire::k_deflate_flag | wire::k_zstd_flag;
+  try {
+    (void)header_of(frame);
+    FAIL("a header with both compression bits was accepted");
+  } catch (const protocol_error& e) {
+    CHECK(e.code() == protocol_errc::malformed);
   }
 }

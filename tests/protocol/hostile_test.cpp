@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <zlib.h>
+#include <zstd.h>
 
 #include <cstdint>
 #include <random>
@@ -73,7 +74,7 @@ bytes zlib_compress(const bytes& plain) {
 wire::frame_header compressed_header(message_type type, std::size_t length) {
   wire::frame_header h;
   h.type = type;
-  h.compressed = true;
+  h.compression = wire::codec::deflate;
   h.length = static_cast<std::uint32_t>(length);
   return h;
 }
@@ -272,9 +273,9 @@ TEST_CASE("hostile: compressed frames", "[protocol][security]") {
     const auto bomb = zlib_compress(zeros);
     REQUIRE(bomb.size() < 100'000);
     const auto h = compressed_header(message_type::push, bomb.size());
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::frame_too_large);
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, 4096); }) == protocol_errc::frame_too_large);
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bomb, 4096, wire::codec::deflate); }) == protocol_errc::frame_too_large);
   }
   SECTION("garbage is malformed") {
     std::mt19937 rng(7);
@@ -282,27 +283,90 @@ TEST_CASE("hostile: compressed frames", "[protocol][security]") {
     for (auto& b : garbage) b = static_cast<std::uint8_t>(rng());
     garbage[0] = 0x12;  // not a zlib header
     const auto h = compressed_header(message_type::push, garbage.size());
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, garbage, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, garbage, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::malformed);
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, bytes{}, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, bytes{}, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::malformed);
   }
   SECTION("a truncated or overlong zlib stream is malformed") {
     const auto packed = zlib_compress(wire::encode(testing::example_push()));
     const bytes cut(packed.begin(), packed.end() - 6);
     const auto h = compressed_header(message_type::push, cut.size());
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, cut, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, cut, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::malformed);
     auto longer = packed;
     longer.push_back(0x00);
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, longer, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, longer, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::malformed);
-    CHECK(std::get<wire::push>(wire::read_payload(h, packed, wire::k_default_max_frame)) == testing::example_push());
+    CHECK(std::get<wire::push>(wire::read_payload(h, packed, wire::k_default_max_frame, wire::codec::deflate)) == testing::example_push());
   }
   SECTION("a valid stream of a bad payload is malformed") {
     const auto packed = zlib_compress(bytes{0x01, 0x02});
     const auto h = compressed_header(message_type::ping, packed.size());
-    CHECK(thrown_code([&] { (void)wire::read_payload(h, packed, wire::k_default_max_frame); }) ==
+    CHECK(thrown_code([&] { (void)wire::read_payload(h, packed, wire::k_default_max_frame, wire::codec::deflate); }) ==
+          protocol_errc::malformed);
+  }
+}
+
+TEST_CASE("hostile: zstd-compressed frames", "[protocol][security]") {
+  const auto zstd_header = [](message_type type, std::size_t length) {
+    wire::frame_header h;
+    h.type = type;
+    h.compression = wire::codec::zstd;
+    h.length = static_cast<std::uint32_t>(length);
+    return h;
+  };
+  const auto compress = [](const bytes& plain) {
+    bytes out(ZSTD_compressBound(plain.size()));
+    const auto n = ZSTD_compress(out.data(), out.size(), plain.data(), plain.size(), 19);
+    REQUIRE_FALSE(ZSTD_isError(n));
+    out.resize(n);
+    return out;
+  };
+  const auto read = [](const wire::frame_header& h, const bytes& body, std::uint32_t limit = wire::k_default_max_frame) {
+    return wire::read_payload(h, body, limit, wire::codec::zstd);
+  };
+  SECTION("a bomb is refused from its stated size, before anything is allocated") {
+    const auto bomb = compress(bytes(24u << 20, 0));
+    REQUIRE(bomb.size() < 100'000);
+    const auto h = zstd_header(message_type::push, bomb.size());
+    CHECK(thrown_code([&] { (void)read(h, bomb); }) == protocol_errc::frame_too_large);
+    CHECK(thrown_code([&] { (void)read(h, bomb, 4096); }) == protocol_errc::frame_too_large);
+  }
+  SECTION("a frame that does not state its size is malformed") {
+    const auto plain = wire::encode(testing::example_push());
+    const std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> c(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+    REQUIRE_FALSE(ZSTD_isError(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_contentSizeFlag, 0)));
+    bytes out(ZSTD_compressBound(plain.size()) + 64);
+    ZSTD_inBuffer in{plain.data(), plain.size(), 0};
+    ZSTD_outBuffer o{out.data(), out.size(), 0};
+    REQUIRE(ZSTD_compressStream2(c.get(), &o, &in, ZSTD_e_end) == 0);
+    out.resize(o.pos);
+    REQUIRE(ZSTD_getFrameContentSize(out.data(), out.size()) == ZSTD_CONTENTSIZE_UNKNOWN);
+    CHECK(thrown_code([&] { (void)read(zstd_header(message_type::push, out.size()), out); }) ==
+          protocol_errc::malformed);
+  }
+  SECTION("garbage, truncation, trailing bytes and a second frame are malformed") {
+    const auto packed = compress(wire::encode(testing::example_push()));
+    const auto h = zstd_header(message_type::push, packed.size());
+    CHECK(std::get<wire::push>(read(h, packed)) == testing::example_push());
+    std::mt19937 rng(11);
+    bytes garbage(300);
+    for (auto& b : garbage) b = static_cast<std::uint8_t>(rng());
+    CHECK(thrown_code([&] { (void)read(h, garbage); }) == protocol_errc::malformed);
+    CHECK(thrown_code([&] { (void)read(h, bytes{}); }) == protocol_errc::malformed);
+    const bytes cut(packed.begin(), packed.end() - 3);
+    CHECK(thrown_code([&] { (void)read(h, cut); }) == protocol_errc::malformed);
+    auto longer = packed;
+    longer.push_back(0x00);
+    CHECK(thrown_code([&] { (void)read(h, longer); }) == protocol_errc::malformed);
+    auto twice = packed;
+    twice.insert(twice.end(), packed.begin(), packed.end());
+    CHECK(thrown_code([&] { (void)read(h, twice); }) == protocol_errc::malformed);
+  }
+  SECTION("a valid frame of a bad payload is malformed") {
+    const auto packed = compress(bytes{0x01, 0x02});
+    CHECK(thrown_code([&] { (void)read(zstd_header(message_type::ping, packed.size()), packed); }) ==
           protocol_errc::malformed);
   }
 }
@@ -334,7 +398,7 @@ int fuzz(const bytes& frame, std::uint32_t seed, int iterations) {
       const auto h = header_of(f);
       if (h.length > f.size() - wire::k_frame_header_size) continue;  // a receiver would wait
       (void)wire::read_payload(h, std::span(f).subspan(wire::k_frame_header_size, h.length),
-                               wire::k_default_max_frame);
+                               wire::k_default_max_frame, h.compression);
       ++decoded;
     } catch (const protocol_error&) {
       // the only acceptable failure
@@ -349,7 +413,7 @@ int fuzz(const bytes& frame, std::uint32_t seed, int iterations) {
 
 TEST_CASE("hostile: random mutations of valid frames", "[protocol][security]") {
   SECTION("a plain push") {
-    const auto frame = wire::make_frame(testing::example_push(), false);
+    const auto frame = wire::make_frame(testing::example_push());
     const int decoded = fuzz(frame, 1234, 20000);
     // Many mutations only change values (a stamp, a letter): the loop reaches the
     // decoder's success path too, not just its first check.
@@ -362,14 +426,21 @@ TEST_CASE("hostile: random mutations of valid frames", "[protocol][security]") {
     page.items[1].body.kind = change_kind::remove;
     page.items[1].body.fields.clear();
     page.next_cursor = 2;
-    const auto frame = wire::make_frame(page, false);
+    const auto frame = wire::make_frame(page);
     CHECK(fuzz(frame, 5678, 20000) > 1000);
   }
   SECTION("a compressed push") {
     wire::push p = testing::example_push();
     for (int i = 0; i < 40; ++i) p.changes.push_back(p.changes.front());
-    const auto frame = wire::make_frame(p, true);
-    REQUIRE((frame[4] & wire::k_compressed_flag) != 0);
+    const auto frame = wire::make_frame(p, wire::codec::deflate);
+    REQUIRE((frame[4] & wire::k_deflate_flag) != 0);
     (void)fuzz(frame, 91011, 20000);
+  }
+  SECTION("a zstd-compressed push") {
+    wire::push p = testing::example_push();
+    for (int i = 0; i < 40; ++i) p.changes.push_back(p.changes.front());
+    const auto frame = wire::make_frame(p, wire::codec::zstd);
+    REQUIRE((frame[4] & wire::k_zstd_flag) != 0);
+    (void)fuzz(frame, 121314, 20000);
   }
 }

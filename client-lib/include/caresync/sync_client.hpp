@@ -32,7 +32,7 @@ struct sync_options {
   std::uint32_t push_batch_changes = 1000;       ///< capped by the server's limit
   std::uint32_t pull_page_changes = 2000;        ///< 0: the server's default
   std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
-  bool compress = true;                          ///< offer deflate-compressed frames
+  bool compress = true;                          ///< offer compressed frames (zstd, else deflate)
 };
 
 /// What one sync did.

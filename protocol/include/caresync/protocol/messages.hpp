@@ -16,8 +16,10 @@ namespace caresync::wire {
 /// The protocol version this build speaks; sent first in hello.
 inline constexpr std::uint16_t k_protocol_version = 1;
 
-/// Feature bits offered in hello and granted in welcome.
+/// Feature bits offered in hello and granted in welcome. Of the compression bits the
+/// server grants at most one, zstd before deflate.
 inline constexpr std::uint32_t k_feature_deflate = 1u << 0;  ///< frames may be deflate-compressed
+inline constexpr std::uint32_t k_feature_zstd = 1u << 1;     ///< frames may be zstd-compressed
 
 /// Message type numbers, the fifth byte of each frame's header.
 enum class message_type : std::uint8_t {
