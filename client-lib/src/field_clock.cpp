@@ -66,8 +66,8 @@ void encode_clock_of_change(std::vector<std::uint8_t>& out, const version& ver, 
   }
 }
 
-field_clock decode_field_clock(std::span<const std::uint8_t> in) {
-  field_clock clock;
+void for_each_clock_entry(std::span<const std::uint8_t> in,
+                          const std::function<void(std::string_view, const version&, bool)>& visit) {
   std::size_t at = 0;
   while (at < in.size()) {
     if (in.size() - at < 17) corrupt();
@@ -80,10 +80,17 @@ field_clock decode_field_clock(std::span<const std::uint8_t> in) {
       const bool extra = (in[at] & 0x80) != 0;
       ++at;
       if (len == 0 || in.size() - at < len) corrupt();
-      clock[std::string(reinterpret_cast<const char*>(in.data() + at), len)] = field_clock_entry{ver, extra};
+      visit(std::string_view(reinterpret_cast<const char*>(in.data() + at), len), ver, extra);
       at += len;
     }
   }
+}
+
+field_clock decode_field_clock(std::span<const std::uint8_t> in) {
+  field_clock clock;
+  for_each_clock_entry(in, [&](std::string_view name, const version& ver, bool extra) {
+    clock.insert_or_assign(std::string(name), field_clock_entry{ver, extra});
+  });
   return clock;
 }
 

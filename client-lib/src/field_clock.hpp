@@ -11,9 +11,11 @@
 #include <caresync/protocol/hlc.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace caresync {
@@ -31,6 +33,11 @@ std::vector<std::uint8_t> encode_field_clock(const field_clock& clock);
 /// Appends the clock of a record written by one change only (a new record): every field
 /// of `fields` at `ver`, none extra. Equals encode_field_clock of that clock up to order.
 void encode_clock_of_change(std::vector<std::uint8_t>& out, const version& ver, std::span<const field_write> fields);
+
+/// Calls `visit(name, ver, extra)` for every entry of an encoded clock, in encoded order,
+/// without building a map. Throws caresync::error (storage_errc::corrupt) on malformed bytes.
+void for_each_clock_entry(std::span<const std::uint8_t> bytes,
+                          const std::function<void(std::string_view, const version&, bool)>& visit);
 
 /// Decodes a clock. Throws caresync::error (storage_errc::corrupt) on malformed bytes.
 field_clock decode_field_clock(std::span<const std::uint8_t> bytes);

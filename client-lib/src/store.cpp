@@ -139,6 +139,8 @@ void store::impl::load_state() {
     t.select_row.emplace(db.get(), "SELECT " + (cols.empty() ? std::string("NULL") : cols) + " FROM " + t.quoted_name +
                                        " WHERE \"id\"=?");
     t.select_clock.emplace(db.get(), "SELECT \"cs_clock\" FROM " + t.quoted_name + " WHERE \"id\"=?");
+    t.select_full.emplace(db.get(), "SELECT \"cs_clock\"" + (cols.empty() ? std::string() : ", " + cols) + " FROM " +
+                                        t.quoted_name + " WHERE \"id\"=?");
     t.delete_row.emplace(db.get(), "DELETE FROM " + t.quoted_name + " WHERE \"id\"=?");
   }
 
@@ -596,6 +598,12 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
   c.ver = ver;
   c.kind = kind;
   if (kind == change_kind::remove) return c;
+  if (table_statements* t = table(collection)) {
+    bool found = false;
+    auto rebuilt = rebuild_from_row(*t, std::move(c), found);
+    if (found) return rebuilt;
+    c = change{std::string(collection), id, ver, kind, {}};
+  }
   const auto meta = load_meta(collection, id);
   // Deleted since: the tombstone, pushed by its own entry, wins over this write anyway.
   if (!meta || meta->deleted) return std::nullopt;
@@ -610,30 +618,77 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
   return c;
 }
 
-std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
+std::optional<change> store::impl::rebuild_from_row(table_statements& t, change c, bool& found) {
+  const auto text = c.id.to_chars();
+  sqlite::reset_guard g(*t.select_full);
+  t.select_full->bind_static(1, text_of(text));
+  found = t.select_full->step();
+  if (!found) return std::nullopt;
+  bool any_entry = false;
+  bool needs_extras = false;
+  std::vector<std::string> extra_names;
+  for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const version& v, bool extra) {
+    any_entry = true;
+    if (v != c.ver) return;
+    if (extra) {
+      needs_extras = true;
+      c.fields.push_back(field_write{std::string(name), value{}});  // its value is read from cs_extra below
+      extra_names.push_back(std::string(name));
+    } else if (const field_def* d = t.def->find(name)) {
+      c.fields.push_back(field_write{std::string(name), t.select_full->column_value(static_cast<int>(d - t.def->fields.data()) + 1)});
+    }
+  });
+  // Every field it wrote was overwritten since: later entries carry the record. A record
+  // without any field (created empty) is still sent, or the server would never know it.
+  if (c.fields.empty() && any_entry) return std::nullopt;
+  if (needs_extras) {
+    std::map<std::string, value, std::less<>> extras;
+    sqlite::reset_guard ge(*extra_select_record);
+    extra_select_record->bind_static(1, std::string_view(c.collection)).bind_static(2, id_bytes(c.id));
+    while (extra_select_record->step()) extras[extra_select_record->column_text(0)] = extra_select_record->column_value(1);
+    for (const auto& name : extra_names) {
+      auto f = std::find_if(c.fields.begin(), c.fields.end(), [&](const field_write& w) { return w.name == name; });
+      if (auto it = extras.find(name); it != extras.end() && f != c.fields.end()) f->val = it->second;
+    }
+  }
+  // Name order, as the record's clock and merge() see fields.
+  std::sort(c.fields.begin(), c.fields.end(), [](const field_write& a, const field_write& b) { return a.name < b.name; });
+  return c;
+}
+
+std::vector<outbox_batch> store::impl::pinned_batches() {
+  std::vector<outbox_batch> out;
+  sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload FROM cs_batch ORDER BY last_seq");
+  while (pinned.step()) {
+    // Resent exactly as first sent: it may have reached the server.
+    outbox_batch& batch = out.emplace_back();
+    batch.id = id_from_blob(pinned.column_blob(0));
+    batch.last_seq = pinned.column_int64(1);
+    const auto payload = pinned.column_blob(2);
+    batch.payload.assign(payload.begin(), payload.end());
+    auto decoded = wire::decode(wire::message_type::push, batch.payload);
+    auto* p = std::get_if<wire::push>(&decoded);
+    if (!p || p->batch != batch.id) {
+      throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
+    }
+    batch.changes = std::move(p->changes);
+  }
+  return out;
+}
+
+std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
   return in_transaction([&]() -> std::optional<outbox_batch> {
     outbox_batch batch;
     {
-      sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload FROM cs_batch");
-      if (pinned.step()) {
-        // Resend exactly the batch that may have reached the server.
-        batch.id = id_from_blob(pinned.column_blob(0));
-        batch.last_seq = pinned.column_int64(1);
-        const auto payload = pinned.column_blob(2);
-        batch.payload.assign(payload.begin(), payload.end());
-        auto decoded = wire::decode(wire::message_type::push, batch.payload);
-        auto* p = std::get_if<wire::push>(&decoded);
-        if (!p || p->batch != batch.id) {
-          throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
-        }
-        batch.changes = std::move(p->changes);
-        return batch;
-      }
+      sqlite::statement last(db.get(), "SELECT coalesce(max(last_seq), 0) FROM cs_batch");
+      last.step();
+      batch.last_seq = last.column_int64(0);
     }
     sqlite::statement entries(db.get(), "SELECT seq, collection, id, stamp, kind FROM cs_outbox WHERE seq > ? ORDER BY seq LIMIT ?");
-    sqlite::statement drop(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
+    sqlite::statement drop(db.get(), "DELETE FROM cs_outbox WHERE seq > ? AND seq <= ?");
     for (;;) {
-      entries.bind(1, batch.last_seq).bind(2, static_cast<std::int64_t>(max_changes));
+      const std::int64_t start = batch.last_seq;
+      entries.bind(1, start).bind(2, static_cast<std::int64_t>(max_changes));
       std::size_t read = 0;
       while (entries.step()) {
         ++read;
@@ -652,7 +707,7 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
       if (read == 0) return std::nullopt;
       if (!batch.changes.empty()) break;
       // Entries whose writes were all overwritten since: nothing left to send for them.
-      drop.bind(1, batch.last_seq).run();
+      drop.bind(1, start).bind(2, batch.last_seq).run();
       drop.reset();
     }
     batch.id = record_id::generate();
@@ -665,17 +720,25 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
   });
 }
 
+std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
+  auto pinned = pinned_batches();
+  if (!pinned.empty()) return std::move(pinned.front());
+  return pin_batch(max_changes);
+}
+
 void store::impl::ack_batch(const batch_id& id) {
   in_transaction([&] {
-    sqlite::statement pinned(db.get(), "SELECT last_seq FROM cs_batch WHERE id=?");
-    pinned.bind(1, id_bytes(id));
-    if (!pinned.step()) {
+    // Answers come in the order batches were sent, so the acknowledged batch is the
+    // oldest pinned one; its outbox entries are exactly those up to its last seq.
+    sqlite::statement oldest(db.get(), "SELECT id, last_seq FROM cs_batch ORDER BY last_seq LIMIT 1");
+    if (!oldest.step() || id_from_blob(oldest.column_blob(0)) != id) {
       throw error(make_error_code(protocol_errc::unexpected_message),
-                  "the server acknowledged a push batch this store did not send");
+                  "the server acknowledged a push batch this store did not send, or not in the order sent");
     }
     sqlite::statement del(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
-    del.bind(1, pinned.column_int64(0)).run();
-    sqlite::exec(db.get(), "DELETE FROM cs_batch");
+    del.bind(1, oldest.column_int64(1)).run();
+    sqlite::statement unpin(db.get(), "DELETE FROM cs_batch WHERE id=?");
+    unpin.bind(1, id_bytes(id)).run();
   });
 }
 
@@ -684,6 +747,7 @@ std::size_t store::impl::apply(const change& c) {
   clock_dirty = true;
   auto meta = load_meta(c.collection, c.id);
   const bool known_record = meta.has_value();
+  if (!known_record && c.kind == change_kind::upsert && apply_new(c)) return 0;
   if (!meta) meta.emplace();
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
@@ -719,6 +783,34 @@ std::size_t store::impl::apply(const change& c) {
   }
   store_live(c.collection, c.id, values, *meta);
   return outcome.superseded;
+}
+
+bool store::impl::apply_new(const change& c) {
+  // A record this store has never seen, every value in its declared column (the common
+  // case of an initial sync): every field wins, the clock is one group, no map is built.
+  table_statements* t = table(c.collection);
+  if (!t) return false;
+  scratch_columns.clear();
+  for (const auto& f : c.fields) {
+    const field_def* d = t->def->find(f.name);
+    const auto k = kind_of(f.val);
+    if (!d || (k != value_kind::null && k != d->type)) return false;  // goes to cs_extra: the general path
+    scratch_columns.push_back(static_cast<std::uint16_t>(d - t->def->fields.data()));
+  }
+  std::sort(scratch_columns.begin(), scratch_columns.end());
+  scratch_values.clear();
+  for (const auto i : scratch_columns) {
+    for (const auto& f : c.fields) {
+      if (f.name == t->def->fields[i].name) {
+        scratch_values.push_back(&f.val);
+        break;
+      }
+    }
+  }
+  scratch_clock.clear();
+  encode_clock_of_change(scratch_clock, c.ver, c.fields);
+  put_row(*t, c.id, scratch_clock);
+  return true;
 }
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {

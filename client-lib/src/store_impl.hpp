@@ -10,7 +10,7 @@
 //   cs_extra      (collection, id, field) -> value, for undeclared fields / mistyped values
 //   cs_outbox     seq -> (collection, id, stamp, kind) of one local change, oldest first;
 //                 the change is rebuilt from the record when a push batch is made
-//   cs_batch      the push batch in flight: its id, last outbox seq and encoded payload
+//   cs_batch      push batches sent and not yet acknowledged: id, last outbox seq, payload
 //   cs_state      key -> value: node id, hybrid clock, cursor
 
 #include "field_clock.hpp"
@@ -36,13 +36,14 @@ struct table_statements {
   std::string quoted_name;
   std::optional<sqlite::statement> select_row;    // declared columns in declaration order
   std::optional<sqlite::statement> select_clock;  // cs_clock
+  std::optional<sqlite::statement> select_full;   // cs_clock, then the declared columns
   std::optional<sqlite::statement> delete_row;
   /// Upserts of id, some declared columns and cs_clock, by the columns' indexes.
   std::map<std::vector<std::uint16_t>, sqlite::statement> upserts;
 };
 
-/// The push batch in flight, pinned in cs_batch until acknowledged, so a resend carries
-/// the same id and exactly the same changes.
+/// A push batch, pinned in cs_batch from before it is sent until acknowledged, so a
+/// resend carries the same id and exactly the same changes.
 struct outbox_batch {
   batch_id id;
   std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
@@ -125,18 +126,29 @@ struct store::impl {
   // --- sync (used by sync_client)
   std::string get_state(std::string_view key);
   void set_state(std::string_view key, std::string_view value);
-  /// The pinned batch, or a new one of at most `max_changes` outbox entries (pinned
-  /// before it is returned); std::nullopt when the outbox is empty.
+  /// Every batch pinned and not yet acknowledged, oldest first (to be resent as they are).
+  std::vector<outbox_batch> pinned_batches();
+  /// Makes and pins a new batch of at most `max_changes` outbox entries after the last
+  /// pinned one; std::nullopt when no entry is left to send.
+  std::optional<outbox_batch> pin_batch(std::size_t max_changes);
+  /// The oldest pinned batch, or else a new one.
   std::optional<outbox_batch> next_batch(std::size_t max_changes);
+  /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not it.
   void ack_batch(const batch_id& id);
   /// The change an outbox entry stands for: the fields the entry wrote that no later
   /// write has overwritten, with their current values. Empty fields for an upsert
   /// whose every field was overwritten, or whose record was deleted since.
+  /// rebuild() for a live record in its table: one row read, no clock map. std::nullopt
+  /// in `found` when the record is not in its table.
+  std::optional<change> rebuild_from_row(table_statements& t, change c, bool& found);
   std::optional<change> rebuild(std::string_view collection, const record_id& id, const version& ver,
                                 change_kind kind);
   /// Applies a page and moves the cursor, in one transaction. Returns conflicts counted.
   std::size_t apply_page(const wire::changes_page& page);
   std::size_t apply(const change& c);
+  /// apply() of an upsert to a record the store does not hold, when every value fits its
+  /// declared column; false (nothing written) otherwise.
+  bool apply_new(const change& c);
   std::uint64_t cursor();
 };
 

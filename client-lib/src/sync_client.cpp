@@ -6,11 +6,15 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/frame.hpp>
 
+#include <deque>
+
 namespace caresync {
 
 namespace {
 
 constexpr const char* k_client_name = "caresync-client/0.1";
+/// Push batches sent before the first one's answer is awaited.
+constexpr std::size_t k_push_window = 2;
 
 /// Turns an error message from the server into an exception with its code.
 [[noreturn]] void server_refused(const wire::error& e) {
@@ -86,22 +90,44 @@ sync_report sync_client::sync() {
   const wire::codec compression = wire::codec_of(welcome.features);
 
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
+  // Batches pinned by an earlier, interrupted sync go first, exactly as they were. Up to
+  // k_push_window batches are on the way at once, so the store makes the next batch
+  // while the server stores the last one (pipelining; docs/protocol.md).
   const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
-  while (auto batch = s.next_batch(batch_max)) {
-    const auto frame = wire::make_frame(wire::message_type::push, batch->payload, compression);
-    if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
-      throw error(make_error_code(protocol_errc::limit_exceeded),
-                  "a push batch of " + std::to_string(batch->changes.size()) + " changes is larger than the server accepts; "
-                  "lower push_batch_changes");
+  std::deque<outbox_batch> unsent;
+  for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
+  std::deque<outbox_batch> in_flight;
+  bool outbox_done = false;
+  for (;;) {
+    while (in_flight.size() < k_push_window) {
+      if (unsent.empty() && !outbox_done) {
+        if (auto b = s.pin_batch(batch_max)) {
+          unsent.push_back(std::move(*b));
+        } else {
+          outbox_done = true;
+        }
+      }
+      if (unsent.empty()) break;
+      auto& batch = unsent.front();
+      const auto frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
+      if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
+        throw error(make_error_code(protocol_errc::limit_exceeded),
+                    "a push batch of " + std::to_string(batch.changes.size()) +
+                        " changes is larger than the server accepts; lower push_batch_changes");
+      }
+      channel.send(frame);
+      ++report.batches;
+      in_flight.push_back(std::move(batch));
+      unsent.pop_front();
     }
-    channel.send(frame);
-    ++report.batches;
+    if (in_flight.empty()) break;
     const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
-    if (result.batch != batch->id) {
+    if (result.batch != in_flight.front().id) {
       throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
     }
-    s.ack_batch(batch->id);
-    report.pushed += batch->changes.size();
+    s.ack_batch(result.batch);
+    report.pushed += in_flight.front().changes.size();
+    in_flight.pop_front();
   }
 
   // Pull: pages after the cursor until the server has no more; each page is applied

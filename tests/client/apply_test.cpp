@@ -239,3 +239,37 @@ TEST_CASE("an acknowledgement for a batch the store did not send is refused", "[
   CHECK_THROWS_AS(s->internal().ack_batch(record_id::generate()), caresync::error);
   CHECK(s->outbox_size() == 1);
 }
+
+TEST_CASE("several batches may be pinned at once and are acknowledged oldest first", "[store][outbox]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  for (std::int64_t i = 0; i < 5; ++i) s->create("visits", {{"minutes", i}});
+  auto& in = s->internal();
+  const auto first = in.pin_batch(2);
+  const auto second = in.pin_batch(2);
+  REQUIRE(first);
+  REQUIRE(second);
+  CHECK(first->changes.size() == 2);
+  CHECK(second->changes.size() == 2);
+  CHECK(first->id != second->id);
+  CHECK(second->changes.front().ver.stamp > first->changes.back().ver.stamp);
+  // What an interrupted sync resends: both, oldest first, byte for byte.
+  const auto pinned = in.pinned_batches();
+  REQUIRE(pinned.size() == 2);
+  CHECK(pinned[0].payload == first->payload);
+  CHECK(pinned[1].payload == second->payload);
+  // A write made now goes into a later batch, never into a pinned one.
+  s->create("visits", {{"minutes", std::int64_t{99}}});
+  CHECK(in.pinned_batches()[1].payload == second->payload);
+
+  CHECK_THROWS_AS(in.ack_batch(second->id), caresync::error);  // out of order
+  CHECK(s->outbox_size() == 6);
+  in.ack_batch(first->id);
+  CHECK(s->outbox_size() == 4);
+  in.ack_batch(second->id);
+  CHECK(s->outbox_size() == 2);
+  const auto third = in.pin_batch(10);
+  REQUIRE(third);
+  CHECK(third->changes.size() == 2);
+  CHECK_FALSE(in.pin_batch(10).has_value());
+}
