@@ -45,7 +45,6 @@ db_handle open(const std::string& path, const file_identity& identity, const cha
   }
   exec(db.get(), "PRAGMA journal_mode=WAL");
   exec(db.get(), (std::string("PRAGMA synchronous=") + synchronous).c_str());
-  exec(db.get(), "PRAGMA cache_size=-16384");
   return db;
 }
 
