@@ -445,25 +445,9 @@ record_id store::create(std::string_view collection, const std::vector<field_wri
   if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   impl_->check_fields(*t->def, fields);
   const auto id = record_id::generate();
-  // A new record: every field is in its column and the clock is one group; no clock map.
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    auto& columns = impl_->scratch_columns;
-    columns.clear();
-    for (const auto& f : fields) columns.push_back(static_cast<std::uint16_t>(t->def->find(f.name) - t->def->fields.data()));
-    std::sort(columns.begin(), columns.end());
-    impl_->scratch_values.clear();
-    for (const auto i : columns) {
-      for (const auto& f : fields) {
-        if (f.name == t->def->fields[i].name) {
-          impl_->scratch_values.push_back(&f.val);
-          break;
-        }
-      }
-    }
-    impl_->scratch_clock.clear();
-    encode_clock_of_change(impl_->scratch_clock, ver, fields);
-    impl_->put_row(*t, id, impl_->scratch_clock);
+    impl_->put_new_record(*t, id, ver, fields);
     impl_->append_outbox(collection, id, ver, change_kind::upsert);
   });
   return id;
@@ -785,31 +769,37 @@ std::size_t store::impl::apply(const change& c) {
   return outcome.superseded;
 }
 
-bool store::impl::apply_new(const change& c) {
-  // A record this store has never seen, every value in its declared column (the common
-  // case of an initial sync): every field wins, the clock is one group, no map is built.
-  table_statements* t = table(c.collection);
-  if (!t) return false;
+void store::impl::put_new_record(table_statements& t, const record_id& id, const version& ver,
+                                 const std::vector<field_write>& fields) {
+  // Every field is in its column and the clock is one group: no clock map is built.
   scratch_columns.clear();
-  for (const auto& f : c.fields) {
-    const field_def* d = t->def->find(f.name);
-    const auto k = kind_of(f.val);
-    if (!d || (k != value_kind::null && k != d->type)) return false;  // goes to cs_extra: the general path
-    scratch_columns.push_back(static_cast<std::uint16_t>(d - t->def->fields.data()));
-  }
+  for (const auto& f : fields) scratch_columns.push_back(static_cast<std::uint16_t>(t.def->find(f.name) - t.def->fields.data()));
   std::sort(scratch_columns.begin(), scratch_columns.end());
   scratch_values.clear();
   for (const auto i : scratch_columns) {
-    for (const auto& f : c.fields) {
-      if (f.name == t->def->fields[i].name) {
+    for (const auto& f : fields) {
+      if (f.name == t.def->fields[i].name) {
         scratch_values.push_back(&f.val);
         break;
       }
     }
   }
   scratch_clock.clear();
-  encode_clock_of_change(scratch_clock, c.ver, c.fields);
-  put_row(*t, c.id, scratch_clock);
+  encode_clock_of_change(scratch_clock, ver, fields);
+  put_row(t, id, scratch_clock);
+}
+
+bool store::impl::apply_new(const change& c) {
+  // A record this store has never seen, every value in its declared column (the common
+  // case of an initial sync): every field wins.
+  table_statements* t = table(c.collection);
+  if (!t) return false;
+  for (const auto& f : c.fields) {
+    const field_def* d = t->def->find(f.name);
+    const auto k = kind_of(f.val);
+    if (!d || (k != value_kind::null && k != d->type)) return false;  // goes to cs_extra: the general path
+  }
+  put_new_record(*t, c.id, c.ver, c.fields);
   return true;
 }
 

@@ -118,6 +118,10 @@ struct store::impl {
   /// Deletes a record's values and keeps its tombstone.
   void store_tombstone(std::string_view collection, const record_id& id, const version& deleted);
   void put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock);
+  /// Writes a record holding only `fields`, all written by `ver`, each declared in `t`
+  /// with a value of its type (checked by the caller), and no duplicates.
+  void put_new_record(table_statements& t, const record_id& id, const version& ver,
+                      const std::vector<field_write>& fields);
   void put_meta(std::string_view collection, const record_id& id, const meta_row& meta);
   record_state read_state(std::string_view collection, const record_id& id, const meta_row& meta);
   /// Every record (live or tombstone), ordered by (collection, id bytes).
