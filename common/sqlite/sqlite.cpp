@@ -1,8 +1,26 @@
 #include "sqlite.hpp"
 
+#include <mutex>
+
 namespace caresync::sqlite {
 
+namespace {
+
+/// SQLite keeps process-wide memory statistics under one global mutex that every
+/// allocation of every connection takes; with a server's sessions (or a client and a
+/// server in one process) on several threads, that mutex is contended on each step.
+/// Nothing in caresync reads the statistics (sqlite3_memory_used), so they are turned
+/// off. sqlite3_config only works before SQLite is initialised: if the application
+/// initialised it first, its own settings stay and this does nothing.
+void configure_process_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 db_handle open(const std::string& path, const file_identity& identity, const char* synchronous) {
+  configure_process_once();
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   db_handle db(raw);
