@@ -142,6 +142,9 @@ void store::impl::load_state() {
     t.select_full.emplace(db.get(), "SELECT \"cs_clock\"" + (cols.empty() ? std::string() : ", " + cols) + " FROM " +
                                         t.quoted_name + " WHERE \"id\"=?");
     t.delete_row.emplace(db.get(), "DELETE FROM " + t.quoted_name + " WHERE \"id\"=?");
+    sqlite::statement any_meta(db.get(), "SELECT 1 FROM cs_meta WHERE collection=? LIMIT 1");
+    any_meta.bind_static(1, std::string_view(c.name));
+    t.meta_rows = any_meta.step();
   }
 
   sqlite::transaction tx(db.get());
@@ -267,6 +270,7 @@ store::impl::meta_row store::impl::load_live_meta(std::string_view collection, c
 }
 
 void store::impl::put_meta(std::string_view collection, const record_id& id, const meta_row& m) {
+  if (table_statements* t = table(collection)) t->meta_rows = true;
   sqlite::reset_guard g(*meta_upsert);
   const auto clock_bytes = encode_field_clock(m.clock);
   meta_upsert->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, std::span<const std::uint8_t>(clock_bytes));
@@ -279,11 +283,14 @@ void store::impl::put_meta(std::string_view collection, const record_id& id, con
   meta_upsert->run();
 }
 
-void store::impl::put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock) {
+bool store::impl::put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock,
+                          existing_row existing) {
   // scratch_columns (ascending declared-field indexes) and scratch_values (their values)
   // say what to write; the statement for that set of columns is made once and kept.
-  auto it = t.upserts.find(scratch_columns);
-  if (it == t.upserts.end()) {
+  const bool keep = existing == existing_row::keep;
+  auto& statements = keep ? t.inserts : t.upserts;
+  auto it = statements.find(scratch_columns);
+  if (it == statements.end()) {
     std::string names = "\"id\"", params = "?", updates;
     for (const auto i : scratch_columns) {
       const auto q = sqlite::quote(t.def->fields[i].name);
@@ -291,11 +298,12 @@ void store::impl::put_row(table_statements& t, const record_id& id, std::span<co
       params += ",?";
       updates += q + "=excluded." + q + ",";
     }
-    it = t.upserts
+    const std::string on_conflict =
+        keep ? "DO NOTHING" : "DO UPDATE SET " + updates + "\"cs_clock\"=excluded.\"cs_clock\"";
+    it = statements
              .emplace(scratch_columns,
                       sqlite::statement(db.get(), "INSERT INTO " + t.quoted_name + "(" + names + ",\"cs_clock\") VALUES(" +
-                                                      params + ",?) ON CONFLICT(\"id\") DO UPDATE SET " + updates +
-                                                      "\"cs_clock\"=excluded.\"cs_clock\""))
+                                                      params + ",?) ON CONFLICT(\"id\") " + on_conflict))
              .first;
   }
   auto& stmt = it->second;
@@ -306,6 +314,7 @@ void store::impl::put_row(table_statements& t, const record_id& id, std::span<co
   for (const value* v : scratch_values) stmt.bind_static(param++, *v);
   stmt.bind_static(param, clock);
   stmt.run();
+  return !keep || sqlite3_changes(db.get()) > 0;
 }
 
 void store::impl::append_outbox(std::string_view collection, const record_id& id, const version& ver, change_kind kind) {
@@ -729,9 +738,12 @@ void store::impl::ack_batch(const batch_id& id) {
 std::size_t store::impl::apply(const change& c) {
   clock.observe(c.ver.stamp);
   clock_dirty = true;
+  // Most pulled records are new to the store (an initial sync): try to insert them first,
+  // before reading anything.
+  if (c.kind == change_kind::upsert && apply_new(c, false)) return 0;
   auto meta = load_meta(c.collection, c.id);
   const bool known_record = meta.has_value();
-  if (!known_record && c.kind == change_kind::upsert && apply_new(c)) return 0;
+  if (!known_record && c.kind == change_kind::upsert && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
@@ -769,8 +781,8 @@ std::size_t store::impl::apply(const change& c) {
   return outcome.superseded;
 }
 
-void store::impl::put_new_record(table_statements& t, const record_id& id, const version& ver,
-                                 const std::vector<field_write>& fields) {
+bool store::impl::put_new_record(table_statements& t, const record_id& id, const version& ver,
+                                 const std::vector<field_write>& fields, existing_row existing) {
   // Every field is in its column and the clock is one group: no clock map is built.
   scratch_columns.clear();
   for (const auto& f : fields) scratch_columns.push_back(static_cast<std::uint16_t>(t.def->find(f.name) - t.def->fields.data()));
@@ -786,21 +798,22 @@ void store::impl::put_new_record(table_statements& t, const record_id& id, const
   }
   scratch_clock.clear();
   encode_clock_of_change(scratch_clock, ver, fields);
-  put_row(t, id, scratch_clock);
+  return put_row(t, id, scratch_clock, existing);
 }
 
-bool store::impl::apply_new(const change& c) {
+bool store::impl::apply_new(const change& c, bool known_absent) {
   // A record this store has never seen, every value in its declared column (the common
   // case of an initial sync): every field wins.
   table_statements* t = table(c.collection);
-  if (!t) return false;
+  // A record missing from the table may still be in cs_meta (a tombstone): then only
+  // load_meta() can tell.
+  if (!t || (!known_absent && t->meta_rows)) return false;
   for (const auto& f : c.fields) {
     const field_def* d = t->def->find(f.name);
     const auto k = kind_of(f.val);
     if (!d || (k != value_kind::null && k != d->type)) return false;  // goes to cs_extra: the general path
   }
-  put_new_record(*t, c.id, c.ver, c.fields);
-  return true;
+  return put_new_record(*t, c.id, c.ver, c.fields, known_absent ? existing_row::overwrite : existing_row::keep);
 }
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {

@@ -40,6 +40,12 @@ struct table_statements {
   std::optional<sqlite::statement> delete_row;
   /// Upserts of id, some declared columns and cs_clock, by the columns' indexes.
   std::map<std::vector<std::uint16_t>, sqlite::statement> upserts;
+  /// The same, inserting only a record the table does not hold (ON CONFLICT DO NOTHING).
+  std::map<std::vector<std::uint16_t>, sqlite::statement> inserts;
+  /// Whether cs_meta may hold rows of this collection (tombstones, records kept before
+  /// the collection was declared). Checked at open, set by every cs_meta write, never
+  /// cleared: while false, a record missing from the table is missing from the store.
+  bool meta_rows = true;
 };
 
 /// A push batch, pinned in cs_batch from before it is sent until acknowledged, so a
@@ -117,11 +123,17 @@ struct store::impl {
                   const meta_row& meta);
   /// Deletes a record's values and keeps its tombstone.
   void store_tombstone(std::string_view collection, const record_id& id, const version& deleted);
-  void put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock);
+  /// How put_row treats a row the table already holds: overwrite the columns written, or
+  /// leave it as it is (and report that nothing was written).
+  enum class existing_row { overwrite, keep };
+  /// Writes the row of `id`: the columns in scratch_columns with scratch_values, and
+  /// `clock`. Returns false only when `existing` is keep and the row was there.
+  bool put_row(table_statements& t, const record_id& id, std::span<const std::uint8_t> clock,
+               existing_row existing = existing_row::overwrite);
   /// Writes a record holding only `fields`, all written by `ver`, each declared in `t`
   /// with a value of its type (checked by the caller), and no duplicates.
-  void put_new_record(table_statements& t, const record_id& id, const version& ver,
-                      const std::vector<field_write>& fields);
+  bool put_new_record(table_statements& t, const record_id& id, const version& ver,
+                      const std::vector<field_write>& fields, existing_row existing = existing_row::overwrite);
   void put_meta(std::string_view collection, const record_id& id, const meta_row& meta);
   record_state read_state(std::string_view collection, const record_id& id, const meta_row& meta);
   /// Every record (live or tombstone), ordered by (collection, id bytes).
@@ -151,8 +163,9 @@ struct store::impl {
   std::size_t apply_page(const wire::changes_page& page);
   std::size_t apply(const change& c);
   /// apply() of an upsert to a record the store does not hold, when every value fits its
-  /// declared column; false (nothing written) otherwise.
-  bool apply_new(const change& c);
+  /// declared column; false (nothing written) otherwise. Unless `known_absent`, it only
+  /// inserts if neither the table nor cs_meta holds the record, and returns false if one does.
+  bool apply_new(const change& c, bool known_absent);
   std::uint64_t cursor();
 };
 

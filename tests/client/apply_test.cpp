@@ -179,6 +179,35 @@ TEST_CASE("an incoming delete is a tombstone that later writes cannot undo", "[s
   CHECK(pending_changes(*s).empty());
 }
 
+TEST_CASE("a tombstone stored before the store was reopened still keeps its record deleted", "[store][apply]") {
+  // Pulled records are inserted without a lookup while the collection has no tombstone;
+  // the store must learn of tombstones already in the file when it opens.
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto id = record_id::generate();
+  {
+    const auto s = open_store(path);
+    change remove = incoming("visits", id, 5, {});
+    remove.kind = change_kind::remove;
+    pull(*s, {remove});
+  }
+  const auto s = open_store(path);
+  pull(*s, {incoming("visits", id, 6, {{"client", std::string("Ana")}}, caresync::system_time_ms() + 60'000),
+            incoming("visits", record_id::generate(), 7, {{"client", std::string("Bea")}})});
+  CHECK_FALSE(s->get("visits", id).has_value());
+  CHECK(scalar(path, "SELECT group_concat(client) FROM visits") == "Bea");
+}
+
+TEST_CASE("an incoming write newer than the local one replaces it", "[store][apply]") {
+  temp_dir dir;
+  const auto s = open_store(dir.file("tablet.db"));
+  const auto id = s->create("visits", {{"client", std::string("Ana")}, {"minutes", std::int64_t{10}}});
+  const auto conflicts =
+      pull(*s, {incoming("visits", id, 1, {{"minutes", std::int64_t{45}}}, caresync::system_time_ms() + 60'000)});
+  CHECK(conflicts == 0);
+  CHECK(s->get("visits", id) == record_fields{{"client", std::string("Ana")}, {"minutes", std::int64_t{45}}});
+}
+
 TEST_CASE("an incoming write older than the local one loses and is counted as a conflict", "[store][apply]") {
   temp_dir dir;
   const auto s = open_store(dir.file("tablet.db"));
