@@ -1,6 +1,7 @@
 // The caresync-server binary as an operator runs it: started from a config file,
 // stopped with SIGTERM, without losing a change it acknowledged.
 
+#include "../support/server_process.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -9,90 +10,14 @@
 
 #include <fstream>
 #include <thread>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char** environ;
 
 using namespace caresync;
 using caresync::testing::open_tablet;
+using caresync::testing::server_process;
 using caresync::testing::temp_dir;
 using caresync::testing::test_pki;
 
 namespace {
-
-/// A caresync-server child process; killed with SIGKILL if the test ends early.
-class server_process {
- public:
-  explicit server_process(const std::string& config) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-    posix_spawn_file_actions_addclose(&actions, fds[0]);
-    std::string binary = CARESYNC_SERVER_BINARY;
-    std::vector<std::string> args{binary, "serve", "--config", config};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    REQUIRE(rc == 0);
-    // The server announces "... listening on ADDRESS:PORT" once it accepts.
-    std::string line;
-    char c;
-    while (read(fds[0], &c, 1) == 1) {
-      if (c != '\n') {
-        line.push_back(c);
-        continue;
-      }
-      log_ += line + "\n";
-      if (const auto at = line.find("listening on"); at != std::string::npos) {
-        port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
-        break;
-      }
-      line.clear();
-    }
-    stderr_ = fds[0];
-    INFO(log_);
-    REQUIRE(port_ != 0);
-    // Keep reading: a server whose stderr pipe fills up blocks on its next log line.
-    drain_ = std::thread([fd = stderr_] {
-      char buf[4096];
-      while (read(fd, buf, sizeof buf) > 0) {
-      }
-    });
-  }
-  ~server_process() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (drain_.joinable()) drain_.join();  // ends at EOF, once the server has exited
-    close(stderr_);
-  }
-
-  std::uint16_t port() const noexcept { return port_; }
-
-  /// Sends `signal` and returns the exit status.
-  int stop(int signal) {
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stderr_ = -1;
-  std::uint16_t port_ = 0;
-  std::string log_;
-  std::thread drain_;
-};
 
 std::string write_config(const temp_dir& dir, const test_pki& pki) {
   const auto path = dir.file("server.toml");
@@ -117,7 +42,7 @@ TEST_CASE("SIGTERM stops the server cleanly and keeps every acknowledged change"
   auto a = open_tablet(dir, "a");
   std::vector<record_id> ids;
 
-  server_process proc(config);
+  server_process proc(CARESYNC_SERVER_BINARY, config);
   sync_options o;
   o.port = proc.port();
   o.ca_file = pki.ca_file;

@@ -1,0 +1,107 @@
+#pragma once
+// The caresync-server binary as a child process, started from a config file the way an
+// operator starts it. Used by the SIGTERM test and the kill -9 loop.
+// Thread contract: one thread drives the object; it runs one thread of its own that
+// drains the server's stderr.
+
+#include <csignal>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace caresync::testing {
+
+/// A caresync-server child process; killed with SIGKILL when the object goes.
+class server_process {
+ public:
+  /// Runs `binary serve --config config` and waits until it listens.
+  /// Throws std::runtime_error if it cannot start or exits before listening.
+  server_process(const std::string& binary, const std::string& config) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    std::vector<std::string> args{binary, "serve", "--config", config};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (rc != 0) {
+      close(fds[0]);
+      throw std::runtime_error("cannot start " + binary);
+    }
+    stderr_ = fds[0];
+    // The server announces "... listening on ADDRESS:PORT" once it accepts.
+    std::string line;
+    char c;
+    while (read(stderr_, &c, 1) == 1) {
+      if (c != '\n') {
+        line.push_back(c);
+        continue;
+      }
+      log_ += line + "\n";
+      if (line.find("listening on") != std::string::npos) {
+        port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+        break;
+      }
+      line.clear();
+    }
+    if (port_ == 0) {
+      kill_and_reap();
+      close(stderr_);
+      throw std::runtime_error("the server did not start listening; its log:\n" + log_);
+    }
+    // Keep reading: a server whose stderr pipe fills up blocks on its next log line.
+    drain_ = std::thread([fd = stderr_] {
+      char buf[4096];
+      while (read(fd, buf, sizeof buf) > 0) {
+      }
+    });
+  }
+  ~server_process() {
+    kill_and_reap();
+    if (drain_.joinable()) drain_.join();  // ends at EOF, once the server has exited
+    close(stderr_);
+  }
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  /// What the server logged before it listened.
+  const std::string& startup_log() const noexcept { return log_; }
+
+  /// Sends `signal`, waits for the process to end and returns its wait status.
+  int stop(int signal) {
+    if (pid_ <= 0) return 0;
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  void kill_and_reap() {
+    if (pid_ > 0) stop(SIGKILL);
+  }
+
+  pid_t pid_ = -1;
+  int stderr_ = -1;
+  std::uint16_t port_ = 0;
+  std::string log_;
+  std::thread drain_;
+};
+
+}  // namespace caresync::testing
