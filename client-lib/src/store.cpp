@@ -87,7 +87,10 @@ void store::impl::create_tables() {
                "CREATE TABLE IF NOT EXISTS cs_outbox(seq INTEGER PRIMARY KEY, collection TEXT NOT NULL,"
                " id BLOB NOT NULL, stamp INTEGER NOT NULL, kind INTEGER NOT NULL);"
                "CREATE TABLE IF NOT EXISTS cs_batch(id BLOB PRIMARY KEY NOT NULL, last_seq INTEGER NOT NULL,"
-               " payload BLOB NOT NULL);");
+               " payload BLOB NOT NULL);"
+               "CREATE TABLE IF NOT EXISTS cs_quarantine(qid INTEGER PRIMARY KEY, collection TEXT NOT NULL,"
+               " id BLOB NOT NULL, stamp INTEGER NOT NULL, kind INTEGER NOT NULL, change BLOB NOT NULL,"
+               " code INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);");
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
     std::string sql = "CREATE TABLE IF NOT EXISTS " + q + "(\"id\" TEXT PRIMARY KEY NOT NULL";
@@ -514,7 +517,64 @@ bool store::is_synced(std::string_view collection, const record_id& id) const {
   auto& q = *impl_->outbox_for_record;
   sqlite::reset_guard g(q);
   q.bind_static(1, collection).bind_static(2, id_bytes(id));
-  return !q.step();
+  if (q.step()) return false;
+  // A change the server refused is not on the server either.
+  sqlite::statement held(impl_->db.get(), "SELECT 1 FROM cs_quarantine WHERE collection=? AND id=? LIMIT 1");
+  held.bind_static(1, collection).bind_static(2, id_bytes(id));
+  return !held.step();
+}
+
+std::vector<quarantined_change> store::quarantined() const {
+  std::vector<quarantined_change> out;
+  sqlite::statement q(impl_->db.get(),
+                      "SELECT qid, collection, id, kind, change, code, reason, at_ms FROM cs_quarantine ORDER BY qid");
+  while (q.step()) {
+    quarantined_change& h = out.emplace_back();
+    h.id = q.column_int64(0);
+    h.collection = q.column_text(1);
+    h.record = id_from_blob(q.column_blob(2));
+    h.deleted = q.column_int64(3) == static_cast<std::int64_t>(change_kind::remove);
+    try {
+      for (auto& f : wire::decode_change(q.column_blob(4)).fields) h.fields.emplace(std::move(f.name), std::move(f.val));
+    } catch (const protocol_error&) {
+      throw error(make_error_code(storage_errc::corrupt), "a quarantined change in the store is damaged");
+    }
+    h.code = std::error_code(static_cast<int>(q.column_int64(5)), protocol_category());
+    h.reason = q.column_text(6);
+    h.at_ms = static_cast<std::uint64_t>(q.column_int64(7));
+  }
+  return out;
+}
+
+void store::retry_quarantined(std::int64_t id) {
+  impl_->in_transaction([&] {
+    sqlite::statement q(impl_->db.get(), "SELECT collection, id, stamp, kind FROM cs_quarantine WHERE qid=?");
+    q.bind(1, id);
+    if (!q.step()) {
+      throw error(make_error_code(storage_errc::not_found), "no quarantined change " + std::to_string(id));
+    }
+    // Back in the outbox as it was: the next push rebuilds it from the record, so a field
+    // written again since goes with its newer value, or not at all.
+    const std::string collection = q.column_text(0);
+    sqlite::reset_guard g(*impl_->outbox_insert);
+    impl_->outbox_insert->bind_static(1, std::string_view(collection))
+        .bind_static(2, q.column_blob(1))
+        .bind(3, q.column_int64(2))
+        .bind(4, q.column_int64(3))
+        .run();
+    sqlite::statement del(impl_->db.get(), "DELETE FROM cs_quarantine WHERE qid=?");
+    del.bind(1, id).run();
+  });
+}
+
+void store::drop_quarantined(std::int64_t id) {
+  impl_->in_transaction([&] {
+    sqlite::statement del(impl_->db.get(), "DELETE FROM cs_quarantine WHERE qid=?");
+    del.bind(1, id).run();
+    if (sqlite3_changes(impl_->db.get()) == 0) {
+      throw error(make_error_code(storage_errc::not_found), "no quarantined change " + std::to_string(id));
+    }
+  });
 }
 
 std::size_t store::outbox_size() const {
@@ -719,7 +779,8 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
   return pin_batch(max_changes);
 }
 
-void store::impl::ack_batch(const batch_id& id) {
+void store::impl::ack_batch(const batch_id& id, const std::vector<change>& refused_changes,
+                            const std::vector<wire::refusal>& refusals) {
   in_transaction([&] {
     // Answers come in the order batches were sent, so the acknowledged batch is the
     // oldest pinned one; its outbox entries are exactly those up to its last seq.
@@ -732,6 +793,26 @@ void store::impl::ack_batch(const batch_id& id) {
     del.bind(1, oldest.column_int64(1)).run();
     sqlite::statement unpin(db.get(), "DELETE FROM cs_batch WHERE id=?");
     unpin.bind(1, id_bytes(id)).run();
+    // What the server refused is set aside with its reason, leaving the outbox with the
+    // rest; the app lists, retries or drops it (store::quarantined()).
+    sqlite::statement hold(db.get(),
+                           "INSERT INTO cs_quarantine(collection, id, stamp, kind, change, code, reason, at_ms)"
+                           " VALUES(?,?,?,?,?,?,?,?)");
+    const auto now = static_cast<std::int64_t>(system_time_ms());
+    for (std::size_t i = 0; i < refused_changes.size(); ++i) {
+      const change& c = refused_changes[i];
+      const auto encoded = wire::encode_change(c);
+      hold.bind_static(1, std::string_view(c.collection))
+          .bind_static(2, id_bytes(c.id))
+          .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
+          .bind(4, static_cast<std::int64_t>(c.kind))
+          .bind_static(5, std::span<const std::uint8_t>(encoded))
+          .bind(6, static_cast<std::int64_t>(refusals[i].code))
+          .bind_static(7, std::string_view(refusals[i].reason))
+          .bind(8, now)
+          .run();
+      hold.reset();
+    }
   });
 }
 

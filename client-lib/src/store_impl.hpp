@@ -149,8 +149,11 @@ struct store::impl {
   std::optional<outbox_batch> pin_batch(std::size_t max_changes);
   /// The oldest pinned batch, or else a new one.
   std::optional<outbox_batch> next_batch(std::size_t max_changes);
-  /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not it.
-  void ack_batch(const batch_id& id);
+  /// Removes the oldest pinned batch and its outbox entries, and quarantines
+  /// `refused_changes` (the batch's changes the server refused, with `refusals`, in the
+  /// same order); throws if `id` is not the oldest pinned batch.
+  void ack_batch(const batch_id& id, const std::vector<change>& refused_changes = {},
+                 const std::vector<wire::refusal>& refusals = {});
   /// The change an outbox entry stands for: the fields the entry wrote that no later
   /// write has overwritten, with their current values. Empty fields for an upsert
   /// whose every field was overwritten, or whose record was deleted since.

@@ -122,11 +122,20 @@ sync_report sync_client::sync() {
     }
     if (in_flight.empty()) break;
     const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
-    if (result.batch != in_flight.front().id) {
+    const auto& sent = in_flight.front();
+    if (result.batch != sent.id) {
       throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
     }
-    s.ack_batch(result.batch);
-    report.pushed += in_flight.front().changes.size();
+    // Every change is either stored or refused; a refusal names a change of the batch.
+    if (result.accepted + result.refused.size() != sent.changes.size() ||
+        (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
+      throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
+    }
+    std::vector<change> refused;
+    for (const auto& f : result.refused) refused.push_back(sent.changes[f.index]);
+    s.ack_batch(result.batch, refused, result.refused);
+    report.pushed += result.accepted;
+    report.quarantined += refused.size();
     in_flight.pop_front();
   }
 

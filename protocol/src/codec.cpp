@@ -10,6 +10,8 @@
 #include <cereal/archives/portable_binary.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <istream>
 #include <ostream>
 #include <streambuf>
@@ -244,6 +246,8 @@ class reader {
 // Minimum encoded sizes, used to bound counts before allocating.
 constexpr std::size_t k_min_change = 1 + 16 + 8 + 8 + 1 + 1;
 constexpr std::size_t k_min_sequenced_change = 1 + k_min_change;
+// A refusal: index uvarint, code u16, reason text (its length, at least 1 byte).
+constexpr std::size_t k_min_refusal = 1 + 2 + 1;
 
 struct encoder {
   writer& w;
@@ -275,6 +279,12 @@ struct encoder {
     w.uvarint(m.first_seq);
     w.uvarint(m.last_seq);
     w.boolean(m.replayed);
+    w.uvarint(m.refused.size());
+    for (const auto& f : m.refused) {
+      w.uvarint(f.index);
+      w.u16(f.code);
+      w.text(f.reason);
+    }
   }
   void operator()(const pull& m) {
     w.uvarint(m.cursor);
@@ -346,6 +356,19 @@ message decode_body(message_type type, reader& r) {
       m.first_seq = r.uvarint("first sequence number");
       m.last_seq = r.uvarint("last sequence number");
       m.replayed = r.boolean("replayed flag");
+      m.refused.resize(r.count("refused count", k_min_refusal));
+      std::uint64_t next_index = 0;
+      for (auto& f : m.refused) {
+        const auto index = r.uvarint("refused index");
+        // Strictly increasing: no change refused twice, and each index fits a u32.
+        if (index < next_index || index > std::numeric_limits<std::uint32_t>::max()) {
+          throw protocol_error(protocol_errc::malformed, "push_result refuses change indexes out of order or twice");
+        }
+        next_index = index + 1;
+        f.index = static_cast<std::uint32_t>(index);
+        f.code = r.u16("refusal code");
+        f.reason = r.text("refusal reason");
+      }
       return m;
     }
     case message_type::pull: {

@@ -53,10 +53,10 @@ session::~session() {
   // One line per session; never a token or a record's contents.
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   std::fprintf(stderr,
-               "caresync-server: session device=%s peer=%s changes_in=%llu changes_out=%llu bytes_in=%llu "
-               "bytes_out=%llu duration_ms=%lld outcome=%s\n",
+               "caresync-server: session device=%s peer=%s changes_in=%llu changes_refused=%llu changes_out=%llu "
+               "bytes_in=%llu bytes_out=%llu duration_ms=%lld outcome=%s\n",
                device_.empty() ? "-" : device_.c_str(), peer_.c_str(), static_cast<unsigned long long>(changes_in_),
-               static_cast<unsigned long long>(changes_out_), static_cast<unsigned long long>(bytes_in_),
+               static_cast<unsigned long long>(changes_refused_), static_cast<unsigned long long>(changes_out_), static_cast<unsigned long long>(bytes_in_),
                static_cast<unsigned long long>(bytes_out_), static_cast<long long>(ms), outcome_);
 }
 
@@ -194,20 +194,26 @@ void session::on_push(const wire::push& m) {
                   "a push may carry at most " + std::to_string(context_.config.max_push_changes) + " changes");
   }
   const change_limits limits{256, context_.config.max_value_bytes};
-  for (const auto& c : m.changes) {
+  std::vector<wire::refusal> refused;
+  for (std::size_t i = 0; i < m.changes.size(); ++i) {
+    const auto& c = m.changes[i];
     // A device pushes its own writes only: a change stamped with another replica's node
-    // id would let it forge a version that wins over that replica's words.
+    // id would let it forge a version that wins over that replica's words. That is no
+    // mistake of one record, so the whole push is refused.
     if (c.ver.node != node_) {
       return refuse(make_error_code(protocol_errc::malformed),
                     "the push was refused: a change carries another replica's node id");
     }
+    // A change breaking a limit is refused alone: the device sets it aside and the rest
+    // of its outbox goes on (one bad record never blocks the queue).
     if (auto reason = check_change(c, limits); !reason.empty()) {
-      return refuse(make_error_code(protocol_errc::limit_exceeded), "the push was refused: " + reason);
+      refused.push_back(wire::refusal{static_cast<std::uint32_t>(i),
+                                      static_cast<std::uint16_t>(protocol_errc::limit_exceeded), std::move(reason)});
     }
   }
   push_outcome outcome;
   try {
-    outcome = context_.store.append(device_, m.batch, m.changes);
+    outcome = context_.store.append(device_, m.batch, m.changes, refused);
   } catch (const error& e) {
     std::fprintf(stderr, "caresync-server: storing a push from device %s failed: %s\n", device_.c_str(), e.what());
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
@@ -217,8 +223,11 @@ void session::on_push(const wire::push& m) {
   } else {
     context_.changes_accepted += outcome.accepted;
     changes_in_ += outcome.accepted;
+    changes_refused_ += outcome.refused.size();
   }
-  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq, outcome.replayed}, compression_),
+  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq,
+                                          outcome.replayed, std::move(outcome.refused)},
+                        compression_),
        false);
 }
 

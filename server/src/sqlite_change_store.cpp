@@ -43,7 +43,11 @@ class sqlite_change_store final : public change_store {
                    " change BLOB NOT NULL, received_ms INTEGER NOT NULL);"
                    "CREATE TABLE IF NOT EXISTS batches(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
                    " accepted INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,"
-                   " PRIMARY KEY(device, batch_id)) WITHOUT ROWID;");
+                   " PRIMARY KEY(device, batch_id)) WITHOUT ROWID;"
+                   // Changes of a batch the server did not store, and why (no values).
+                   "CREATE TABLE IF NOT EXISTS refusals(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
+                   " idx INTEGER NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
+                   " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;");
       tx.commit();
     }
     find_batch_.emplace(db_.get(), "SELECT accepted, first_seq, last_seq FROM batches WHERE device=? AND batch_id=?");
@@ -51,11 +55,14 @@ class sqlite_change_store final : public change_store {
                            "INSERT INTO changes(device, node, collection, record_id, stamp, change, received_ms)"
                            " VALUES(?,?,?,?,?,?,?)");
     insert_batch_.emplace(db_.get(), "INSERT INTO batches(device, batch_id, accepted, first_seq, last_seq) VALUES(?,?,?,?,?)");
+    find_refusals_.emplace(db_.get(), "SELECT idx, code, reason FROM refusals WHERE device=? AND batch_id=? ORDER BY idx");
+    insert_refusal_.emplace(db_.get(), "INSERT INTO refusals(device, batch_id, idx, code, reason) VALUES(?,?,?,?,?)");
     page_.emplace(db_.get(), "SELECT seq, node, change FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
   }
 
-  push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes) override {
+  push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
+                      std::span<const wire::refusal> refused) override {
     const std::lock_guard lock(mutex_);
     const std::span<const std::uint8_t> batch_bytes(batch.bytes);
     sqlite::transaction tx(db_.get());
@@ -63,14 +70,29 @@ class sqlite_change_store final : public change_store {
       sqlite::reset_guard g(*find_batch_);
       find_batch_->bind(1, device).bind(2, batch_bytes);
       if (find_batch_->step()) {
-        return push_outcome{static_cast<std::uint32_t>(find_batch_->column_int64(0)),
+        push_outcome stored{static_cast<std::uint32_t>(find_batch_->column_int64(0)),
                             static_cast<std::uint64_t>(find_batch_->column_int64(1)),
-                            static_cast<std::uint64_t>(find_batch_->column_int64(2)), true};
+                            static_cast<std::uint64_t>(find_batch_->column_int64(2)), true, {}};
+        sqlite::reset_guard gr(*find_refusals_);
+        find_refusals_->bind(1, device).bind(2, batch_bytes);
+        while (find_refusals_->step()) {
+          stored.refused.push_back(wire::refusal{static_cast<std::uint32_t>(find_refusals_->column_int64(0)),
+                                                 static_cast<std::uint16_t>(find_refusals_->column_int64(1)),
+                                                 find_refusals_->column_text(2)});
+        }
+        return stored;
       }
     }
     push_outcome out;
+    out.refused.assign(refused.begin(), refused.end());
     const auto now = static_cast<std::int64_t>(system_time_ms());
-    for (const auto& c : changes) {
+    auto next_refused = refused.begin();
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+      if (next_refused != refused.end() && next_refused->index == i) {
+        ++next_refused;
+        continue;
+      }
+      const auto& c = changes[i];
       const auto encoded = wire::encode_change(c);
       sqlite::reset_guard g(*insert_change_);
       insert_change_->bind(1, device)
@@ -93,6 +115,15 @@ class sqlite_change_store final : public change_store {
           .bind(3, static_cast<std::int64_t>(out.accepted))
           .bind(4, static_cast<std::int64_t>(out.first_seq))
           .bind(5, static_cast<std::int64_t>(out.last_seq))
+          .run();
+    }
+    for (const auto& f : refused) {
+      sqlite::reset_guard g(*insert_refusal_);
+      insert_refusal_->bind(1, device)
+          .bind(2, batch_bytes)
+          .bind(3, static_cast<std::int64_t>(f.index))
+          .bind(4, static_cast<std::int64_t>(f.code))
+          .bind(5, std::string_view(f.reason))
           .run();
     }
     tx.commit();
@@ -154,7 +185,7 @@ class sqlite_change_store final : public change_store {
  private:
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
-  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, page_, head_;
+  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, page_, head_;
 };
 
 }  // namespace

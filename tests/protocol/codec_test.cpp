@@ -121,10 +121,13 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     CHECK(round_trip(empty) == empty);
   }
   SECTION("push_result") {
-    wire::push_result m{rid(0x33), 0xffffffffu, 1, k_max64, true};
+    wire::push_result m{rid(0x33), 0xffffffffu, 1, k_max64, true, {}};
     CHECK(round_trip(m) == m);
-    wire::push_result none{rid(0), 0, 0, 0, false};
+    wire::push_result none{rid(0), 0, 0, 0, false, {}};
     CHECK(round_trip(none) == none);
+    wire::push_result refused{rid(0x44), 1, 7, 7, false,
+                              {{0, 6, "a value is larger than 1000 bytes"}, {0xffffffffu, 0xffff, "ž"}}};
+    CHECK(round_trip(refused) == refused);
   }
   SECTION("pull") {
     wire::pull m{k_max64, 1000, 0xffffffffu};
@@ -265,11 +268,11 @@ TEST_CASE("codec: changes_page_builder makes the same payload as encoding the pa
 
 TEST_CASE("codec: a hello of another protocol version is refused as unsupported", "[protocol]") {
   wire::hello h;
-  h.protocol_version = 2;
+  h.protocol_version = wire::k_protocol_version + 1;
   const auto payload = wire::encode(h);
   try {
     (void)wire::decode(wire::message_type::hello, payload);
-    FAIL("decoded a version 2 hello");
+    FAIL("decoded a hello of the next version");
   } catch (const protocol_error& e) {
     CHECK(e.code() == protocol_errc::unsupported_version);
   }

@@ -80,10 +80,11 @@ TEST_CASE("frame: parse_header reads all four length bytes and the flag", "[prot
 
 TEST_CASE("frame: every message type round trips through a frame", "[protocol]") {
   const std::vector<wire::message> all{
-      wire::hello{1, "c", "d", "t", 5, wire::k_feature_deflate},
-      wire::welcome{1, "s", 7, 1, 1000, 10, 99},
+      wire::hello{wire::k_protocol_version, "c", "d", "t", 5, wire::k_feature_deflate},
+      wire::welcome{wire::k_protocol_version, "s", 7, 1, 1000, 10, 99},
       testing::example_push(),
-      wire::push_result{record_id{}, 1, 2, 2, false},
+      wire::push_result{record_id{}, 1, 2, 2, false, {}},
+      wire::push_result{record_id{}, 1, 2, 2, false, {{1, 6, "too large"}}},
       wire::pull{3, 4, 5},
       wire::changes_page{{{4, testing::example_push().changes.front()}}, 4, false},
       wire::error{3, false, "no"},

@@ -152,6 +152,11 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
     CHECK(decode_code(message_type::error, concat({{0x01, 0x01, 0x00, 0x00}, varint(huge), {'a', 'b'}})) ==
           protocol_errc::malformed);
   }
+  SECTION("a push_result claiming 2^40 refusals") {
+    // marker, batch id, accepted u32, first and last seq, replayed, refused count
+    CHECK(decode_code(message_type::push_result, concat({{0x01}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(huge), {0, 0}})) ==
+          protocol_errc::malformed);
+  }
   SECTION("the largest u64 as a count") {
     CHECK(decode_code(message_type::push, concat({{0x01}, k_id, varint(~std::uint64_t{0})})) ==
           protocol_errc::malformed);
@@ -175,13 +180,30 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
   }
 }
 
+TEST_CASE("hostile: a push_result refusing a change twice or out of order is refused", "[protocol][security]") {
+  const auto refusal = [](std::uint64_t index) { return concat({varint(index), {0x06, 0x00}, {0x01, 'x'}}); };
+  const auto result = [&](std::initializer_list<bytes> refusals) {
+    bytes out = concat({{0x01}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(refusals.size())});
+    for (const auto& r : refusals) out.insert(out.end(), r.begin(), r.end());
+    return out;
+  };
+  const auto decoded = wire::decode(message_type::push_result, result({refusal(0), refusal(5)}));
+  REQUIRE(std::holds_alternative<wire::push_result>(decoded));
+  CHECK(std::get<wire::push_result>(decoded).refused.size() == 2);
+  CHECK(decode_code(message_type::push_result, result({refusal(5), refusal(5)})) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::push_result, result({refusal(5), refusal(2)})) == protocol_errc::malformed);
+  CHECK(decode_code(message_type::push_result, result({refusal(std::uint64_t{1} << 32)})) == protocol_errc::malformed);
+}
+
 TEST_CASE("hostile: out-of-range bytes in typed fields", "[protocol][security]") {
   SECTION("bool byte 2") {
-    auto payload = wire::encode(wire::push_result{record_id{}, 1, 1, 1, true});
+    auto payload = wire::encode(wire::push_result{record_id{}, 1, 1, 1, true, {}});
+    payload.pop_back();  // the refused count 0: the replayed flag is last
     REQUIRE(payload.back() == 0x01);
     payload.back() = 0x02;
+    payload.push_back(0x00);
     CHECK(decode_code(message_type::push_result, payload) == protocol_errc::malformed);
-    payload.back() = 0xff;
+    payload[payload.size() - 2] = 0xff;
     CHECK(decode_code(message_type::push_result, payload) == protocol_errc::malformed);
     auto page = wire::encode(wire::changes_page{{}, 3, false});
     REQUIRE(page[2] == 0x00);

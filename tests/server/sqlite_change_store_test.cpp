@@ -214,6 +214,44 @@ TEST_CASE("a replayed batch gets its first outcome back, whatever it now carries
   CHECK(page.page.items[1].body == original[1]);
 }
 
+TEST_CASE("refused changes are not stored, and a replay returns the same refusals", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  const auto batch = batch_id::generate();
+  const std::vector<change> changes{note(k_node_a, 100, "kept 1"), note(k_node_a, 101, "refused"),
+                                    note(k_node_a, 102, "kept 2"), note(k_node_a, 103, "refused too")};
+  const std::vector<wire::refusal> refused{{1, 6, "a value is larger than 10 bytes"}, {3, 6, "another reason"}};
+  {
+    auto store = server::open_sqlite_change_store(path);
+    const auto out = store->append("tablet-a", batch, changes, refused);
+    CHECK_FALSE(out.replayed);
+    CHECK(out.accepted == 2);
+    CHECK(out.first_seq == 1);
+    CHECK(out.last_seq == 2);
+    CHECK(out.refused == refused);
+  }
+  // Reopened, as after a crash between the commit and the answer.
+  auto store = server::open_sqlite_change_store(path);
+  const auto again = store->append("tablet-a", batch, changes, {});
+  CHECK(again.replayed);
+  CHECK(again.accepted == 2);
+  CHECK(again.last_seq == 2);
+  CHECK(again.refused == refused);
+  CHECK(store->head() == 2);
+  const auto page = read(*store, 0, k_node_c, 100, 1 << 20);
+  REQUIRE(page.page.items.size() == 2);
+  CHECK(page.page.items[0].body == changes[0]);
+  CHECK(page.page.items[1].body == changes[2]);
+
+  // A batch refused whole stores no change but is remembered all the same.
+  const auto all_refused = batch_id::generate();
+  const auto none = store->append("tablet-a", all_refused, std::vector<change>{changes[1]}, std::vector<wire::refusal>{{0, 6, "r"}});
+  CHECK(none.accepted == 0);
+  CHECK(none.first_seq == 0);
+  CHECK(store->head() == 2);
+  CHECK(store->append("tablet-a", all_refused, std::vector<change>{changes[1]}).refused.size() == 1);
+}
+
 TEST_CASE("a batch id is scoped to its device", "[store]") {
   temp_dir dir;
   auto store = server::open_sqlite_change_store(dir.file("server.db"));

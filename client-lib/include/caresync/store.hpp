@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace caresync {
@@ -39,6 +40,20 @@ struct store_options {
 /// A record's fields by name, including fields the schema does not declare (kept from
 /// newer app versions).
 using record_fields = std::map<std::string, value>;
+
+/// A local change the server refused (a value over its size limit, say): set aside with
+/// the server's reason so the rest of the outbox goes on. The record keeps the change
+/// locally; its receipt (is_synced) stays false while the change is held.
+struct quarantined_change {
+  std::int64_t id = 0;       ///< the handle for retry_quarantined() and drop_quarantined()
+  std::string collection;
+  record_id record;
+  bool deleted = false;      ///< the change was a delete
+  record_fields fields;      ///< the fields it wrote, as sent
+  std::error_code code;      ///< why, in caresync's protocol category (e.g. limit_exceeded)
+  std::string reason;        ///< the server's words, for a person
+  std::uint64_t at_ms = 0;   ///< when it was refused, by this device's clock
+};
 
 class store {
  public:
@@ -71,12 +86,25 @@ class store {
   /// A record's current fields; std::nullopt if it does not exist or was deleted.
   std::optional<record_fields> get(std::string_view collection, const record_id& id) const;
 
-  /// Receipt: true when every local change to this record has been acknowledged by the
-  /// server (it is safe there). False while any is waiting in the outbox.
+  /// Receipt: true when every local change to this record has been stored by the server
+  /// (it is safe there). False while any is waiting in the outbox or held in quarantine;
+  /// a quarantined change the app dropped no longer counts.
   bool is_synced(std::string_view collection, const record_id& id) const;
 
   /// Number of changes waiting in the outbox.
   std::size_t outbox_size() const;
+
+  /// Changes the server refused, oldest first (docs/durability.md, "Quarantine").
+  std::vector<quarantined_change> quarantined() const;
+  /// Puts a quarantined change back in the outbox, for when what the server refused was
+  /// fixed (its limit raised, say). The next push sends the record's current values of
+  /// the fields the change wrote. Throws not_found for an unknown id.
+  void retry_quarantined(std::int64_t id);
+  /// Forgets a quarantined change: it will not be sent. The record keeps its local
+  /// values, which the server does not have, until they are written again; to correct
+  /// the record, write the right value (a normal update) and then drop the change.
+  /// Throws not_found for an unknown id.
+  void drop_quarantined(std::int64_t id);
 
   /// The server sequence number up to which changes have been pulled.
   std::uint64_t cursor() const;

@@ -37,7 +37,8 @@ struct sync_options {
 
 /// What one sync did.
 struct sync_report {
-  std::size_t pushed = 0;          ///< local changes the server acknowledged
+  std::size_t pushed = 0;          ///< local changes the server acknowledged and stored
+  std::size_t quarantined = 0;     ///< local changes the server refused (store::quarantined())
   std::size_t batches = 0;         ///< push batches sent (including resends)
   std::size_t pulled = 0;          ///< changes received and applied
   std::size_t pages = 0;           ///< pages pulled

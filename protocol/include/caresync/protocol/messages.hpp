@@ -13,8 +13,9 @@
 
 namespace caresync::wire {
 
-/// The protocol version this build speaks; sent first in hello.
-inline constexpr std::uint16_t k_protocol_version = 1;
+/// The protocol version this build speaks; sent first in hello. Version 2 added the
+/// refused changes of push_result.
+inline constexpr std::uint16_t k_protocol_version = 2;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
@@ -64,13 +65,23 @@ struct push {
   friend bool operator==(const push&, const push&) = default;
 };
 
+/// A change of a push that the server did not store, and why. The device sets it aside
+/// (quarantine) and the rest of its outbox goes on.
+struct refusal {
+  std::uint32_t index = 0;  ///< the change's position in the push, from 0
+  std::uint16_t code = 0;   ///< a protocol_errc value
+  std::string reason;       ///< for a person: the rule or limit broken, never the value
+  friend bool operator==(const refusal&, const refusal&) = default;
+};
+
 /// The answer to a push; the same answer is given again for a resent batch.
 struct push_result {
   batch_id batch;
-  std::uint32_t accepted = 0;   ///< changes stored (all of the batch)
-  std::uint64_t first_seq = 0;  ///< sequence number of the first (0 if none)
+  std::uint32_t accepted = 0;   ///< changes stored: all of the batch but the refused
+  std::uint64_t first_seq = 0;  ///< sequence number of the first stored (0 if none)
   std::uint64_t last_seq = 0;
   bool replayed = false;        ///< true: this batch was stored before; nothing applied now
+  std::vector<refusal> refused;  ///< in increasing index order
   friend bool operator==(const push_result&, const push_result&) = default;
 };
 

@@ -6,6 +6,7 @@
 #include <caresync/protocol/change.hpp>
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/merge.hpp>
+#include <caresync/protocol/messages.hpp>
 
 #include <cstdint>
 #include <map>
@@ -15,15 +16,18 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace caresync::server {
 
-/// What a push did: every change of the batch got a sequence number, all at once.
+/// What a push did: every change of the batch but the refused got a sequence number,
+/// all at once.
 struct push_outcome {
   std::uint32_t accepted = 0;
-  std::uint64_t first_seq = 0;  ///< 0 when the batch was empty
+  std::uint64_t first_seq = 0;  ///< 0 when nothing was stored
   std::uint64_t last_seq = 0;
   bool replayed = false;        ///< the batch had been stored before; this is its old outcome
+  std::vector<wire::refusal> refused;  ///< the changes not stored, as given to append
 };
 
 /// Where a page read stopped.
@@ -40,11 +44,17 @@ class change_store {
  public:
   virtual ~change_store() = default;
 
-  /// Stores a batch atomically and durably, unless (device, batch) was stored before, in
-  /// which case nothing is written and the stored outcome is returned with replayed set.
+  /// Stores a batch atomically and durably, all of its changes but those `refused` (in
+  /// increasing index order), and remembers the refusals with it; unless (device, batch)
+  /// was stored before, in which case nothing is written and the stored outcome, with
+  /// its refusals, is returned with replayed set.
   /// Throws caresync::error (storage category, transient for I/O faults).
-  virtual push_outcome append(std::string_view device_id, const batch_id& batch,
-                              std::span<const change> changes) = 0;
+  virtual push_outcome append(std::string_view device_id, const batch_id& batch, std::span<const change> changes,
+                              std::span<const wire::refusal> refused) = 0;
+  /// append() with nothing refused.
+  push_outcome append(std::string_view device_id, const batch_id& batch, std::span<const change> changes) {
+    return append(device_id, batch, changes, {});
+  }
 
   /// Adds changes with seq > cursor to `page`, in order, skipping changes written by
   /// `exclude_node`, until `max_changes` changes or `max_bytes` bytes are in the page
