@@ -1,7 +1,7 @@
 // Interrupted pushes and pulls: resent batches are not applied twice, a cut pull resumes
 // from its cursor, nothing is lost or duplicated.
 
-#include "../support/cut_proxy.hpp"
+#include "../support/fault_proxy.hpp"
 #include "fixture.hpp"
 
 // Store internals: a test plays a first push attempt whose acknowledgement never
@@ -13,7 +13,8 @@
 #include <catch2/catch.hpp>
 
 using namespace caresync;
-using caresync::testing::cut_proxy;
+using caresync::testing::fault_proxy;
+using caresync::testing::link_faults;
 using caresync::testing::open_tablet;
 using caresync::testing::temp_dir;
 using caresync::testing::test_server;
@@ -97,7 +98,9 @@ TEST_CASE("a pull cut at arbitrary bytes resumes with nothing lost or duplicated
   for (const double fraction : {0.08, 0.3, 0.55, 0.9}) {
     DYNAMIC_SECTION("cut after " << fraction * 100 << "% of the bytes") {
       auto b = open_tablet(dir, "b");
-      cut_proxy proxy(server.port(), static_cast<std::uint64_t>(static_cast<double>(whole) * fraction));
+      link_faults cut;
+      cut.cut_after_down_bytes = static_cast<std::uint64_t>(static_cast<double>(whole) * fraction);
+      fault_proxy proxy(server.port(), cut);
       auto via_proxy = options;
       via_proxy.port = proxy.port();
       try {
@@ -113,7 +116,7 @@ TEST_CASE("a pull cut at arbitrary bytes resumes with nothing lost or duplicated
       // Every page applied is whole: the records held are exactly those up to the cursor.
       CHECK(b->count("visits") == cursor);
 
-      proxy.set_budget(0);
+      proxy.set_faults({});
       const auto resumed = sync_client(*b, via_proxy).sync();
       CHECK(resumed.pulled == head - cursor);
       CHECK(b->count("visits") == k_records);
@@ -133,7 +136,9 @@ TEST_CASE("a push cut at arbitrary bytes is retried without duplicates", "[sync]
   // land before the push, some after the server stored it but before the tablet heard.
   int cut_failures = 0;
   for (std::uint64_t budget = 1500; budget <= 6000 && a->outbox_size() > 0; budget += 150) {
-    cut_proxy proxy(server.port(), budget);
+    link_faults cut;
+    cut.cut_after_down_bytes = budget;
+    fault_proxy proxy(server.port(), cut);
     auto o = server.options(0);
     o.port = proxy.port();
     o.push_batch_changes = 100;
