@@ -6,7 +6,10 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/frame.hpp>
 
+#include <algorithm>
 #include <deque>
+#include <random>
+#include <thread>
 
 namespace caresync {
 
@@ -53,6 +56,10 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
 struct sync_client::impl {
   store& local;
   sync_options options;
+
+  /// One connection: adds what it did to `report`, bytes included, even when it fails.
+  void attempt(sync_report& report);
+  void converse(tls_channel& channel, sync_report& report);
 };
 
 sync_client::sync_client(store& local, sync_options options)
@@ -71,10 +78,51 @@ sync_client::~sync_client() = default;
 
 sync_report sync_client::sync() {
   const auto started = std::chrono::steady_clock::now();
-  const auto& o = impl_->options;
-  auto& s = impl_->local.internal();
+  const auto& retry = impl_->options.retry;
   sync_report report;
-  tls_channel channel(o);
+  auto backoff = retry.first_backoff;
+  for (;;) {
+    ++report.attempts;
+    try {
+      impl_->attempt(report);
+      break;
+    } catch (const error& e) {
+      if (!is_transient(e.code()) || report.attempts >= std::max(1u, retry.max_attempts)) throw;
+    }
+    // Full jitter: a random pause up to the current backoff, which doubles up to the cap.
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    const auto pause = std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(0, backoff.count()))(rng);
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    backoff = std::min(backoff * 2, retry.max_backoff);
+  }
+  report.cursor = impl_->local.cursor();
+  report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  return report;
+}
+
+void sync_client::impl::attempt(sync_report& report) {
+  tls_channel channel(options);
+  try {
+    converse(channel, report);
+  } catch (...) {
+    report.bytes_sent += channel.bytes_sent();
+    report.bytes_received += channel.bytes_received();
+    throw;
+  }
+  report.bytes_sent += channel.bytes_sent();
+  report.bytes_received += channel.bytes_received();
+}
+
+void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
+  const auto& o = options;
+  auto& s = local.internal();
+  sync_progress progress;
+  const auto tell = [&] {
+    if (!o.on_progress) return;
+    progress.bytes_sent = channel.bytes_sent();
+    progress.bytes_received = channel.bytes_received();
+    o.on_progress(progress);
+  };
   channel.connect();
   wire::hello hello;
   hello.client_name = k_client_name;
@@ -88,6 +136,8 @@ sync_report sync_client::sync() {
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
   // The server grants at most one codec; a frame compressed otherwise is refused.
   const wire::codec compression = wire::codec_of(welcome.features);
+  progress.to_push = local.outbox_size();
+  progress.to_pull = welcome.log_head > s.cursor() ? welcome.log_head - s.cursor() : 0;
 
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
   // Batches pinned by an earlier, interrupted sync go first, exactly as they were. Up to
@@ -136,7 +186,9 @@ sync_report sync_client::sync() {
     s.ack_batch(result.batch, refused, result.refused);
     report.pushed += result.accepted;
     report.quarantined += refused.size();
+    progress.pushed += result.accepted;
     in_flight.pop_front();
+    tell();
   }
 
   // Pull: pages after the cursor until the server has no more; each page is applied
@@ -154,15 +206,12 @@ sync_report sync_client::sync() {
     report.conflicts += s.apply_page(page);
     report.pulled += page.items.size();
     ++report.pages;
+    progress.pulled += page.items.size();
+    tell();
     cursor = page.next_cursor;
     if (!page.more) break;
   }
   channel.close();
-  report.bytes_sent = channel.bytes_sent();
-  report.bytes_received = channel.bytes_received();
-  report.cursor = s.cursor();
-  report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  return report;
 }
 
 }  // namespace caresync

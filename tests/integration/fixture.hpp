@@ -106,6 +106,7 @@ class test_server {
     o.device_id = device(i);
     o.token = token(i);
     o.io_timeout = std::chrono::milliseconds(20'000);
+    o.retry.max_attempts = 1;  // tests see each failure; retries are tested on their own
     return o;
   }
 

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     o.token = token;
     o.connect_timeout = std::chrono::milliseconds(2000);
     o.io_timeout = std::chrono::milliseconds(5000);
+    o.retry.max_attempts = 1;  // this loop retries itself
     o.push_batch_changes = 50;  // several batches per sync, so kills land between them
     o.pull_page_changes = 100;
     const std::string note(200, 'n');

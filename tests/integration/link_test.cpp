@@ -183,3 +183,81 @@ TEST_CASE("a stalled link fails the sync with a transient timeout, and the next 
   CHECK(sync_client(*a, o).sync().pushed == 1);
   CHECK(a->outbox_size() == 0);
 }
+
+TEST_CASE("transient failures are retried with backoff, and the counts add up over attempts", "[sync][faults][link]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  a->transaction([&] {
+    for (std::uint64_t i = 0; i < 200; ++i) a->create("visits", visit(i));
+  });
+  // The first two connections are cut 2,500 bytes in (the TLS handshake is about 2,000);
+  // the third goes through.
+  fault_proxy proxy(server.port(), link_faults{.cut_after_bytes = 2500, .only_first = 2});
+  auto o = server.options(0);
+  o.port = proxy.port();
+  o.push_batch_changes = 20;
+  o.retry = retry_policy{4, std::chrono::milliseconds(10), std::chrono::milliseconds(40)};
+  const auto report = sync_client(*a, o).sync();
+  CHECK(report.attempts == 3);
+  CHECK(proxy.connections() == 3);
+  CHECK(proxy.cuts() == 2);
+  CHECK(report.pushed == 200);  // each change counted once, in the attempt that heard its answer
+  CHECK(a->outbox_size() == 0);
+  CHECK(server.get().store().head() == 200);
+
+  SECTION("a failure that is not transient is not retried") {
+    proxy.set_faults({});
+    auto wrong = o;
+    wrong.token = "not-the-token";
+    try {
+      sync_client(*a, wrong).sync();
+      FAIL("a wrong token must be refused");
+    } catch (const caresync::error& e) {
+      CHECK(e.code() == protocol_errc::auth_failed);
+    }
+    CHECK(proxy.connections() == 4);
+  }
+  SECTION("attempts run out") {
+    proxy.set_faults(link_faults{.stall = true});
+    auto stalled = o;
+    stalled.io_timeout = std::chrono::milliseconds(200);
+    stalled.connect_timeout = std::chrono::milliseconds(200);
+    stalled.retry.max_attempts = 2;
+    CHECK_THROWS_AS(sync_client(*a, stalled).sync(), caresync::error);
+    CHECK(proxy.connections() == 5);
+  }
+}
+
+TEST_CASE("progress is reported after each batch and each page", "[sync]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  auto b = open_tablet(dir, "b");
+  a->transaction([&] {
+    for (std::uint64_t i = 0; i < 250; ++i) a->create("visits", visit(i));
+  });
+  std::vector<sync_progress> seen;
+  auto o = server.options(0);
+  o.push_batch_changes = 50;
+  o.on_progress = [&](const sync_progress& p) { seen.push_back(p); };
+  sync_client(*a, o).sync();
+  REQUIRE(seen.size() >= 5);
+  for (std::size_t i = 0; i < 5; ++i) {
+    CHECK(seen[i].pushed == 50 * (i + 1));
+    CHECK(seen[i].to_push == 250);
+  }
+  CHECK(seen.back().bytes_sent > seen.front().bytes_sent);
+
+  seen.clear();
+  auto ob = server.options(1);
+  ob.pull_page_changes = 100;
+  ob.on_progress = o.on_progress;
+  const auto report = sync_client(*b, ob).sync();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].pulled == 100);
+  CHECK(seen[1].pulled == 200);
+  CHECK(seen[2].pulled == 250);
+  CHECK(seen[2].to_pull == 250);
+  CHECK(seen[2].bytes_received <= report.bytes_received);
+}

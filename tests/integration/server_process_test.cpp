@@ -49,6 +49,7 @@ TEST_CASE("SIGTERM stops the server cleanly and keeps every acknowledged change"
   o.device_id = "tablet-0";
   o.token = "token-0";
   o.connect_timeout = std::chrono::milliseconds(2000);
+  o.retry.max_attempts = 1;
 
   // A worker thread owns the tablet: it keeps recording and syncing while the test
   // thread stops the server under it, most likely mid-push or mid-pull.

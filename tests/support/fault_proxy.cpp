@@ -190,7 +190,10 @@ link_faults fault_proxy::faults() {
 void fault_proxy::accept() {
   acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket socket) {
     if (ec) return;
-    auto l = std::make_shared<link>(std::move(socket), io_, faults(), cuts_, forwarded_);
+    const auto n = ++connections_;
+    auto f = faults();
+    if (f.only_first != 0 && n > f.only_first) f = link_faults{};
+    auto l = std::make_shared<link>(std::move(socket), io_, f, cuts_, forwarded_);
     l->server.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), upstream_port_),
                             [l](std::error_code cec) {
                               if (cec) return l->close(false);

@@ -24,6 +24,7 @@ struct link_faults {
   std::chrono::milliseconds delay{0};      ///< added to each direction (round trip: twice this)
   std::uint64_t bits_per_second = 0;       ///< bandwidth of each direction
   bool stall = false;                      ///< nothing goes through; the connection stays open
+  std::uint64_t only_first = 0;            ///< faults for the first this many connections, then none
 };
 
 class fault_proxy {
@@ -37,6 +38,8 @@ class fault_proxy {
   std::uint16_t port() const noexcept { return port_; }
   /// Connections cut so far (by bytes or by time).
   std::uint64_t cuts() const noexcept { return cuts_; }
+  /// Connections accepted so far.
+  std::uint64_t connections() const noexcept { return connections_; }
   /// Bytes delivered so far, both directions.
   std::uint64_t bytes_forwarded() const noexcept { return forwarded_; }
   /// The faults for connections accepted from now on.
@@ -52,6 +55,7 @@ class fault_proxy {
   std::mutex mutex_;
   link_faults faults_;
   std::atomic<std::uint64_t> cuts_{0};
+  std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> forwarded_{0};
   std::uint16_t port_ = 0;
   std::thread thread_;

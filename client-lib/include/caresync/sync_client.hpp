@@ -10,9 +10,33 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace caresync {
+
+/// How sync() retries after a transient failure (is_transient(code)): at most
+/// max_attempts connections in all, pausing before each retry for a random time between
+/// 0 and first_backoff, doubled after each failure and capped at max_backoff ("full
+/// jitter"), so tablets coming back into coverage together do not retry in step.
+/// Anything not transient (a wrong token, an untrusted server) is never retried.
+struct retry_policy {
+  unsigned max_attempts = 3;  ///< 1: no retry
+  std::chrono::milliseconds first_backoff{500};
+  std::chrono::milliseconds max_backoff{8'000};
+};
+
+/// How far a sync has come; reported after each acknowledged push batch and each applied
+/// page, on the sync's thread.
+struct sync_progress {
+  std::size_t pushed = 0;       ///< local changes stored by the server so far
+  std::size_t to_push = 0;      ///< outbox entries when the push began (some may send nothing)
+  std::size_t pulled = 0;       ///< changes applied so far
+  std::uint64_t to_pull = 0;    ///< at most this many to pull: the server's log after the cursor
+  std::uint64_t bytes_sent = 0;  ///< this attempt's, as in sync_report
+  std::uint64_t bytes_received = 0;
+};
 
 /// Where and how to reach the server.
 struct sync_options {
@@ -33,6 +57,9 @@ struct sync_options {
   std::uint32_t pull_page_changes = 2000;        ///< 0: the server's default
   std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
   bool compress = true;                          ///< offer compressed frames (zstd, else deflate)
+  caresync::retry_policy retry;                  ///< retries of transient failures
+  /// Called with progress on the sync's thread; must not use the store. Empty: none.
+  std::function<void(const sync_progress&)> on_progress;
 };
 
 /// What one sync did.
@@ -45,8 +72,9 @@ struct sync_report {
   std::size_t conflicts = 0;       ///< incoming field writes that lost to a newer local version
   std::uint64_t bytes_sent = 0;    ///< TLS application bytes, frame headers included
   std::uint64_t bytes_received = 0;
-  std::chrono::milliseconds duration{0};
+  std::chrono::milliseconds duration{0};  ///< all attempts and pauses
   std::uint64_t cursor = 0;        ///< the store's cursor after the sync
+  unsigned attempts = 0;           ///< connections made (1 unless transient failures were retried)
 };
 
 class sync_client {
@@ -58,9 +86,10 @@ class sync_client {
   sync_client(const sync_client&) = delete;
   sync_client& operator=(const sync_client&) = delete;
 
-  /// Connects, authenticates, pushes the whole outbox, pulls until up to date, closes.
-  /// Throws caresync::error; is_transient(e.code()) says whether a later retry may
-  /// succeed. Categories: network (connect_failed, connection_lost, timeout, tls_failed,
+  /// Connects, authenticates, pushes the whole outbox, pulls until up to date, closes;
+  /// retries transient failures as options.retry says (sleeping between attempts).
+  /// Counts in the report add up over attempts. Throws caresync::error (the last
+  /// attempt's); is_transient(e.code()) says whether a later retry may succeed. Categories: network (connect_failed, connection_lost, timeout, tls_failed,
   /// certificate_untrusted, pin_mismatch), protocol (auth_failed, unsupported_version,
   /// malformed, server_busy, storage_failed, ...), storage (local store faults).
   /// Work done before a failure is kept: acknowledged pushes leave the outbox, pulled
