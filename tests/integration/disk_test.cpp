@@ -1,0 +1,84 @@
+// A full disk on the server during a push: the tablet gets a transient error, nothing is
+// corrupted or half-stored, and the sync succeeds once space returns. The disk is made
+// "full" by a SQLite VFS that fails the server store's writes (tests/support/failing_vfs).
+
+#include "../support/failing_vfs.hpp"
+#include "fixture.hpp"
+
+#include <caresync/protocol/errors.hpp>
+
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <string>
+
+using namespace caresync;
+using caresync::testing::open_tablet;
+using caresync::testing::temp_dir;
+using caresync::testing::test_server;
+namespace failing_vfs = caresync::testing::failing_vfs;
+
+namespace {
+
+std::string integrity(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+  std::string out = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+void add_visits(store& s, int n) {
+  s.transaction([&] {
+    for (int i = 0; i < n; ++i) {
+      s.create("visits", {{"worker", std::string("marie")}, {"duration_min", std::int64_t{i}}, {"note", std::string(300, 'n')}});
+    }
+  });
+}
+
+}  // namespace
+
+TEST_CASE("a full disk on the server fails the push transiently and loses nothing", "[sync][faults][disk]") {
+  failing_vfs::install();  // before the server opens its store
+  temp_dir dir;
+  test_server server(dir);
+  const auto server_db = server.config().database_file;
+  auto a = open_tablet(dir, "a");
+  add_visits(*a, 100);
+  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == 100);
+
+  add_visits(*a, 50);
+  failing_vfs::fail_writes("server.db");  // the store and its WAL
+  const auto refused_before = failing_vfs::refused_writes();
+  try {
+    sync_client(*a, server.options(0)).sync();
+    FAIL("the push should fail while the server's disk is full");
+  } catch (const caresync::error& e) {
+    CHECK(e.code() == protocol_errc::storage_failed);
+    CHECK(is_transient(e.code()));
+  }
+  CHECK(failing_vfs::refused_writes() > refused_before);
+  CHECK(a->outbox_size() == 50);        // nothing acknowledged
+  CHECK(server.get().store().head() == 100);  // nothing half-stored
+
+  failing_vfs::heal();
+  const auto again = sync_client(*a, server.options(0)).sync();
+  CHECK(again.pushed == 50);
+  CHECK(a->outbox_size() == 0);
+  CHECK(server.get().store().head() == 150);
+  CHECK(server.digest() == a->state_digest());
+
+  // After a restart the store reads back whole and sound.
+  server.restart();
+  CHECK(server.get().store().head() == 150);
+  server.stop();
+  CHECK(integrity(server_db) == "ok");
+  auto b = open_tablet(dir, "b");
+  server.start();
+  CHECK(sync_client(*b, server.options(1)).sync().pulled == 150);
+  CHECK(b->state_digest() == a->state_digest());
+}
