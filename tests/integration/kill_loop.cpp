@@ -56,18 +56,14 @@ std::uint16_t free_port() {
 }
 
 std::string write_config(const temp_dir& dir, const test_pki& pki, std::uint16_t port, int devices) {
+  caresync::server::server_config c;
+  c.port = port;
+  c.certificate_file = pki.cert_file;
+  c.private_key_file = pki.key_file;
+  c.database_file = dir.file("server.db");
+  for (int i = 0; i < devices; ++i) c.devices.push_back({device(i), caresync::server::hash_token(token(i))});
   const auto path = dir.file("server.toml");
-  std::ofstream out(path);
-  out << "listen_address = \"127.0.0.1\"\n"
-      << "port = " << port << "\n"
-      << "certificate_file = \"" << pki.cert_file << "\"\n"
-      << "private_key_file = \"" << pki.key_file << "\"\n"
-      << "database_file = \"" << dir.file("server.db") << "\"\n";
-  for (int i = 0; i < devices; ++i) {
-    out << "[[devices]]\n"
-        << "device_id = \"" << device(i) << "\"\n"
-        << "token_sha256 = \"" << caresync::server::hash_token(token(i)) << "\"\n";
-  }
+  caresync::testing::write_server_config(path, c);
   return path;
 }
 

@@ -20,16 +20,14 @@ using caresync::testing::test_pki;
 namespace {
 
 std::string write_config(const temp_dir& dir, const test_pki& pki) {
+  server::server_config c;
+  c.port = 0;
+  c.certificate_file = pki.cert_file;
+  c.private_key_file = pki.key_file;
+  c.database_file = dir.file("server.db");
+  c.devices.push_back({"tablet-0", server::hash_token("token-0")});
   const auto path = dir.file("server.toml");
-  std::ofstream out(path);
-  out << "listen_address = \"127.0.0.1\"\n"
-      << "port = 0\n"
-      << "certificate_file = \"" << pki.cert_file << "\"\n"
-      << "private_key_file = \"" << pki.key_file << "\"\n"
-      << "database_file = \"" << dir.file("server.db") << "\"\n"
-      << "[[devices]]\n"
-      << "device_id = \"tablet-0\"\n"
-      << "token_sha256 = \"" << server::hash_token("token-0") << "\"\n";
+  caresync::testing::write_server_config(path, c);
   return path;
 }
 

@@ -4,8 +4,11 @@
 // Thread contract: one thread drives the object; it runs one thread of its own that
 // drains the server's stderr.
 
+#include <caresync/server/config.hpp>
+
 #include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -18,6 +21,24 @@
 extern char** environ;
 
 namespace caresync::testing {
+
+/// Writes the keys of `c` that a test sets (listen address, port, certificate, key,
+/// database, threads, devices) as a caresync-server TOML config at `path`.
+inline void write_server_config(const std::string& path, const server::server_config& c) {
+  std::ofstream out(path);
+  out << "listen_address = \"" << c.listen_address << "\"\n"
+      << "port = " << c.port << "\n"
+      << "certificate_file = \"" << c.certificate_file << "\"\n"
+      << "private_key_file = \"" << c.private_key_file << "\"\n"
+      << "database_file = \"" << c.database_file << "\"\n"
+      << "threads = " << c.threads << "\n";
+  for (const auto& d : c.devices) {
+    out << "[[devices]]\n"
+        << "device_id = \"" << d.device_id << "\"\n"
+        << "token_sha256 = \"" << d.token_sha256 << "\"\n";
+  }
+  if (!out.flush()) throw std::runtime_error("cannot write " + path);
+}
 
 /// A caresync-server child process; killed with SIGKILL when the object goes.
 class server_process {
@@ -79,6 +100,7 @@ class server_process {
   server_process& operator=(const server_process&) = delete;
 
   std::uint16_t port() const noexcept { return port_; }
+  pid_t pid() const noexcept { return pid_; }
   /// What the server logged before it listened.
   const std::string& startup_log() const noexcept { return log_; }
 
