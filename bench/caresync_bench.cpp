@@ -224,6 +224,29 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   const auto edit_push = sync_once(*a, server.options(0));
   const auto edit_pull = sync_once(*b, server.options(1));
 
+  // 6b. Live mode: B waits after its pull; A records one visit and syncs. The time from
+  // the start of A's sync to B holding the visit.
+  progress("live mode: one visit from A to a waiting B");
+  double live_notify_ms = -1;
+  {
+    auto live_options = server.options(1);
+    live_options.live_wait = std::chrono::seconds(30);
+    clock_type::time_point received{};
+    caresync::sync_report live_report;
+    std::thread waiting([&] {
+      live_report = caresync::sync_client(*b, live_options).sync();
+      received = clock_type::now();
+    });
+    for (int i = 0; i < 3000 && server.get().stats().sessions_waiting == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    a->create(k_collection, rows.front());
+    const auto sent = clock_type::now();
+    caresync::sync_client(*a, server.options(0)).sync();
+    waiting.join();
+    if (live_report.woken) live_notify_ms = milliseconds(received - sent);
+  }
+
   // 7. Every replica up to date, then compare what each holds.
   progress("final syncs and digests");
   const auto final_a = sync_once(*a, server.options(0));
@@ -260,6 +283,7 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   out["raw_sqlite_rps"] = rounded(raw_rps, 1);
   out["sync_push_ms"] = rounded(push_ms, 1);
   out["sync_pull_ms"] = rounded(pull_ms, 1);
+  out["live_notify_ms"] = rounded(live_notify_ms, 1);
   out["sync_e2e_rps"] = rounded(e2e_rps, 1);
   out["bytes_per_record_initial"] = rounded(static_cast<double>(pull.report.bytes_received) / records, 2);
   out["push_bytes_per_record"] = rounded(static_cast<double>(push.report.bytes_sent) / records, 2);

@@ -130,6 +130,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.token = o.token;
   hello.node = s.node;
   hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
+  if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   // The client's clock never runs behind the server's.
@@ -196,20 +197,31 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // The next page is asked for before this one is applied, so the server reads it while
   // the store writes (pipelining; docs/protocol.md, "The conversation").
   std::uint64_t cursor = s.cursor();
-  channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}));
-  for (;;) {
-    const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+  // Applies a page; asks for the next one first when there is more. True: more to come.
+  const auto take = [&](const wire::changes_page& page) {
     check_page(page, cursor);
-    if (page.more) {
-      channel.send(wire::make_frame(wire::pull{page.next_cursor, o.pull_page_changes, o.pull_page_bytes}));
-    }
+    if (page.more) channel.send(wire::make_frame(wire::pull{page.next_cursor, o.pull_page_changes, o.pull_page_bytes}));
     report.conflicts += s.apply_page(page);
     report.pulled += page.items.size();
     ++report.pages;
     progress.pulled += page.items.size();
     tell();
     cursor = page.next_cursor;
-    if (!page.more) break;
+    return page.more;
+  };
+  bool waited = false;
+  channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}));
+  for (;;) {
+    if (take(expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes"))) continue;
+    // Up to date. Live mode: wait, once, for what other devices push next.
+    if (waited || o.live_wait.count() <= 0 || !(welcome.features & wire::k_feature_wait)) break;
+    waited = true;
+    const auto max_wait = static_cast<std::uint32_t>(std::min<std::int64_t>(o.live_wait.count(), 0xffffffff));
+    channel.send(wire::make_frame(wire::wait{cursor, max_wait, o.pull_page_changes, o.pull_page_bytes}));
+    const auto answer =
+        expect<wire::changes_page>(channel.receive_after(o.live_wait, wire::k_default_max_frame, compression), "changes");
+    report.woken = !answer.items.empty();
+    if (!take(answer)) break;
   }
   channel.close();
 }

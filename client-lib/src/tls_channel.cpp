@@ -151,8 +151,12 @@ void tls_channel::send(const wire::bytes& frame) {
 }
 
 wire::message tls_channel::receive(std::uint32_t max_frame, wire::codec agreed) {
+  return receive_after(std::chrono::milliseconds(0), max_frame, agreed);
+}
+
+wire::message tls_channel::receive_after(std::chrono::milliseconds extra, std::uint32_t max_frame, wire::codec agreed) {
   std::array<std::uint8_t, wire::k_frame_header_size> header{};
-  auto ec = run([&](auto handler) { asio::async_read(*stream_, asio::buffer(header), handler); }, options_.io_timeout,
+  auto ec = run([&](auto handler) { asio::async_read(*stream_, asio::buffer(header), handler); }, options_.io_timeout + extra,
                 "waiting for the server's answer");
   if (ec) network_failure(network_errc::connection_lost, "the connection to the server was lost while receiving: " + ec.message());
   const auto h = wire::parse_header(header, max_frame);

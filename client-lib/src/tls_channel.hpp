@@ -33,6 +33,9 @@ class tls_channel {
   /// Receives one frame and decodes it. Throws caresync::error (network or protocol).
   /// Receives one message; a frame compressed with another codec than `agreed` is refused.
   wire::message receive(std::uint32_t max_frame, wire::codec agreed = wire::codec::none);
+  /// receive(), waiting up to `extra` longer than io_timeout for the frame to begin (the
+  /// answer to a wait, which the server holds until changes arrive).
+  wire::message receive_after(std::chrono::milliseconds extra, std::uint32_t max_frame, wire::codec agreed);
 
   /// Closes with a TLS close_notify when the peer answers quickly; never throws.
   void close() noexcept;

@@ -291,6 +291,12 @@ struct encoder {
     w.u32(m.max_changes);
     w.u32(m.max_bytes);
   }
+  void operator()(const wait& m) {
+    w.uvarint(m.cursor);
+    w.u32(m.max_wait_ms);
+    w.u32(m.max_changes);
+    w.u32(m.max_bytes);
+  }
   void operator()(const changes_page& m) {
     w.uvarint(m.next_cursor);
     w.boolean(m.more);
@@ -394,6 +400,14 @@ message decode_body(message_type type, reader& r) {
       m.code = r.u16("error code");
       m.transient = r.boolean("transient flag");
       m.message = r.text("error message");
+      return m;
+    }
+    case message_type::wait: {
+      wait m;
+      m.cursor = r.uvarint("cursor");
+      m.max_wait_ms = r.u32("max wait");
+      m.max_changes = r.u32("max changes");
+      m.max_bytes = r.u32("max bytes");
       return m;
     }
     case message_type::ping: return ping{r.u64("nonce")};

@@ -50,6 +50,7 @@ session::session(asio::ip::tcp::socket socket, asio::ssl::context& tls, session_
 }
 
 session::~session() {
+  if (waiting_) --context_.sessions_waiting;
   // One line per session; never a token or a record's contents.
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   std::fprintf(stderr,
@@ -149,6 +150,7 @@ void session::handle(const wire::message& m) {
   }
   if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push);
   if (const auto* pull = std::get_if<wire::pull>(&m)) return on_pull(*pull);
+  if (const auto* wait = std::get_if<wire::wait>(&m)) return on_wait(*wait);
   if (const auto* ping = std::get_if<wire::ping>(&m)) return send(wire::make_frame(wire::pong{ping->nonce}), false);
   refuse(make_error_code(protocol_errc::unexpected_message),
          std::string("a '") + wire::to_string(wire::type_of(m)) + "' message is not expected from a device");
@@ -173,10 +175,11 @@ void session::on_hello(const wire::hello& m) {
                                 : (m.features & wire::k_feature_deflate) ? wire::k_feature_deflate
                                                                          : 0;
   compression_ = wire::codec_of(granted);
+  granted_ = granted | (m.features & wire::k_feature_wait);
   wire::welcome w;
   w.server_name = context_.config.server_name;
   w.server_time_ms = system_time_ms();
-  w.features = granted;
+  w.features = granted_;
   w.max_frame_bytes = context_.config.max_frame_bytes;
   w.max_push_changes = context_.config.max_push_changes;
   try {
@@ -224,6 +227,7 @@ void session::on_push(const wire::push& m) {
     context_.changes_accepted += outcome.accepted;
     changes_in_ += outcome.accepted;
     changes_refused_ += outcome.refused.size();
+    if (outcome.accepted > 0) context_.changes_arrived();
   }
   send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq,
                                           outcome.replayed, std::move(outcome.refused)},
@@ -231,20 +235,92 @@ void session::on_push(const wire::push& m) {
        false);
 }
 
-void session::on_pull(const wire::pull& m) {
+void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes); }
+
+void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes) {
   const auto& c = context_.config;
-  const std::uint32_t max_changes = m.max_changes == 0 ? c.page_max_changes : std::min(m.max_changes, c.page_max_changes);
-  const std::uint32_t max_bytes = m.max_bytes == 0 ? c.page_max_bytes : std::min(m.max_bytes, c.page_max_bytes);
+  max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
+  max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
   wire::changes_page_builder page;
   page_position pos;
   try {
-    pos = context_.store.read_page(m.cursor, node_, max_changes, max_bytes, page);
+    pos = context_.store.read_page(cursor, node_, max_changes, max_bytes, page);
   } catch (const error& e) {
     std::fprintf(stderr, "caresync-server: reading changes for device %s failed: %s\n", device_.c_str(), e.what());
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
   changes_out_ += page.count();
   send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), compression_), false);
+}
+
+void session::on_wait(const wire::wait& m) {
+  if (!(granted_ & wire::k_feature_wait)) {
+    return refuse(make_error_code(protocol_errc::unexpected_message), "wait was not agreed in hello and welcome");
+  }
+  // Listed as a waiter before looking at the log, so a change stored in between still
+  // wakes this session.
+  {
+    const std::lock_guard lock(context_.waiters_mutex);
+    context_.waiters.push_back(weak_from_this());
+  }
+  std::uint64_t head = 0;
+  try {
+    head = context_.store.head();
+  } catch (const error& e) {
+    std::fprintf(stderr, "caresync-server: reading the log head failed: %s\n", e.what());
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
+  }
+  if (head > m.cursor) {
+    context_.stop_watching(this);
+    return answer_page(m.cursor, m.max_changes, m.max_bytes);
+  }
+  // Hold the answer, at most half the idle timeout (the device's idle clock runs too).
+  waiting_ = m;
+  ++context_.sessions_waiting;
+  const auto cap = std::chrono::milliseconds(context_.config.idle_timeout.count() / 2);
+  timer_.expires_after(std::min(std::chrono::milliseconds(m.max_wait_ms), cap));
+  timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+    if (ec == asio::error::operation_aborted || !self->waiting_ || self->closed_) return;
+    const auto w = *self->waiting_;
+    self->stop_waiting();
+    self->context_.stop_watching(self.get());
+    self->answer_page(w.cursor, w.max_changes, w.max_bytes);  // nothing new: an empty page
+  });
+}
+
+void session::wake() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (!self->waiting_ || self->closed_ || self->closing_) return;
+    const auto w = *self->waiting_;
+    self->stop_waiting();
+    self->timer_.cancel();
+    self->answer_page(w.cursor, w.max_changes, w.max_bytes);
+  });
+}
+
+void session::stop_waiting() {
+  if (!waiting_) return;
+  waiting_.reset();
+  --context_.sessions_waiting;
+}
+
+void session_context::stop_watching(const session* s) {
+  const std::lock_guard lock(waiters_mutex);
+  std::erase_if(waiters, [s](const std::weak_ptr<session>& w) {
+    const auto p = w.lock();
+    return !p || p.get() == s;
+  });
+}
+
+void session_context::changes_arrived() {
+  std::vector<std::weak_ptr<session>> woken;
+  {
+    const std::lock_guard lock(waiters_mutex);
+    woken.swap(waiters);
+  }
+  for (auto& w : woken) {
+    if (auto s = w.lock()) s->wake();
+  }
 }
 
 void session::send(wire::bytes frame, bool last) {
@@ -272,6 +348,7 @@ void session::refuse(std::error_code code, const std::string& message) {
 
 void session::abort(const char* outcome) {
   if (closed_) return;
+  stop_waiting();
   closed_ = true;
   if (std::string(outcome_) == "closed") outcome_ = outcome;
   timer_.cancel();
@@ -281,6 +358,7 @@ void session::abort(const char* outcome) {
 
 void session::close(const char* outcome) {
   if (closed_) return;
+  stop_waiting();
   closed_ = true;
   if (std::string(outcome_) == "closed") outcome_ = outcome;
   timer_.cancel();

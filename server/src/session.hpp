@@ -17,18 +17,31 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
 #include <string>
 
 namespace caresync::server {
 
-/// What every session shares: read-only config, the store, counters.
+class session;
+
+/// What every session shares: read-only config, the store, counters, and the sessions
+/// waiting for new changes (live mode).
 struct session_context {
   const server_config& config;
   change_store& store;
+  std::mutex waiters_mutex{};
+  std::vector<std::weak_ptr<session>> waiters{};  // guarded by waiters_mutex
+  /// Wakes every waiting session (each answers on its own strand). Any thread.
+  void changes_arrived();
+  /// Forgets `s` as a waiter, and waiters already gone. Any thread.
+  void stop_watching(const session* s);
   std::atomic<std::uint64_t> sessions_accepted{0};
   std::atomic<std::uint64_t> sessions_refused{0};
   std::atomic<std::uint64_t> changes_accepted{0};
   std::atomic<std::uint64_t> batches_replayed{0};
+  std::atomic<std::uint64_t> sessions_waiting{0};
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -42,6 +55,9 @@ class session : public std::enable_shared_from_this<session> {
   /// Asks the session to end after the message it is handling; safe from any thread.
   void shutdown();
 
+  /// New changes were stored: a session holding a wait answers it. Safe from any thread.
+  void wake();
+
  private:
   void read_header();
   void on_payload(const wire::frame_header& h);
@@ -49,6 +65,11 @@ class session : public std::enable_shared_from_this<session> {
   void on_hello(const wire::hello& m);
   void on_push(const wire::push& m);
   void on_pull(const wire::pull& m);
+  void on_wait(const wire::wait& m);
+  /// Answers a pull (or a wait) with the page after `cursor`.
+  void answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes);
+  /// Ends a held wait (answered, timed out or closed), if one is held.
+  void stop_waiting();
   /// Sends a frame; with `last`, ends the session once it is written.
   void send(wire::bytes frame, bool last);
   /// Sends an error message and ends the session.
@@ -71,7 +92,9 @@ class session : public std::enable_shared_from_this<session> {
   std::string device_;  // empty until hello is accepted
   node_id node_ = 0;
   wire::codec compression_ = wire::codec::none;  // agreed in hello/welcome
+  std::uint32_t granted_ = 0;                    // feature bits granted in welcome
   bool writing_ = false;
+  std::optional<wire::wait> waiting_;  // a wait held until changes arrive or it times out
   bool closing_ = false;
   bool closed_ = false;
   const char* outcome_ = "closed";

@@ -134,6 +134,11 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     CHECK(round_trip(m) == m);
     CHECK(round_trip(wire::pull{}) == wire::pull{});
   }
+  SECTION("wait") {
+    wire::wait m{k_max64, 0xffffffffu, 1000, 7};
+    CHECK(round_trip(m) == m);
+    CHECK(round_trip(wire::wait{}) == wire::wait{});
+  }
   SECTION("changes") {
     wire::changes_page m;
     m.items.push_back({1, sample_change()});

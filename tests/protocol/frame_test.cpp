@@ -86,6 +86,7 @@ TEST_CASE("frame: every message type round trips through a frame", "[protocol]")
       wire::push_result{record_id{}, 1, 2, 2, false, {}},
       wire::push_result{record_id{}, 1, 2, 2, false, {{1, 6, "too large"}}},
       wire::pull{3, 4, 5},
+      wire::wait{3, 25'000, 4, 5},
       wire::changes_page{{{4, testing::example_push().changes.front()}}, 4, false},
       wire::error{3, false, "no"},
       wire::ping{1},

@@ -58,6 +58,10 @@ struct sync_options {
   std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
   bool compress = true;                          ///< offer compressed frames (zstd, else deflate)
   caresync::retry_policy retry;                  ///< retries of transient failures
+  /// Live mode: after pulling, hold the connection up to this long waiting for new
+  /// changes from other devices, and apply them as soon as they arrive (so a coordinator
+  /// sees a visit moments after the worker's sync). 0: off. The server may wait less.
+  std::chrono::milliseconds live_wait{0};
   /// Called with progress on the sync's thread; must not use the store. Empty: none.
   std::function<void(const sync_progress&)> on_progress;
 };
@@ -75,6 +79,7 @@ struct sync_report {
   std::chrono::milliseconds duration{0};  ///< all attempts and pauses
   std::uint64_t cursor = 0;        ///< the store's cursor after the sync
   unsigned attempts = 0;           ///< connections made (1 unless transient failures were retried)
+  bool woken = false;              ///< live mode: new changes arrived while waiting
 };
 
 class sync_client {

@@ -21,6 +21,7 @@ inline constexpr std::uint16_t k_protocol_version = 2;
 /// server grants at most one, zstd before deflate.
 inline constexpr std::uint32_t k_feature_deflate = 1u << 0;  ///< frames may be deflate-compressed
 inline constexpr std::uint32_t k_feature_zstd = 1u << 1;     ///< frames may be zstd-compressed
+inline constexpr std::uint32_t k_feature_wait = 1u << 2;     ///< the server answers `wait` (live mode)
 
 /// Message type numbers, the fifth byte of each frame's header.
 enum class message_type : std::uint8_t {
@@ -33,6 +34,7 @@ enum class message_type : std::uint8_t {
   error = 7,
   ping = 8,
   pong = 9,
+  wait = 10,
 };
 
 /// First message from a client: who it is and what it speaks.
@@ -93,6 +95,17 @@ struct pull {
   friend bool operator==(const pull&, const pull&) = default;
 };
 
+/// Asks for changes above `cursor` as pull does, but when there are none the server
+/// holds the answer until some arrive or `max_wait_ms` has passed (live mode; only when
+/// welcome granted k_feature_wait). Answered by a changes page, empty on timeout.
+struct wait {
+  std::uint64_t cursor = 0;
+  std::uint32_t max_wait_ms = 0;  ///< the server may wait less (its own cap)
+  std::uint32_t max_changes = 0;  ///< as in pull
+  std::uint32_t max_bytes = 0;
+  friend bool operator==(const wait&, const wait&) = default;
+};
+
 /// One page of changes in sequence order, and where the next page starts.
 struct changes_page {
   std::vector<sequenced_change> items;
@@ -120,7 +133,7 @@ struct pong {
 };
 
 /// Any message; the index order matches nothing on the wire (use type_of()).
-using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong>;
+using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong, wait>;
 
 /// The wire type number of `m`.
 message_type type_of(const message& m) noexcept;

@@ -18,6 +18,7 @@ struct server_stats {
   std::uint64_t sessions_refused = 0;   ///< bad token, TLS failures, malformed hello
   std::uint64_t changes_accepted = 0;
   std::uint64_t batches_replayed = 0;
+  std::uint64_t sessions_waiting = 0;   ///< live mode: sessions holding a wait now
 };
 
 class server {
