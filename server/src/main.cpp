@@ -6,12 +6,16 @@
 #include <caresync/server/config.hpp>
 #include <caresync/server/server.hpp>
 
+#include <caresync/server/change_store.hpp>
+
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
 #include <sys/stat.h>
 
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -166,6 +170,69 @@ int add_device(const std::string& config_path, const std::string& device_id) {
   return 0;
 }
 
+/// ISO 8601 UTC with milliseconds, e.g. 2026-11-23T06:41:03.123Z.
+std::string iso_time(std::uint64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  const auto millis = std::to_string(1000 + ms % 1000).substr(1);  // three digits
+  return std::string(buf, n) + "." + millis + "Z";
+}
+
+nlohmann::json to_json(const value& v) {
+  return std::visit(
+      [](const auto& x) -> nlohmann::json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          return nullptr;
+        } else if constexpr (std::is_same_v<T, blob>) {
+          static constexpr char k_hex[] = "0123456789abcdef";
+          std::string hex;
+          for (const auto b : x.bytes) {
+            hex.push_back(k_hex[b >> 4]);
+            hex.push_back(k_hex[b & 15]);
+          }
+          return nlohmann::json{{"bytes_hex", hex}};
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+/// Prints every accepted change of one record as JSON lines, oldest first. The output
+/// holds the record's contents: it is for an administrator at the server, never a log.
+int history(const std::string& config_path, const std::string& db_override, const std::string& collection,
+            const std::string& id_text) {
+  const auto id = record_id::parse(id_text);
+  if (!id) {
+    std::cerr << "caresync-server: '" << id_text << "' is not a record id (a UUID such as 0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3)\n";
+    return k_exit_usage;
+  }
+  const auto database = db_override.empty() ? server::load_config(config_path).database_file : db_override;
+  auto log = server::open_sqlite_change_store(database);
+  const auto entries = log->history(collection, *id);
+  for (const auto& e : entries) {
+    nlohmann::json line;
+    line["seq"] = e.seq;
+    line["received"] = iso_time(e.received_ms);
+    line["device"] = e.device;
+    char node[24];
+    std::snprintf(node, sizeof node, "%016llx", static_cast<unsigned long long>(e.body.ver.node));
+    line["node"] = node;
+    line["written"] = iso_time(e.body.ver.stamp.wall_ms());
+    line["kind"] = e.body.kind == change_kind::remove ? "delete" : "upsert";
+    nlohmann::json fields = nlohmann::json::object();
+    for (const auto& f : e.body.fields) fields[f.name] = to_json(f.val);
+    line["fields"] = fields;
+    std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  std::cerr << "caresync-server: " << entries.size() << " change(s) of " << collection << "/" << id->to_string() << "\n";
+  return entries.empty() ? k_exit_failure : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -195,6 +262,14 @@ int main(int argc, char** argv) {
   device_cmd->add_option("-c,--config", device_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
   device_cmd->add_option("--device-id", device_id, "The device's id")->required();
 
+  std::string history_config, history_db, history_collection, history_id;
+  auto* history_cmd = app.add_subcommand(
+      "history", "Print every accepted change of one record, oldest first, as JSON lines (contains record contents)");
+  history_cmd->add_option("-c,--config", history_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  history_cmd->add_option("--db", history_db, "The server's database file (instead of --config)");
+  history_cmd->add_option("--collection", history_collection, "The record's collection")->required();
+  history_cmd->add_option("--id", history_id, "The record's id")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -219,6 +294,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*device_cmd) return add_device(device_config, device_id);
+    if (*history_cmd) {
+      if (history_config.empty() == history_db.empty()) {
+        std::cerr << "caresync-server: history needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      return history(history_config, history_db, history_collection, history_id);
+    }
   } catch (const caresync::error& e) {
     std::cerr << "caresync-server: " << e.what() << std::endl;
     return e.code() == storage_errc::invalid_argument ? k_exit_usage : k_exit_failure;

@@ -171,6 +171,22 @@ class sqlite_change_store final : public change_store {
     return static_cast<std::uint64_t>(head_->column_int64(0));
   }
 
+  std::vector<history_entry> history(std::string_view collection, const record_id& id) override {
+    const std::lock_guard lock(mutex_);
+    std::vector<history_entry> out;
+    sqlite::statement q(db_.get(),
+                        "SELECT seq, device, received_ms, change FROM changes WHERE collection=? AND record_id=? ORDER BY seq");
+    q.bind(1, collection).bind(2, std::span<const std::uint8_t>(id.bytes));
+    while (q.step()) {
+      history_entry& e = out.emplace_back();
+      e.seq = static_cast<std::uint64_t>(q.column_int64(0));
+      e.device = q.column_text(1);
+      e.received_ms = static_cast<std::uint64_t>(q.column_int64(2));
+      e.body = wire::decode_change(q.column_blob(3));
+    }
+    return out;
+  }
+
   std::map<record_key, record_state> materialize() override {
     const std::lock_guard lock(mutex_);
     std::map<record_key, record_state> state;

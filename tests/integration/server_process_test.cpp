@@ -8,8 +8,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <sys/wait.h>
 
 using namespace caresync;
 using caresync::testing::open_tablet;
@@ -89,4 +95,44 @@ TEST_CASE("SIGTERM stops the server cleanly and keeps every acknowledged change"
   }
   CHECK(acknowledged >= 25);
   CHECK(log->head() >= acknowledged);
+}
+
+TEST_CASE("caresync-server history prints each accepted change of a record: who, when, what", "[sync][history]") {
+  temp_dir dir;
+  testing::test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  auto b = open_tablet(dir, "b");
+  const auto id = a->create("visits", {{"note", std::string("Pan Novák: \"bolí ho koleno\"")}, {"duration_min", std::int64_t{30}}});
+  sync_client(*a, server.options(0)).sync();
+  sync_client(*b, server.options(1)).sync();
+  b->update("visits", id, {{"note", std::string("koleno lepší")}});
+  sync_client(*b, server.options(1)).sync();
+  a->remove("visits", id);
+  sync_client(*a, server.options(0)).sync();
+
+  const auto run = [&](const std::string& args) {
+    const std::string command = std::string(CARESYNC_SERVER_BINARY) + " history " + args + " 2>/dev/null";
+    std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
+    REQUIRE(pipe);
+    std::vector<nlohmann::json> lines;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, pipe.get())) lines.push_back(nlohmann::json::parse(buf));
+    return lines;
+  };
+  const auto lines = run("--db " + server.config().database_file + " --collection visits --id " + id.to_string());
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0]["device"] == "tablet-0");
+  CHECK(lines[0]["kind"] == "upsert");
+  CHECK(lines[0]["fields"]["note"] == "Pan Novák: \"bolí ho koleno\"");
+  CHECK(lines[0]["fields"]["duration_min"] == 30);
+  CHECK(lines[1]["device"] == "tablet-1");
+  CHECK(lines[1]["fields"]["note"] == "koleno lepší");
+  CHECK(lines[2]["kind"] == "delete");
+  CHECK(lines[0]["seq"].get<std::uint64_t>() < lines[1]["seq"].get<std::uint64_t>());
+  CHECK(lines[0]["received"].get<std::string>().size() == 24);  // 2026-11-23T06:41:03.123Z
+  CHECK(lines[0]["node"].get<std::string>().size() == 16);
+
+  CHECK(run("--db " + server.config().database_file + " --collection visits --id " + record_id::generate().to_string()).empty());
+  const std::string bad = std::string(CARESYNC_SERVER_BINARY) + " history --db x.db --collection visits --id not-an-id >/dev/null 2>&1";
+  CHECK(WEXITSTATUS(std::system(bad.c_str())) == 2);
 }

@@ -252,6 +252,30 @@ TEST_CASE("refused changes are not stored, and a replay returns the same refusal
   CHECK(store->append("tablet-a", all_refused, std::vector<change>{changes[1]}).refused.size() == 1);
 }
 
+TEST_CASE("history lists every accepted change of one record, oldest first, with who and when", "[store][history]") {
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const auto id = record_id::generate();
+  const auto other = record_id::generate();
+  store->append("tablet-a", batch_id::generate(), std::vector<change>{note(k_node_a, 1000, "first words", id), note(k_node_a, 1001, "elsewhere", other)});
+  store->append("tablet-b", batch_id::generate(), std::vector<change>{note(k_node_b, 1002, "second words", id)});
+  store->append("tablet-a", batch_id::generate(), std::vector<change>{tombstone(k_node_a, 1003, id)});
+
+  const auto h = store->history("visit", id);
+  REQUIRE(h.size() == 3);
+  CHECK(h[0].seq == 1);
+  CHECK(h[0].device == "tablet-a");
+  CHECK(h[0].body == note(k_node_a, 1000, "first words", id));
+  CHECK(h[1].seq == 3);
+  CHECK(h[1].device == "tablet-b");
+  CHECK(h[1].body.fields.at(0).val == value{std::string("second words")});  // the overwritten value stays visible
+  CHECK(h[2].body.kind == change_kind::remove);
+  CHECK(h[0].received_ms > 0);
+  CHECK(h[0].received_ms <= h[2].received_ms);
+  CHECK(store->history("visit", record_id::generate()).empty());
+  CHECK(store->history("client", id).empty());  // another collection, same id
+}
+
 TEST_CASE("a batch id is scoped to its device", "[store]") {
   temp_dir dir;
   auto store = server::open_sqlite_change_store(dir.file("server.db"));

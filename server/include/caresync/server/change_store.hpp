@@ -30,6 +30,14 @@ struct push_outcome {
   std::vector<wire::refusal> refused;  ///< the changes not stored, as given to append
 };
 
+/// One accepted change of a record, as the append-only log keeps it.
+struct history_entry {
+  std::uint64_t seq = 0;
+  std::string device;             ///< the device that pushed it
+  std::uint64_t received_ms = 0;  ///< when the server stored it, by the server's clock
+  change body;                    ///< the writer's version (stamp, node), kind and fields
+};
+
 /// Where a page read stopped.
 struct page_position {
   std::uint64_t next_cursor = 0;
@@ -64,6 +72,11 @@ class change_store {
 
   /// The highest sequence number stored (0 when empty).
   virtual std::uint64_t head() = 0;
+
+  /// Every accepted change of one record, oldest first: the log is append-only, so any
+  /// earlier value of a field can be shown. Reads the whole log (for admin tools).
+  /// Throws caresync::error (storage).
+  virtual std::vector<history_entry> history(std::string_view collection, const record_id& id) = 0;
 
   /// Folds the whole log through caresync::merge: the current state of every record.
   /// For tests, the demo and admin tools; reads everything.
