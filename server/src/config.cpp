@@ -33,6 +33,9 @@ class table_reader {
     if constexpr (std::is_same_v<T, std::string>) {
       if (!node->is_string()) wrong(key, "a string");
       out = **node->as_string();
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!node->is_boolean()) wrong(key, "true or false");
+      out = **node->as_boolean();
     } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
       out = std::chrono::milliseconds(integer(key, *node, 1, 86'400'000));
     } else {
@@ -118,6 +121,15 @@ server_config load_config(const std::string& path) {
     l.refuse_unknown();
   }
   top.known("limits");
+  if (const auto* admin = root.get("admin")) {
+    if (!admin->is_table()) bad("config key 'admin' must be a table ([admin])");
+    table_reader a(*admin->as_table(), "admin.");
+    a.get("enabled", c.admin_enabled);
+    a.get("listen_address", c.admin_listen_address);
+    a.get("port", c.admin_port);
+    a.refuse_unknown();
+  }
+  top.known("admin");
   if (const auto* devices = root.get("devices")) {
     const auto* array = devices->as_array();
     if (!array) bad("config key 'devices' must be an array of tables ([[devices]])");
@@ -147,6 +159,9 @@ void validate(const server_config& c) {
   if (c.certificate_file.empty()) bad("config key 'certificate_file' is missing; run 'caresync-server init' to make one");
   if (c.private_key_file.empty()) bad("config key 'private_key_file' is missing; run 'caresync-server init' to make one");
   if (c.database_file.empty()) bad("config key 'database_file' is empty");
+  if (c.admin_enabled && c.admin_listen_address.empty()) {
+    bad("config key 'admin.listen_address' is empty; use 127.0.0.1 (the admin listener has no authentication)");
+  }
   if (c.threads < 1 || c.threads > 256) bad("config key 'threads' must be between 1 and 256");
   if (c.max_frame_bytes < 4096) bad("config key 'limits.max_frame_bytes' must be at least 4096");
   if (c.max_push_changes < 1) bad("config key 'limits.max_push_changes' must be at least 1");

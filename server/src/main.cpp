@@ -57,6 +57,10 @@ int serve(const serve_args& args) {
   srv.start();
   std::cerr << "caresync-server: " << config.devices.size() << " device(s) configured" << std::endl;
   // Scripts and tests wait for this line and read the port after its last ':'.
+  if (config.admin_enabled) {
+    std::cerr << "caresync-server: admin (/metrics, /healthz) on http://" << config.admin_listen_address << ":"
+              << srv.admin_port() << std::endl;
+  }
   std::cerr << "caresync-server listening on " << config.listen_address << ":" << srv.port() << std::endl;
 
   std::thread waiter([&] {
@@ -103,6 +107,11 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
                      "certificate_file = \"server-cert.pem\"\n"
                      "private_key_file = \"server-key.pem\"\n"
                      "database_file = \"caresync-server.db\"\n"
+                     "\n# /metrics and /healthz over HTTP, loopback only (no authentication).\n"
+                     "[admin]\n"
+                     "enabled = true\n"
+                     "listen_address = \"127.0.0.1\"\n"
+                     "port = 7444\n"
                      "\n# Devices: add with 'caresync-server add-device'.\n",
                      0600);
   std::cout << "config:      " << config_path << "\n"

@@ -1,5 +1,6 @@
 #include <caresync/server/server.hpp>
 
+#include "admin.hpp"
 #include "session.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -40,6 +41,7 @@ struct server::impl {
   asio::ip::tcp::acceptor acceptor{asio::make_strand(io)};
   std::vector<std::thread> threads;
   std::uint16_t port = 0;
+  std::unique_ptr<admin_listener> admin;
 
   std::mutex sessions_mutex;  // guards sessions, stopping
   std::list<std::weak_ptr<session>> sessions;
@@ -133,6 +135,20 @@ void server::start() {
                 "cannot listen on " + i.config.listen_address + ":" + std::to_string(i.config.port) + ": " + ec.message());
   }
   i.port = i.acceptor.local_endpoint().port();
+  if (i.config.admin_enabled) {
+    i.admin = std::make_unique<admin_listener>(i.context, [&i] {
+      const std::lock_guard lock(i.sessions_mutex);
+      return !i.stopping;
+    });
+    try {
+      i.admin->start(i.config.admin_listen_address, i.config.admin_port);
+    } catch (...) {
+      std::error_code ignored;
+      i.acceptor.close(ignored);
+      i.admin.reset();
+      throw;
+    }
+  }
   i.accept();
   for (std::size_t t = 0; t < i.config.threads; ++t) {
     i.threads.emplace_back([&i] {
@@ -152,6 +168,8 @@ void server::start() {
 }
 
 std::uint16_t server::port() const { return impl_->port; }
+
+std::uint16_t server::admin_port() const { return impl_->admin ? impl_->admin->port() : 0; }
 
 void server::stop() {
   auto& i = *impl_;
@@ -197,6 +215,7 @@ void server::stop() {
     if (t.joinable()) t.join();
   }
   i.threads.clear();
+  if (i.admin) i.admin->stop();
   {
     const std::lock_guard lock(i.phase_mutex);
     i.current_phase = impl::phase::stopped;

@@ -44,12 +44,14 @@ session::session(asio::ip::tcp::socket socket, asio::ssl::context& tls, session_
       timer_(stream_.get_executor()),
       context_(context),
       started_(std::chrono::steady_clock::now()) {
+  ++context_.sessions_active;
   std::error_code ec;
   const auto endpoint = stream_.lowest_layer().remote_endpoint(ec);
   peer_ = ec ? "unknown" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
 }
 
 session::~session() {
+  --context_.sessions_active;
   if (waiting_) --context_.sessions_waiting;
   // One line per session; never a token or a record's contents.
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
@@ -104,6 +106,7 @@ void session::read_header() {
   asio::async_read(stream_, asio::buffer(header_), [self = shared_from_this()](const std::error_code& ec, std::size_t) {
     if (ec) return self->close(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by device" : "connection lost");
     self->bytes_in_ += self->header_.size();
+    self->context_.bytes_in += self->header_.size();
     wire::frame_header h;
     try {
       // Checked before a byte of the payload is read: a too-large frame is refused here.
@@ -115,6 +118,7 @@ void session::read_header() {
     asio::async_read(self->stream_, asio::buffer(self->payload_), [self, h](const std::error_code& rec, std::size_t) {
       if (rec) return self->close("connection lost");
       self->bytes_in_ += self->payload_.size();
+      self->context_.bytes_in += self->payload_.size();
       self->on_payload(h);
     });
   });
@@ -192,6 +196,7 @@ void session::on_hello(const wire::hello& m) {
 }
 
 void session::on_push(const wire::push& m) {
+  const auto push_started = std::chrono::steady_clock::now();
   if (m.changes.size() > context_.config.max_push_changes) {
     return refuse(make_error_code(protocol_errc::limit_exceeded),
                   "a push may carry at most " + std::to_string(context_.config.max_push_changes) + " changes");
@@ -217,6 +222,7 @@ void session::on_push(const wire::push& m) {
   push_outcome outcome;
   try {
     outcome = context_.store.append(device_, m.batch, m.changes, refused);
+    context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     std::fprintf(stderr, "caresync-server: storing a push from device %s failed: %s\n", device_.c_str(), e.what());
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
@@ -227,6 +233,7 @@ void session::on_push(const wire::push& m) {
     context_.changes_accepted += outcome.accepted;
     changes_in_ += outcome.accepted;
     changes_refused_ += outcome.refused.size();
+    context_.changes_refused += outcome.refused.size();
     if (outcome.accepted > 0) context_.changes_arrived();
   }
   send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq,
@@ -250,6 +257,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
   changes_out_ += page.count();
+  context_.changes_out += page.count();
   send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), compression_), false);
 }
 
@@ -312,6 +320,15 @@ void session_context::stop_watching(const session* s) {
   });
 }
 
+void session_context::observe_push(std::chrono::steady_clock::duration d) {
+  const double seconds = std::chrono::duration<double>(d).count();
+  for (std::size_t i = 0; i < k_push_buckets.size(); ++i) {
+    if (seconds <= k_push_buckets[i]) ++push_le[i];
+  }
+  ++push_count;
+  push_micros += static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
 void session_context::changes_arrived() {
   std::vector<std::weak_ptr<session>> woken;
   {
@@ -330,6 +347,7 @@ void session::send(wire::bytes frame, bool last) {
   asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this(), last](const std::error_code& ec, std::size_t n) {
     self->writing_ = false;
     self->bytes_out_ += n;
+    self->context_.bytes_out += n;
     if (ec) return self->close("connection lost");
     if (last || self->closing_) return self->close(self->outcome_);
     self->arm_timer(self->context_.config.idle_timeout);
@@ -339,6 +357,11 @@ void session::send(wire::bytes frame, bool last) {
 
 void session::refuse(std::error_code code, const std::string& message) {
   if (std::string(outcome_) == "closed") outcome_ = "refused";
+  const auto slot = code.category() == protocol_category() && code.value() > 0 &&
+                            static_cast<std::size_t>(code.value()) < context_.errors_sent.size()
+                        ? static_cast<std::size_t>(code.value())
+                        : 0;
+  ++context_.errors_sent[slot];
   wire::error e;
   e.code = static_cast<std::uint16_t>(code.value());
   e.transient = is_transient(code);

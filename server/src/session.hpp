@@ -42,6 +42,20 @@ struct session_context {
   std::atomic<std::uint64_t> changes_accepted{0};
   std::atomic<std::uint64_t> batches_replayed{0};
   std::atomic<std::uint64_t> sessions_waiting{0};
+  // For /metrics (docs/operations.md): totals since start, updated as sessions go.
+  std::atomic<std::uint64_t> sessions_active{0};
+  std::atomic<std::uint64_t> changes_refused{0};
+  std::atomic<std::uint64_t> changes_out{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  /// error messages sent, by protocol_errc value (index 0: other codes)
+  std::array<std::atomic<std::uint64_t>, 16> errors_sent{};
+  /// push handling time (checks and durable store), a histogram in seconds
+  static constexpr std::array<double, 10> k_push_buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+  std::array<std::atomic<std::uint64_t>, k_push_buckets.size()> push_le{};  // cumulative counts
+  std::atomic<std::uint64_t> push_count{0};
+  std::atomic<std::uint64_t> push_micros{0};
+  void observe_push(std::chrono::steady_clock::duration d);
 };
 
 class session : public std::enable_shared_from_this<session> {

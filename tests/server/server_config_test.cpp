@@ -121,6 +121,11 @@ max_value_bytes = 65536
 handshake_timeout_ms = 2500
 idle_timeout_ms = 45000
 
+[admin]
+enabled = true
+listen_address = "127.0.0.2"
+port = 9444
+
 [[devices]]
 device_id = "tablet-17"
 token_sha256 = ")" + k_hash_1 + R"("
@@ -145,6 +150,9 @@ token_sha256 = ")" + k_hash_2 + R"("
   CHECK(c.max_value_bytes == 65536u);
   CHECK(c.handshake_timeout == std::chrono::milliseconds(2500));
   CHECK(c.idle_timeout == std::chrono::milliseconds(45000));
+  CHECK(c.admin_enabled);
+  CHECK(c.admin_listen_address == "127.0.0.2");
+  CHECK(c.admin_port == 9444);
   REQUIRE(c.devices.size() == 2);
   CHECK(c.devices[0].device_id == "tablet-17");
   CHECK(c.devices[0].token_sha256 == k_hash_1);
@@ -180,6 +188,17 @@ TEST_CASE("load_config names the key of each mistake", "[config]") {
     const std::string good = "[[devices]]\ndevice_id = \"t\"\ntoken_sha256 = \"" + k_hash_1 + "\"\n";
     const auto m = load_refusal(dir, k_required + good + "[[devices]]\ndevice_id = \"u\"\nbogus = 1\n");
     CHECK_THAT(m, Catch::Contains("'devices[1].bogus'"));
+  }
+  SECTION("an unknown key in [admin]") {
+    CHECK_THAT(load_refusal(dir, k_required + "[admin]\nenabled = true\nbogus = 1\n"), Catch::Contains("'admin.bogus'"));
+  }
+  SECTION("admin.enabled not a boolean") {
+    const auto m = load_refusal(dir, k_required + "[admin]\nenabled = \"yes\"\n");
+    CHECK_THAT(m, Catch::Contains("'admin.enabled'"));
+    CHECK_THAT(m, Catch::Contains("true or false"));
+  }
+  SECTION("admin.port out of range") {
+    CHECK_THAT(load_refusal(dir, k_required + "[admin]\nport = 65536\n"), Catch::Contains("'admin.port'"));
   }
   SECTION("a string for the port") {
     const auto m = load_refusal(dir, k_required + "port = \"x\"\n");

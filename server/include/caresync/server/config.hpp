@@ -33,6 +33,11 @@ struct server_config {
   std::size_t max_value_bytes = 1u << 20;
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds idle_timeout{120'000};
+  /// The admin HTTP listener: /metrics (Prometheus text) and /healthz. Off unless the
+  /// config turns it on ([admin] enabled = true); loopback unless told otherwise.
+  bool admin_enabled = false;
+  std::string admin_listen_address = "127.0.0.1";
+  std::uint16_t admin_port = 7444;         ///< 0: let the OS pick (tests)
 };
 
 /// Reads a TOML config file (see packaging/caresync-server.toml for every key).

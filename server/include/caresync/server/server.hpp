@@ -45,6 +45,8 @@ class server {
   void wait();
 
   server_stats stats() const;
+  /// The admin listener's port (0 when it is off).
+  std::uint16_t admin_port() const;
 
   /// The change store, for admin tools and tests.
   change_store& store();
