@@ -88,4 +88,17 @@ class change_store {
 /// Throws caresync::error (storage_errc::open_failed / corrupt) with the path and reason.
 std::unique_ptr<change_store> open_sqlite_change_store(const std::string& path);
 
+/// What backup_sqlite_store copied.
+struct backup_result {
+  std::uint64_t log_head = 0;  ///< the highest sequence number in the copy
+  std::uint64_t bytes = 0;     ///< size of the copy
+};
+
+/// Copies the SQLite change store at `source` to a new file `destination` with SQLite's
+/// online backup API, in one read transaction: a consistent snapshot holding every push
+/// acknowledged before it began, taken while a server keeps serving. The copy is checked
+/// (integrity_check) before it is reported. Refuses an existing destination.
+/// Throws caresync::error (storage) naming the file and the reason.
+backup_result backup_sqlite_store(const std::string& source, const std::string& destination);
+
 }  // namespace caresync::server
