@@ -8,6 +8,8 @@
 
 #include <caresync/server/change_store.hpp>
 
+#include "log.hpp"
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
@@ -55,23 +57,28 @@ int serve(const serve_args& args) {
   server::validate(config);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
   srv.start();
-  std::cerr << "caresync-server: " << config.devices.size() << " device(s) configured" << std::endl;
+  server::log::info("started", {{"devices", config.devices.size()}},
+                    std::to_string(config.devices.size()) + " device(s) configured");
   // Scripts and tests wait for this line and read the port after its last ':'.
   if (config.admin_enabled) {
-    std::cerr << "caresync-server: admin (/metrics, /healthz) on http://" << config.admin_listen_address << ":"
-              << srv.admin_port() << std::endl;
+    server::log::info("admin_listening", {{"address", config.admin_listen_address}, {"port", srv.admin_port()}},
+                      "admin (/metrics, /healthz) on http://" + config.admin_listen_address + ":" +
+                          std::to_string(srv.admin_port()));
   }
-  std::cerr << "caresync-server listening on " << config.listen_address << ":" << srv.port() << std::endl;
+  // "msg" is last, so the port also follows the line's last ':' (before "}).
+  server::log::info("listening", {{"address", config.listen_address}, {"port", srv.port()}},
+                    "caresync-server listening on " + config.listen_address + ":" + std::to_string(srv.port()));
 
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cerr << "caresync-server: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << " received; stopping" << std::endl;
+    server::log::info("stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}},
+                      std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " received; stopping");
     srv.stop();
   });
   srv.wait();
   waiter.join();
-  std::cerr << "caresync-server: stopped cleanly" << std::endl;
+  server::log::info("stopped", nlohmann::ordered_json::object(), "stopped cleanly");
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include <caresync/server/server.hpp>
 
 #include "admin.hpp"
+#include "log.hpp"
 #include "session.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -159,7 +160,7 @@ void server::start() {
           i.io.run();
           return;
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "caresync-server: unexpected failure in a session: %s\n", e.what());
+          log::error("unexpected_failure", {{"reason", e.what()}}, "unexpected failure in a session; serving on");
         }
       }
     });

@@ -1,5 +1,7 @@
 #include "session.hpp"
 
+#include "log.hpp"
+
 #include <caresync/protocol/errors.hpp>
 
 #include <asio/dispatch.hpp>
@@ -55,12 +57,18 @@ session::~session() {
   if (waiting_) --context_.sessions_waiting;
   // One line per session; never a token or a record's contents.
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  std::fprintf(stderr,
-               "caresync-server: session device=%s peer=%s changes_in=%llu changes_refused=%llu changes_out=%llu "
-               "bytes_in=%llu bytes_out=%llu duration_ms=%lld outcome=%s\n",
-               device_.empty() ? "-" : device_.c_str(), peer_.c_str(), static_cast<unsigned long long>(changes_in_),
-               static_cast<unsigned long long>(changes_refused_), static_cast<unsigned long long>(changes_out_), static_cast<unsigned long long>(bytes_in_),
-               static_cast<unsigned long long>(bytes_out_), static_cast<long long>(ms), outcome_);
+  log::info("session",
+            {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
+             {"peer", peer_},
+             {"changes_in", changes_in_},
+             {"changes_refused", changes_refused_},
+             {"changes_out", changes_out_},
+             {"bytes_in", bytes_in_},
+             {"bytes_out", bytes_out_},
+             {"duration_ms", ms},
+             {"outcome", outcome_}},
+            "session of " + (device_.empty() ? std::string("an unauthenticated peer") : "device " + device_) + " ended: " +
+                outcome_);
 }
 
 void session::start() {
@@ -138,8 +146,8 @@ void session::on_payload(const wire::frame_header& h) {
   } catch (const std::exception& e) {
     // Not a fault of the device's bytes (those are protocol_errors, answered above) but
     // of this server, e.g. memory: this session ends, the others go on.
-    std::fprintf(stderr, "caresync-server: handling a '%s' message failed: %s\n", wire::to_string(wire::type_of(m)),
-                 e.what());
+    log::error("handler_failed", {{"device", device_}, {"message", wire::to_string(wire::type_of(m))}, {"reason", e.what()}},
+               std::string("handling a '") + wire::to_string(wire::type_of(m)) + "' message failed");
     if (writing_) return abort("server failure");
     outcome_ = "server failure";
     refuse(make_error_code(protocol_errc::server_busy), "the server could not handle the request; try again later");
@@ -189,7 +197,7 @@ void session::on_hello(const wire::hello& m) {
   try {
     w.log_head = context_.store.head();
   } catch (const error& e) {
-    std::fprintf(stderr, "caresync-server: reading the log head for device %s failed: %s\n", device_.c_str(), e.what());
+    log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading the log head failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
   }
   send(wire::make_frame(w), false);
@@ -224,7 +232,7 @@ void session::on_push(const wire::push& m) {
     outcome = context_.store.append(device_, m.batch, m.changes, refused);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
-    std::fprintf(stderr, "caresync-server: storing a push from device %s failed: %s\n", device_.c_str(), e.what());
+    log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
   }
   if (outcome.replayed) {
@@ -253,7 +261,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   try {
     pos = context_.store.read_page(cursor, node_, max_changes, max_bytes, page);
   } catch (const error& e) {
-    std::fprintf(stderr, "caresync-server: reading changes for device %s failed: %s\n", device_.c_str(), e.what());
+    log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading changes failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
   changes_out_ += page.count();
@@ -275,7 +283,7 @@ void session::on_wait(const wire::wait& m) {
   try {
     head = context_.store.head();
   } catch (const error& e) {
-    std::fprintf(stderr, "caresync-server: reading the log head failed: %s\n", e.what());
+    log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading the log head failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
   if (head > m.cursor) {

@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <thread>
 #include <sys/wait.h>
 
@@ -34,7 +36,7 @@ std::string write_config(const temp_dir& dir, const test_pki& pki) {
   c.certificate_file = pki.cert_file;
   c.private_key_file = pki.key_file;
   c.database_file = dir.file("server.db");
-  c.devices.push_back({"tablet-0", server::hash_token("token-0")});
+  c.devices.push_back({"tablet-0", server::hash_token("token-0-of-a-length-no-log-line-would-hold-by-chance")});
   const auto path = dir.file("server.toml");
   caresync::testing::write_server_config(path, c);
   return path;
@@ -54,7 +56,7 @@ TEST_CASE("SIGTERM stops the server cleanly and keeps every acknowledged change"
   o.port = proc.port();
   o.ca_file = pki.ca_file;
   o.device_id = "tablet-0";
-  o.token = "token-0";
+  o.token = "token-0-of-a-length-no-log-line-would-hold-by-chance";
   o.connect_timeout = std::chrono::milliseconds(2000);
   o.retry.max_attempts = 1;
 
@@ -98,6 +100,30 @@ TEST_CASE("SIGTERM stops the server cleanly and keeps every acknowledged change"
   }
   CHECK(acknowledged >= 25);
   CHECK(log->head() >= acknowledged);
+
+  // The server's log: one JSON object per line, a line per session, no token.
+  std::istringstream lines(proc.log());
+  std::string line;
+  std::size_t sessions = 0;
+  std::set<std::string> events;
+  while (std::getline(lines, line)) {
+    INFO(line);
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j.contains("ts"));
+    CHECK(j.contains("level"));
+    CHECK(j.contains("msg"));
+    events.insert(j.at("event").get<std::string>());
+    if (j["event"] == "session" && j["device"] == "tablet-0") {
+      ++sessions;
+      CHECK(j.contains("changes_in"));
+      CHECK(j.contains("duration_ms"));
+      CHECK(j.contains("outcome"));
+    }
+    CHECK(line.find(o.token) == std::string::npos);
+  }
+  CHECK(sessions >= syncs_ok);
+  CHECK(events.count("listening") == 1);
+  CHECK(events.count("stopped") == 1);
 }
 
 TEST_CASE("caresync-server history prints each accepted change of a record: who, when, what", "[sync][history]") {

@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <mutex>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -84,10 +85,14 @@ class server_process {
       close(stderr_);
       throw std::runtime_error("the server did not start listening; its log:\n" + log_);
     }
-    // Keep reading: a server whose stderr pipe fills up blocks on its next log line.
-    drain_ = std::thread([fd = stderr_] {
+    // Keep reading (a server whose stderr pipe fills up blocks on its next log line),
+    // and keep what it says.
+    drain_ = std::thread([this] {
       char buf[4096];
-      while (read(fd, buf, sizeof buf) > 0) {
+      ssize_t n;
+      while ((n = read(stderr_, buf, sizeof buf)) > 0) {
+        const std::lock_guard lock(log_mutex_);
+        log_.append(buf, static_cast<std::size_t>(n));
       }
     });
   }
@@ -101,8 +106,11 @@ class server_process {
 
   std::uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
-  /// What the server logged before it listened.
-  const std::string& startup_log() const noexcept { return log_; }
+  /// What the server has logged so far (complete once it has exited).
+  std::string log() const {
+    const std::lock_guard lock(log_mutex_);
+    return log_;
+  }
 
   /// Sends `signal`, waits for the process to end and returns its wait status.
   int stop(int signal) {
@@ -122,7 +130,8 @@ class server_process {
   pid_t pid_ = -1;
   int stderr_ = -1;
   std::uint16_t port_ = 0;
-  std::string log_;
+  mutable std::mutex log_mutex_;
+  std::string log_;  // guarded by log_mutex_ once drain_ runs
   std::thread drain_;
 };
 

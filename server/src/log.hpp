@@ -1,0 +1,24 @@
+#pragma once
+// The server's log: one JSON object per line on stderr (journald keeps it as is), so
+// that operators can filter and count without parsing prose. Never a token or a
+// record's contents: callers pass ids, counts and reasons only.
+// Thread contract: write() may be called from any thread; each line is written whole.
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace caresync::server::log {
+
+/// Writes {"ts": ISO-8601 UTC, "level", "event", ...fields, "msg"} as one line. `msg` is
+/// a sentence for a person and comes last, so a line can also be read by eye.
+void write(const char* level, const char* event, nlohmann::ordered_json fields, const std::string& msg);
+
+inline void info(const char* event, nlohmann::ordered_json fields, const std::string& msg) {
+  write("info", event, std::move(fields), msg);
+}
+inline void error(const char* event, nlohmann::ordered_json fields, const std::string& msg) {
+  write("error", event, std::move(fields), msg);
+}
+
+}  // namespace caresync::server::log
