@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <ctime>
@@ -38,6 +39,7 @@ struct serve_args {
   std::string config;
   std::string listen;
   int port = -1;
+  int admin_port = -1;
   std::string database;
 };
 
@@ -53,6 +55,7 @@ int serve(const serve_args& args) {
   auto config = server::load_config(args.config);
   if (!args.listen.empty()) config.listen_address = args.listen;
   if (args.port >= 0) config.port = static_cast<std::uint16_t>(args.port);
+  if (args.admin_port >= 0) config.admin_port = static_cast<std::uint16_t>(args.admin_port);
   if (!args.database.empty()) config.database_file = args.database;
   server::validate(config);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
@@ -89,7 +92,10 @@ std::string random_token() {
   return to_hex(bytes);
 }
 
-int init(const std::string& dir, const std::vector<std::string>& hosts, const std::vector<std::string>& ips) {
+std::string toml_string(const std::string& text);
+
+int init(const std::string& dir, const std::vector<std::string>& hosts, const std::vector<std::string>& ips,
+         const std::string& database) {
   fs::create_directories(dir);
   const auto config_path = (fs::path(dir) / "caresync-server.toml").string();
   if (fs::exists(config_path)) {
@@ -113,7 +119,7 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
                      "port = 7443\n"
                      "certificate_file = \"server-cert.pem\"\n"
                      "private_key_file = \"server-key.pem\"\n"
-                     "database_file = \"caresync-server.db\"\n"
+                     "database_file = " + toml_string(database) + "\n"
                      "\n# /metrics and /healthz over HTTP, loopback only (no authentication).\n"
                      "[admin]\n"
                      "enabled = true\n"
@@ -170,6 +176,13 @@ int add_device(const std::string& config_path, const std::string& device_id) {
   const unsigned mode = ::stat(config_path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0600;
   const auto staged = config_path + ".new";
   server::write_file(staged, text, mode);
+  // Keep the owner and group too (e.g. root:caresync in the .deb), or the service could
+  // no longer read its config; only root can give a file away, so others skip this.
+  if (::geteuid() == 0 && ::stat(config_path.c_str(), &st) == 0) {
+    if (::chown(staged.c_str(), st.st_uid, st.st_gid) != 0) {
+      std::cerr << "caresync-server: cannot keep the config's owner on " << staged << std::endl;
+    }
+  }
   try {
     const auto updated = server::load_config(staged);
     if (updated.devices.size() != config.devices.size() + 1 || updated.devices.back().device_id != device_id) {
@@ -260,6 +273,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("-c,--config", sa.config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
   serve_cmd->add_option("--listen", sa.listen, "Override listen_address");
   serve_cmd->add_option("--port", sa.port, "Override port (0: any free port)")->check(CLI::Range(0, 65535));
+  serve_cmd->add_option("--admin-port", sa.admin_port, "Override admin.port (0: any free port)")->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--db", sa.database, "Override database_file");
 
   std::string init_dir;
@@ -268,6 +282,9 @@ int main(int argc, char** argv) {
   init_cmd->add_option("-d,--dir", init_dir, "Directory to write into")->required();
   init_cmd->add_option("--host", init_hosts, "Extra DNS name for the certificate (repeatable)");
   init_cmd->add_option("--ip", init_ips, "Extra IP address for the certificate (repeatable)");
+  std::string init_database = "caresync-server.db";
+  init_cmd->add_option("--database", init_database, "database_file for the config (relative: to the config's directory)")
+      ->capture_default_str();
 
   std::string token_arg;
   auto* hash_cmd = app.add_subcommand("hash-token", "Print the SHA-256 of a token, as the config stores it");
@@ -301,7 +318,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*serve_cmd) return serve(sa);
-    if (*init_cmd) return init(init_dir, init_hosts, init_ips);
+    if (*init_cmd) return init(init_dir, init_hosts, init_ips, init_database);
     if (*hash_cmd) {
       if (token_arg == "-") {
         // From standard input, so the token is not left in shell history or `ps`.
