@@ -12,9 +12,12 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 cmake -S "$src/tests/consumer" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/cmake-build" >/dev/null
 "$work/cmake-build/consumer" "$work/a.db"
+"$work/cmake-build/consumer_shared" "$work/a2.db"
+ldd "$work/cmake-build/consumer_shared" | grep -q "libcaresync.so"
 
 export PKG_CONFIG_PATH="$(dirname "$(find "$work/prefix" -name caresync.pc)")"
+# With pkg-config: libcaresync.so, found at run time through LD_LIBRARY_PATH.
 # shellcheck disable=SC2046  # pkg-config prints several words on purpose
-c++ -std=c++20 -o "$work/consumer-pc" "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs --static caresync)
-"$work/consumer-pc" "$work/b.db"
-echo "consumer: find_package(caresync) and pkg-config caresync both build and run"
+c++ -std=c++20 -o "$work/consumer-pc" "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs caresync)
+LD_LIBRARY_PATH="$(pkg-config --variable=libdir caresync)" "$work/consumer-pc" "$work/b.db"
+echo "consumer: find_package(caresync) (caresync::client static, caresync::client_shared) and pkg-config caresync build and run"
