@@ -131,6 +131,9 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.node = s.node;
   hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
   if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
+  hello.app_version = o.app_version;
+  hello.outbox = local.outbox_size();
+  hello.quarantined = local.quarantined().size();
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   // The client's clock never runs behind the server's.

@@ -258,6 +258,9 @@ struct encoder {
     w.text(m.token);
     w.u64(m.node);
     w.u32(m.features);
+    w.text(m.app_version);
+    w.uvarint(m.outbox);
+    w.uvarint(m.quarantined);
   }
   void operator()(const welcome& m) {
     w.u16(m.protocol_version);
@@ -330,6 +333,9 @@ message decode_body(message_type type, reader& r) {
       m.token = r.text("token");
       m.node = r.u64("node id");
       m.features = r.u32("features");
+      m.app_version = r.text("app version");
+      m.outbox = r.uvarint("outbox depth");
+      m.quarantined = r.uvarint("quarantined count");
       return m;
     }
     case message_type::welcome: {

@@ -24,6 +24,8 @@
 #include <fstream>
 #include <iterator>
 #include <iostream>
+#include <set>
+#include <map>
 #include <pthread.h>
 #include <thread>
 
@@ -262,6 +264,56 @@ int history(const std::string& config_path, const std::string& db_override, cons
   return entries.empty() ? k_exit_failure : 0;
 }
 
+/// Lists devices with what they last reported, as JSON lines, flagging those that need a
+/// supervisor: never synced, silent for `silent_days` or more, changes waiting, refused
+/// changes unresolved. With `only_silent`, lists only the silent ones.
+int devices(const std::string& config_path, const std::string& db_override, int silent_days, bool only_silent) {
+  std::map<std::string, server::device_health> by_id;
+  std::set<std::string> configured;
+  std::string database = db_override;
+  if (!config_path.empty()) {
+    const auto config = server::load_config(config_path);
+    if (database.empty()) database = config.database_file;
+    for (const auto& d : config.devices) {
+      configured.insert(d.device_id);
+      by_id[d.device_id].device = d.device_id;
+    }
+  }
+  auto log = server::open_sqlite_change_store(database);
+  for (auto& h : log->fleet()) by_id[h.device] = std::move(h);
+  const auto now = system_time_ms();
+  constexpr std::uint64_t k_day_ms = 86'400'000;
+  std::size_t listed = 0;
+  for (const auto& [id, h] : by_id) {
+    const bool never = h.last_ok_ms == 0;
+    const auto days = never ? 0 : (now - std::min(now, h.last_ok_ms)) / k_day_ms;
+    const bool silent = never || days >= static_cast<std::uint64_t>(silent_days);
+    if (only_silent && !silent) continue;
+    nlohmann::ordered_json line;
+    line["device"] = id;
+    line["configured"] = config_path.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(configured.count(id) > 0);
+    line["app_version"] = h.app_version;
+    line["last_seen"] = h.last_seen_ms ? nlohmann::ordered_json(iso_time(h.last_seen_ms)) : nlohmann::ordered_json(nullptr);
+    line["last_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(iso_time(h.last_ok_ms));
+    line["days_since_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(days);
+    line["outbox"] = h.outbox;
+    line["quarantined"] = h.quarantined;
+    line["last_outcome"] = h.last_outcome;
+    std::vector<std::string> attention;
+    if (never) attention.push_back(h.last_seen_ms ? "never synced to the end" : "never connected");
+    if (!never && days >= static_cast<std::uint64_t>(silent_days)) attention.push_back("silent " + std::to_string(days) + " days");
+    if (h.outbox > 0 && h.last_outcome != "closed by device") {
+      attention.push_back(std::to_string(h.outbox) + " changes waiting, last session: " + h.last_outcome);
+    }
+    if (h.quarantined > 0) attention.push_back(std::to_string(h.quarantined) + " refused changes to resolve");
+    line["attention"] = attention;
+    std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+    ++listed;
+  }
+  std::cerr << "caresync-server: " << listed << " device(s) listed\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,6 +355,19 @@ int main(int argc, char** argv) {
   history_cmd->add_option("--collection", history_collection, "The record's collection")->required();
   history_cmd->add_option("--id", history_id, "The record's id")->required();
 
+  std::string devices_config, devices_db;
+  int silent_days = 7;
+  bool only_silent = false;
+  auto* devices_cmd = app.add_subcommand(
+      "devices", "List devices with their last sync, queue depth and refused changes, as JSON lines (fleet health)");
+  devices_cmd->add_option("-c,--config", devices_config, "Config file (TOML): its devices and database_file")
+      ->check(CLI::ExistingFile);
+  devices_cmd->add_option("--db", devices_db, "The server's database file (only devices that connected)");
+  devices_cmd->add_option("--silent-days", silent_days, "Flag devices without a clean sync for this many days")
+      ->check(CLI::Range(0, 36500))
+      ->capture_default_str();
+  devices_cmd->add_flag("--only-silent", only_silent, "List only the devices flagged silent or never synced");
+
   std::string backup_config, backup_db, backup_to;
   auto* backup_cmd = app.add_subcommand(
       "backup", "Copy the change store to a new file while the server runs (SQLite online backup; consistent snapshot)");
@@ -334,6 +399,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*device_cmd) return add_device(device_config, device_id);
+    if (*devices_cmd) {
+      if (devices_config.empty() && devices_db.empty()) {
+        std::cerr << "caresync-server: devices needs --config or --db\n";
+        return k_exit_usage;
+      }
+      return devices(devices_config, devices_db, silent_days, only_silent);
+    }
     if (*backup_cmd) {
       if (backup_config.empty() == backup_db.empty()) {
         std::cerr << "caresync-server: backup needs exactly one of --config and --db\n";

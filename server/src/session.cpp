@@ -69,6 +69,17 @@ session::~session() {
              {"outcome", outcome_}},
             "session of " + (device_.empty() ? std::string("an unauthenticated peer") : "device " + device_) + " ended: " +
                 outcome_);
+  // Fleet health: what the device said of itself, and whether this session went well.
+  if (!device_.empty()) {
+    health_.device = device_;
+    health_.last_outcome = outcome_;
+    if (std::string(outcome_) == "closed by device") health_.last_ok_ms = system_time_ms();
+    try {
+      context_.store.record_device(health_);
+    } catch (const std::exception& e) {
+      log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "recording the device's health failed");
+    }
+  }
 }
 
 void session::start() {
@@ -112,7 +123,9 @@ void session::arm_timer(std::chrono::milliseconds timeout) {
 void session::read_header() {
   if (closing_) return close(outcome_);
   asio::async_read(stream_, asio::buffer(header_), [self = shared_from_this()](const std::error_code& ec, std::size_t) {
-    if (ec) return self->close(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by device" : "connection lost");
+    // A device that finished closes with a TLS close_notify (eof); a link that dropped
+    // ends without one (stream_truncated): the fleet list tells them apart.
+    if (ec) return self->close(ec == asio::error::eof ? "closed by device" : "connection lost");
     self->bytes_in_ += self->header_.size();
     self->context_.bytes_in += self->header_.size();
     wire::frame_header h;
@@ -182,6 +195,10 @@ void session::on_hello(const wire::hello& m) {
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
+  health_.app_version = m.app_version;
+  health_.outbox = m.outbox;
+  health_.quarantined = m.quarantined;
+  health_.last_seen_ms = system_time_ms();
   // At most one codec: zstd when offered (faster, smaller), else deflate.
   const std::uint32_t granted = (m.features & wire::k_feature_zstd)      ? wire::k_feature_zstd
                                 : (m.features & wire::k_feature_deflate) ? wire::k_feature_deflate

@@ -118,6 +118,7 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t changes_in_ = 0;
   std::uint64_t changes_refused_ = 0;
   std::uint64_t changes_out_ = 0;
+  device_health health_;  // from hello; recorded when the session ends
 };
 
 }  // namespace caresync::server

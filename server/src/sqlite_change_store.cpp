@@ -46,6 +46,10 @@ class sqlite_change_store final : public change_store {
                    " accepted INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,"
                    " PRIMARY KEY(device, batch_id)) WITHOUT ROWID;"
                    // Changes of a batch the server did not store, and why (no values).
+                   // Fleet health: the latest each device reported (no record contents).
+                   "CREATE TABLE IF NOT EXISTS device_health(device TEXT PRIMARY KEY NOT NULL, app_version TEXT NOT NULL,"
+                   " outbox INTEGER NOT NULL, quarantined INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
+                   " last_ok_ms INTEGER NOT NULL, last_outcome TEXT NOT NULL) WITHOUT ROWID;"
                    "CREATE TABLE IF NOT EXISTS refusals(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
                    " idx INTEGER NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
                    " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;");
@@ -170,6 +174,38 @@ class sqlite_change_store final : public change_store {
     sqlite::reset_guard g(*head_);
     head_->step();
     return static_cast<std::uint64_t>(head_->column_int64(0));
+  }
+
+  void record_device(const device_health& h) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement up(db_.get(),
+                         "INSERT INTO device_health(device, app_version, outbox, quarantined, last_seen_ms, last_ok_ms,"
+                         " last_outcome) VALUES(?,?,?,?,?,?,?) ON CONFLICT(device) DO UPDATE SET"
+                         " app_version=excluded.app_version, outbox=excluded.outbox, quarantined=excluded.quarantined,"
+                         " last_seen_ms=excluded.last_seen_ms, last_outcome=excluded.last_outcome,"
+                         " last_ok_ms=CASE WHEN excluded.last_ok_ms > 0 THEN excluded.last_ok_ms ELSE last_ok_ms END");
+    up.bind(1, std::string_view(h.device))
+        .bind(2, std::string_view(h.app_version))
+        .bind(3, static_cast<std::int64_t>(std::min<std::uint64_t>(h.outbox, INT64_MAX)))
+        .bind(4, static_cast<std::int64_t>(std::min<std::uint64_t>(h.quarantined, INT64_MAX)))
+        .bind(5, static_cast<std::int64_t>(h.last_seen_ms))
+        .bind(6, static_cast<std::int64_t>(h.last_ok_ms))
+        .bind(7, std::string_view(h.last_outcome))
+        .run();
+  }
+
+  std::vector<device_health> fleet() override {
+    const std::lock_guard lock(mutex_);
+    std::vector<device_health> out;
+    sqlite::statement q(db_.get(),
+                        "SELECT device, app_version, outbox, quarantined, last_seen_ms, last_ok_ms, last_outcome"
+                        " FROM device_health ORDER BY device");
+    while (q.step()) {
+      out.push_back(device_health{q.column_text(0), q.column_text(1), static_cast<std::uint64_t>(q.column_int64(2)),
+                                  static_cast<std::uint64_t>(q.column_int64(3)), static_cast<std::uint64_t>(q.column_int64(4)),
+                                  static_cast<std::uint64_t>(q.column_int64(5)), q.column_text(6)});
+    }
+    return out;
   }
 
   std::vector<history_entry> history(std::string_view collection, const record_id& id) override {

@@ -1,6 +1,7 @@
 // The caresync-server binary as an operator runs it: started from a config file,
 // stopped with SIGTERM, without losing a change it acknowledged.
 
+#include "../support/fault_proxy.hpp"
 #include "../support/server_process.hpp"
 #include "fixture.hpp"
 
@@ -16,7 +17,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -241,4 +244,87 @@ TEST_CASE("a backup taken while tablets sync restores to a sound store holding e
   const std::string again = std::string(CARESYNC_SERVER_BINARY) + " backup --db " + dir.file("server.db") + " --to " + backup +
                             " >/dev/null 2>&1";
   CHECK(WEXITSTATUS(std::system(again.c_str())) != 0);
+}
+
+TEST_CASE("fleet health: each device's last sync, queue and refused changes, listed by caresync-server devices",
+          "[fleet]") {
+  temp_dir dir;
+  testing::test_server server(dir);
+  server.config().max_value_bytes = 1000;
+  server.restart();
+  // A session records its device when it ends, just after the tablet closed: wait until
+  // the record of the session looked for (`seen`) is there.
+  const auto fleet_of = [&](const std::string& device, auto seen) -> std::optional<server::device_health> {
+    for (int i = 0; i < 500; ++i) {
+      for (const auto& h : server.get().store().fleet()) {
+        if (h.device == device && seen(h)) return h;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  };
+
+  auto a = open_tablet(dir, "a");
+  auto oa = server.options(0);
+  oa.app_version = "field-app 1.4.2";
+  for (int i = 0; i < 3; ++i) a->create("visits", {{"duration_min", std::int64_t{i}}});
+  a->create("visits", {{"note", std::string(1500, 'x')}});  // refused: over the limit
+  sync_client(*a, oa).sync();
+  sync_client(*a, oa).sync();  // reports the quarantined change in its hello
+  const auto ha = fleet_of(testing::test_server::device(0), [](const server::device_health& h) { return h.quarantined > 0; });
+  REQUIRE(ha);
+  CHECK(ha->app_version == "field-app 1.4.2");
+  CHECK(ha->outbox == 0);
+  CHECK(ha->quarantined == 1);
+  CHECK(ha->last_ok_ms > 0);
+  CHECK(ha->last_outcome == "closed by device");
+
+  // A tablet whose sync is cut: seen, queue waiting, never synced to the end.
+  auto c = open_tablet(dir, "c");
+  for (int i = 0; i < 200; ++i) c->create("visits", {{"note", std::string(300, static_cast<char>('a' + i % 26))}});
+  testing::fault_proxy proxy(server.port(), testing::link_faults{.cut_after_bytes = 4000});
+  auto oc = server.options(2);
+  oc.port = proxy.port();
+  oc.push_batch_changes = 20;
+  CHECK_THROWS(sync_client(*c, oc).sync());
+  const auto hc = fleet_of(testing::test_server::device(2), [](const server::device_health& h) { return !h.last_outcome.empty(); });
+  REQUIRE(hc);
+  CHECK(hc->outbox == 200);
+  CHECK(hc->last_ok_ms == 0);
+  CHECK(hc->last_outcome != "closed by device");
+
+  // A wrong token is not a device: nothing recorded for it.
+  auto wrong = server.options(3);
+  wrong.token = "not-the-token";
+  CHECK_THROWS(sync_client(*a, wrong).sync());
+
+  const auto run = [&](const std::string& args) {
+    const std::string command = std::string(CARESYNC_SERVER_BINARY) + " devices --db " + server.config().database_file +
+                                " " + args + " 2>/dev/null";
+    std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
+    REQUIRE(pipe);
+    std::map<std::string, nlohmann::json> lines;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, pipe.get())) {
+      auto j = nlohmann::json::parse(buf);
+      lines[j["device"].get<std::string>()] = j;
+    }
+    return lines;
+  };
+  const auto all = run("");
+  REQUIRE(all.size() == 2);
+  const auto& la = all.at(testing::test_server::device(0));
+  CHECK(la.at("app_version") == "field-app 1.4.2");
+  CHECK(la.at("days_since_ok") == 0);
+  REQUIRE(la.at("attention").size() == 1);
+  CHECK(la.at("attention").at(0) == "1 refused changes to resolve");
+  const auto& lc = all.at(testing::test_server::device(2));
+  CHECK(lc.at("last_ok").is_null());
+  CHECK(lc.at("outbox") == 200);
+  REQUIRE(lc.at("attention").size() == 2);
+  CHECK(lc.at("attention").at(0) == "never synced to the end");
+  CHECK(lc.at("attention").at(1) == "200 changes waiting, last session: connection lost");
+  const auto silent = run("--only-silent");
+  CHECK(silent.size() == 1);
+  CHECK(silent.count(testing::test_server::device(2)) == 1);
 }

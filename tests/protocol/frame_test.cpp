@@ -80,7 +80,7 @@ TEST_CASE("frame: parse_header reads all four length bytes and the flag", "[prot
 
 TEST_CASE("frame: every message type round trips through a frame", "[protocol]") {
   const std::vector<wire::message> all{
-      wire::hello{wire::k_protocol_version, "c", "d", "t", 5, wire::k_feature_deflate},
+      wire::hello{wire::k_protocol_version, "c", "d", "t", 5, wire::k_feature_deflate, "field-app 1.2", 3, 1},
       wire::welcome{wire::k_protocol_version, "s", 7, 1, 1000, 10, 99},
       testing::example_push(),
       wire::push_result{record_id{}, 1, 2, 2, false, {}},

@@ -51,6 +51,9 @@ struct sync_options {
   std::string pinned_key_sha256;
   std::string device_id;
   std::string token;  ///< secret; never logged
+  /// The app's name and version, e.g. "terenni-app 1.4.2": reported to the server with
+  /// the outbox depth and quarantined count at each sync, for the fleet list.
+  std::string app_version;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds io_timeout{30'000};  ///< per message exchange
   std::uint32_t push_batch_changes = 1000;       ///< capped by the server's limit

@@ -45,6 +45,11 @@ struct hello {
   std::string token;        ///< secret; never logged
   node_id node = 0;         ///< the replica's node id; its own changes are not sent back
   std::uint32_t features = 0;
+  // Fleet health, as the device stands when it connects (for supervisors: a tablet with a
+  // growing queue that never syncs is data at risk).
+  std::string app_version;        ///< the app's name and version, for the fleet list
+  std::uint64_t outbox = 0;       ///< local changes waiting to be pushed
+  std::uint64_t quarantined = 0;  ///< local changes the server refused and the app has not resolved
   friend bool operator==(const hello&, const hello&) = default;
 };
 

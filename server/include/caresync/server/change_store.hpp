@@ -38,6 +38,17 @@ struct history_entry {
   change body;                    ///< the writer's version (stamp, node), kind and fields
 };
 
+/// The latest a device told of itself (fleet health), kept per device.
+struct device_health {
+  std::string device;
+  std::string app_version;
+  std::uint64_t outbox = 0;        ///< its changes waiting to be pushed, when it last connected
+  std::uint64_t quarantined = 0;   ///< its changes refused and not resolved, likewise
+  std::uint64_t last_seen_ms = 0;  ///< when it last connected with valid credentials
+  std::uint64_t last_ok_ms = 0;    ///< when a session of it last ended cleanly (0: never)
+  std::string last_outcome;        ///< how its last session ended
+};
+
 /// Where a page read stopped.
 struct page_position {
   std::uint64_t next_cursor = 0;
@@ -72,6 +83,13 @@ class change_store {
 
   /// The highest sequence number stored (0 when empty).
   virtual std::uint64_t head() = 0;
+
+  /// Records how a device's session went: `h` replaces what was kept for h.device, except
+  /// that last_ok_ms keeps its old value when `h.last_ok_ms` is 0. Durable.
+  /// Throws caresync::error (storage).
+  virtual void record_device(const device_health& h) = 0;
+  /// Every device that ever connected, by device id.
+  virtual std::vector<device_health> fleet() = 0;
 
   /// Every accepted change of one record, oldest first: the log is append-only, so any
   /// earlier value of a field can be shown. Reads the whole log (for admin tools).
