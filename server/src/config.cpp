@@ -107,6 +107,7 @@ server_config load_config(const std::string& path) {
   top.get("private_key_file", c.private_key_file);
   top.get("database_file", c.database_file);
   top.get("server_name", c.server_name);
+  top.get("log_level", c.log_level);
   top.get("threads", c.threads);
   if (const auto* limits = root.get("limits")) {
     if (!limits->is_table()) bad("config key 'limits' must be a table ([limits])");
@@ -159,6 +160,9 @@ void validate(const server_config& c) {
   if (c.certificate_file.empty()) bad("config key 'certificate_file' is missing; run 'caresync-server init' to make one");
   if (c.private_key_file.empty()) bad("config key 'private_key_file' is missing; run 'caresync-server init' to make one");
   if (c.database_file.empty()) bad("config key 'database_file' is empty");
+  if (c.log_level != "info" && c.log_level != "error") {
+    bad("config key 'log_level' is '" + c.log_level + "'; it must be \"info\" or \"error\"");
+  }
   if (c.admin_enabled && c.admin_listen_address.empty()) {
     bad("config key 'admin.listen_address' is empty; use 127.0.0.1 (the admin listener has no authentication)");
   }

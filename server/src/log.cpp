@@ -2,12 +2,16 @@
 
 #include <caresync/protocol/hlc.hpp>
 
+#include <atomic>
 #include <cstdio>
+#include <string_view>
 #include <ctime>
 
 namespace caresync::server::log {
 
 namespace {
+
+std::atomic<bool> g_errors_only{false};
 
 std::string now_iso() {
   const auto ms = system_time_ms();
@@ -21,7 +25,10 @@ std::string now_iso() {
 
 }  // namespace
 
+void set_level(const std::string& level) { g_errors_only = level == "error"; }
+
 void write(const char* level, const char* event, nlohmann::ordered_json fields, const std::string& msg) {
+  if (g_errors_only && std::string_view(level) == "info") return;
   nlohmann::ordered_json line;
   line["ts"] = now_iso();
   line["level"] = level;

@@ -10,12 +10,21 @@
 
 namespace caresync::server::log {
 
-/// Writes {"ts": ISO-8601 UTC, "level", "event", ...fields, "msg"} as one line. `msg` is
-/// a sentence for a person and comes last, so a line can also be read by eye.
+/// Sets the lowest level written: "info" (default: everything) or "error" (errors, and
+/// the start and stop notices that scripts wait for). Any thread.
+void set_level(const std::string& level);
+
+/// Writes {"ts": ISO-8601 UTC, "level", "event", ...fields, "msg"} as one line, unless
+/// its level is below the one set. `msg` is a sentence for a person and comes last, so a
+/// line can also be read by eye.
 void write(const char* level, const char* event, nlohmann::ordered_json fields, const std::string& msg);
 
 inline void info(const char* event, nlohmann::ordered_json fields, const std::string& msg) {
   write("info", event, std::move(fields), msg);
+}
+/// Start and stop: always written, whatever the level.
+inline void notice(const char* event, nlohmann::ordered_json fields, const std::string& msg) {
+  write("notice", event, std::move(fields), msg);
 }
 inline void error(const char* event, nlohmann::ordered_json fields, const std::string& msg) {
   write("error", event, std::move(fields), msg);

@@ -43,6 +43,7 @@ struct serve_args {
   int port = -1;
   int admin_port = -1;
   std::string database;
+  std::string log_level;
 };
 
 int serve(const serve_args& args) {
@@ -59,31 +60,33 @@ int serve(const serve_args& args) {
   if (args.port >= 0) config.port = static_cast<std::uint16_t>(args.port);
   if (args.admin_port >= 0) config.admin_port = static_cast<std::uint16_t>(args.admin_port);
   if (!args.database.empty()) config.database_file = args.database;
+  if (!args.log_level.empty()) config.log_level = args.log_level;
   server::validate(config);
+  server::log::set_level(config.log_level);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
   srv.start();
-  server::log::info("started", {{"devices", config.devices.size()}},
+  server::log::notice("started", {{"devices", config.devices.size()}},
                     std::to_string(config.devices.size()) + " device(s) configured");
   // Scripts and tests wait for this line and read the port after its last ':'.
   if (config.admin_enabled) {
-    server::log::info("admin_listening", {{"address", config.admin_listen_address}, {"port", srv.admin_port()}},
+    server::log::notice("admin_listening", {{"address", config.admin_listen_address}, {"port", srv.admin_port()}},
                       "admin (/metrics, /healthz) on http://" + config.admin_listen_address + ":" +
                           std::to_string(srv.admin_port()));
   }
   // "msg" is last, so the port also follows the line's last ':' (before "}).
-  server::log::info("listening", {{"address", config.listen_address}, {"port", srv.port()}},
+  server::log::notice("listening", {{"address", config.listen_address}, {"port", srv.port()}},
                     "caresync-server listening on " + config.listen_address + ":" + std::to_string(srv.port()));
 
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    server::log::info("stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}},
+    server::log::notice("stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}},
                       std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " received; stopping");
     srv.stop();
   });
   srv.wait();
   waiter.join();
-  server::log::info("stopped", nlohmann::ordered_json::object(), "stopped cleanly");
+  server::log::notice("stopped", nlohmann::ordered_json::object(), "stopped cleanly");
   return 0;
 }
 
@@ -327,6 +330,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--port", sa.port, "Override port (0: any free port)")->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--admin-port", sa.admin_port, "Override admin.port (0: any free port)")->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--db", sa.database, "Override database_file");
+  serve_cmd->add_option("--log-level", sa.log_level, "Override log_level (info, error)");
 
   std::string init_dir;
   std::vector<std::string> init_hosts, init_ips;

@@ -328,3 +328,24 @@ TEST_CASE("fleet health: each device's last sync, queue and refused changes, lis
   CHECK(silent.size() == 1);
   CHECK(silent.count(testing::test_server::device(2)) == 1);
 }
+
+TEST_CASE("serve --log-level error leaves out the session lines but keeps start and stop", "[sync][log]") {
+  temp_dir dir;
+  const auto pki = test_pki::make(dir);
+  const auto config = write_config(dir, pki);
+  server_process proc(CARESYNC_SERVER_BINARY, config, {"--log-level", "error"});
+  auto a = open_tablet(dir, "a");
+  sync_options o;
+  o.port = proc.port();
+  o.ca_file = pki.ca_file;
+  o.device_id = "tablet-0";
+  o.token = "token-0-of-a-length-no-log-line-would-hold-by-chance";
+  a->create("visits", {{"duration_min", std::int64_t{5}}});
+  CHECK(sync_client(*a, o).sync().pushed == 1);
+  CHECK(proc.stop(SIGTERM) == 0);
+  const auto log = proc.log();
+  INFO(log);
+  CHECK(log.find("\"event\":\"listening\"") != std::string::npos);
+  CHECK(log.find("\"event\":\"stopped\"") != std::string::npos);
+  CHECK(log.find("\"event\":\"session\"") == std::string::npos);
+}

@@ -111,6 +111,7 @@ private_key_file = "../secrets/server-key.pem"
 database_file = "/var/lib/caresync/log.db"
 server_name = "clinic-east"
 threads = 8
+log_level = "error"
 
 [limits]
 max_frame_bytes = 4194304
@@ -143,6 +144,7 @@ token_sha256 = ")" + k_hash_2 + R"("
   CHECK(c.database_file == "/var/lib/caresync/log.db");
   CHECK(c.server_name == "clinic-east");
   CHECK(c.threads == 8);
+  CHECK(c.log_level == "error");
   CHECK(c.max_frame_bytes == 4194304u);
   CHECK(c.max_push_changes == 250u);
   CHECK(c.page_max_changes == 125u);
@@ -239,6 +241,12 @@ TEST_CASE("validate names the key at fault", "[config]") {
   auto c = valid_config();
   REQUIRE_NOTHROW(server::validate(c));
 
+  SECTION("an unknown log level") {
+    c.log_level = "debug";
+    const auto m = refusal([&] { server::validate(c); });
+    CHECK_THAT(m, Catch::Contains("'log_level'"));
+    CHECK_THAT(m, Catch::Contains("\"info\" or \"error\""));
+  }
   SECTION("a device without a token hash") {
     c.devices[1].token_sha256.clear();
     CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'devices[1].token_sha256'"));

@@ -44,9 +44,9 @@ inline void write_server_config(const std::string& path, const server::server_co
 /// A caresync-server child process; killed with SIGKILL when the object goes.
 class server_process {
  public:
-  /// Runs `binary serve --config config` and waits until it listens.
+  /// Runs `binary serve --config config [extra...]` and waits until it listens.
   /// Throws std::runtime_error if it cannot start or exits before listening.
-  server_process(const std::string& binary, const std::string& config) {
+  server_process(const std::string& binary, const std::string& config, const std::vector<std::string>& extra = {}) {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
@@ -54,6 +54,7 @@ class server_process {
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     std::vector<std::string> args{binary, "serve", "--config", config};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

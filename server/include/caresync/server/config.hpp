@@ -24,6 +24,7 @@ struct server_config {
   std::string private_key_file;            ///< PEM private key
   std::string database_file = "caresync-server.db";
   std::string server_name = "caresync-server";
+  std::string log_level = "info";          ///< "info" (a line per session) or "error" (faults only)
   std::vector<device_credential> devices;
   std::size_t threads = 2;                 ///< I/O threads
   std::uint32_t max_frame_bytes = 16u << 20;
