@@ -1,6 +1,7 @@
 // Changes arriving from the server (store::impl::apply_page, as the sync client calls
 // it) and changes leaving for it (next_batch): what a newer app wrote is kept, merges
 // follow the shared rule, and what a push sends is rebuilt from the records.
+#include "../support/sql_probe.hpp"
 #include "../support/temp_dir.hpp"
 #include "store_impl.hpp"
 
@@ -9,11 +10,9 @@
 #include <caresync/store.hpp>
 
 #include <catch2/catch.hpp>
-#include <sqlite3.h>
 
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -71,19 +70,7 @@ std::size_t pull(store& s, std::vector<change> changes) {
 }
 
 /// One value of a one-row, one-column query on a plain connection, as an app reads.
-std::string scalar(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-  const std::unique_ptr<sqlite3, decltype(&sqlite3_close)> guard(db, &sqlite3_close);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
-    throw std::runtime_error("test SQL failed: " + sql + ": " + sqlite3_errmsg(db));
-  }
-  const std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
-  if (sqlite3_step(raw) != SQLITE_ROW) throw std::runtime_error("test SQL returned no row: " + sql);
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
-  return sqlite3_column_type(raw, 0) == SQLITE_NULL ? "<null>" : text;
-}
+std::string scalar(const std::string& path, const std::string& sql) { return caresync::testing::sql_text(path, sql); }
 
 std::vector<change> pending_changes(store& s) {
   auto batch = s.internal().next_batch(1000);

@@ -3,12 +3,12 @@
 // "full" by a SQLite VFS that fails the server store's writes (tests/support/failing_vfs).
 
 #include "../support/failing_vfs.hpp"
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
 
 #include <catch2/catch.hpp>
-#include <sqlite3.h>
 
 #include <string>
 
@@ -19,18 +19,6 @@ using caresync::testing::test_server;
 namespace failing_vfs = caresync::testing::failing_vfs;
 
 namespace {
-
-std::string integrity(const std::string& path) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-  std::string out = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
-  sqlite3_finalize(q);
-  sqlite3_close(db);
-  return out;
-}
 
 void add_visits(store& s, int n) {
   s.transaction([&] {
@@ -76,7 +64,7 @@ TEST_CASE("a full disk on the server fails the push transiently and loses nothin
   server.restart();
   CHECK(server.get().store().head() == 150);
   server.stop();
-  CHECK(integrity(server_db) == "ok");
+  CHECK(caresync::testing::sql_text(server_db, "PRAGMA integrity_check") == "ok");
   auto b = open_tablet(dir, "b");
   server.start();
   CHECK(sync_client(*b, server.options(1)).sync().pulled == 150);

@@ -12,6 +12,7 @@
 // same schedule of kills, though not the same timing).
 
 #include "../support/server_process.hpp"
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -22,7 +23,6 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <cstdio>
@@ -105,50 +105,19 @@ class tablet_process {
 
 /// "ok", or what PRAGMA integrity_check found.
 std::string integrity(const std::string& path) {
-  sqlite3* db = nullptr;
-  std::string result = "cannot open";
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
-      result = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
-    }
-    sqlite3_finalize(q);
+  try {
+    return caresync::testing::sql_text(path, "PRAGMA integrity_check");
+  } catch (const std::exception& e) {
+    return e.what();
   }
-  sqlite3_close(db);
-  return result;
-}
-
-/// One integer from the server's store file.
-std::int64_t server_scalar(const std::string& path, const char* sql) {
-  sqlite3* db = nullptr;
-  std::int64_t v = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
-      v = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
-  }
-  sqlite3_close(db);
-  return v;
 }
 
 /// Ids of the visits a store holds (live), read with plain SQL.
 std::vector<caresync::record_id> visit_ids(const std::string& path) {
   std::vector<caresync::record_id> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT id FROM visits", -1, &q, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(q) == SQLITE_ROW) {
-        if (auto id = caresync::record_id::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)))) {
-          out.push_back(*id);
-        }
-      }
-    }
-    sqlite3_finalize(q);
+  for (const auto& text : caresync::testing::sql_column(path, "SELECT id FROM visits")) {
+    if (auto id = caresync::record_id::parse(text)) out.push_back(*id);
   }
-  sqlite3_close(db);
   return out;
 }
 
@@ -271,7 +240,7 @@ int main(int argc, char** argv) {
     }
     if (witness->state_digest() != server_digest) failures.push_back("witness: state differs from the server's");
     records = witness->count("visits");
-    const auto duplicates = server_scalar(
+    const auto duplicates = caresync::testing::sql_int(
         server_file,
         "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id HAVING count(*) > 1)");
     if (duplicates != 0) failures.push_back("the server's log holds " + std::to_string(duplicates) + " changes twice");
@@ -283,7 +252,7 @@ int main(int argc, char** argv) {
     }
     if (const auto r = integrity(server_file); r != "ok") failures.push_back("server: integrity_check: " + r);
 
-    out["changes_in_server_log"] = server_scalar(server_file, "SELECT count(*) FROM changes");
+    out["changes_in_server_log"] = caresync::testing::sql_int(server_file, "SELECT count(*) FROM changes");
     out["visits_live"] = records;
     out["receipts_checked"] = receipts;
     out["duplicates"] = duplicates;

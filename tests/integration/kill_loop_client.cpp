@@ -4,12 +4,12 @@
 // server was killed) is retried after a short random pause; anything else is a bug the
 // loop must see, so the program prints it and exits with status 2.
 
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
 
 #include <CLI/CLI.hpp>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <cstdio>
@@ -25,17 +25,9 @@ using caresync::record_id;
 /// Ids of live visits in the store, read with plain SQL as an app reads.
 std::vector<record_id> live_visits(const std::string& path) {
   std::vector<record_id> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT id FROM visits", -1, &q, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(q) == SQLITE_ROW) {
-        if (auto id = record_id::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)))) out.push_back(*id);
-      }
-    }
-    sqlite3_finalize(q);
+  for (const auto& text : caresync::testing::sql_column(path, "SELECT id FROM visits")) {
+    if (auto id = record_id::parse(text)) out.push_back(*id);
   }
-  sqlite3_close(db);
   return out;
 }
 

@@ -3,12 +3,12 @@
 // sync that can finish does.
 
 #include "../support/fault_proxy.hpp"
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
 
 #include <catch2/catch.hpp>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <iostream>
@@ -36,18 +36,9 @@ std::vector<field_write> visit(std::uint64_t i) {
 
 /// Changes the server's log holds more than once: (node, stamp, collection, record).
 std::int64_t duplicates_in_log(const std::string& server_db) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2(server_db.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db,
-                             "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id"
-                             " HAVING count(*) > 1)",
-                             -1, &q, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-  const auto n = sqlite3_column_int64(q, 0);
-  sqlite3_finalize(q);
-  sqlite3_close(db);
-  return n;
+  return caresync::testing::sql_int(server_db,
+                                    "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id"
+                                    " HAVING count(*) > 1)");
 }
 
 /// A sync that may be cut: true if it finished. Only transient errors are expected.

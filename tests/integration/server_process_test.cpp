@@ -3,6 +3,7 @@
 
 #include "../support/fault_proxy.hpp"
 #include "../support/server_process.hpp"
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -10,7 +11,6 @@
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <atomic>
 
@@ -220,17 +220,9 @@ TEST_CASE("a backup taken while tablets sync restores to a sound store holding e
     CHECK(copy->head() >= 300 + 30);  // at least B's first round, acknowledged before too
     CHECK(copy->head() <= server.get().store().head());
   }
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2(backup.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db,
-                             "SELECT count(*) FROM batches WHERE accepted > 0 AND accepted !="
-                             " (SELECT count(*) FROM changes WHERE seq BETWEEN first_seq AND last_seq)",
-                             -1, &q, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-  CHECK(sqlite3_column_int64(q, 0) == 0);
-  sqlite3_finalize(q);
-  sqlite3_close(db);
+  CHECK(testing::sql_int(backup,
+                         "SELECT count(*) FROM batches WHERE accepted > 0 AND accepted !="
+                         " (SELECT count(*) FROM changes WHERE seq BETWEEN first_seq AND last_seq)") == 0);
 
   // Restored: a server on the copy serves a new tablet everything in it.
   server.stop();
