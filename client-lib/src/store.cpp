@@ -126,6 +126,7 @@ void store::impl::load_state() {
   outbox_insert.emplace(db.get(), "INSERT INTO cs_outbox(collection, id, stamp, kind) VALUES(?,?,?,?)");
   outbox_count.emplace(db.get(), "SELECT count(*) FROM cs_outbox");
   outbox_for_record.emplace(db.get(), "SELECT 1 FROM cs_outbox WHERE collection=? AND id=? LIMIT 1");
+  quarantine_for_record.emplace(db.get(), "SELECT 1 FROM cs_quarantine WHERE collection=? AND id=? LIMIT 1");
   extra_upsert.emplace(db.get(), "INSERT OR REPLACE INTO cs_extra(collection, id, field, value) VALUES(?,?,?,?)");
   extra_delete_field.emplace(db.get(), "DELETE FROM cs_extra WHERE collection=? AND id=? AND field=?");
   extra_delete_record.emplace(db.get(), "DELETE FROM cs_extra WHERE collection=? AND id=?");
@@ -519,7 +520,8 @@ bool store::is_synced(std::string_view collection, const record_id& id) const {
   q.bind_static(1, collection).bind_static(2, id_bytes(id));
   if (q.step()) return false;
   // A change the server refused is not on the server either.
-  sqlite::statement held(impl_->db.get(), "SELECT 1 FROM cs_quarantine WHERE collection=? AND id=? LIMIT 1");
+  auto& held = *impl_->quarantine_for_record;
+  sqlite::reset_guard gh(held);
   held.bind_static(1, collection).bind_static(2, id_bytes(id));
   return !held.step();
 }
@@ -555,13 +557,13 @@ void store::retry_quarantined(std::int64_t id) {
     }
     // Back in the outbox as it was: the next push rebuilds it from the record, so a field
     // written again since goes with its newer value, or not at all.
-    const std::string collection = q.column_text(0);
-    sqlite::reset_guard g(*impl_->outbox_insert);
-    impl_->outbox_insert->bind_static(1, std::string_view(collection))
-        .bind_static(2, q.column_blob(1))
-        .bind(3, q.column_int64(2))
-        .bind(4, q.column_int64(3))
-        .run();
+    const auto kind = q.column_int64(3);
+    if (kind != static_cast<std::int64_t>(change_kind::upsert) && kind != static_cast<std::int64_t>(change_kind::remove)) {
+      throw error(make_error_code(storage_errc::corrupt), "a quarantined change in the store is damaged");
+    }
+    impl_->append_outbox(q.column_text(0), id_from_blob(q.column_blob(1)),
+                         version{hlc_stamp{static_cast<std::uint64_t>(q.column_int64(2))}, impl_->node},
+                         static_cast<change_kind>(kind));
     sqlite::statement del(impl_->db.get(), "DELETE FROM cs_quarantine WHERE qid=?");
     del.bind(1, id).run();
   });
@@ -795,6 +797,7 @@ void store::impl::ack_batch(const batch_id& id, const std::vector<change>& refus
     unpin.bind(1, id_bytes(id)).run();
     // What the server refused is set aside with its reason, leaving the outbox with the
     // rest; the app lists, retries or drops it (store::quarantined()).
+    if (refused_changes.empty()) return;
     sqlite::statement hold(db.get(),
                            "INSERT INTO cs_quarantine(collection, id, stamp, kind, change, code, reason, at_ms)"
                            " VALUES(?,?,?,?,?,?,?,?)");

@@ -68,7 +68,7 @@ struct store::impl {
 
   std::map<std::string, table_statements, std::less<>> tables;
   std::optional<sqlite::statement> meta_select, meta_upsert, meta_delete, outbox_insert, outbox_count,
-      outbox_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record, state_get,
+      outbox_for_record, quarantine_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record, state_get,
       state_set;
   // Scratch buffers reused by every write, so a write allocates little.
   std::vector<std::uint16_t> scratch_columns;

@@ -132,7 +132,8 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
   if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
   hello.app_version = o.app_version;
-  hello.outbox = local.outbox_size();
+  const std::size_t outbox_at_start = local.outbox_size();
+  hello.outbox = outbox_at_start;
   hello.quarantined = local.quarantined().size();
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
@@ -140,7 +141,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
   // The server grants at most one codec; a frame compressed otherwise is refused.
   const wire::codec compression = wire::codec_of(welcome.features);
-  progress.to_push = local.outbox_size();
+  progress.to_push = outbox_at_start;
   progress.to_pull = welcome.log_head > s.cursor() ? welcome.log_head - s.cursor() : 0;
 
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.

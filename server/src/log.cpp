@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <string_view>
 #include <ctime>
+#include <string_view>
 
 namespace caresync::server::log {
 
@@ -13,8 +13,9 @@ namespace {
 
 std::atomic<bool> g_errors_only{false};
 
-std::string now_iso() {
-  const auto ms = system_time_ms();
+}  // namespace
+
+std::string iso_time(std::uint64_t ms) {
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -23,14 +24,12 @@ std::string now_iso() {
   return std::string(buf, n) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
 }
 
-}  // namespace
-
 void set_level(const std::string& level) { g_errors_only = level == "error"; }
 
 void write(const char* level, const char* event, nlohmann::ordered_json fields, const std::string& msg) {
   if (g_errors_only && std::string_view(level) == "info") return;
   nlohmann::ordered_json line;
-  line["ts"] = now_iso();
+  line["ts"] = iso_time(system_time_ms());
   line["level"] = level;
   line["event"] = event;
   for (auto& [key, v] : fields.items()) line[key] = std::move(v);

@@ -6,9 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace caresync::server::log {
+
+/// `ms` since the Unix epoch as ISO 8601 UTC with milliseconds: 2026-11-23T06:41:03.123Z.
+std::string iso_time(std::uint64_t ms);
 
 /// Sets the lowest level written: "info" (default: everything) or "error" (errors, and
 /// the start and stop notices that scripts wait for). Any thread.

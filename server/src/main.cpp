@@ -204,17 +204,6 @@ int add_device(const std::string& config_path, const std::string& device_id) {
   return 0;
 }
 
-/// ISO 8601 UTC with milliseconds, e.g. 2026-11-23T06:41:03.123Z.
-std::string iso_time(std::uint64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  const auto millis = std::to_string(1000 + ms % 1000).substr(1);  // three digits
-  return std::string(buf, n) + "." + millis + "Z";
-}
-
 nlohmann::json to_json(const value& v) {
   return std::visit(
       [](const auto& x) -> nlohmann::json {
@@ -251,12 +240,12 @@ int history(const std::string& config_path, const std::string& db_override, cons
   for (const auto& e : entries) {
     nlohmann::json line;
     line["seq"] = e.seq;
-    line["received"] = iso_time(e.received_ms);
+    line["received"] = server::log::iso_time(e.received_ms);
     line["device"] = e.device;
     char node[24];
     std::snprintf(node, sizeof node, "%016llx", static_cast<unsigned long long>(e.body.ver.node));
     line["node"] = node;
-    line["written"] = iso_time(e.body.ver.stamp.wall_ms());
+    line["written"] = server::log::iso_time(e.body.ver.stamp.wall_ms());
     line["kind"] = e.body.kind == change_kind::remove ? "delete" : "upsert";
     nlohmann::json fields = nlohmann::json::object();
     for (const auto& f : e.body.fields) fields[f.name] = to_json(f.val);
@@ -296,8 +285,8 @@ int devices(const std::string& config_path, const std::string& db_override, int 
     line["device"] = id;
     line["configured"] = config_path.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(configured.count(id) > 0);
     line["app_version"] = h.app_version;
-    line["last_seen"] = h.last_seen_ms ? nlohmann::ordered_json(iso_time(h.last_seen_ms)) : nlohmann::ordered_json(nullptr);
-    line["last_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(iso_time(h.last_ok_ms));
+    line["last_seen"] = h.last_seen_ms ? nlohmann::ordered_json(server::log::iso_time(h.last_seen_ms)) : nlohmann::ordered_json(nullptr);
+    line["last_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(server::log::iso_time(h.last_ok_ms));
     line["days_since_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(days);
     line["outbox"] = h.outbox;
     line["quarantined"] = h.quarantined;
