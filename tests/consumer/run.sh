@@ -13,7 +13,14 @@ cmake -S "$src/tests/consumer" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work
 cmake --build "$work/cmake-build" >/dev/null
 "$work/cmake-build/consumer" "$work/a.db"
 "$work/cmake-build/consumer_shared" "$work/a2.db"
-ldd "$work/cmake-build/consumer_shared" | grep -q "libcaresync.so"
+# Not `ldd | grep -q`: grep quitting at the first match can kill ldd with SIGPIPE, which
+# pipefail turns into a failure.
+libs="$(ldd "$work/cmake-build/consumer_shared")"
+if ! grep -q "libcaresync.so" <<<"$libs"; then
+  echo "consumer_shared is not linked against libcaresync.so:" >&2
+  echo "$libs" >&2
+  exit 1
+fi
 
 export PKG_CONFIG_PATH="$(dirname "$(find "$work/prefix" -name caresync.pc)")"
 # With pkg-config: libcaresync.so, found at run time through LD_LIBRARY_PATH.
