@@ -14,6 +14,13 @@ const field_def* collection_def::find(std::string_view n) const noexcept {
   return nullptr;
 }
 
+bool collection_def::keeps_conflicts() const noexcept {
+  for (const auto& f : fields) {
+    if (f.policy == merge_policy::keep_both) return true;
+  }
+  return false;
+}
+
 const collection_def* schema::find(std::string_view n) const noexcept {
   for (const auto& c : collections) {
     if (c.name == n) return &c;
@@ -37,6 +44,9 @@ void validate(const schema& s) {
       if (f.name == "id") bad("collection '" + c.name + "' declares a field 'id'; the record id is built in");
       if (f.type == value_kind::null || static_cast<int>(f.type) > static_cast<int>(value_kind::bytes)) {
         bad("field '" + f.name + "' in collection '" + c.name + "' needs a type: integer, real, text or bytes");
+      }
+      if (f.policy != merge_policy::last_writer_wins && f.policy != merge_policy::keep_both) {
+        bad("field '" + f.name + "' in collection '" + c.name + "' has an unknown merge policy");
       }
       if (!fields.insert(f.name).second) bad("field '" + f.name + "' is declared twice in collection '" + c.name + "'");
     }

@@ -90,7 +90,13 @@ void store::impl::create_tables() {
                " payload BLOB NOT NULL);"
                "CREATE TABLE IF NOT EXISTS cs_quarantine(qid INTEGER PRIMARY KEY, collection TEXT NOT NULL,"
                " id BLOB NOT NULL, stamp INTEGER NOT NULL, kind INTEGER NOT NULL, change BLOB NOT NULL,"
-               " code INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);");
+               " code INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+               "CREATE TABLE IF NOT EXISTS cs_conflict(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
+               " stamp INTEGER NOT NULL, node INTEGER NOT NULL, value, PRIMARY KEY(collection, id, field, stamp, node))"
+               " WITHOUT ROWID;"
+               "CREATE TABLE IF NOT EXISTS cs_pred(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
+               " stamp INTEGER NOT NULL, pred_stamp INTEGER NOT NULL, pred_node INTEGER NOT NULL,"
+               " PRIMARY KEY(collection, id, field, stamp, pred_stamp, pred_node)) WITHOUT ROWID;");
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
     std::string sql = "CREATE TABLE IF NOT EXISTS " + q + "(\"id\" TEXT PRIMARY KEY NOT NULL";
@@ -133,6 +139,24 @@ void store::impl::load_state() {
   extra_select_record.emplace(db.get(), "SELECT field, value FROM cs_extra WHERE collection=? AND id=?");
   state_get.emplace(db.get(), "SELECT value FROM cs_state WHERE key=?");
   state_set.emplace(db.get(), "INSERT OR REPLACE INTO cs_state(key, value) VALUES(?,?)");
+  conflict_select_record.emplace(db.get(),
+                                 "SELECT field, stamp, node, value FROM cs_conflict WHERE collection=? AND id=?"
+                                 " ORDER BY field, stamp, node");
+  conflict_insert.emplace(db.get(), "INSERT OR REPLACE INTO cs_conflict(collection, id, field, stamp, node, value) VALUES(?,?,?,?,?,?)");
+  conflict_delete_field.emplace(db.get(), "DELETE FROM cs_conflict WHERE collection=? AND id=? AND field=?");
+  conflict_delete_record.emplace(db.get(), "DELETE FROM cs_conflict WHERE collection=? AND id=?");
+  pred_select.emplace(db.get(),
+                      "SELECT pred_stamp, pred_node FROM cs_pred WHERE collection=? AND id=? AND field=? AND stamp=?"
+                      " ORDER BY pred_stamp, pred_node");
+  pred_insert.emplace(db.get(), "INSERT OR IGNORE INTO cs_pred(collection, id, field, stamp, pred_stamp, pred_node) VALUES(?,?,?,?,?,?)");
+  pred_delete_write.emplace(db.get(), "DELETE FROM cs_pred WHERE collection=? AND id=? AND field=? AND stamp=?");
+  pred_delete_record.emplace(db.get(), "DELETE FROM cs_pred WHERE collection=? AND id=?");
+  outbox_seq_of.emplace(db.get(), "SELECT seq FROM cs_outbox WHERE collection=? AND id=? AND stamp=?");
+  pinned_last_seq.emplace(db.get(), "SELECT coalesce(max(last_seq), 0) FROM cs_batch");
+  {
+    sqlite::statement any(db.get(), "SELECT 1 FROM cs_conflict LIMIT 1");
+    any_conflicts = any.step();
+  }
 
   for (const auto& c : options.schema.collections) {
     auto& t = tables[c.name];
@@ -410,6 +434,11 @@ void store::impl::store_tombstone(std::string_view collection, const record_id& 
     sqlite::reset_guard g(*extra_delete_record);
     extra_delete_record->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
   }
+  // Delete wins: the record's open conflicts go with it.
+  for (auto* stmt : {&*conflict_delete_record, &*pred_delete_record}) {
+    sqlite::reset_guard g(*stmt);
+    stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
   put_meta(collection, id, meta_row{{}, deleted, true});
 }
 
@@ -443,9 +472,156 @@ record_state store::impl::read_state(std::string_view collection, const record_i
         v = t->select_row->column_value(static_cast<int>(d - t->def->fields.data()));
       }
     }
-    state.fields.emplace(name, field_state{std::move(v), entry.ver});
+    state.fields.emplace(name, field_state{std::move(v), entry.ver, entry.kept, {}});
+  }
+  if (any_conflicts) {
+    sqlite::reset_guard g(*conflict_select_record);
+    conflict_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
+    while (conflict_select_record->step()) {
+      const auto it = state.fields.find(conflict_select_record->column_text(0));
+      if (it == state.fields.end()) {
+        throw error(make_error_code(storage_errc::corrupt), "an open conflict in the store names a field its record lacks");
+      }
+      it->second.conflicts.push_back(conflict_value{
+          conflict_select_record->column_value(3),
+          version{hlc_stamp{static_cast<std::uint64_t>(conflict_select_record->column_int64(1))},
+                  static_cast<node_id>(conflict_select_record->column_int64(2))}});
+    }
+    // SQLite orders the columns as signed numbers; versions compare unsigned.
+    for (auto& [name, field] : state.fields) {
+      std::sort(field.conflicts.begin(), field.conflicts.end(),
+                [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
+    }
   }
   return state;
+}
+
+void store::impl::store_conflicts(std::string_view collection, const record_id& id, std::string_view field,
+                                  const std::vector<conflict_value>& conflicts) {
+  {
+    sqlite::reset_guard g(*conflict_delete_field);
+    conflict_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).run();
+  }
+  for (const auto& c : conflicts) {
+    any_conflicts = true;
+    sqlite::reset_guard g(*conflict_insert);
+    conflict_insert->bind_static(1, collection)
+        .bind_static(2, id_bytes(id))
+        .bind_static(3, field)
+        .bind(4, static_cast<std::int64_t>(c.ver.stamp.value))
+        .bind(5, static_cast<std::int64_t>(c.ver.node))
+        .bind_static(6, c.val)
+        .run();
+  }
+}
+
+std::vector<conflict_value> store::impl::field_conflicts(std::string_view collection, const record_id& id,
+                                                         std::string_view field) {
+  std::vector<conflict_value> out;
+  if (!any_conflicts) return out;
+  sqlite::reset_guard g(*conflict_select_record);
+  conflict_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
+  while (conflict_select_record->step()) {
+    if (conflict_select_record->column_text(0) != field) continue;
+    out.push_back(conflict_value{conflict_select_record->column_value(3),
+                                 version{hlc_stamp{static_cast<std::uint64_t>(conflict_select_record->column_int64(1))},
+                                         static_cast<node_id>(conflict_select_record->column_int64(2))}});
+  }
+  std::sort(out.begin(), out.end(), [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
+  return out;
+}
+
+std::vector<version> store::impl::predecessors(std::string_view collection, const record_id& id, std::string_view field,
+                                               const field_clock_entry& current) {
+  if (current.ver.node == node) {
+    // This replica's own write: still only in the outbox, not yet pinned in a batch?
+    std::int64_t seq = 0;
+    {
+      sqlite::reset_guard g(*outbox_seq_of);
+      outbox_seq_of->bind_static(1, collection).bind_static(2, id_bytes(id)).bind(3, static_cast<std::int64_t>(current.ver.stamp.value));
+      if (outbox_seq_of->step()) seq = outbox_seq_of->column_int64(0);
+    }
+    std::int64_t pinned = 0;
+    if (seq > 0) {
+      sqlite::reset_guard g(*pinned_last_seq);
+      pinned_last_seq->step();
+      pinned = pinned_last_seq->column_int64(0);
+    }
+    if (seq > pinned) {
+      // It will never be sent (the new write overwrites it): other replicas must learn
+      // from the new write what that one replaced.
+      std::vector<version> inherited;
+      {
+        sqlite::reset_guard g(*pred_select);
+        pred_select->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).bind(4, static_cast<std::int64_t>(current.ver.stamp.value));
+        while (pred_select->step()) {
+          inherited.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
+                                      static_cast<node_id>(pred_select->column_int64(1))});
+        }
+      }
+      sqlite::reset_guard g(*pred_delete_write);
+      pred_delete_write->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).bind(4, static_cast<std::int64_t>(current.ver.stamp.value)).run();
+      return inherited;
+    }
+  }
+  return {current.ver};
+}
+
+void store::impl::write_fields(table_statements& t, const record_id& id, const version& ver,
+                               const std::vector<field_write>& fields, meta_row& meta, std::string_view resolving) {
+  const std::string_view collection = t.def->name;
+  std::vector<const field_write*> values;
+  values.reserve(fields.size());
+  for (const auto& f : fields) {
+    const auto it = meta.clock.find(f.name);
+    // A value that sat in cs_extra (received with another type) moves back to its column.
+    if (it != meta.clock.end() && it->second.extra) {
+      sqlite::reset_guard g(*extra_delete_field);
+      extra_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, std::string_view(f.name)).run();
+    }
+    const bool resolves = !resolving.empty() && f.name == resolving;
+    const bool kept = resolves || t.def->find(f.name)->policy == merge_policy::keep_both;
+    if (kept) {
+      std::vector<version> replaced;
+      if (it != meta.clock.end()) replaced = predecessors(collection, id, f.name, it->second);
+      if (resolves) {
+        for (const auto& c : field_conflicts(collection, id, f.name)) replaced.push_back(c.ver);
+        store_conflicts(collection, id, f.name, {});
+      }
+      for (const auto& r : replaced) {
+        sqlite::reset_guard g(*pred_insert);
+        pred_insert->bind_static(1, collection)
+            .bind_static(2, id_bytes(id))
+            .bind_static(3, std::string_view(f.name))
+            .bind(4, static_cast<std::int64_t>(ver.stamp.value))
+            .bind(5, static_cast<std::int64_t>(r.stamp.value))
+            .bind(6, static_cast<std::int64_t>(r.node))
+            .run();
+      }
+    }
+    meta.clock[f.name] = field_clock_entry{ver, false, kept};
+    values.push_back(&f);
+  }
+  store_live(collection, id, values, meta);
+}
+
+void store::impl::add_kept(change& c, const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    kept_field k{name, {}};
+    sqlite::reset_guard g(*pred_select);
+    pred_select->bind_static(1, std::string_view(c.collection))
+        .bind_static(2, id_bytes(c.id))
+        .bind_static(3, std::string_view(name))
+        .bind(4, static_cast<std::int64_t>(c.ver.stamp.value));
+    while (pred_select->step()) {
+      k.supersedes.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
+                                     static_cast<node_id>(pred_select->column_int64(1))});
+    }
+    std::sort(k.supersedes.begin(), k.supersedes.end());
+    k.supersedes.erase(std::unique(k.supersedes.begin(), k.supersedes.end()), k.supersedes.end());
+    c.kept.push_back(std::move(k));
+  }
+  std::sort(c.kept.begin(), c.kept.end(), [](const kept_field& a, const kept_field& b) { return a.name < b.name; });
 }
 
 version store::impl::local_version() {
@@ -460,7 +636,14 @@ record_id store::create(std::string_view collection, const std::vector<field_wri
   const auto id = record_id::generate();
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    impl_->put_new_record(*t, id, ver, fields);
+    // A first write replaces nothing; its keep_both fields are marked kept in the clock.
+    std::vector<kept_field> kept;
+    if (t->def->keeps_conflicts()) {
+      for (const auto& f : fields) {
+        if (t->def->find(f.name)->policy == merge_policy::keep_both) kept.push_back(kept_field{f.name, {}});
+      }
+    }
+    impl_->put_new_record(*t, id, ver, fields, kept);
     impl_->append_outbox(collection, id, ver, change_kind::upsert);
   });
   return id;
@@ -475,21 +658,7 @@ void store::update(std::string_view collection, const record_id& id, const std::
   auto meta = impl_->load_live_meta(collection, id);
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    std::vector<const field_write*> values;
-    values.reserve(fields.size());
-    for (const auto& f : fields) {
-      // A value that sat in cs_extra (received with another type) moves back to its column.
-      if (auto it = meta.clock.find(f.name); it != meta.clock.end() && it->second.extra) {
-        sqlite::reset_guard g(*impl_->extra_delete_field);
-        impl_->extra_delete_field->bind_static(1, collection)
-            .bind_static(2, id_bytes(id))
-            .bind_static(3, std::string_view(f.name))
-            .run();
-      }
-      meta.clock[f.name] = field_clock_entry{ver, false};
-      values.push_back(&f);
-    }
-    impl_->store_live(collection, id, values, meta);
+    impl_->write_fields(*t, id, ver, fields, meta);
     impl_->append_outbox(collection, id, ver, change_kind::upsert);
   });
 }
@@ -579,6 +748,76 @@ void store::drop_quarantined(std::int64_t id) {
   });
 }
 
+namespace {
+
+std::vector<open_conflict> list_conflicts(store::impl& s, sqlite::statement& q) {
+  std::vector<open_conflict> out;
+  std::optional<std::tuple<std::string, record_id, std::string>> last;
+  while (q.step()) {
+    std::tuple<std::string, record_id, std::string> key{q.column_text(0), id_from_blob(q.column_blob(1)), q.column_text(2)};
+    if (last == key) continue;
+    last = key;
+    const auto& [collection, id, field] = key;
+    const auto meta = s.load_meta(collection, id);
+    if (!meta || meta->deleted) continue;
+    auto state = s.read_state(collection, id, *meta);
+    auto it = state.fields.find(field);
+    if (it == state.fields.end() || it->second.conflicts.empty()) continue;
+    out.push_back(open_conflict{collection, id, field, conflict_value{std::move(it->second.val), it->second.ver},
+                                std::move(it->second.conflicts)});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<open_conflict> store::conflicts() const {
+  sqlite::statement q(impl_->db.get(), "SELECT DISTINCT collection, id, field FROM cs_conflict ORDER BY collection, id, field");
+  return list_conflicts(*impl_, q);
+}
+
+std::vector<open_conflict> store::conflicts(std::string_view collection, const record_id& id) const {
+  sqlite::statement q(impl_->db.get(),
+                      "SELECT DISTINCT collection, id, field FROM cs_conflict WHERE collection=? AND id=? ORDER BY field");
+  q.bind(1, collection).bind(2, id_bytes(id));
+  return list_conflicts(*impl_, q);
+}
+
+std::size_t store::conflict_count() const {
+  sqlite::statement q(impl_->db.get(), "SELECT count(*) FROM (SELECT DISTINCT collection, id, field FROM cs_conflict)");
+  q.step();
+  return static_cast<std::size_t>(q.column_int64(0));
+}
+
+void store::resolve_conflict(std::string_view collection, const record_id& id, std::string_view field, const value& v) {
+  table_statements* t = impl_->table(collection);
+  if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
+  const std::vector<field_write> fields{field_write{std::string(field), v}};
+  impl_->check_fields(*t->def, fields);
+  auto meta = impl_->load_live_meta(collection, id);
+  if (impl_->field_conflicts(collection, id, field).empty()) {
+    throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of record " +
+                                                               id.to_string() + " in '" + std::string(collection) +
+                                                               "' has no open conflict");
+  }
+  impl_->in_transaction([&] {
+    const version ver = impl_->local_version();
+    impl_->write_fields(*t, id, ver, fields, meta, field);
+    impl_->append_outbox(collection, id, ver, change_kind::upsert);
+  });
+}
+
+void store::dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field) {
+  const auto current = get(collection, id);
+  const auto it = current ? current->find(std::string(field)) : record_fields::const_iterator{};
+  if (!current || it == current->end()) {
+    throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of record " +
+                                                               id.to_string() + " in '" + std::string(collection) +
+                                                               "' has no open conflict");
+  }
+  resolve_conflict(collection, id, field, it->second);
+}
+
 std::size_t store::outbox_size() const {
   auto& q = *impl_->outbox_count;
   sqlite::reset_guard g(q);
@@ -657,7 +896,7 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
     bool found = false;
     auto rebuilt = rebuild_from_row(*t, std::move(c), found);
     if (found) return rebuilt;
-    c = change{std::string(collection), id, ver, kind, {}};
+    c = change{std::string(collection), id, ver, kind, {}, {}};
   }
   const auto meta = load_meta(collection, id);
   // Deleted since: the tombstone, pushed by its own entry, wins over this write anyway.
@@ -667,9 +906,13 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
   // Every field it wrote was overwritten since: later entries carry the record. A record
   // without any field (created empty) is still sent, or the server would never know it.
   if (!any && !meta->clock.empty()) return std::nullopt;
+  std::vector<std::string> kept;
   for (auto& [name, field] : read_state(collection, id, *meta).fields) {
-    if (field.ver == ver) c.fields.push_back(field_write{name, std::move(field.val)});
+    if (field.ver != ver) continue;
+    c.fields.push_back(field_write{name, std::move(field.val)});
+    if (field.kept) kept.push_back(name);
   }
+  if (!kept.empty()) add_kept(c, kept);
   return c;
 }
 
@@ -682,10 +925,12 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   bool any_entry = false;
   bool needs_extras = false;
   std::vector<std::string> extra_names;
-  for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const version& v, bool extra) {
+  std::vector<std::string> kept_names;
+  for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
     any_entry = true;
-    if (v != c.ver) return;
-    if (extra) {
+    if (e.ver != c.ver) return;
+    if (e.kept) kept_names.push_back(std::string(name));
+    if (e.extra) {
       needs_extras = true;
       c.fields.push_back(field_write{std::string(name), value{}});  // its value is read from cs_extra below
       extra_names.push_back(std::string(name));
@@ -708,6 +953,7 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   }
   // Name order, as the record's clock and merge() see fields.
   std::sort(c.fields.begin(), c.fields.end(), [](const field_write& a, const field_write& b) { return a.name < b.name; });
+  if (!kept_names.empty()) add_kept(c, kept_names);
   return c;
 }
 
@@ -791,6 +1037,11 @@ void store::impl::ack_batch(const batch_id& id, const std::vector<change>& refus
       throw error(make_error_code(protocol_errc::unexpected_message),
                   "the server acknowledged a push batch this store did not send, or not in the order sent");
     }
+    // What the batch's keep_both writes replaced is on the server now, with them.
+    sqlite::statement preds(db.get(),
+                            "DELETE FROM cs_pred WHERE EXISTS(SELECT 1 FROM cs_outbox o WHERE o.seq <= ?"
+                            " AND o.collection=cs_pred.collection AND o.id=cs_pred.id AND o.stamp=cs_pred.stamp)");
+    preds.bind(1, oldest.column_int64(1)).run();
     sqlite::statement del(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
     del.bind(1, oldest.column_int64(1)).run();
     sqlite::statement unpin(db.get(), "DELETE FROM cs_batch WHERE id=?");
@@ -829,10 +1080,13 @@ std::size_t store::impl::apply(const change& c) {
   const bool known_record = meta.has_value();
   if (!known_record && c.kind == change_kind::upsert && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
+  bool tracked = !c.kept.empty() || any_conflicts;
+  for (const auto& [name, entry] : meta->clock) tracked = tracked || entry.kept;
+  if (tracked) return apply_tracked(c, *meta, known_record);
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
   state.deleted = meta->deleted;
-  for (const auto& [name, entry] : meta->clock) state.fields.emplace(name, field_state{value{}, entry.ver});
+  for (const auto& [name, entry] : meta->clock) state.fields.emplace(name, field_state{value{}, entry.ver, false, {}});
   const auto outcome = merge(state, c);
   if (c.kind == change_kind::remove) {
     if (!known_record || outcome.deleted_now || meta->deleted != state.deleted) {
@@ -865,8 +1119,48 @@ std::size_t store::impl::apply(const change& c) {
   return outcome.superseded;
 }
 
+std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool known_record) {
+  // Values matter here: a current value that loses is kept as an open conflict.
+  record_state state = read_state(c.collection, c.id, meta);
+  const auto outcome = merge(state, c);
+  if (c.kind == change_kind::remove) {
+    if (!known_record || outcome.deleted_now || meta.deleted != state.deleted) {
+      store_tombstone(c.collection, c.id, *state.deleted);
+    }
+    return 0;
+  }
+  const table_statements* t = table(c.collection);
+  std::vector<field_write> written;
+  written.reserve(outcome.updated.size());
+  for (const auto& name : outcome.updated) {
+    const field_state& f = state.fields.at(name);
+    const field_def* d = t ? t->def->find(name) : nullptr;
+    const bool extra = !d || (kind_of(f.val) != value_kind::null && kind_of(f.val) != d->type);
+    auto& entry = meta.clock[name];
+    if (entry.extra && !extra) {
+      sqlite::reset_guard g(*extra_delete_field);
+      extra_delete_field->bind_static(1, std::string_view(c.collection))
+          .bind_static(2, id_bytes(c.id))
+          .bind_static(3, std::string_view(name))
+          .run();
+    }
+    entry = field_clock_entry{f.ver, extra, f.kept};
+    written.push_back(field_write{name, f.val});
+  }
+  if (!written.empty()) {
+    std::vector<const field_write*> values;
+    for (const auto& w : written) values.push_back(&w);
+    store_live(c.collection, c.id, values, meta);
+  }
+  for (const auto& name : outcome.conflicts_changed) {
+    store_conflicts(c.collection, c.id, name, state.fields.at(name).conflicts);
+  }
+  return outcome.superseded + outcome.conflicts_opened;
+}
+
 bool store::impl::put_new_record(table_statements& t, const record_id& id, const version& ver,
-                                 const std::vector<field_write>& fields, existing_row existing) {
+                                 const std::vector<field_write>& fields, std::span<const kept_field> kept,
+                                 existing_row existing) {
   // Every field is in its column and the clock is one group: no clock map is built.
   scratch_columns.clear();
   for (const auto& f : fields) scratch_columns.push_back(static_cast<std::uint16_t>(t.def->find(f.name) - t.def->fields.data()));
@@ -881,7 +1175,7 @@ bool store::impl::put_new_record(table_statements& t, const record_id& id, const
     }
   }
   scratch_clock.clear();
-  encode_clock_of_change(scratch_clock, ver, fields);
+  encode_clock_of_change(scratch_clock, ver, fields, kept);
   return put_row(t, id, scratch_clock, existing);
 }
 
@@ -897,7 +1191,7 @@ bool store::impl::apply_new(const change& c, bool known_absent) {
     const auto k = kind_of(f.val);
     if (!d || (k != value_kind::null && k != d->type)) return false;  // goes to cs_extra: the general path
   }
-  return put_new_record(*t, c.id, c.ver, c.fields, known_absent ? existing_row::overwrite : existing_row::keep);
+  return put_new_record(*t, c.id, c.ver, c.fields, c.kept, known_absent ? existing_row::overwrite : existing_row::keep);
 }
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {

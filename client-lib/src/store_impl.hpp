@@ -11,6 +11,10 @@
 //   cs_outbox     seq -> (collection, id, stamp, kind) of one local change, oldest first;
 //                 the change is rebuilt from the record when a push batch is made
 //   cs_batch      push batches sent and not yet acknowledged: id, last outbox seq, payload
+//   cs_conflict   (collection, id, field, version) -> value: open conflicts of keep_both
+//                 fields, the concurrent values that lost to the one in the record
+//   cs_pred       (collection, id, field, stamp) -> versions: what a local keep_both
+//                 write replaces, kept until the server has the write (docs/conflicts.md)
 //   cs_state      key -> value: node id, hybrid clock, cursor
 
 #include "field_clock.hpp"
@@ -69,7 +73,11 @@ struct store::impl {
   std::map<std::string, table_statements, std::less<>> tables;
   std::optional<sqlite::statement> meta_select, meta_upsert, meta_delete, outbox_insert, outbox_count,
       outbox_for_record, quarantine_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record, state_get,
-      state_set;
+      state_set, conflict_select_record, conflict_insert, conflict_delete_field, conflict_delete_record, pred_select,
+      pred_insert, pred_delete_write, pred_delete_record, outbox_seq_of, pinned_last_seq;
+  /// Whether cs_conflict may hold rows: checked at open, set by every insert, never
+  /// cleared. While false, no record has open conflicts and none are read.
+  bool any_conflicts = true;
   // Scratch buffers reused by every write, so a write allocates little.
   std::vector<std::uint16_t> scratch_columns;
   std::vector<const value*> scratch_values;
@@ -133,9 +141,34 @@ struct store::impl {
   /// Writes a record holding only `fields`, all written by `ver`, each declared in `t`
   /// with a value of its type (checked by the caller), and no duplicates.
   bool put_new_record(table_statements& t, const record_id& id, const version& ver,
-                      const std::vector<field_write>& fields, existing_row existing = existing_row::overwrite);
+                      const std::vector<field_write>& fields, std::span<const kept_field> kept = {},
+                      existing_row existing = existing_row::overwrite);
   void put_meta(std::string_view collection, const record_id& id, const meta_row& meta);
+  /// A record's state: values, versions, kept flags and open conflicts.
   record_state read_state(std::string_view collection, const record_id& id, const meta_row& meta);
+
+  // --- keep_both (docs/conflicts.md)
+  /// Replaces the open conflicts of one field with `conflicts`.
+  void store_conflicts(std::string_view collection, const record_id& id, std::string_view field,
+                       const std::vector<conflict_value>& conflicts);
+  /// The open conflicts of one field, ascending by version.
+  std::vector<conflict_value> field_conflicts(std::string_view collection, const record_id& id, std::string_view field);
+  /// What a new local write to a field replaces, as other replicas must be told: the
+  /// field's current write, or, when that write is this replica's and not yet on its way
+  /// to the server (it never will be, being overwritten), what that write replaced.
+  std::vector<version> predecessors(std::string_view collection, const record_id& id, std::string_view field,
+                                    const field_clock_entry& current);
+  /// Writes local `fields` to a live record at `ver` (values, clock, and for keep_both
+  /// fields what each replaces); `resolving` names a field whose open conflicts the write
+  /// also replaces (store::resolve_conflict), or is empty.
+  void write_fields(table_statements& t, const record_id& id, const version& ver, const std::vector<field_write>& fields,
+                    meta_row& meta, std::string_view resolving = {});
+  /// Adds to a rebuilt change the kept entry of each of `names` (fields it writes that
+  /// were written under keep_both), with what each write replaces.
+  void add_kept(change& c, const std::vector<std::string>& names);
+  /// apply() for a change to a record with keep_both fields or open conflicts: the full
+  /// merge over values and conflicts.
+  std::size_t apply_tracked(const change& c, meta_row& meta, bool known_record);
   /// Every record (live or tombstone), ordered by (collection, id bytes).
   std::vector<std::pair<std::pair<std::string, record_id>, meta_row>> all_records();
 

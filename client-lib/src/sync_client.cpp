@@ -135,6 +135,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   const std::size_t outbox_at_start = local.outbox_size();
   hello.outbox = outbox_at_start;
   hello.quarantined = local.quarantined().size();
+  hello.open_conflicts = local.conflict_count();
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   // The client's clock never runs behind the server's.

@@ -14,14 +14,41 @@ bool is_valid_name(std::string_view name) noexcept {
   });
 }
 
+const kept_field* change::kept_of(std::string_view name) const noexcept {
+  for (const auto& k : kept) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
 std::string check_change(const change& c, const change_limits& limits) {
   if (!is_valid_name(c.collection)) {
     return "a change names an invalid collection; names are 1-63 characters of a-z, 0-9 and _";
   }
-  if (c.kind == change_kind::remove && !c.fields.empty()) {
+  if (c.kind == change_kind::remove && (!c.fields.empty() || !c.kept.empty())) {
     return "a delete in collection '" + c.collection + "' carries fields; a delete carries none";
   }
-  return check_fields(c.collection, c.fields, limits);
+  if (auto reason = check_fields(c.collection, c.fields, limits); !reason.empty()) return reason;
+  for (std::size_t i = 0; i < c.kept.size(); ++i) {
+    const auto& k = c.kept[i];
+    const auto where = "field '" + k.name + "' in collection '" + c.collection + "'";
+    if (std::none_of(c.fields.begin(), c.fields.end(), [&](const field_write& f) { return f.name == k.name; })) {
+      return "a change in collection '" + c.collection + "' keeps conflicts of a field it does not write";
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.kept[j].name == k.name) return where + " is listed twice as kept";
+    }
+    if (k.supersedes.size() > limits.max_supersedes) {
+      return where + " replaces more than " + std::to_string(limits.max_supersedes) + " earlier values";
+    }
+    // A write replaces only what its writer had seen, which is older than the write.
+    for (std::size_t j = 0; j < k.supersedes.size(); ++j) {
+      if (!(k.supersedes[j] < c.ver) || (j > 0 && !(k.supersedes[j - 1] < k.supersedes[j]))) {
+        return where + " replaces versions that are not older than the change, or not in ascending order";
+      }
+    }
+  }
+  return {};
 }
 
 std::string check_fields(std::string_view collection, std::span<const field_write> fields,

@@ -20,6 +20,9 @@ namespace caresync::wire {
 
 namespace {
 
+/// Bit 7 of a change's kind byte: a kept list (keep_both fields) follows its fields.
+constexpr std::uint8_t k_kept_flag = 0x80;
+
 /// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
 class vector_sink final : public std::streambuf {
  public:
@@ -110,11 +113,22 @@ class writer {
     id(c.id);
     u64(c.ver.stamp.value);
     u64(c.ver.node);
-    u8(static_cast<std::uint8_t>(c.kind));
+    // Bit 7 of the kind byte says a kept list follows the fields (protocol version 3).
+    u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag)));
     uvarint(c.fields.size());
     for (const auto& f : c.fields) {
       text(f.name);
       val(f.val);
+    }
+    if (c.kept.empty()) return;
+    uvarint(c.kept.size());
+    for (const auto& k : c.kept) {
+      text(k.name);
+      uvarint(k.supersedes.size());
+      for (const auto& v : k.supersedes) {
+        u64(v.stamp.value);
+        u64(v.node);
+      }
     }
   }
 
@@ -202,14 +216,30 @@ class reader {
     c.id = id("record id");
     c.ver.stamp.value = u64("stamp");
     c.ver.node = u64("node id");
-    const auto kind = u8("change kind");
+    const auto kind_byte = u8("change kind");
+    const auto kind = kind_byte & ~k_kept_flag;
     if (kind > 1) malformed("change kind " + std::to_string(kind) + " is not 0 or 1");
     c.kind = static_cast<change_kind>(kind);
+    const bool has_kept = (kind_byte & k_kept_flag) != 0;
+    if (has_kept && c.kind == change_kind::remove) malformed("a delete carries kept fields");
     // Each field needs at least 2 bytes: a name length and a value tag.
     c.fields.resize(count("field count", 2));
     for (auto& f : c.fields) {
       f.name = text("field name");
       f.val = val();
+    }
+    if (has_kept) {
+      // Each kept entry needs at least 3 bytes: a name length, a name byte, a count.
+      c.kept.resize(count("kept field count", 3));
+      if (c.kept.empty()) malformed("a change flags a kept list but lists no field");
+      for (auto& k : c.kept) {
+        k.name = text("kept field name");
+        k.supersedes.resize(count("superseded version count", 16));
+        for (auto& v : k.supersedes) {
+          v.stamp.value = u64("superseded stamp");
+          v.node = u64("superseded node id");
+        }
+      }
     }
     if (c.kind == change_kind::remove && !c.fields.empty()) malformed("a delete carries fields");
     // Duplicate names would let one change say two things about one field.
@@ -261,6 +291,7 @@ struct encoder {
     w.text(m.app_version);
     w.uvarint(m.outbox);
     w.uvarint(m.quarantined);
+    w.uvarint(m.open_conflicts);
   }
   void operator()(const welcome& m) {
     w.u16(m.protocol_version);
@@ -336,6 +367,7 @@ message decode_body(message_type type, reader& r) {
       m.app_version = r.text("app version");
       m.outbox = r.uvarint("outbox depth");
       m.quarantined = r.uvarint("quarantined count");
+      m.open_conflicts = r.uvarint("open conflict count");
       return m;
     }
     case message_type::welcome: {

@@ -1,6 +1,81 @@
 #include <caresync/protocol/merge.hpp>
 
+#include <algorithm>
+
 namespace caresync {
+
+namespace {
+
+bool replaces(const kept_field* k, const version& v) {
+  return k && std::binary_search(k->supersedes.begin(), k->supersedes.end(), v);
+}
+
+/// One incoming write to a field the record holds. The field's candidates are its current
+/// value and its open conflicts; the write removes those it replaces (kept writes only)
+/// and joins them. The greatest version is the current value; of the others, those
+/// written under keep_both stay as open conflicts and the rest are dropped
+/// (last-writer-wins).
+void merge_field(field_state& f, const std::string& name, const field_write& w, const version& ver,
+                 const kept_field* k, merge_outcome& out) {
+  // The same write seen again.
+  if (f.ver == ver) return;
+  for (const auto& c : f.conflicts) {
+    if (c.ver == ver) return;
+  }
+  const auto conflicts_before = f.conflicts.size();
+  std::erase_if(f.conflicts, [&](const conflict_value& c) { return replaces(k, c.ver); });
+  bool conflicts_changed = f.conflicts.size() != conflicts_before;
+  const bool current_replaced = replaces(k, f.ver);
+  const bool incoming_wins = current_replaced ? ver > f.ver || f.conflicts.empty() || ver > f.conflicts.back().ver
+                                              : ver > f.ver;
+  if (current_replaced) {
+    // The current value is gone; the greatest of the rest and the incoming write wins.
+    if (!incoming_wins) {
+      // A write that replaced the current value yet is older than an open conflict:
+      // only with clocks gone wrong. The newest conflict becomes the current value.
+      auto newest = std::move(f.conflicts.back());
+      f.conflicts.pop_back();
+      f.val = std::move(newest.val);
+      f.ver = newest.ver;
+      f.kept = true;
+      out.updated.push_back(name);
+      if (k) {
+        f.conflicts.push_back(conflict_value{w.val, ver});
+        ++out.conflicts_opened;
+      }
+      conflicts_changed = true;
+    } else {
+      f.val = w.val;
+      f.ver = ver;
+      f.kept = k != nullptr;
+      out.updated.push_back(name);
+    }
+  } else if (incoming_wins) {
+    if (f.kept) {
+      f.conflicts.push_back(conflict_value{std::move(f.val), f.ver});
+      ++out.conflicts_opened;
+      conflicts_changed = true;
+    }
+    f.val = w.val;
+    f.ver = ver;
+    f.kept = k != nullptr;
+    out.updated.push_back(name);
+  } else {
+    ++out.superseded;
+    if (k) {
+      f.conflicts.push_back(conflict_value{w.val, ver});
+      ++out.conflicts_opened;
+      conflicts_changed = true;
+    }
+  }
+  if (conflicts_changed) {
+    std::sort(f.conflicts.begin(), f.conflicts.end(),
+              [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
+    out.conflicts_changed.push_back(name);
+  }
+}
+
+}  // namespace
 
 merge_outcome merge(record_state& state, const change& incoming) {
   merge_outcome out;
@@ -15,16 +90,13 @@ merge_outcome merge(record_state& state, const change& incoming) {
   // Delete wins: a tombstone is final, whatever the stamps of later field writes.
   if (state.deleted) return out;
   for (const auto& write : incoming.fields) {
-    auto [it, inserted] = state.fields.try_emplace(write.name, field_state{write.val, incoming.ver});
+    const kept_field* k = incoming.kept.empty() ? nullptr : incoming.kept_of(write.name);
+    auto [it, inserted] = state.fields.try_emplace(write.name, field_state{write.val, incoming.ver, k != nullptr, {}});
     if (inserted) {
       out.updated.push_back(write.name);
-    } else if (it->second.ver < incoming.ver) {
-      it->second = field_state{write.val, incoming.ver};
-      out.updated.push_back(write.name);
-    } else if (incoming.ver < it->second.ver) {
-      ++out.superseded;
+    } else {
+      merge_field(it->second, write.name, write, incoming.ver, k, out);
     }
-    // Equal versions: the same write seen again; nothing to do.
   }
   return out;
 }

@@ -72,6 +72,13 @@ void state_hasher::add(std::string_view collection, const record_id& id, const r
     feed_text(ctx, name);
     feed_version(ctx, field.ver);
     feed_value(ctx, field.val);
+    const unsigned char kept = field.kept ? 1 : 0;
+    feed(ctx, &kept, 1);
+    feed_u64(ctx, field.conflicts.size());
+    for (const auto& c : field.conflicts) {  // ascending by version
+      feed_version(ctx, c.ver);
+      feed_value(ctx, c.val);
+    }
   }
   ++count_;
 }

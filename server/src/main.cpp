@@ -290,6 +290,7 @@ int devices(const std::string& config_path, const std::string& db_override, int 
     line["days_since_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(days);
     line["outbox"] = h.outbox;
     line["quarantined"] = h.quarantined;
+    line["open_conflicts"] = h.open_conflicts;
     line["last_outcome"] = h.last_outcome;
     std::vector<std::string> attention;
     if (never) attention.push_back(h.last_seen_ms ? "never synced to the end" : "never connected");
@@ -298,6 +299,7 @@ int devices(const std::string& config_path, const std::string& db_override, int 
       attention.push_back(std::to_string(h.outbox) + " changes waiting, last session: " + h.last_outcome);
     }
     if (h.quarantined > 0) attention.push_back(std::to_string(h.quarantined) + " refused changes to resolve");
+    if (h.open_conflicts > 0) attention.push_back(std::to_string(h.open_conflicts) + " open conflicts to resolve");
     line["attention"] = attention;
     std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
     ++listed;

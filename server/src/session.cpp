@@ -198,6 +198,7 @@ void session::on_hello(const wire::hello& m) {
   health_.app_version = m.app_version;
   health_.outbox = m.outbox;
   health_.quarantined = m.quarantined;
+  health_.open_conflicts = m.open_conflicts;
   health_.last_seen_ms = system_time_ms();
   // At most one codec: zstd when offered (faster, smaller), else deflate.
   const std::uint32_t granted = (m.features & wire::k_feature_zstd)      ? wire::k_feature_zstd

@@ -53,6 +53,11 @@ class sqlite_change_store final : public change_store {
                    "CREATE TABLE IF NOT EXISTS refusals(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
                    " idx INTEGER NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
                    " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;");
+      // Added with protocol version 3: stores made before lack the column.
+      sqlite::statement has_conflicts(db_.get(), "SELECT 1 FROM pragma_table_info('device_health') WHERE name='open_conflicts'");
+      if (!has_conflicts.step()) {
+        sqlite::exec(db_.get(), "ALTER TABLE device_health ADD COLUMN open_conflicts INTEGER NOT NULL DEFAULT 0");
+      }
       tx.commit();
     }
     find_batch_.emplace(db_.get(), "SELECT accepted, first_seq, last_seq FROM batches WHERE device=? AND batch_id=?");
@@ -180,8 +185,9 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::statement up(db_.get(),
                          "INSERT INTO device_health(device, app_version, outbox, quarantined, last_seen_ms, last_ok_ms,"
-                         " last_outcome) VALUES(?,?,?,?,?,?,?) ON CONFLICT(device) DO UPDATE SET"
+                         " last_outcome, open_conflicts) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(device) DO UPDATE SET"
                          " app_version=excluded.app_version, outbox=excluded.outbox, quarantined=excluded.quarantined,"
+                         " open_conflicts=excluded.open_conflicts,"
                          " last_seen_ms=excluded.last_seen_ms, last_outcome=excluded.last_outcome,"
                          " last_ok_ms=CASE WHEN excluded.last_ok_ms > 0 THEN excluded.last_ok_ms ELSE last_ok_ms END");
     up.bind(1, std::string_view(h.device))
@@ -191,6 +197,7 @@ class sqlite_change_store final : public change_store {
         .bind(5, static_cast<std::int64_t>(h.last_seen_ms))
         .bind(6, static_cast<std::int64_t>(h.last_ok_ms))
         .bind(7, std::string_view(h.last_outcome))
+        .bind(8, static_cast<std::int64_t>(std::min<std::uint64_t>(h.open_conflicts, INT64_MAX)))
         .run();
   }
 
@@ -198,12 +205,13 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     std::vector<device_health> out;
     sqlite::statement q(db_.get(),
-                        "SELECT device, app_version, outbox, quarantined, last_seen_ms, last_ok_ms, last_outcome"
-                        " FROM device_health ORDER BY device");
+                        "SELECT device, app_version, outbox, quarantined, last_seen_ms, last_ok_ms, last_outcome,"
+                        " open_conflicts FROM device_health ORDER BY device");
     while (q.step()) {
       out.push_back(device_health{q.column_text(0), q.column_text(1), static_cast<std::uint64_t>(q.column_int64(2)),
                                   static_cast<std::uint64_t>(q.column_int64(3)), static_cast<std::uint64_t>(q.column_int64(4)),
-                                  static_cast<std::uint64_t>(q.column_int64(5)), q.column_text(6)});
+                                  static_cast<std::uint64_t>(q.column_int64(5)), q.column_text(6),
+                                  static_cast<std::uint64_t>(q.column_int64(7))});
     }
     return out;
   }

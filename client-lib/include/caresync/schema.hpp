@@ -11,10 +11,21 @@
 
 namespace caresync {
 
+/// How concurrent writes to one field merge (docs/conflicts.md says which to pick).
+enum class merge_policy {
+  /// The write with the greatest (clock stamp, node id) wins; the other is dropped.
+  last_writer_wins,
+  /// The same winner, but a concurrent value that lost is kept as an open conflict,
+  /// listed by store::conflicts() on every replica until someone resolves or dismisses
+  /// it. For free text people write, such as visit notes.
+  keep_both,
+};
+
 /// One field of a collection: a column of its table. Every field may also hold null.
 struct field_def {
   std::string name;  ///< 1-63 characters of [a-z0-9_], starting with a letter
   value_kind type;   ///< integer, real, text or bytes (not null)
+  merge_policy policy = merge_policy::last_writer_wins;
 };
 
 /// A collection of records: one table named like the collection, with a TEXT primary
@@ -25,6 +36,8 @@ struct collection_def {
 
   /// The field named `name`, or nullptr.
   const field_def* find(std::string_view name) const noexcept;
+  /// Whether any field is keep_both.
+  bool keeps_conflicts() const noexcept;
 };
 
 /// All collections of a store.

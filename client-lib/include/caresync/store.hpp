@@ -10,6 +10,7 @@
 /// file concurrently (WAL).
 
 #include <caresync/protocol/change.hpp>
+#include <caresync/protocol/merge.hpp>
 #include <caresync/schema.hpp>
 
 #include <cstdint>
@@ -53,6 +54,17 @@ struct quarantined_change {
   std::error_code code;      ///< why, in caresync's protocol category (e.g. limit_exceeded)
   std::string reason;        ///< the server's words, for a person
   std::uint64_t at_ms = 0;   ///< when it was refused, by this device's clock
+};
+
+/// A field with concurrent values nobody has resolved yet (keep_both; docs/conflicts.md).
+/// Who wrote a value is its version's node id (one per device store); when, its stamp's
+/// wall_ms(). Every replica that received the same changes lists the same conflicts.
+struct open_conflict {
+  std::string collection;
+  record_id record;
+  std::string field;
+  conflict_value current;               ///< the value the record shows (the greatest version)
+  std::vector<conflict_value> others;   ///< the concurrent values that lost, ascending by version
 };
 
 class store {
@@ -105,6 +117,21 @@ class store {
   /// the record, write the right value (a normal update) and then drop the change.
   /// Throws not_found for an unknown id.
   void drop_quarantined(std::int64_t id);
+
+  /// Every open conflict, by collection, record id and field.
+  std::vector<open_conflict> conflicts() const;
+  /// The open conflicts of one record.
+  std::vector<open_conflict> conflicts(std::string_view collection, const record_id& id) const;
+  /// Number of fields with open conflicts.
+  std::size_t conflict_count() const;
+  /// Resolves the open conflict of a field by writing `v` (one of the values, or a merge
+  /// of them): a normal change that replaces the current value and every value of the
+  /// conflict, so every replica closes it when the change arrives. Throws not_found when
+  /// the field has no open conflict; invalid_argument as for update().
+  void resolve_conflict(std::string_view collection, const record_id& id, std::string_view field, const value& v);
+  /// Closes the open conflict of a field keeping the current value (a change like
+  /// resolve_conflict with that value). Throws not_found when there is none.
+  void dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field);
 
   /// The server sequence number up to which changes have been pulled.
   std::uint64_t cursor() const;

@@ -76,7 +76,7 @@ struct sync_report {
   std::size_t batches = 0;         ///< push batches sent (including resends)
   std::size_t pulled = 0;          ///< changes received and applied
   std::size_t pages = 0;           ///< pages pulled
-  std::size_t conflicts = 0;       ///< incoming field writes that lost to a newer local version
+  std::size_t conflicts = 0;       ///< incoming field writes that lost to a newer local version, plus values newly kept as open conflicts (keep_both)
   std::uint64_t bytes_sent = 0;    ///< TLS application bytes, frame headers included
   std::uint64_t bytes_received = 0;
   std::chrono::milliseconds duration{0};  ///< all attempts and pauses

@@ -27,6 +27,16 @@ enum class change_kind : std::uint8_t {
   remove = 1,  ///< deletes the record: a tombstone, which wins over any field write
 };
 
+/// A field written under the keep_both policy (docs/conflicts.md): its earlier writes
+/// that this write knowingly replaces, i.e. the values its writer had in front of her.
+/// Any other write to the field that is neither replaced nor the newest stays visible
+/// as an open conflict.
+struct kept_field {
+  std::string name;                 ///< one of the change's fields
+  std::vector<version> supersedes;  ///< ascending, no duplicates; empty for a first write
+  friend bool operator==(const kept_field&, const kept_field&) = default;
+};
+
 /// One write: every field in it carries the change's version.
 struct change {
   std::string collection;
@@ -34,7 +44,11 @@ struct change {
   version ver;
   change_kind kind = change_kind::upsert;
   std::vector<field_write> fields;  ///< empty for remove
+  std::vector<kept_field> kept;     ///< the fields written under keep_both, by name; empty for remove
   friend bool operator==(const change&, const change&) = default;
+
+  /// The kept entry of field `name`, or nullptr (a last-writer-wins write).
+  const kept_field* kept_of(std::string_view name) const noexcept;
 };
 
 /// A change as accepted by the server, with its global sequence number (1, 2, ...).
@@ -52,6 +66,7 @@ namespace caresync {
 struct change_limits {
   std::size_t max_fields = 256;
   std::size_t max_value_bytes = 1u << 20;  ///< text or bytes value
+  std::size_t max_supersedes = 64;  ///< versions one kept field may replace
 };
 
 /// True for collection and field names caresync accepts: 1-63 characters of [a-z0-9_],
@@ -59,7 +74,9 @@ struct change_limits {
 bool is_valid_name(std::string_view name) noexcept;
 
 /// Checks a change received from a peer: names valid, no duplicate fields, a remove has
-/// no fields, no NaN reals, values within `limits`. Returns an empty string when it is acceptable, else
+/// no fields, no NaN reals, values within `limits`; each kept entry names a field of the
+/// change once, with at most `limits.max_supersedes` ascending versions, all older than
+/// the change's own. Returns an empty string when it is acceptable, else
 /// a one-sentence reason naming the collection and field (never a value).
 std::string check_change(const change& c, const change_limits& limits = {});
 

@@ -1,9 +1,12 @@
 #pragma once
-/// The merge rule shared by tablets and the server (docs/protocol.md, "Merge rule"):
-/// per-field last-writer-wins by version (stamp, then node id); a tombstone deletes the
-/// record for good and later field writes to it are ignored. The rule is commutative,
-/// associative and idempotent, so replicas that saw the same changes in any order and
-/// any number of times hold the same state.
+/// The merge rule shared by tablets and the server (docs/protocol.md, "Merge rule";
+/// docs/conflicts.md): per-field last-writer-wins by version (stamp, then node id); a
+/// field written under keep_both also keeps every concurrent value that lost, as an open
+/// conflict, until a write that saw it replaces it; a tombstone deletes the record for
+/// good and later field writes to it are ignored. Last-writer-wins and tombstones are
+/// commutative, associative and idempotent; kept conflicts are a function of the set of
+/// changes given that each change arrives after the changes it replaces (which sync
+/// guarantees: a replica only replaces what it has received).
 /// Thread contract: pure functions over plain values.
 
 #include <caresync/protocol/change.hpp>
@@ -17,10 +20,19 @@
 
 namespace caresync {
 
+/// A concurrent value of a field that lost to the current one and is kept (keep_both).
+struct conflict_value {
+  value val;
+  version ver;
+  friend bool operator==(const conflict_value&, const conflict_value&) = default;
+};
+
 /// A field's current value and the version that wrote it.
 struct field_state {
   value val;
   version ver;
+  bool kept = false;                      ///< the current value was written under keep_both
+  std::vector<conflict_value> conflicts;  ///< open conflicts, ascending by version
   friend bool operator==(const field_state&, const field_state&) = default;
 };
 
@@ -34,7 +46,9 @@ struct record_state {
 /// What merging one change did.
 struct merge_outcome {
   std::vector<std::string> updated;  ///< fields whose value the change set
+  std::vector<std::string> conflicts_changed;  ///< fields whose open conflicts changed
   std::size_t superseded = 0;        ///< field writes that lost to a newer stored version
+  std::size_t conflicts_opened = 0;  ///< values newly kept as open conflicts
   bool deleted_now = false;          ///< the change deleted a live record
 };
 

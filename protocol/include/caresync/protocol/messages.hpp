@@ -14,8 +14,9 @@
 namespace caresync::wire {
 
 /// The protocol version this build speaks; sent first in hello. Version 2 added the
-/// refused changes of push_result.
-inline constexpr std::uint16_t k_protocol_version = 2;
+/// refused changes of push_result; version 3 the kept fields of a change (keep_both)
+/// and the open-conflict count in hello.
+inline constexpr std::uint16_t k_protocol_version = 3;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
@@ -50,6 +51,7 @@ struct hello {
   std::string app_version;        ///< the app's name and version, for the fleet list
   std::uint64_t outbox = 0;       ///< local changes waiting to be pushed
   std::uint64_t quarantined = 0;  ///< local changes the server refused and the app has not resolved
+  std::uint64_t open_conflicts = 0;  ///< fields holding concurrent values nobody has resolved yet
   friend bool operator==(const hello&, const hello&) = default;
 };
 

@@ -47,6 +47,7 @@ struct device_health {
   std::uint64_t last_seen_ms = 0;  ///< when it last connected with valid credentials
   std::uint64_t last_ok_ms = 0;    ///< when a session of it last ended cleanly (0: never)
   std::string last_outcome;        ///< how its last session ended
+  std::uint64_t open_conflicts = 0;  ///< fields with concurrent values nobody resolved, likewise
 };
 
 /// Where a page read stopped.
