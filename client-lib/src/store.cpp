@@ -62,6 +62,10 @@ std::unique_ptr<store> store::open(const store_options& options) {
   validate(options.schema);
   auto p = std::make_unique<impl>();
   p->options = options;
+  p->base_time = options.time_source ? options.time_source : hybrid_clock::time_source(system_time_ms);
+  p->clock = hybrid_clock([raw = p.get()] {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(raw->base_time()) + raw->clock_offset_ms);
+  });
   p->open_database();
   p->create_tables();
   p->load_state();
@@ -183,6 +187,14 @@ void store::impl::load_state() {
     set_state("node", std::to_string(node));
   }
   if (const auto h = get_state("hlc"); !h.empty()) clock.observe(hlc_stamp{parse_u64(h)});
+  if (const auto h = get_state("hlc_remote"); !h.empty()) remote_max = hlc_stamp{parse_u64(h)};
+  if (const auto h = get_state("hlc_acked"); !h.empty()) acked_max = hlc_stamp{parse_u64(h)};
+  if (const auto o = get_state("clock_offset"); !o.empty()) {
+    const auto [p, ec] = std::from_chars(o.data(), o.data() + o.size(), clock_offset_ms);
+    if (ec != std::errc{} || p != o.data() + o.size()) {
+      throw error(make_error_code(storage_errc::corrupt), "the store's state table holds a damaged number");
+    }
+  }
   tx.commit();
 }
 
@@ -220,6 +232,8 @@ void store::impl::end(bool ok) {
 void store::impl::commit_top() {
   if (clock_dirty) {
     set_state("hlc", std::to_string(clock.last().value));
+    set_state("hlc_remote", std::to_string(remote_max.value));
+    set_state("hlc_acked", std::to_string(acked_max.value));
     clock_dirty = false;
   }
   sqlite::exec(db.get(), "COMMIT");
@@ -1027,15 +1041,37 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
   return pin_batch(max_changes);
 }
 
-void store::impl::ack_batch(const batch_id& id, const std::vector<change>& refused_changes,
-                            const std::vector<wire::refusal>& refusals) {
-  in_transaction([&] {
+std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> sent,
+                                   const std::vector<wire::refusal>& refusals) {
+  return in_transaction([&]() -> std::size_t {
     // Answers come in the order batches were sent, so the acknowledged batch is the
     // oldest pinned one; its outbox entries are exactly those up to its last seq.
     sqlite::statement oldest(db.get(), "SELECT id, last_seq FROM cs_batch ORDER BY last_seq LIMIT 1");
     if (!oldest.step() || id_from_blob(oldest.column_blob(0)) != id) {
       throw error(make_error_code(protocol_errc::unexpected_message),
                   "the server acknowledged a push batch this store did not send, or not in the order sent");
+    }
+    // A change stamped too far ahead of the server's clock gets a new stamp from the
+    // corrected clock and goes back into the outbox; every other refusal is quarantined.
+    std::vector<const change*> held;
+    std::vector<const wire::refusal*> held_why;
+    std::size_t restamped = 0;
+    std::size_t next_refusal = 0;
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      const wire::refusal* r = next_refusal < refusals.size() && refusals[next_refusal].index == i ? &refusals[next_refusal++] : nullptr;
+      const change& c = sent[i];
+      if (!r) {
+        acked_max = std::max(acked_max, c.ver.stamp);
+        clock_dirty = true;
+      } else if (r->code == static_cast<std::uint16_t>(protocol_errc::clock_ahead)) {
+        const version to = local_version();
+        restamp(c.collection, c.id, c.ver, to, c.kind);
+        append_outbox(c.collection, c.id, to, c.kind);
+        ++restamped;
+      } else {
+        held.push_back(&c);
+        held_why.push_back(r);
+      }
     }
     // What the batch's keep_both writes replaced is on the server now, with them.
     sqlite::statement preds(db.get(),
@@ -1048,30 +1084,127 @@ void store::impl::ack_batch(const batch_id& id, const std::vector<change>& refus
     unpin.bind(1, id_bytes(id)).run();
     // What the server refused is set aside with its reason, leaving the outbox with the
     // rest; the app lists, retries or drops it (store::quarantined()).
-    if (refused_changes.empty()) return;
+    if (held.empty()) return restamped;
     sqlite::statement hold(db.get(),
                            "INSERT INTO cs_quarantine(collection, id, stamp, kind, change, code, reason, at_ms)"
                            " VALUES(?,?,?,?,?,?,?,?)");
     const auto now = static_cast<std::int64_t>(system_time_ms());
-    for (std::size_t i = 0; i < refused_changes.size(); ++i) {
-      const change& c = refused_changes[i];
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      const change& c = *held[i];
+      const auto& refusal = *held_why[i];
       const auto encoded = wire::encode_change(c);
       hold.bind_static(1, std::string_view(c.collection))
           .bind_static(2, id_bytes(c.id))
           .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
           .bind(4, static_cast<std::int64_t>(c.kind))
           .bind_static(5, std::span<const std::uint8_t>(encoded))
-          .bind(6, static_cast<std::int64_t>(refusals[i].code))
-          .bind_static(7, std::string_view(refusals[i].reason))
+          .bind(6, static_cast<std::int64_t>(refusal.code))
+          .bind_static(7, std::string_view(refusal.reason))
           .bind(8, now)
           .run();
       hold.reset();
     }
+    return restamped;
+  });
+}
+
+void store::impl::restamp(std::string_view collection, const record_id& id, const version& from, const version& to,
+                          change_kind kind) {
+  auto meta = load_meta(collection, id);
+  if (meta && kind == change_kind::remove && meta->deleted == from) {
+    put_meta(collection, id, meta_row{meta->clock, to, true});
+  } else if (meta && !meta->deleted) {
+    bool any = false;
+    for (auto& [name, entry] : meta->clock) {
+      if (entry.ver == from) {
+        entry.ver = to;
+        any = true;
+      }
+    }
+    if (any) store_live(collection, id, {}, *meta);
+  }
+  // What the write replaces moves with it, and a later write that replaces it names its
+  // new version.
+  sqlite::statement own(db.get(), "UPDATE cs_pred SET stamp=? WHERE collection=? AND id=? AND stamp=?");
+  own.bind(1, static_cast<std::int64_t>(to.stamp.value))
+      .bind(2, collection)
+      .bind(3, id_bytes(id))
+      .bind(4, static_cast<std::int64_t>(from.stamp.value))
+      .run();
+  sqlite::statement later(db.get(),
+                          "UPDATE cs_pred SET pred_stamp=? WHERE collection=? AND id=? AND pred_stamp=? AND pred_node=?");
+  later.bind(1, static_cast<std::int64_t>(to.stamp.value))
+      .bind(2, collection)
+      .bind(3, id_bytes(id))
+      .bind(4, static_cast<std::int64_t>(from.stamp.value))
+      .bind(5, static_cast<std::int64_t>(from.node))
+      .run();
+}
+
+std::size_t store::impl::correct_clock(std::uint64_t server_time_ms, std::uint64_t bound_ms) {
+  if (bound_ms == 0) return 0;
+  const std::uint64_t slack = bound_ms / 2;
+  return in_transaction([&]() -> std::size_t {
+    // The device's wall clock: corrected by the server's when it runs ahead; the
+    // correction is dropped once the device's own clock is right again.
+    const auto base = static_cast<std::int64_t>(base_time());
+    const auto server = static_cast<std::int64_t>(server_time_ms);
+    const auto wall = base + clock_offset_ms;
+    if (wall > server + static_cast<std::int64_t>(slack) || (clock_offset_ms != 0 && wall + static_cast<std::int64_t>(slack) < server)) {
+      clock_offset_ms = std::min<std::int64_t>(0, server - base);
+      set_state("clock_offset", std::to_string(clock_offset_ms));
+    }
+    if (clock.last().wall_ms() <= server_time_ms + slack) return 0;
+    // The hybrid clock ran ahead. It comes back to the server's time, but never below a
+    // stamp other replicas have or will have: those received, those the server
+    // acknowledged, and those in pinned batches that the server will accept.
+    hlc_stamp floor = std::max({hlc_stamp::make(server_time_ms, 0), remote_max, acked_max});
+    {
+      sqlite::statement pinned(db.get(),
+                               "SELECT coalesce(max(stamp), 0) FROM cs_outbox WHERE seq <= (SELECT coalesce(max(last_seq), 0)"
+                               " FROM cs_batch) AND stamp <= ?");
+      pinned.bind(1, static_cast<std::int64_t>(hlc_stamp::make(server_time_ms + bound_ms, 0xffff).value));
+      pinned.step();
+      floor = std::max(floor, hlc_stamp{static_cast<std::uint64_t>(pinned.column_int64(0))});
+    }
+    clock.reset(floor);
+    clock_dirty = true;
+    // Unsent writes stamped above the floor get new stamps, oldest first, so that a later
+    // local write still carries a greater version than an earlier one.
+    struct entry {
+      std::int64_t seq;
+      std::string collection;
+      record_id id;
+      version ver;
+      change_kind kind;
+    };
+    std::vector<entry> ahead;
+    {
+      sqlite::statement q(db.get(),
+                          "SELECT seq, collection, id, stamp, kind FROM cs_outbox WHERE seq > (SELECT coalesce(max(last_seq), 0)"
+                          " FROM cs_batch) AND stamp > ? ORDER BY seq");
+      q.bind(1, static_cast<std::int64_t>(floor.value));
+      while (q.step()) {
+        ahead.push_back(entry{q.column_int64(0), q.column_text(1), id_from_blob(q.column_blob(2)),
+                              version{hlc_stamp{static_cast<std::uint64_t>(q.column_int64(3))}, node},
+                              q.column_int64(4) == static_cast<std::int64_t>(change_kind::remove) ? change_kind::remove
+                                                                                                  : change_kind::upsert});
+      }
+    }
+    sqlite::statement move(db.get(), "UPDATE cs_outbox SET stamp=? WHERE seq=?");
+    for (const auto& e : ahead) {
+      const version to = local_version();
+      restamp(e.collection, e.id, e.ver, to, e.kind);
+      move.bind(1, static_cast<std::int64_t>(to.stamp.value)).bind(2, e.seq).run();
+      move.reset();
+    }
+    return ahead.size();
   });
 }
 
 std::size_t store::impl::apply(const change& c) {
   clock.observe(c.ver.stamp);
+  remote_max = std::max(remote_max, c.ver.stamp);
   clock_dirty = true;
   // Most pulled records are new to the store (an initial sync): try to insert them first,
   // before reading anything.
@@ -1194,7 +1327,25 @@ bool store::impl::apply_new(const change& c, bool known_absent) {
   return put_new_record(*t, c.id, c.ver, c.fields, c.kept, known_absent ? existing_row::overwrite : existing_row::keep);
 }
 
+void check_page(const wire::changes_page& page, std::uint64_t cursor) {
+  if (page.next_cursor < cursor) {
+    throw protocol_error(protocol_errc::malformed, "the server sent a page that moves the cursor backwards");
+  }
+  std::uint64_t last = cursor;
+  for (const auto& item : page.items) {
+    // Also refuses a page seen before (a stale duplicate): its changes are not above the cursor.
+    if (item.seq <= last || item.seq > page.next_cursor) {
+      throw protocol_error(protocol_errc::malformed, "the server sent changes out of sequence order");
+    }
+    last = item.seq;
+    if (const auto reason = check_change(item.body); !reason.empty()) {
+      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
+    }
+  }
+}
+
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
+  check_page(page, cursor());
   return in_transaction([&] {
     std::size_t conflicts = 0;
     for (const auto& item : page.items) conflicts += apply(item.body);

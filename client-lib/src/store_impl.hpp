@@ -61,6 +61,10 @@ struct outbox_batch {
   std::vector<std::uint8_t> payload;  ///< the push message, encoded (wire::encode)
 };
 
+/// A page must move forward and hold valid changes above `cursor`, in order. Throws
+/// protocol_error (malformed) otherwise.
+void check_page(const wire::changes_page& page, std::uint64_t cursor);
+
 struct store::impl {
   store_options options;
   sqlite::db_handle db;
@@ -69,6 +73,15 @@ struct store::impl {
   int depth = 0;            // open transaction()/write scopes
   bool doomed = false;      // a write failed inside an outer transaction
   bool clock_dirty = false;
+  /// The device's time source (options.time_source or the system clock); the hybrid
+  /// clock reads it plus clock_offset_ms, the correction learnt from the server when the
+  /// device's clock ran ahead (cs_state "clock_offset").
+  hybrid_clock::time_source base_time;
+  std::int64_t clock_offset_ms = 0;
+  /// The greatest stamp of a change received from others, and of an own change the
+  /// server acknowledged (cs_state "hlc_remote", "hlc_acked"): a corrected clock never
+  /// goes below them.
+  hlc_stamp remote_max{}, acked_max{};
 
   std::map<std::string, table_statements, std::less<>> tables;
   std::optional<sqlite::statement> meta_select, meta_upsert, meta_delete, outbox_insert, outbox_count,
@@ -182,11 +195,13 @@ struct store::impl {
   std::optional<outbox_batch> pin_batch(std::size_t max_changes);
   /// The oldest pinned batch, or else a new one.
   std::optional<outbox_batch> next_batch(std::size_t max_changes);
-  /// Removes the oldest pinned batch and its outbox entries, and quarantines
-  /// `refused_changes` (the batch's changes the server refused, with `refusals`, in the
-  /// same order); throws if `id` is not the oldest pinned batch.
-  void ack_batch(const batch_id& id, const std::vector<change>& refused_changes = {},
-                 const std::vector<wire::refusal>& refusals = {});
+  /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not the
+  /// oldest pinned batch. `sent` are the batch's changes (empty: not known, e.g. in tests) and `refusals`
+  /// what the server refused of them, by index, ascending. A change refused as
+  /// clock_ahead is re-stamped and back in the outbox; others are quarantined. Returns
+  /// the number re-stamped.
+  std::size_t ack_batch(const batch_id& id, std::span<const change> sent = {},
+                        const std::vector<wire::refusal>& refusals = {});
   /// The change an outbox entry stands for: the fields the entry wrote that no later
   /// write has overwritten, with their current values. Empty fields for an upsert
   /// whose every field was overwritten, or whose record was deleted since.
@@ -195,7 +210,8 @@ struct store::impl {
   std::optional<change> rebuild_from_row(table_statements& t, change c, bool& found);
   std::optional<change> rebuild(std::string_view collection, const record_id& id, const version& ver,
                                 change_kind kind);
-  /// Applies a page and moves the cursor, in one transaction. Returns conflicts counted.
+  /// Applies a page and moves the cursor, in one transaction, after check_page() against
+  /// the stored cursor. Returns conflicts counted.
   std::size_t apply_page(const wire::changes_page& page);
   std::size_t apply(const change& c);
   /// apply() of an upsert to a record the store does not hold, when every value fits its
@@ -203,6 +219,16 @@ struct store::impl {
   /// inserts if neither the table nor cs_meta holds the record, and returns false if one does.
   bool apply_new(const change& c, bool known_absent);
   std::uint64_t cursor();
+
+  // --- clocks (docs/conflicts.md, "Clocks")
+  /// Called with the welcome: when this device's clock runs more than half of
+  /// `bound_ms` ahead of the server's, learns the offset, brings the hybrid clock back
+  /// and re-stamps the outbox's unsent writes stamped above the new clock. Returns the
+  /// number of writes re-stamped. Does nothing when bound_ms is 0.
+  std::size_t correct_clock(std::uint64_t server_time_ms, std::uint64_t bound_ms);
+  /// Gives one local write a new version `to` in the record, its tombstone and cs_pred.
+  void restamp(std::string_view collection, const record_id& id, const version& from, const version& to,
+               change_kind kind);
 };
 
 }  // namespace caresync

@@ -34,23 +34,6 @@ T expect(wire::message m, const char* what) {
                            " was expected; the server may run an incompatible version");
 }
 
-/// A page must move forward and hold valid changes above the cursor, in order.
-void check_page(const wire::changes_page& page, std::uint64_t cursor) {
-  if (page.next_cursor < cursor) {
-    throw protocol_error(protocol_errc::malformed, "the server sent a page that moves the cursor backwards");
-  }
-  std::uint64_t last = cursor;
-  for (const auto& item : page.items) {
-    if (item.seq <= last || item.seq > page.next_cursor) {
-      throw protocol_error(protocol_errc::malformed, "the server sent changes out of sequence order");
-    }
-    last = item.seq;
-    if (const auto reason = check_change(item.body); !reason.empty()) {
-      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
-    }
-  }
-}
-
 }  // namespace
 
 struct sync_client::impl {
@@ -138,8 +121,10 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.open_conflicts = local.conflict_count();
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
-  // The client's clock never runs behind the server's.
+  // The client's clock never runs behind the server's, nor far ahead of it: writes
+  // stamped too far ahead are re-stamped before they are sent (docs/conflicts.md).
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
+  s.correct_clock(welcome.server_time_ms, welcome.max_clock_ahead_ms);
   // The server grants at most one codec; a frame compressed otherwise is refused.
   const wire::codec compression = wire::codec_of(welcome.features);
   progress.to_push = outbox_at_start;
@@ -154,6 +139,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
   std::deque<outbox_batch> in_flight;
   bool outbox_done = false;
+  bool resent_restamped = false;
   for (;;) {
     while (in_flight.size() < k_push_window) {
       if (unsent.empty() && !outbox_done) {
@@ -187,11 +173,15 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
       throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
     }
-    std::vector<change> refused;
-    for (const auto& f : result.refused) refused.push_back(sent.changes[f.index]);
-    s.ack_batch(result.batch, refused, result.refused);
+    const auto restamped = s.ack_batch(result.batch, sent.changes, result.refused);
     report.pushed += result.accepted;
-    report.quarantined += refused.size();
+    report.quarantined += result.refused.size() - restamped;
+    // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
+    // in this sync too, once.
+    if (restamped > 0 && !resent_restamped) {
+      resent_restamped = true;
+      outbox_done = false;
+    }
     progress.pushed += result.accepted;
     in_flight.pop_front();
     tell();
@@ -204,7 +194,6 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   std::uint64_t cursor = s.cursor();
   // Applies a page; asks for the next one first when there is more. True: more to come.
   const auto take = [&](const wire::changes_page& page) {
-    check_page(page, cursor);
     if (page.more) channel.send(wire::make_frame(wire::pull{page.next_cursor, o.pull_page_changes, o.pull_page_bytes}));
     report.conflicts += s.apply_page(page);
     report.pulled += page.items.size();

@@ -301,6 +301,7 @@ struct encoder {
     w.u32(m.max_frame_bytes);
     w.u32(m.max_push_changes);
     w.uvarint(m.log_head);
+    w.uvarint(m.max_clock_ahead_ms);
   }
   void operator()(const push& m) {
     w.id(m.batch);
@@ -384,6 +385,7 @@ message decode_body(message_type type, reader& r) {
       m.max_frame_bytes = r.u32("max frame bytes");
       m.max_push_changes = r.u32("max push changes");
       m.log_head = r.uvarint("log head");
+      m.max_clock_ahead_ms = r.uvarint("clock bound");
       return m;
     }
     case message_type::push: {

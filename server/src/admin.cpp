@@ -24,6 +24,7 @@ const char* errc_name(std::size_t code) {
     case protocol_errc::storage_failed: return "storage_failed";
     case protocol_errc::shutting_down: return "shutting_down";
     case protocol_errc::timeout: return "timeout";
+    case protocol_errc::clock_ahead: return "clock_ahead";
   }
   return nullptr;
 }

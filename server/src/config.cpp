@@ -117,6 +117,7 @@ server_config load_config(const std::string& path) {
     l.get("page_max_changes", c.page_max_changes);
     l.get("page_max_bytes", c.page_max_bytes);
     l.get("max_value_bytes", c.max_value_bytes);
+    l.get("max_clock_ahead_ms", c.max_clock_ahead);
     l.get("handshake_timeout_ms", c.handshake_timeout);
     l.get("idle_timeout_ms", c.idle_timeout);
     l.refuse_unknown();
@@ -175,6 +176,9 @@ void validate(const server_config& c) {
   }
   if (c.max_value_bytes < 1 || c.max_value_bytes > c.max_frame_bytes / 2) {
     bad("config key 'limits.max_value_bytes' must be at least 1 and at most half of limits.max_frame_bytes");
+  }
+  if (c.max_clock_ahead.count() < 1000) {
+    bad("config key 'limits.max_clock_ahead_ms' must be at least 1000 (clocks of devices and server differ a little)");
   }
   std::set<std::string> ids;
   for (std::size_t i = 0; i < c.devices.size(); ++i) {

@@ -3,6 +3,7 @@
 #include "log.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/server/push_rules.hpp>
 
 #include <asio/dispatch.hpp>
 #include <asio/post.hpp>
@@ -212,6 +213,7 @@ void session::on_hello(const wire::hello& m) {
   w.features = granted_;
   w.max_frame_bytes = context_.config.max_frame_bytes;
   w.max_push_changes = context_.config.max_push_changes;
+  w.max_clock_ahead_ms = static_cast<std::uint64_t>(context_.config.max_clock_ahead.count());
   try {
     w.log_head = context_.store.head();
   } catch (const error& e) {
@@ -227,24 +229,16 @@ void session::on_push(const wire::push& m) {
     return refuse(make_error_code(protocol_errc::limit_exceeded),
                   "a push may carry at most " + std::to_string(context_.config.max_push_changes) + " changes");
   }
-  const change_limits limits{256, context_.config.max_value_bytes};
-  std::vector<wire::refusal> refused;
-  for (std::size_t i = 0; i < m.changes.size(); ++i) {
-    const auto& c = m.changes[i];
-    // A device pushes its own writes only: a change stamped with another replica's node
-    // id would let it forge a version that wins over that replica's words. That is no
-    // mistake of one record, so the whole push is refused.
-    if (c.ver.node != node_) {
-      return refuse(make_error_code(protocol_errc::malformed),
-                    "the push was refused: a change carries another replica's node id");
-    }
-    // A change breaking a limit is refused alone: the device sets it aside and the rest
-    // of its outbox goes on (one bad record never blocks the queue).
-    if (auto reason = check_change(c, limits); !reason.empty()) {
-      refused.push_back(wire::refusal{static_cast<std::uint32_t>(i),
-                                      static_cast<std::uint16_t>(protocol_errc::limit_exceeded), std::move(reason)});
-    }
+  // A change breaking a limit is refused alone: the device sets it aside and the rest
+  // of its outbox goes on (one bad record never blocks the queue).
+  push_rules rules;
+  rules.limits.max_value_bytes = context_.config.max_value_bytes;
+  rules.max_clock_ahead_ms = static_cast<std::uint64_t>(context_.config.max_clock_ahead.count());
+  auto screen = screen_push(m.changes, node_, rules, system_time_ms());
+  if (screen.foreign_node) {
+    return refuse(make_error_code(protocol_errc::malformed), "the push was refused: a change carries another replica's node id");
   }
+  auto& refused = screen.refused;
   push_outcome outcome;
   try {
     outcome = context_.store.append(device_, m.batch, m.changes, refused);

@@ -36,6 +36,9 @@ struct store_options {
   std::string path;  ///< the SQLite file; created if missing
   caresync::schema schema;
   caresync::durability durability = durability::full;
+  /// Milliseconds since the Unix epoch for the store's hybrid clock; empty means the
+  /// system clock. For simulations and tests (a tablet whose clock runs ahead, say).
+  std::function<std::uint64_t()> time_source = nullptr;
 };
 
 /// A record's fields by name, including fields the schema does not declare (kept from

@@ -22,6 +22,7 @@ enum class protocol_errc {
   storage_failed = 9,       ///< the server could not store or read; try later (transient)
   shutting_down = 10,       ///< the server is stopping; try later (transient)
   timeout = 11,             ///< the peer took too long (transient)
+  clock_ahead = 12,         ///< a change stamped too far ahead of the server's clock; the device re-stamps it
 };
 
 /// Faults of the link between a device and the server.

@@ -57,6 +57,10 @@ class hybrid_clock {
   /// The greatest stamp issued or observed so far (persist it; see restore()).
   hlc_stamp last() const noexcept { return last_; }
 
+  /// Sets the greatest stamp, even backwards: only for bringing back a clock that ran
+  /// ahead of the server's, once no stamp above `to` remains in use (docs/conflicts.md).
+  void reset(hlc_stamp to) noexcept { last_ = to; }
+
  private:
   time_source source_;
   hlc_stamp last_{};

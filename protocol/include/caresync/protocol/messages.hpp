@@ -64,6 +64,7 @@ struct welcome {
   std::uint32_t max_frame_bytes = 0;   ///< the largest frame the server accepts
   std::uint32_t max_push_changes = 0;  ///< the most changes one push may carry
   std::uint64_t log_head = 0;          ///< the highest sequence number accepted so far
+  std::uint64_t max_clock_ahead_ms = 0;  ///< changes stamped further ahead of server_time_ms are refused (clock_ahead)
   friend bool operator==(const welcome&, const welcome&) = default;
 };
 

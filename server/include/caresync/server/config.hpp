@@ -32,6 +32,10 @@ struct server_config {
   std::uint32_t page_max_changes = 2000;   ///< pull page bound used when a pull asks for 0 or more
   std::uint32_t page_max_bytes = 2u << 20;
   std::size_t max_value_bytes = 1u << 20;
+  /// A change stamped more than this ahead of the server's clock is refused (clock_ahead)
+  /// and re-stamped by its device, so a tablet whose clock runs ahead cannot win every
+  /// later edit (docs/conflicts.md, "Clocks").
+  std::chrono::milliseconds max_clock_ahead{300'000};
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds idle_timeout{120'000};
   /// The admin HTTP listener: /metrics (Prometheus text) and /healthz. Off unless the
