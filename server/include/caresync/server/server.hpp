@@ -19,6 +19,7 @@ struct server_stats {
   std::uint64_t changes_accepted = 0;
   std::uint64_t batches_replayed = 0;
   std::uint64_t sessions_waiting = 0;   ///< live mode: sessions holding a wait now
+  std::uint64_t changes_refused = 0;    ///< pushed changes refused (limits, clocks too far ahead)
 };
 
 class server {
