@@ -21,6 +21,13 @@ bool collection_def::keeps_conflicts() const noexcept {
   return false;
 }
 
+bool collection_def::has_items() const noexcept {
+  for (const auto& f : fields) {
+    if (f.policy == merge_policy::append || f.policy == merge_policy::set_union) return true;
+  }
+  return false;
+}
+
 const collection_def* schema::find(std::string_view n) const noexcept {
   for (const auto& c : collections) {
     if (c.name == n) return &c;
@@ -45,8 +52,12 @@ void validate(const schema& s) {
       if (f.type == value_kind::null || static_cast<int>(f.type) > static_cast<int>(value_kind::bytes)) {
         bad("field '" + f.name + "' in collection '" + c.name + "' needs a type: integer, real, text or bytes");
       }
-      if (f.policy != merge_policy::last_writer_wins && f.policy != merge_policy::keep_both) {
+      if (f.policy != merge_policy::last_writer_wins && f.policy != merge_policy::keep_both &&
+          f.policy != merge_policy::append && f.policy != merge_policy::set_union) {
         bad("field '" + f.name + "' in collection '" + c.name + "' has an unknown merge policy");
+      }
+      if ((f.policy == merge_policy::append || f.policy == merge_policy::set_union) && f.type != value_kind::text) {
+        bad("field '" + f.name + "' in collection '" + c.name + "' is append or set_union, which holds text items; declare it text");
       }
       if (!fields.insert(f.name).second) bad("field '" + f.name + "' is declared twice in collection '" + c.name + "'");
     }

@@ -2,6 +2,8 @@
 
 #include <caresync/protocol/codec.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <charconv>
 
@@ -16,6 +18,30 @@ constexpr std::int64_t k_format = 2;
 const sqlite::file_identity k_identity{
     0x43535943, k_format, "a caresync store", "open a store file made by caresync, or a new path", "update the app",
     k_format,   "it was made by a development build: sync it with that build, then start from a new file"};
+
+bool item_order(const conflict_value& a, const conflict_value& b) {
+  if (a.ver != b.ver) return a.ver < b.ver;
+  return std::get<std::string>(a.val) < std::get<std::string>(b.val);
+}
+
+bool is_item_policy(merge_policy p) { return p == merge_policy::append || p == merge_policy::set_union; }
+
+/// The elements of a set_union value as written by the app: a JSON array of distinct
+/// non-empty strings (null: the empty set). std::nullopt when it is not one.
+std::optional<std::vector<std::string>> parse_set(const value& v) {
+  const auto* text = std::get_if<std::string>(&v);
+  if (!text) return std::vector<std::string>{};
+  const auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& e : j) {
+    if (!e.is_string() || e.get_ref<const std::string&>().empty()) return std::nullopt;
+    out.push_back(e.get<std::string>());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
 
 [[noreturn]] void invalid(const std::string& what) {
   throw error(make_error_code(storage_errc::invalid_argument), what);
@@ -100,7 +126,10 @@ void store::impl::create_tables() {
                " WITHOUT ROWID;"
                "CREATE TABLE IF NOT EXISTS cs_pred(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
                " stamp INTEGER NOT NULL, pred_stamp INTEGER NOT NULL, pred_node INTEGER NOT NULL,"
-               " PRIMARY KEY(collection, id, field, stamp, pred_stamp, pred_node)) WITHOUT ROWID;");
+               " PRIMARY KEY(collection, id, field, stamp, pred_stamp, pred_node)) WITHOUT ROWID;"
+               "CREATE TABLE IF NOT EXISTS cs_item(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
+               " stamp INTEGER NOT NULL, node INTEGER NOT NULL, value TEXT NOT NULL,"
+               " PRIMARY KEY(collection, id, field, stamp, node, value)) WITHOUT ROWID;");
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
     std::string sql = "CREATE TABLE IF NOT EXISTS " + q + "(\"id\" TEXT PRIMARY KEY NOT NULL";
@@ -157,9 +186,17 @@ void store::impl::load_state() {
   pred_delete_record.emplace(db.get(), "DELETE FROM cs_pred WHERE collection=? AND id=?");
   outbox_seq_of.emplace(db.get(), "SELECT seq FROM cs_outbox WHERE collection=? AND id=? AND stamp=?");
   pinned_last_seq.emplace(db.get(), "SELECT coalesce(max(last_seq), 0) FROM cs_batch");
+  item_select_record.emplace(db.get(), "SELECT field, stamp, node, value FROM cs_item WHERE collection=? AND id=?");
+  item_insert.emplace(db.get(), "INSERT OR IGNORE INTO cs_item(collection, id, field, stamp, node, value) VALUES(?,?,?,?,?,?)");
+  item_delete_field.emplace(db.get(), "DELETE FROM cs_item WHERE collection=? AND id=? AND field=?");
+  item_delete_record.emplace(db.get(), "DELETE FROM cs_item WHERE collection=? AND id=?");
+  item_select_write.emplace(db.get(), "SELECT field, value FROM cs_item WHERE collection=? AND id=? AND stamp=? AND node=?");
+  pred_select_write.emplace(db.get(), "SELECT field, pred_stamp, pred_node FROM cs_pred WHERE collection=? AND id=? AND stamp=?");
   {
     sqlite::statement any(db.get(), "SELECT 1 FROM cs_conflict LIMIT 1");
     any_conflicts = any.step();
+    sqlite::statement items(db.get(), "SELECT 1 FROM cs_item LIMIT 1");
+    any_items = items.step();
   }
 
   for (const auto& c : options.schema.collections) {
@@ -385,6 +422,13 @@ void store::impl::check_fields(const collection_def& def, const std::vector<fiel
       invalid("field '" + f.name + "' of collection '" + def.name + "' holds " + std::string(to_string(d->type)) +
               " values, not " + std::string(to_string(k)));
     }
+    if (d->policy == merge_policy::append && (k != value_kind::text || std::get<std::string>(f.val).empty())) {
+      invalid("field '" + f.name + "' of collection '" + def.name + "' is a log (append): write one non-empty entry");
+    }
+    if (d->policy == merge_policy::set_union && !parse_set(f.val)) {
+      invalid("field '" + f.name + "' of collection '" + def.name +
+              "' is a set (set_union): write the whole set as a JSON array of non-empty strings, e.g. [\"A12\",\"B07\"]");
+    }
   }
   // The wire checks (duplicates, sizes, NaN), on the caller's fields without a copy.
   if (auto reason = caresync::check_fields(def.name, fields); !reason.empty()) invalid(reason);
@@ -448,8 +492,8 @@ void store::impl::store_tombstone(std::string_view collection, const record_id& 
     sqlite::reset_guard g(*extra_delete_record);
     extra_delete_record->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
   }
-  // Delete wins: the record's open conflicts go with it.
-  for (auto* stmt : {&*conflict_delete_record, &*pred_delete_record}) {
+  // Delete wins: the record's open conflicts and items go with it.
+  for (auto* stmt : {&*conflict_delete_record, &*pred_delete_record, &*item_delete_record}) {
     sqlite::reset_guard g(*stmt);
     stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
   }
@@ -507,7 +551,100 @@ record_state store::impl::read_state(std::string_view collection, const record_i
                 [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
     }
   }
+  if (any_items) {
+    sqlite::reset_guard g(*item_select_record);
+    item_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
+    while (item_select_record->step()) {
+      const auto it = state.fields.find(item_select_record->column_text(0));
+      if (it == state.fields.end()) {
+        throw error(make_error_code(storage_errc::corrupt), "an item in the store names a field its record lacks");
+      }
+      it->second.items.push_back(conflict_value{
+          value{item_select_record->column_text(3)},
+          version{hlc_stamp{static_cast<std::uint64_t>(item_select_record->column_int64(1))},
+                  static_cast<node_id>(item_select_record->column_int64(2))}});
+    }
+    for (auto& [name, field] : state.fields) std::sort(field.items.begin(), field.items.end(), item_order);
+  }
   return state;
+}
+
+std::vector<conflict_value> store::impl::field_items(std::string_view collection, const record_id& id,
+                                                     std::string_view field) {
+  std::vector<conflict_value> out;
+  if (!any_items) return out;
+  sqlite::reset_guard g(*item_select_record);
+  item_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
+  while (item_select_record->step()) {
+    if (item_select_record->column_text(0) != field) continue;
+    out.push_back(conflict_value{value{item_select_record->column_text(3)},
+                                 version{hlc_stamp{static_cast<std::uint64_t>(item_select_record->column_int64(1))},
+                                         static_cast<node_id>(item_select_record->column_int64(2))}});
+  }
+  std::sort(out.begin(), out.end(), item_order);
+  return out;
+}
+
+void store::impl::store_items(std::string_view collection, const record_id& id, std::string_view field,
+                              const std::vector<conflict_value>& items) {
+  {
+    sqlite::reset_guard g(*item_delete_field);
+    item_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).run();
+  }
+  for (const auto& i : items) {
+    any_items = true;
+    sqlite::reset_guard g(*item_insert);
+    item_insert->bind_static(1, collection)
+        .bind_static(2, id_bytes(id))
+        .bind_static(3, field)
+        .bind(4, static_cast<std::int64_t>(i.ver.stamp.value))
+        .bind(5, static_cast<std::int64_t>(i.ver.node))
+        .bind_static(6, i.val)
+        .run();
+  }
+}
+
+void store::impl::add_item_ops(change& c, const collection_def& def) {
+  std::map<std::string, item_op, std::less<>> ops;
+  const auto op_for = [&](const std::string& field) -> item_op* {
+    const field_def* d = def.find(field);
+    if (!d || (d->policy != merge_policy::append && d->policy != merge_policy::set_union)) return nullptr;
+    auto& op = ops[field];
+    op.field = field;
+    op.policy = d->policy == merge_policy::append ? item_policy::append : item_policy::set_union;
+    return &op;
+  };
+  {
+    sqlite::reset_guard g(*item_select_write);
+    item_select_write->bind_static(1, std::string_view(c.collection))
+        .bind_static(2, id_bytes(c.id))
+        .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
+        .bind(4, static_cast<std::int64_t>(c.ver.node));
+    while (item_select_write->step()) {
+      if (auto* op = op_for(item_select_write->column_text(0))) op->add.push_back(item_select_write->column_text(1));
+    }
+  }
+  {
+    sqlite::reset_guard g(*pred_select_write);
+    pred_select_write->bind_static(1, std::string_view(c.collection))
+        .bind_static(2, id_bytes(c.id))
+        .bind(3, static_cast<std::int64_t>(c.ver.stamp.value));
+    while (pred_select_write->step()) {
+      const std::string field = pred_select_write->column_text(0);
+      const field_def* d = def.find(field);
+      if (!d || d->policy != merge_policy::set_union) continue;  // keep_both preds go with the field write
+      op_for(field)->remove.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select_write->column_int64(1))},
+                                              static_cast<node_id>(pred_select_write->column_int64(2))});
+    }
+  }
+  for (auto& [name, op] : ops) {
+    std::sort(op.add.begin(), op.add.end());
+    std::sort(op.remove.begin(), op.remove.end());
+    op.remove.erase(std::unique(op.remove.begin(), op.remove.end()), op.remove.end());
+    if (op.policy == item_policy::append && op.add.empty()) continue;  // an entry is never removed
+    if (op.add.empty() && op.remove.empty()) continue;
+    c.items.push_back(std::move(op));
+  }
 }
 
 void store::impl::store_conflicts(std::string_view collection, const record_id& id, std::string_view field,
@@ -586,7 +723,50 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
   const std::string_view collection = t.def->name;
   std::vector<const field_write*> values;
   values.reserve(fields.size());
+  std::vector<field_write> rendered;  // shown values of item fields
+  rendered.reserve(fields.size());
   for (const auto& f : fields) {
+    const field_def* d = t.def->find(f.name);
+    if (is_item_policy(d->policy)) {
+      // The items this write adds carry its version; a set's removed items go to cs_pred
+      // as what the write replaces.
+      auto items = field_items(collection, id, f.name);
+      std::vector<std::string> add;
+      std::vector<version> removed;
+      if (d->policy == merge_policy::append) {
+        add.push_back(std::get<std::string>(f.val));
+      } else {
+        const auto wanted = *parse_set(f.val);
+        for (const auto& e : wanted) {
+          if (std::none_of(items.begin(), items.end(), [&](const conflict_value& i) { return std::get<std::string>(i.val) == e; })) {
+            add.push_back(e);
+          }
+        }
+        for (const auto& i : items) {
+          if (!std::binary_search(wanted.begin(), wanted.end(), std::get<std::string>(i.val))) removed.push_back(i.ver);
+        }
+      }
+      if (add.empty() && removed.empty()) continue;  // the set is as written: nothing to send
+      std::erase_if(items, [&](const conflict_value& i) { return std::find(removed.begin(), removed.end(), i.ver) != removed.end(); });
+      for (auto& a : add) items.push_back(conflict_value{std::move(a), ver});
+      std::sort(items.begin(), items.end(), item_order);
+      store_items(collection, id, f.name, items);
+      for (const auto& r : removed) {
+        sqlite::reset_guard g(*pred_insert);
+        pred_insert->bind_static(1, collection)
+            .bind_static(2, id_bytes(id))
+            .bind_static(3, std::string_view(f.name))
+            .bind(4, static_cast<std::int64_t>(ver.stamp.value))
+            .bind(5, static_cast<std::int64_t>(r.stamp.value))
+            .bind(6, static_cast<std::int64_t>(r.node))
+            .run();
+      }
+      rendered.push_back(field_write{
+          f.name, render_items(d->policy == merge_policy::append ? item_policy::append : item_policy::set_union, items)});
+      meta.clock[f.name] = field_clock_entry{ver, false, false};
+      values.push_back(&rendered.back());
+      continue;
+    }
     const auto it = meta.clock.find(f.name);
     // A value that sat in cs_extra (received with another type) moves back to its column.
     if (it != meta.clock.end() && it->second.extra) {
@@ -594,7 +774,7 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
       extra_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, std::string_view(f.name)).run();
     }
     const bool resolves = !resolving.empty() && f.name == resolving;
-    const bool kept = resolves || t.def->find(f.name)->policy == merge_policy::keep_both;
+    const bool kept = resolves || d->policy == merge_policy::keep_both;
     if (kept) {
       std::vector<version> replaced;
       if (it != meta.clock.end()) replaced = predecessors(collection, id, f.name, it->second);
@@ -650,14 +830,13 @@ record_id store::create(std::string_view collection, const std::vector<field_wri
   const auto id = record_id::generate();
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    // A first write replaces nothing; its keep_both fields are marked kept in the clock.
-    std::vector<kept_field> kept;
-    if (t->def->keeps_conflicts()) {
-      for (const auto& f : fields) {
-        if (t->def->find(f.name)->policy == merge_policy::keep_both) kept.push_back(kept_field{f.name, {}});
-      }
+    if (t->def->keeps_conflicts() || t->def->has_items()) {
+      // keep_both fields are marked kept (replacing nothing yet); item fields get items.
+      store::impl::meta_row meta;
+      impl_->write_fields(*t, id, ver, fields, meta);
+    } else {
+      impl_->put_new_record(*t, id, ver, fields);
     }
-    impl_->put_new_record(*t, id, ver, fields, kept);
     impl_->append_outbox(collection, id, ver, change_kind::upsert);
   });
   return id;
@@ -940,9 +1119,14 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   bool needs_extras = false;
   std::vector<std::string> extra_names;
   std::vector<std::string> kept_names;
+  const bool has_items = t.def->has_items();
   for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
     any_entry = true;
     if (e.ver != c.ver) return;
+    if (has_items) {
+      // Item fields are sent as their operations (add_item_ops), not as the value shown.
+      if (const field_def* d = t.def->find(name); d && is_item_policy(d->policy)) return;
+    }
     if (e.kept) kept_names.push_back(std::string(name));
     if (e.extra) {
       needs_extras = true;
@@ -952,9 +1136,11 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
       c.fields.push_back(field_write{std::string(name), t.select_full->column_value(static_cast<int>(d - t.def->fields.data()) + 1)});
     }
   });
+  // Items a write added stay its own even when later writes touched the field.
+  if (has_items) add_item_ops(c, *t.def);
   // Every field it wrote was overwritten since: later entries carry the record. A record
   // without any field (created empty) is still sent, or the server would never know it.
-  if (c.fields.empty() && any_entry) return std::nullopt;
+  if (c.fields.empty() && c.items.empty() && any_entry) return std::nullopt;
   if (needs_extras) {
     std::map<std::string, value, std::less<>> extras;
     sqlite::reset_guard ge(*extra_select_record);
@@ -1123,6 +1309,14 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
     }
     if (any) store_live(collection, id, {}, *meta);
   }
+  // The items it added carry its new version.
+  sqlite::statement items(db.get(), "UPDATE cs_item SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?");
+  items.bind(1, static_cast<std::int64_t>(to.stamp.value))
+      .bind(2, collection)
+      .bind(3, id_bytes(id))
+      .bind(4, static_cast<std::int64_t>(from.stamp.value))
+      .bind(5, static_cast<std::int64_t>(from.node))
+      .run();
   // What the write replaces moves with it, and a later write that replaces it names its
   // new version.
   sqlite::statement own(db.get(), "UPDATE cs_pred SET stamp=? WHERE collection=? AND id=? AND stamp=?");
@@ -1208,12 +1402,13 @@ std::size_t store::impl::apply(const change& c) {
   clock_dirty = true;
   // Most pulled records are new to the store (an initial sync): try to insert them first,
   // before reading anything.
-  if (c.kind == change_kind::upsert && apply_new(c, false)) return 0;
+  const bool fast = c.kind == change_kind::upsert && c.items.empty();
+  if (fast && apply_new(c, false)) return 0;
   auto meta = load_meta(c.collection, c.id);
   const bool known_record = meta.has_value();
-  if (!known_record && c.kind == change_kind::upsert && apply_new(c, true)) return 0;
+  if (!known_record && fast && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
-  bool tracked = !c.kept.empty() || any_conflicts;
+  bool tracked = !c.kept.empty() || !c.items.empty() || any_conflicts || any_items;
   for (const auto& [name, entry] : meta->clock) tracked = tracked || entry.kept;
   if (tracked) return apply_tracked(c, *meta, known_record);
   // Merge on versions only: values are not needed to decide who wins.
@@ -1288,6 +1483,7 @@ std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool kno
   for (const auto& name : outcome.conflicts_changed) {
     store_conflicts(c.collection, c.id, name, state.fields.at(name).conflicts);
   }
+  for (const auto& name : outcome.items_changed) store_items(c.collection, c.id, name, state.fields.at(name).items);
   return outcome.superseded + outcome.conflicts_opened;
 }
 

@@ -14,7 +14,10 @@
 //   cs_conflict   (collection, id, field, version) -> value: open conflicts of keep_both
 //                 fields, the concurrent values that lost to the one in the record
 //   cs_pred       (collection, id, field, stamp) -> versions: what a local keep_both
-//                 write replaces, kept until the server has the write (docs/conflicts.md)
+//                 write replaces, or the set_union items it removes, kept until the
+//                 server has the write (docs/conflicts.md)
+//   cs_item       (collection, id, field, version, value): the live items of append and
+//                 set_union fields; the field's column shows them rendered
 //   cs_state      key -> value: node id, hybrid clock, cursor
 
 #include "field_clock.hpp"
@@ -87,10 +90,13 @@ struct store::impl {
   std::optional<sqlite::statement> meta_select, meta_upsert, meta_delete, outbox_insert, outbox_count,
       outbox_for_record, quarantine_for_record, extra_upsert, extra_delete_field, extra_delete_record, extra_select_record, state_get,
       state_set, conflict_select_record, conflict_insert, conflict_delete_field, conflict_delete_record, pred_select,
-      pred_insert, pred_delete_write, pred_delete_record, outbox_seq_of, pinned_last_seq;
+      pred_insert, pred_delete_write, pred_delete_record, outbox_seq_of, pinned_last_seq, item_select_record,
+      item_insert, item_delete_field, item_delete_record, item_select_write, pred_select_write;
   /// Whether cs_conflict may hold rows: checked at open, set by every insert, never
   /// cleared. While false, no record has open conflicts and none are read.
   bool any_conflicts = true;
+  /// The same for cs_item.
+  bool any_items = true;
   // Scratch buffers reused by every write, so a write allocates little.
   std::vector<std::uint16_t> scratch_columns;
   std::vector<const value*> scratch_values;
@@ -179,6 +185,14 @@ struct store::impl {
   /// Adds to a rebuilt change the kept entry of each of `names` (fields it writes that
   /// were written under keep_both), with what each write replaces.
   void add_kept(change& c, const std::vector<std::string>& names);
+  /// Adds to a rebuilt change of a collection declaring item fields its item operations:
+  /// the items it added that are still there, and the items it removed.
+  void add_item_ops(change& c, const collection_def& def);
+  /// The items of one field, ascending by (version, value).
+  std::vector<conflict_value> field_items(std::string_view collection, const record_id& id, std::string_view field);
+  /// Replaces the items of one field with `items`.
+  void store_items(std::string_view collection, const record_id& id, std::string_view field,
+                   const std::vector<conflict_value>& items);
   /// apply() for a change to a record with keep_both fields or open conflicts: the full
   /// merge over values and conflicts.
   std::size_t apply_tracked(const change& c, meta_row& meta, bool known_record);

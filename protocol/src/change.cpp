@@ -25,7 +25,7 @@ std::string check_change(const change& c, const change_limits& limits) {
   if (!is_valid_name(c.collection)) {
     return "a change names an invalid collection; names are 1-63 characters of a-z, 0-9 and _";
   }
-  if (c.kind == change_kind::remove && (!c.fields.empty() || !c.kept.empty())) {
+  if (c.kind == change_kind::remove && (!c.fields.empty() || !c.kept.empty() || !c.items.empty())) {
     return "a delete in collection '" + c.collection + "' carries fields; a delete carries none";
   }
   if (auto reason = check_fields(c.collection, c.fields, limits); !reason.empty()) return reason;
@@ -45,6 +45,39 @@ std::string check_change(const change& c, const change_limits& limits) {
     for (std::size_t j = 0; j < k.supersedes.size(); ++j) {
       if (!(k.supersedes[j] < c.ver) || (j > 0 && !(k.supersedes[j - 1] < k.supersedes[j]))) {
         return where + " replaces versions that are not older than the change, or not in ascending order";
+      }
+    }
+  }
+  if (c.fields.size() + c.items.size() > limits.max_fields) {
+    return "a change in collection '" + c.collection + "' writes more than " + std::to_string(limits.max_fields) + " fields";
+  }
+  for (std::size_t i = 0; i < c.items.size(); ++i) {
+    const auto& op = c.items[i];
+    if (!is_valid_name(op.field)) return "a change in collection '" + c.collection + "' names an invalid field";
+    const auto where = "field '" + op.field + "' in collection '" + c.collection + "'";
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.items[j].field == op.field) return where + " has two item operations in one change";
+    }
+    if (std::any_of(c.fields.begin(), c.fields.end(), [&](const field_write& f) { return f.name == op.field; })) {
+      return where + " is both written and given item operations";
+    }
+    if (op.policy != item_policy::append && op.policy != item_policy::set_union) return where + " names an unknown item policy";
+    if (op.policy == item_policy::append && (op.add.size() != 1 || !op.remove.empty())) {
+      return where + " appends other than exactly one entry";
+    }
+    if (op.add.empty() && op.remove.empty()) return where + " has an item operation that does nothing";
+    if (op.add.size() > limits.max_supersedes || op.remove.size() > limits.max_supersedes) {
+      return where + " adds or removes more than " + std::to_string(limits.max_supersedes) + " items at once";
+    }
+    for (std::size_t j = 0; j < op.add.size(); ++j) {
+      if (op.add[j].empty() || op.add[j].size() > limits.max_value_bytes) return where + " adds an empty or too large item";
+      for (std::size_t k = 0; k < j; ++k) {
+        if (op.add[k] == op.add[j]) return where + " adds the same item twice";
+      }
+    }
+    for (std::size_t j = 0; j < op.remove.size(); ++j) {
+      if (!(op.remove[j] < c.ver) || (j > 0 && !(op.remove[j - 1] < op.remove[j]))) {
+        return where + " removes versions that are not older than the change, or not in ascending order";
       }
     }
   }

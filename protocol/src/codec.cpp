@@ -22,6 +22,8 @@ namespace {
 
 /// Bit 7 of a change's kind byte: a kept list (keep_both fields) follows its fields.
 constexpr std::uint8_t k_kept_flag = 0x80;
+/// Bit 6: an item list (append and set_union operations) follows, after any kept list.
+constexpr std::uint8_t k_items_flag = 0x40;
 
 /// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
 class vector_sink final : public std::streambuf {
@@ -114,20 +116,36 @@ class writer {
     u64(c.ver.stamp.value);
     u64(c.ver.node);
     // Bit 7 of the kind byte says a kept list follows the fields (protocol version 3).
-    u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag)));
+    u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag) |
+                                 (c.items.empty() ? 0 : k_items_flag)));
     uvarint(c.fields.size());
     for (const auto& f : c.fields) {
       text(f.name);
       val(f.val);
     }
-    if (c.kept.empty()) return;
-    uvarint(c.kept.size());
-    for (const auto& k : c.kept) {
-      text(k.name);
-      uvarint(k.supersedes.size());
-      for (const auto& v : k.supersedes) {
-        u64(v.stamp.value);
-        u64(v.node);
+    if (!c.kept.empty()) {
+      uvarint(c.kept.size());
+      for (const auto& k : c.kept) {
+        text(k.name);
+        uvarint(k.supersedes.size());
+        for (const auto& v : k.supersedes) {
+          u64(v.stamp.value);
+          u64(v.node);
+        }
+      }
+    }
+    if (!c.items.empty()) {
+      uvarint(c.items.size());
+      for (const auto& op : c.items) {
+        text(op.field);
+        u8(static_cast<std::uint8_t>(op.policy));
+        uvarint(op.add.size());
+        for (const auto& a : op.add) text(a);
+        uvarint(op.remove.size());
+        for (const auto& v : op.remove) {
+          u64(v.stamp.value);
+          u64(v.node);
+        }
       }
     }
   }
@@ -217,11 +235,12 @@ class reader {
     c.ver.stamp.value = u64("stamp");
     c.ver.node = u64("node id");
     const auto kind_byte = u8("change kind");
-    const auto kind = kind_byte & ~k_kept_flag;
+    const auto kind = kind_byte & ~(k_kept_flag | k_items_flag);
     if (kind > 1) malformed("change kind " + std::to_string(kind) + " is not 0 or 1");
     c.kind = static_cast<change_kind>(kind);
     const bool has_kept = (kind_byte & k_kept_flag) != 0;
-    if (has_kept && c.kind == change_kind::remove) malformed("a delete carries kept fields");
+    const bool has_items = (kind_byte & k_items_flag) != 0;
+    if ((has_kept || has_items) && c.kind == change_kind::remove) malformed("a delete carries kept fields or item operations");
     // Each field needs at least 2 bytes: a name length and a value tag.
     c.fields.resize(count("field count", 2));
     for (auto& f : c.fields) {
@@ -238,6 +257,26 @@ class reader {
         for (auto& v : k.supersedes) {
           v.stamp.value = u64("superseded stamp");
           v.node = u64("superseded node id");
+        }
+      }
+    }
+    if (has_items) {
+      // Each op needs at least 4 bytes: a name length, a name byte, the policy, two counts.
+      c.items.resize(count("item operation count", 4));
+      if (c.items.empty()) malformed("a change flags an item list but lists no operation");
+      for (auto& op : c.items) {
+        op.field = text("item field name");
+        const auto policy = u8("item policy");
+        if (policy != static_cast<std::uint8_t>(item_policy::append) && policy != static_cast<std::uint8_t>(item_policy::set_union)) {
+          malformed("item policy " + std::to_string(policy) + " is not 1 or 2");
+        }
+        op.policy = static_cast<item_policy>(policy);
+        op.add.resize(count("added item count", 1));
+        for (auto& a : op.add) a = text("added item");
+        op.remove.resize(count("removed item count", 16));
+        for (auto& v : op.remove) {
+          v.stamp.value = u64("removed item stamp");
+          v.node = u64("removed item node id");
         }
       }
     }

@@ -1,5 +1,7 @@
 #include <caresync/protocol/merge.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
 namespace caresync {
@@ -75,7 +77,60 @@ void merge_field(field_state& f, const std::string& name, const field_write& w, 
   }
 }
 
+bool item_less(const conflict_value& a, const conflict_value& b) {
+  if (a.ver != b.ver) return a.ver < b.ver;
+  return std::get<std::string>(a.val) < std::get<std::string>(b.val);
+}
+
+/// An append or set_union operation: adds its items, tagged with the change's version,
+/// and removes the items whose tags it names (set_union). The field's value is the
+/// rendering of the items left.
+void merge_items(record_state& state, const item_op& op, const version& ver, merge_outcome& out) {
+  // A field takes item operations or plain writes, never both (docs/conflicts.md).
+  auto [it, inserted] = state.fields.try_emplace(op.field);
+  field_state& f = it->second;
+  bool changed = false;
+  if (!op.remove.empty()) {
+    const auto before = f.items.size();
+    std::erase_if(f.items, [&](const conflict_value& i) {
+      return std::binary_search(op.remove.begin(), op.remove.end(), i.ver);
+    });
+    changed = f.items.size() != before;
+  }
+  for (const auto& a : op.add) {
+    conflict_value item{a, ver};
+    const auto pos = std::lower_bound(f.items.begin(), f.items.end(), item, item_less);
+    if (pos != f.items.end() && *pos == item) continue;  // the same add seen again
+    f.items.insert(pos, std::move(item));
+    changed = true;
+  }
+  const bool newer = inserted || f.ver < ver;
+  if (newer) f.ver = ver;
+  if (changed || inserted) {
+    f.val = render_items(op.policy, f.items);
+    f.kept = false;
+    f.conflicts.clear();
+    out.items_changed.push_back(op.field);
+  }
+  if (changed || newer) out.updated.push_back(op.field);
+}
+
 }  // namespace
+
+std::string render_items(item_policy policy, const std::vector<conflict_value>& items) {
+  nlohmann::json out = nlohmann::json::array();
+  if (policy == item_policy::append) {
+    for (const auto& i : items) out.push_back(std::get<std::string>(i.val));
+  } else {
+    std::vector<std::string_view> elements;
+    for (const auto& i : items) elements.push_back(std::get<std::string>(i.val));
+    std::sort(elements.begin(), elements.end());
+    elements.erase(std::unique(elements.begin(), elements.end()), elements.end());
+    for (const auto e : elements) out.push_back(e);
+  }
+  // Invalid UTF-8 is replaced rather than refused: the items are the writers', as sent.
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 merge_outcome merge(record_state& state, const change& incoming) {
   merge_outcome out;
@@ -98,6 +153,7 @@ merge_outcome merge(record_state& state, const change& incoming) {
       merge_field(it->second, write.name, write, incoming.ver, k, out);
     }
   }
+  for (const auto& op : incoming.items) merge_items(state, op, incoming.ver, out);
   return out;
 }
 

@@ -79,6 +79,11 @@ void state_hasher::add(std::string_view collection, const record_id& id, const r
       feed_version(ctx, c.ver);
       feed_value(ctx, c.val);
     }
+    feed_u64(ctx, field.items.size());
+    for (const auto& i : field.items) {  // ascending by (version, value)
+      feed_version(ctx, i.ver);
+      feed_value(ctx, i.val);
+    }
   }
   ++count_;
 }

@@ -9,6 +9,8 @@
 #include <caresync/server/change_store.hpp>
 #include <caresync/server/push_rules.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <deque>
 #include <filesystem>
@@ -30,11 +32,13 @@ schema simulation_schema() {
                            {{"name", value_kind::text},
                             {"note", value_kind::text, merge_policy::keep_both},
                             {"status", value_kind::text},
-                            {"level", value_kind::integer}}});
+                            {"level", value_kind::integer},
+                            {"flags", value_kind::text, merge_policy::set_union}}});
   s.collections.push_back({"visits",
                            {{"client", value_kind::text},
                             {"note", value_kind::text, merge_policy::keep_both},
-                            {"minutes", value_kind::integer}}});
+                            {"minutes", value_kind::integer},
+                            {"followups", value_kind::text, merge_policy::append}}});
   return s;
 }
 
@@ -122,8 +126,12 @@ class simulation {
       const int what = pick(100);
       if (what < 18) {
         create(r);
-      } else if (what < 53) {
+      } else if (what < 43) {
         update(r);
+      } else if (what < 48) {
+        append(r);
+      } else if (what < 53) {
+        change_set(r);
       } else if (what < 57) {
         remove(r);
       } else if (what < 64) {
@@ -173,9 +181,12 @@ class simulation {
                                             : std::vector<std::string>{"client", "note"};
     for (const auto& name : texts) fields.push_back({name, token(r)});
     fields.push_back({client ? "level" : "minutes", std::int64_t{pick(5)}});
+    if (client) fields.push_back({"flags", std::string("[\"new\"]")});
     const auto id = replicas_[r].db->create(collection, fields);
     records_.emplace_back(collection, id);
+    if (client) set_events_[{collection, id}].push_back({"new", true});
     for (const auto& f : fields) {
+      if (f.name == "flags") continue;
       if (const auto* s = std::get_if<std::string>(&f.val)) {
         written_[*s] = written_value{collection, id, f.name, f.name == "note", r, {}, ++writes_};
       }
@@ -211,6 +222,43 @@ class simulation {
       written_[t] = std::move(w);
     }
     ++result_.operations;
+  }
+
+  /// Adds a follow-up entry to a visit (append).
+  void append(int r) {
+    for (int tries = 0; tries < 4; ++tries) {
+      const auto rec = some_record(r);
+      if (!rec || rec->first != "visits") continue;
+      const auto t = token(r);
+      replicas_[r].db->update(rec->first, rec->second, {{"followups", t}});
+      appended_[*rec].push_back(t);
+      ++result_.operations;
+      return;
+    }
+  }
+
+  /// Adds an element to a client's flags or removes one (set_union), writing the whole set.
+  void change_set(int r) {
+    for (int tries = 0; tries < 4; ++tries) {
+      const auto rec = some_record(r);
+      if (!rec || rec->first != "clients") continue;
+      const auto current = *replicas_[r].db->get(rec->first, rec->second);
+      std::set<std::string> flags;
+      if (const auto* text = std::get_if<std::string>(&current.at("flags"))) {
+        for (const auto& e : nlohmann::json::parse(*text)) flags.insert(e.get<std::string>());
+      }
+      const std::string e = "flag" + std::to_string(pick(5));
+      const bool add = !flags.count(e);
+      if (add) {
+        flags.insert(e);
+      } else {
+        flags.erase(e);
+      }
+      replicas_[r].db->update(rec->first, rec->second, {{"flags", nlohmann::json(flags).dump()}});
+      set_events_[*rec].push_back({e, add});
+      ++result_.operations;
+      return;
+    }
   }
 
   void remove(int r) {
@@ -392,6 +440,7 @@ class simulation {
         more = pos.more;
       }
     }
+    check_items(server_state);
     std::set<std::string> replaced;
     for (const auto& [t, w] : written_) replaced.insert(w.replaced.begin(), w.replaced.end());
     for (const auto& [key, w] : written_) {
@@ -423,6 +472,44 @@ class simulation {
     }
   }
 
+  /// 3. Logs and sets: every follow-up entry appended to a live visit is in its log, once;
+  ///    a client's flags hold every element whose last add no remove followed (an add
+  ///    concurrent with a remove wins), and only elements ever added.
+  void check_items(const std::map<server::record_key, record_state>& server_state) {
+    for (const auto& [rec, entries] : appended_) {
+      if (deleted_.count(rec)) continue;
+      const auto it = server_state.find(rec);
+      if (it == server_state.end()) throw violation{"a visit with follow-ups is missing on the server"};
+      const auto f = it->second.fields.find("followups");
+      if (f == it->second.fields.end()) throw violation{"a visit's follow-ups are missing on the server"};
+      std::multiset<std::string> shown;
+      for (const auto& e : nlohmann::json::parse(std::get<std::string>(f->second.val))) shown.insert(e.get<std::string>());
+      if (shown != std::multiset<std::string>(entries.begin(), entries.end())) {
+        throw violation{"a visit's follow-up log lost or repeated an entry"};
+      }
+      result_.values_checked += entries.size();
+    }
+    for (const auto& [rec, events] : set_events_) {
+      if (deleted_.count(rec)) continue;
+      const auto it = server_state.find(rec);
+      if (it == server_state.end()) throw violation{"a client with flags is missing on the server"};
+      const auto f = it->second.fields.find("flags");
+      std::set<std::string> shown;
+      if (f != it->second.fields.end()) {
+        for (const auto& e : nlohmann::json::parse(std::get<std::string>(f->second.val))) shown.insert(e.get<std::string>());
+      }
+      std::map<std::string, bool> last_is_add;
+      for (const auto& [e, add] : events) last_is_add[e] = add;
+      for (const auto& [e, add] : last_is_add) {
+        if (add && !shown.count(e)) throw violation{"a flag added and never removed afterwards is missing"};
+      }
+      for (const auto& e : shown) {
+        if (!last_is_add.count(e)) throw violation{"a flag nobody added is in a set"};
+      }
+      result_.values_checked += events.size();
+    }
+  }
+
   /// A value its own writer may have overwritten before it left the device: a later
   /// write by the same replica to the same field. Such a value is not sent (the outbox
   /// sends a record's latest values) and is nobody else's words.
@@ -444,6 +531,8 @@ class simulation {
   std::set<std::pair<std::string, record_id>> deleted_;
   std::map<std::string, written_value> written_;  ///< by value (with a #n suffix for values written again)
   std::uint64_t writes_ = 0;
+  std::map<std::pair<std::string, record_id>, std::vector<std::string>> appended_;
+  std::map<std::pair<std::string, record_id>, std::vector<std::pair<std::string, bool>>> set_events_;
   simulation_result result_;
 };
 

@@ -19,6 +19,13 @@ enum class merge_policy {
   /// listed by store::conflicts() on every replica until someone resolves or dismisses
   /// it. For free text people write, such as visit notes.
   keep_both,
+  /// A log: each write adds one entry (the text written); entries from every replica are
+  /// all kept, ordered by version. The column shows a JSON array of the entries. Text only.
+  append,
+  /// A set of text elements: a write gives the whole set as a JSON array of strings, and
+  /// the store sends the elements added and removed. An add concurrent with a remove
+  /// wins. The column shows the elements as a JSON array, sorted. Text only.
+  set_union,
 };
 
 /// One field of a collection: a column of its table. Every field may also hold null.
@@ -38,6 +45,8 @@ struct collection_def {
   const field_def* find(std::string_view name) const noexcept;
   /// Whether any field is keep_both.
   bool keeps_conflicts() const noexcept;
+  /// Whether any field is append or set_union.
+  bool has_items() const noexcept;
 };
 
 /// All collections of a store.

@@ -37,6 +37,22 @@ struct kept_field {
   friend bool operator==(const kept_field&, const kept_field&) = default;
 };
 
+/// How an item operation merges (docs/conflicts.md).
+enum class item_policy : std::uint8_t {
+  append = 1,     ///< adds entries to a log; every entry of every replica is kept, ordered by version
+  set_union = 2,  ///< adds and removes elements of a set; an add concurrent with a remove wins
+};
+
+/// An operation on a field holding items rather than one value: a log (append) or a set
+/// (set_union). Each item added carries the change's version as its tag.
+struct item_op {
+  std::string field;
+  item_policy policy = item_policy::append;
+  std::vector<std::string> add;  ///< entries (append: exactly one) or elements (set_union) added
+  std::vector<version> remove;   ///< set_union: tags of the element adds this write saw and removes; ascending
+  friend bool operator==(const item_op&, const item_op&) = default;
+};
+
 /// One write: every field in it carries the change's version.
 struct change {
   std::string collection;
@@ -44,7 +60,8 @@ struct change {
   version ver;
   change_kind kind = change_kind::upsert;
   std::vector<field_write> fields;  ///< empty for remove
-  std::vector<kept_field> kept;     ///< the fields written under keep_both, by name; empty for remove
+  std::vector<kept_field> kept{};   ///< the fields written under keep_both, by name; empty for remove
+  std::vector<item_op> items{};     ///< operations on append and set_union fields (not in `fields`); empty for remove
   friend bool operator==(const change&, const change&) = default;
 
   /// The kept entry of field `name`, or nullptr (a last-writer-wins write).
@@ -76,7 +93,10 @@ bool is_valid_name(std::string_view name) noexcept;
 /// Checks a change received from a peer: names valid, no duplicate fields, a remove has
 /// no fields, no NaN reals, values within `limits`; each kept entry names a field of the
 /// change once, with at most `limits.max_supersedes` ascending versions, all older than
-/// the change's own. Returns an empty string when it is acceptable, else
+/// the change's own; each item op names a field not in `fields` and no other op's, adds
+/// only non-empty text within the value limit (append: exactly one entry, no removes),
+/// and removes ascending versions older than the change's own. Returns an empty string
+/// when it is acceptable, else
 /// a one-sentence reason naming the collection and field (never a value).
 std::string check_change(const change& c, const change_limits& limits = {});
 

@@ -32,7 +32,12 @@ struct field_state {
   value val;
   version ver;
   bool kept = false;                      ///< the current value was written under keep_both
-  std::vector<conflict_value> conflicts;  ///< open conflicts, ascending by version
+  std::vector<conflict_value> conflicts{};  ///< open conflicts, ascending by version
+  /// append and set_union fields: the live items (entry or element, and the version that
+  /// added it), ascending by (version, value); `val` is then their rendering as a JSON
+  /// array of strings (append: in version order; set_union: distinct, sorted by bytes)
+  /// and `ver` the greatest version of an operation on the field.
+  std::vector<conflict_value> items{};
   friend bool operator==(const field_state&, const field_state&) = default;
 };
 
@@ -47,6 +52,7 @@ struct record_state {
 struct merge_outcome {
   std::vector<std::string> updated;  ///< fields whose value the change set
   std::vector<std::string> conflicts_changed;  ///< fields whose open conflicts changed
+  std::vector<std::string> items_changed;      ///< append and set_union fields whose items changed
   std::size_t superseded = 0;        ///< field writes that lost to a newer stored version
   std::size_t conflicts_opened = 0;  ///< values newly kept as open conflicts
   bool deleted_now = false;          ///< the change deleted a live record
@@ -54,6 +60,10 @@ struct merge_outcome {
 
 /// Merges `incoming` into `state` by the rule above.
 merge_outcome merge(record_state& state, const change& incoming);
+
+/// The value shown for an append or set_union field: its items as a JSON array of
+/// strings (append: in the order of `items`; set_union: distinct, sorted by bytes).
+std::string render_items(item_policy policy, const std::vector<conflict_value>& items);
 
 }  // namespace caresync
 
