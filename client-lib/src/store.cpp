@@ -24,6 +24,10 @@ bool item_order(const conflict_value& a, const conflict_value& b) {
   return std::get<std::string>(a.val) < std::get<std::string>(b.val);
 }
 
+/// The cs_pred field name of what a delete covers: the whole record. Not a null pointer,
+/// which SQLite would bind as NULL.
+constexpr std::string_view k_record_level{""};
+
 bool is_item_policy(merge_policy p) { return p == merge_policy::append || p == merge_policy::set_union; }
 
 /// The elements of a set_union value as written by the app: a JSON array of distinct
@@ -130,6 +134,11 @@ void store::impl::create_tables() {
                "CREATE TABLE IF NOT EXISTS cs_item(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
                " stamp INTEGER NOT NULL, node INTEGER NOT NULL, value TEXT NOT NULL,"
                " PRIMARY KEY(collection, id, field, stamp, node, value)) WITHOUT ROWID;");
+  {
+    // Stores made before frozen outbox entries existed lack the column.
+    sqlite::statement has_frozen(db.get(), "SELECT 1 FROM pragma_table_info('cs_outbox') WHERE name='frozen'");
+    if (!has_frozen.step()) sqlite::exec(db.get(), "ALTER TABLE cs_outbox ADD COLUMN frozen BLOB");
+  }
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
     std::string sql = "CREATE TABLE IF NOT EXISTS " + q + "(\"id\" TEXT PRIMARY KEY NOT NULL";
@@ -482,28 +491,36 @@ void store::impl::store_live(std::string_view collection, const record_id& id,
   }
 }
 
-void store::impl::store_tombstone(std::string_view collection, const record_id& id, const version& deleted) {
-  if (table_statements* t = table(collection)) {
-    const auto text = id.to_chars();
-    sqlite::reset_guard g(*t->delete_row);
-    t->delete_row->bind_static(1, text_of(text)).run();
+void store::impl::store_deleted(std::string_view collection, const record_id& id, const record_state& state,
+                                const std::vector<std::string>& conflicts_changed,
+                                const std::vector<std::string>& items_changed, bool was_live) {
+  if (was_live) {
+    if (table_statements* t = table(collection)) {
+      const auto text = id.to_chars();
+      sqlite::reset_guard g(*t->delete_row);
+      t->delete_row->bind_static(1, text_of(text)).run();
+    }
+    // Values go; a local write waiting to replace one will never be sent.
+    for (auto* stmt : {&*extra_delete_record, &*pred_delete_record}) {
+      sqlite::reset_guard g(*stmt);
+      stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+    }
   }
-  {
-    sqlite::reset_guard g(*extra_delete_record);
-    extra_delete_record->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
-  }
-  // Delete wins: the record's open conflicts and items go with it.
-  for (auto* stmt : {&*conflict_delete_record, &*pred_delete_record, &*item_delete_record}) {
-    sqlite::reset_guard g(*stmt);
-    stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
-  }
-  put_meta(collection, id, meta_row{{}, deleted, true});
+  // The tombstone keeps each field's greatest version (so a late edit older than what
+  // the delete covered is known to have lost), the edits the delete overrode as open
+  // conflicts, and the items of logs and sets.
+  meta_row m;
+  m.in_meta = true;
+  m.deleted = state.deleted;
+  for (const auto& [name, f] : state.fields) m.clock.emplace(name, field_clock_entry{f.ver, false, f.kept});
+  put_meta(collection, id, m);
+  for (const auto& name : conflicts_changed) store_conflicts(collection, id, name, state.fields.at(name).conflicts);
+  for (const auto& name : items_changed) store_items(collection, id, name, state.fields.at(name).items);
 }
 
 record_state store::impl::read_state(std::string_view collection, const record_id& id, const meta_row& meta) {
   record_state state;
   state.deleted = meta.deleted;
-  if (meta.deleted) return state;
   bool any_extra = false;
   for (const auto& [name, entry] : meta.clock) any_extra = any_extra || entry.extra;
   std::map<std::string, value, std::less<>> extras;
@@ -860,12 +877,60 @@ void store::remove(std::string_view collection, const record_id& id) {
   if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   // Checked before the transaction starts, so a miss dooms no outer transaction. The
   // store has one writer (its thread), so the record cannot vanish in between.
-  impl_->load_live_meta(collection, id);
+  auto meta = impl_->load_live_meta(collection, id);
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    impl_->store_tombstone(collection, id, ver);
-    impl_->append_outbox(collection, id, ver, change_kind::remove);
+    impl_->delete_locally(collection, id, ver, meta);
   });
+}
+
+void store::impl::delete_locally(std::string_view collection, const record_id& id, const version& ver, meta_row& meta) {
+  // Edits of the record still waiting in the outbox are rebuilt now, while its values are
+  // here, and frozen: they are sent before the delete, so every replica's tombstone
+  // holds the same versions.
+  {
+    sqlite::statement waiting(db.get(),
+                              "SELECT seq, stamp FROM cs_outbox WHERE collection=? AND id=? AND kind=0 AND frozen IS NULL"
+                              " AND seq > (SELECT coalesce(max(last_seq), 0) FROM cs_batch) ORDER BY seq");
+    waiting.bind(1, collection).bind(2, id_bytes(id));
+    sqlite::statement freeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=?");
+    while (waiting.step()) {
+      const version v{hlc_stamp{static_cast<std::uint64_t>(waiting.column_int64(1))}, node};
+      if (auto c = rebuild(collection, id, v, change_kind::upsert)) {
+        const auto encoded = wire::encode_change(*c);
+        freeze.bind(1, std::span<const std::uint8_t>(encoded)).bind(2, waiting.column_int64(0)).run();
+        freeze.reset();
+      }
+    }
+  }
+  // The delete covers every version this replica holds of the record: its values, open
+  // conflicts and items. Other replicas keep an edit it does not cover visible.
+  auto state = read_state(collection, id, meta);
+  change c{std::string(collection), id, ver, change_kind::remove, {}, {}, {}, std::vector<version>{}};
+  for (const auto& [name, f] : state.fields) {
+    c.covers->push_back(f.ver);
+    for (const auto& v : f.conflicts) c.covers->push_back(v.ver);
+    for (const auto& i : f.items) c.covers->push_back(i.ver);
+  }
+  std::sort(c.covers->begin(), c.covers->end());
+  c.covers->erase(std::unique(c.covers->begin(), c.covers->end()), c.covers->end());
+  const bool was_live = !meta.deleted;
+  const auto outcome = merge(state, c);
+  std::vector<std::string> all;
+  for (const auto& [name, f] : state.fields) all.push_back(name);
+  store_deleted(collection, id, state, all, outcome.items_changed, was_live);
+  // What it covers is sent with it (cs_pred, field "").
+  for (const auto& v : *c.covers) {
+    sqlite::reset_guard g(*pred_insert);
+    pred_insert->bind_static(1, collection)
+        .bind_static(2, id_bytes(id))
+        .bind_static(3, k_record_level)
+        .bind(4, static_cast<std::int64_t>(ver.stamp.value))
+        .bind(5, static_cast<std::int64_t>(v.stamp.value))
+        .bind(6, static_cast<std::int64_t>(v.node))
+        .run();
+  }
+  append_outbox(collection, id, ver, change_kind::remove);
 }
 
 std::optional<record_fields> store::get(std::string_view collection, const record_id& id) const {
@@ -951,13 +1016,15 @@ std::vector<open_conflict> list_conflicts(store::impl& s, sqlite::statement& q) 
     if (last == key) continue;
     last = key;
     const auto& [collection, id, field] = key;
-    const auto meta = s.load_meta(collection, id);
-    if (!meta || meta->deleted) continue;
+    auto meta = s.load_meta(collection, id);
+    if (!meta) continue;
     auto state = s.read_state(collection, id, *meta);
     auto it = state.fields.find(field);
     if (it == state.fields.end() || it->second.conflicts.empty()) continue;
-    out.push_back(open_conflict{collection, id, field, conflict_value{std::move(it->second.val), it->second.ver},
-                                std::move(it->second.conflicts)});
+    const bool deleted = meta->deleted.has_value();
+    out.push_back(open_conflict{collection, id, field,
+                                conflict_value{deleted ? value{} : std::move(it->second.val), deleted ? *meta->deleted : it->second.ver},
+                                std::move(it->second.conflicts), deleted});
   }
   return out;
 }
@@ -987,20 +1054,35 @@ void store::resolve_conflict(std::string_view collection, const record_id& id, s
   if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
   const std::vector<field_write> fields{field_write{std::string(field), v}};
   impl_->check_fields(*t->def, fields);
-  auto meta = impl_->load_live_meta(collection, id);
-  if (impl_->field_conflicts(collection, id, field).empty()) {
+  auto meta = impl_->load_meta(collection, id);
+  if (meta && meta->deleted) {
+    throw error(make_error_code(storage_errc::not_found),
+                "record " + id.to_string() + " in '" + std::string(collection) +
+                    "' was deleted; its conflicts can only be dismissed (create a new record to keep the words)");
+  }
+  if (!meta || impl_->field_conflicts(collection, id, field).empty()) {
     throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of record " +
                                                                id.to_string() + " in '" + std::string(collection) +
                                                                "' has no open conflict");
   }
   impl_->in_transaction([&] {
     const version ver = impl_->local_version();
-    impl_->write_fields(*t, id, ver, fields, meta, field);
+    impl_->write_fields(*t, id, ver, fields, *meta, field);
     impl_->append_outbox(collection, id, ver, change_kind::upsert);
   });
 }
 
 void store::dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field) {
+  if (auto meta = impl_->load_meta(collection, id); meta && meta->deleted) {
+    if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
+    if (impl_->field_conflicts(collection, id, field).empty()) {
+      throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of deleted record " +
+                                                                 id.to_string() + " has no open conflict");
+    }
+    // The delete again, now covering the edits it had overridden.
+    impl_->in_transaction([&] { impl_->delete_locally(collection, id, impl_->local_version(), *meta); });
+    return;
+  }
   const auto current = get(collection, id);
   const auto it = current ? current->find(std::string(field)) : record_fields::const_iterator{};
   if (!current || it == current->end()) {
@@ -1084,7 +1166,17 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
   c.id = id;
   c.ver = ver;
   c.kind = kind;
-  if (kind == change_kind::remove) return c;
+  if (kind == change_kind::remove) {
+    c.covers.emplace();
+    sqlite::reset_guard g(*pred_select);
+    pred_select->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, k_record_level).bind(4, static_cast<std::int64_t>(ver.stamp.value));
+    while (pred_select->step()) {
+      c.covers->push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
+                                  static_cast<node_id>(pred_select->column_int64(1))});
+    }
+    std::sort(c.covers->begin(), c.covers->end());
+    return c;
+  }
   if (table_statements* t = table(collection)) {
     bool found = false;
     auto rebuilt = rebuild_from_row(*t, std::move(c), found);
@@ -1185,7 +1277,8 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
       last.step();
       batch.last_seq = last.column_int64(0);
     }
-    sqlite::statement entries(db.get(), "SELECT seq, collection, id, stamp, kind FROM cs_outbox WHERE seq > ? ORDER BY seq LIMIT ?");
+    sqlite::statement entries(db.get(),
+                              "SELECT seq, collection, id, stamp, kind, frozen FROM cs_outbox WHERE seq > ? ORDER BY seq LIMIT ?");
     sqlite::statement drop(db.get(), "DELETE FROM cs_outbox WHERE seq > ? AND seq <= ?");
     for (;;) {
       const std::int64_t start = batch.last_seq;
@@ -1199,8 +1292,15 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
           throw error(make_error_code(storage_errc::corrupt), "an outbox entry in the store is damaged");
         }
         const version ver{hlc_stamp{static_cast<std::uint64_t>(entries.column_int64(3))}, node};
-        if (auto c = rebuild(entries.column_text(1), id_from_blob(entries.column_blob(2)), ver,
-                             static_cast<change_kind>(kind))) {
+        if (entries.column_type(5) != SQLITE_NULL) {
+          // Frozen when its record was deleted here before it was sent (delete_locally).
+          try {
+            batch.changes.push_back(wire::decode_change(entries.column_blob(5)));
+          } catch (const protocol_error&) {
+            throw error(make_error_code(storage_errc::corrupt), "an outbox entry in the store is damaged");
+          }
+        } else if (auto c = rebuild(entries.column_text(1), id_from_blob(entries.column_blob(2)), ver,
+                                    static_cast<change_kind>(kind))) {
           batch.changes.push_back(std::move(*c));
         }
       }
@@ -1253,6 +1353,17 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
         const version to = local_version();
         restamp(c.collection, c.id, c.ver, to, c.kind);
         append_outbox(c.collection, c.id, to, c.kind);
+        if (c.kind == change_kind::upsert) {
+          // An edit of a record deleted since cannot be rebuilt: it goes as it was sent.
+          const auto meta = load_meta(c.collection, c.id);
+          if (meta && meta->deleted) {
+            change again = c;
+            again.ver = to;
+            const auto encoded = wire::encode_change(again);
+            sqlite::statement freeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=last_insert_rowid()");
+            freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
+          }
+        }
         ++restamped;
       } else {
         held.push_back(&c);
@@ -1297,9 +1408,7 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
 void store::impl::restamp(std::string_view collection, const record_id& id, const version& from, const version& to,
                           change_kind kind) {
   auto meta = load_meta(collection, id);
-  if (meta && kind == change_kind::remove && meta->deleted == from) {
-    put_meta(collection, id, meta_row{meta->clock, to, true});
-  } else if (meta && !meta->deleted) {
+  if (meta) {
     bool any = false;
     for (auto& [name, entry] : meta->clock) {
       if (entry.ver == from) {
@@ -1307,7 +1416,16 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
         any = true;
       }
     }
-    if (any) store_live(collection, id, {}, *meta);
+    if (meta->deleted) {
+      // A tombstone keeps the versions of the record's fields, and its own.
+      if (kind == change_kind::remove && meta->deleted == from) {
+        meta->deleted = to;
+        any = true;
+      }
+      if (any) put_meta(collection, id, *meta);
+    } else if (any) {
+      store_live(collection, id, {}, *meta);
+    }
   }
   // The items it added carry its new version.
   sqlite::statement items(db.get(), "UPDATE cs_item SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?");
@@ -1386,11 +1504,22 @@ std::size_t store::impl::correct_clock(std::uint64_t server_time_ms, std::uint64
       }
     }
     sqlite::statement move(db.get(), "UPDATE cs_outbox SET stamp=? WHERE seq=?");
+    sqlite::statement frozen(db.get(), "SELECT frozen FROM cs_outbox WHERE seq=? AND frozen IS NOT NULL");
+    sqlite::statement refreeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=?");
     for (const auto& e : ahead) {
       const version to = local_version();
       restamp(e.collection, e.id, e.ver, to, e.kind);
       move.bind(1, static_cast<std::int64_t>(to.stamp.value)).bind(2, e.seq).run();
       move.reset();
+      frozen.bind(1, e.seq);
+      if (frozen.step()) {
+        auto c = wire::decode_change(frozen.column_blob(0));
+        c.ver = to;
+        const auto encoded = wire::encode_change(c);
+        refreeze.bind(1, std::span<const std::uint8_t>(encoded)).bind(2, e.seq).run();
+        refreeze.reset();
+      }
+      frozen.reset();
     }
     return ahead.size();
   });
@@ -1408,20 +1537,16 @@ std::size_t store::impl::apply(const change& c) {
   const bool known_record = meta.has_value();
   if (!known_record && fast && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
-  bool tracked = !c.kept.empty() || !c.items.empty() || any_conflicts || any_items;
+  bool tracked = !c.kept.empty() || !c.items.empty() || any_conflicts || any_items ||
+                 c.kind == change_kind::remove || meta->deleted.has_value();
   for (const auto& [name, entry] : meta->clock) tracked = tracked || entry.kept;
   if (tracked) return apply_tracked(c, *meta, known_record);
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
   state.deleted = meta->deleted;
   for (const auto& [name, entry] : meta->clock) state.fields.emplace(name, field_state{value{}, entry.ver, false, {}});
+  // An edit of a live record (deletes and deleted records took the path above).
   const auto outcome = merge(state, c);
-  if (c.kind == change_kind::remove) {
-    if (!known_record || outcome.deleted_now || meta->deleted != state.deleted) {
-      store_tombstone(c.collection, c.id, *state.deleted);
-    }
-    return 0;
-  }
   if (outcome.updated.empty()) return outcome.superseded;
   const table_statements* t = table(c.collection);
   std::vector<const field_write*> values;
@@ -1450,12 +1575,17 @@ std::size_t store::impl::apply(const change& c) {
 std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool known_record) {
   // Values matter here: a current value that loses is kept as an open conflict.
   record_state state = read_state(c.collection, c.id, meta);
+  const bool was_live = known_record && !meta.deleted;
   const auto outcome = merge(state, c);
-  if (c.kind == change_kind::remove) {
-    if (!known_record || outcome.deleted_now || meta.deleted != state.deleted) {
-      store_tombstone(c.collection, c.id, *state.deleted);
+  if (state.deleted) {
+    // A delete, or an edit of a deleted record: kept visible if the delete overrode it.
+    std::vector<std::string> conflicts = outcome.conflicts_changed;
+    if (outcome.deleted_now) {
+      conflicts.clear();
+      for (const auto& [name, f] : state.fields) conflicts.push_back(name);
     }
-    return 0;
+    store_deleted(c.collection, c.id, state, conflicts, outcome.items_changed, was_live);
+    return outcome.superseded + outcome.conflicts_opened;
   }
   const table_statements* t = table(c.collection);
   std::vector<field_write> written;

@@ -148,8 +148,14 @@ struct store::impl {
   /// in its row and cs_extra as their clock entries say, and the clock itself.
   void store_live(std::string_view collection, const record_id& id, const std::vector<const field_write*>& values,
                   const meta_row& meta);
-  /// Deletes a record's values and keeps its tombstone.
-  void store_tombstone(std::string_view collection, const record_id& id, const version& deleted);
+  /// Stores a deleted record's state: its tombstone with each field's greatest version,
+  /// the open conflicts of `conflicts_changed` (edits the delete overrode), the items of
+  /// `items_changed`; when `was_live`, removes its row and values first.
+  void store_deleted(std::string_view collection, const record_id& id, const record_state& state,
+                     const std::vector<std::string>& conflicts_changed, const std::vector<std::string>& items_changed,
+                     bool was_live);
+  /// A local delete of a record this replica holds: merged here, sent with what it covers.
+  void delete_locally(std::string_view collection, const record_id& id, const version& ver, meta_row& meta);
   /// How put_row treats a row the table already holds: overwrite the columns written, or
   /// leave it as it is (and report that nothing was written).
   enum class existing_row { overwrite, keep };

@@ -29,11 +29,24 @@ std::string check_change(const change& c, const change_limits& limits) {
     return "a delete in collection '" + c.collection + "' carries fields; a delete carries none";
   }
   if (auto reason = check_fields(c.collection, c.fields, limits); !reason.empty()) return reason;
+  if (c.covers) {
+    if (c.kind != change_kind::remove) return "an edit in collection '" + c.collection + "' carries a delete's view of the record";
+    if (c.covers->size() > limits.max_fields * 4) {
+      return "a delete in collection '" + c.collection + "' covers more than " + std::to_string(limits.max_fields * 4) + " versions";
+    }
+    for (std::size_t j = 0; j < c.covers->size(); ++j) {
+      if (!((*c.covers)[j] < c.ver) || (j > 0 && !((*c.covers)[j - 1] < (*c.covers)[j]))) {
+        return "a delete in collection '" + c.collection + "' covers versions that are not older than it, or not in ascending order";
+      }
+    }
+  }
   for (std::size_t i = 0; i < c.kept.size(); ++i) {
     const auto& k = c.kept[i];
     const auto where = "field '" + k.name + "' in collection '" + c.collection + "'";
     if (std::none_of(c.fields.begin(), c.fields.end(), [&](const field_write& f) { return f.name == k.name; })) {
-      return "a change in collection '" + c.collection + "' keeps conflicts of a field it does not write";
+      // The name is repeated only when valid: it may come from a peer.
+      return is_valid_name(k.name) ? where + " is listed as kept, but the change does not write it"
+                                   : "a change in collection '" + c.collection + "' keeps conflicts of a field it does not write";
     }
     for (std::size_t j = 0; j < i; ++j) {
       if (c.kept[j].name == k.name) return where + " is listed twice as kept";

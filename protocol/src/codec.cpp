@@ -24,6 +24,8 @@ namespace {
 constexpr std::uint8_t k_kept_flag = 0x80;
 /// Bit 6: an item list (append and set_union operations) follows, after any kept list.
 constexpr std::uint8_t k_items_flag = 0x40;
+/// Bit 5, on a remove: the versions the delete covers follow its (empty) field list.
+constexpr std::uint8_t k_covers_flag = 0x20;
 
 /// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
 class vector_sink final : public std::streambuf {
@@ -117,7 +119,7 @@ class writer {
     u64(c.ver.node);
     // Bit 7 of the kind byte says a kept list follows the fields (protocol version 3).
     u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag) |
-                                 (c.items.empty() ? 0 : k_items_flag)));
+                                 (c.items.empty() ? 0 : k_items_flag) | (c.covers ? k_covers_flag : 0)));
     uvarint(c.fields.size());
     for (const auto& f : c.fields) {
       text(f.name);
@@ -132,6 +134,13 @@ class writer {
           u64(v.stamp.value);
           u64(v.node);
         }
+      }
+    }
+    if (c.covers) {
+      uvarint(c.covers->size());
+      for (const auto& v : *c.covers) {
+        u64(v.stamp.value);
+        u64(v.node);
       }
     }
     if (!c.items.empty()) {
@@ -235,12 +244,14 @@ class reader {
     c.ver.stamp.value = u64("stamp");
     c.ver.node = u64("node id");
     const auto kind_byte = u8("change kind");
-    const auto kind = kind_byte & ~(k_kept_flag | k_items_flag);
+    const auto kind = kind_byte & ~(k_kept_flag | k_items_flag | k_covers_flag);
     if (kind > 1) malformed("change kind " + std::to_string(kind) + " is not 0 or 1");
     c.kind = static_cast<change_kind>(kind);
     const bool has_kept = (kind_byte & k_kept_flag) != 0;
     const bool has_items = (kind_byte & k_items_flag) != 0;
     if ((has_kept || has_items) && c.kind == change_kind::remove) malformed("a delete carries kept fields or item operations");
+    const bool has_covers = (kind_byte & k_covers_flag) != 0;
+    if (has_covers && c.kind != change_kind::remove) malformed("an edit carries a delete's covered versions");
     // Each field needs at least 2 bytes: a name length and a value tag.
     c.fields.resize(count("field count", 2));
     for (auto& f : c.fields) {
@@ -258,6 +269,13 @@ class reader {
           v.stamp.value = u64("superseded stamp");
           v.node = u64("superseded node id");
         }
+      }
+    }
+    if (has_covers) {
+      c.covers.emplace(count("covered version count", 16));
+      for (auto& v : *c.covers) {
+        v.stamp.value = u64("covered stamp");
+        v.node = u64("covered node id");
       }
     }
     if (has_items) {

@@ -63,7 +63,8 @@ void merge_field(field_state& f, const std::string& name, const field_write& w, 
     f.kept = k != nullptr;
     out.updated.push_back(name);
   } else {
-    ++out.superseded;
+    // A losing kept write is counted once, as an opened conflict.
+    if (!k) ++out.superseded;
     if (k) {
       f.conflicts.push_back(conflict_value{w.val, ver});
       ++out.conflicts_opened;
@@ -85,25 +86,29 @@ bool item_less(const conflict_value& a, const conflict_value& b) {
 /// An append or set_union operation: adds its items, tagged with the change's version,
 /// and removes the items whose tags it names (set_union). The field's value is the
 /// rendering of the items left.
+/// Applies an item operation to a field's items; true when they changed.
+bool apply_item_op(std::vector<conflict_value>& items, const item_op& op, const version& ver) {
+  bool changed = false;
+  if (!op.remove.empty()) {
+    const auto before = items.size();
+    std::erase_if(items, [&](const conflict_value& i) { return std::binary_search(op.remove.begin(), op.remove.end(), i.ver); });
+    changed = items.size() != before;
+  }
+  for (const auto& a : op.add) {
+    conflict_value item{a, ver};
+    const auto pos = std::lower_bound(items.begin(), items.end(), item, item_less);
+    if (pos != items.end() && *pos == item) continue;  // the same add seen again
+    items.insert(pos, std::move(item));
+    changed = true;
+  }
+  return changed;
+}
+
 void merge_items(record_state& state, const item_op& op, const version& ver, merge_outcome& out) {
   // A field takes item operations or plain writes, never both (docs/conflicts.md).
   auto [it, inserted] = state.fields.try_emplace(op.field);
   field_state& f = it->second;
-  bool changed = false;
-  if (!op.remove.empty()) {
-    const auto before = f.items.size();
-    std::erase_if(f.items, [&](const conflict_value& i) {
-      return std::binary_search(op.remove.begin(), op.remove.end(), i.ver);
-    });
-    changed = f.items.size() != before;
-  }
-  for (const auto& a : op.add) {
-    conflict_value item{a, ver};
-    const auto pos = std::lower_bound(f.items.begin(), f.items.end(), item, item_less);
-    if (pos != f.items.end() && *pos == item) continue;  // the same add seen again
-    f.items.insert(pos, std::move(item));
-    changed = true;
-  }
+  const bool changed = apply_item_op(f.items, op, ver);
   const bool newer = inserted || f.ver < ver;
   if (newer) f.ver = ver;
   if (changed || inserted) {
@@ -132,18 +137,96 @@ std::string render_items(item_policy policy, const std::vector<conflict_value>& 
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+
+/// A deleted record keeps, per field, the greatest version written and no value; an edit
+/// the delete did not cover (made concurrently, by someone who had not seen the delete)
+/// is kept as the field's one open conflict, so it stays visible.
+void merge_into_deleted(record_state& state, const change& incoming, merge_outcome& out) {
+  // Items go on merging (a log or set is order-free); the field's conflict shows them.
+  for (const auto& op : incoming.items) {
+    auto [it, inserted] = state.fields.try_emplace(op.field);
+    field_state& f = it->second;
+    const bool changed = apply_item_op(f.items, op, incoming.ver);
+    if (changed) out.items_changed.push_back(op.field);
+    if (inserted || f.ver < incoming.ver) {
+      f.ver = incoming.ver;
+      f.conflicts = {conflict_value{render_items(op.policy, f.items), incoming.ver}};
+      ++out.conflicts_opened;
+      out.conflicts_changed.push_back(op.field);
+    } else if (changed && !f.conflicts.empty()) {
+      f.conflicts.front().val = render_items(op.policy, f.items);
+      out.conflicts_changed.push_back(op.field);
+    }
+  }
+  // An edit arriving after the delete was made without seeing it. The field's open
+  // conflicts are the values nobody who had them replaced or deleted, as on a live
+  // record: a kept edit joins them, replacing those it names, whatever its version; a
+  // last-writer-wins edit counts only if it is the field's newest, replacing the newest
+  // before it unless that one was kept. `ver` and `kept` describe the field's newest write.
+  for (const auto& write : incoming.fields) {
+    const kept_field* k = incoming.kept.empty() ? nullptr : incoming.kept_of(write.name);
+    auto [it, inserted] = state.fields.try_emplace(write.name);
+    field_state& f = it->second;
+    if (!inserted && (f.ver == incoming.ver || std::any_of(f.conflicts.begin(), f.conflicts.end(), [&](const conflict_value& c) {
+                        return c.ver == incoming.ver;
+                      }))) {
+      continue;  // the same edit seen again
+    }
+    const bool newest = inserted || f.ver < incoming.ver;
+    if (!k && !newest) {
+      ++out.superseded;
+      continue;
+    }
+    if (k) std::erase_if(f.conflicts, [&](const conflict_value& c) { return replaces(k, c.ver); });
+    if (newest) {
+      if (!inserted && !f.kept) std::erase_if(f.conflicts, [&](const conflict_value& c) { return c.ver == f.ver; });
+      f.ver = incoming.ver;
+      f.kept = k != nullptr;
+    }
+    f.conflicts.push_back(conflict_value{write.val, incoming.ver});
+    std::sort(f.conflicts.begin(), f.conflicts.end(),
+              [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
+    ++out.conflicts_opened;
+    out.conflicts_changed.push_back(write.name);
+  }
+}
+
+}  // namespace
+
 merge_outcome merge(record_state& state, const change& incoming) {
   merge_outcome out;
   if (incoming.kind == change_kind::remove) {
-    if (!state.deleted) {
-      out.deleted_now = true;
-      state.fields.clear();
+    // A delete that does not say what it covers (stored by protocol version 2) covers
+    // nothing: every value stays visible, the same whichever arrives first.
+    const auto covered = [&](const version& v) {
+      return incoming.covers && std::binary_search(incoming.covers->begin(), incoming.covers->end(), v);
+    };
+    for (auto& [name, f] : state.fields) {
+      // What the delete's writer had is gone; values she had not seen (the current one
+      // and open conflicts of a live record) stay visible as open conflicts. A later
+      // delete that saw them closes them.
+      const auto before = f.conflicts;
+      if (!state.deleted) f.conflicts.push_back(conflict_value{std::move(f.val), f.ver});
+      std::erase_if(f.conflicts, [&](const conflict_value& c) { return covered(c.ver); });
+      std::sort(f.conflicts.begin(), f.conflicts.end(),
+                [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
+      f.val = value{};
+      if (f.conflicts != before || !state.deleted) {
+        out.conflicts_opened += f.conflicts.size() > before.size() ? f.conflicts.size() - before.size() : 0;
+        out.conflicts_changed.push_back(name);
+      }
     }
+    if (!state.deleted) out.deleted_now = true;
     if (!state.deleted || *state.deleted < incoming.ver) state.deleted = incoming.ver;
     return out;
   }
-  // Delete wins: a tombstone is final, whatever the stamps of later field writes.
-  if (state.deleted) return out;
+  // Delete wins: a tombstone is final, whatever the stamps of later field writes; an edit
+  // made concurrently is kept visible on the deleted record.
+  if (state.deleted) {
+    merge_into_deleted(state, incoming, out);
+    return out;
+  }
   for (const auto& write : incoming.fields) {
     const kept_field* k = incoming.kept.empty() ? nullptr : incoming.kept_of(write.name);
     auto [it, inserted] = state.fields.try_emplace(write.name, field_state{write.val, incoming.ver, k != nullptr, {}});

@@ -458,25 +458,32 @@ TEST_CASE("every write puts one change in the outbox and clears the receipt", "[
   for (std::size_t i = 1; i < entries.size(); ++i) CHECK(entries[i].stamp > entries[i - 1].stamp);
 
   // What a sync sends is rebuilt from the records: each entry carries the fields it
-  // wrote that no later write overwrote, and a write to a record deleted since is not
-  // sent (the tombstone wins over it anyway).
+  // wrote that no later write overwrote; a write to a record deleted since was frozen
+  // as it was when the delete came, and goes before the delete, which covers it.
   const auto batch = s->internal().next_batch(100);
   REQUIRE(batch);
   const auto& out = batch->changes;
-  REQUIRE(out.size() == 3);
+  REQUIRE(out.size() == 4);
   CHECK(out[0].collection == "visits");
   CHECK(out[0].id == a);
   CHECK(out[0].kind == change_kind::upsert);
   CHECK(out[0].ver.stamp == entries[0].stamp);
   CHECK(out[0].fields == std::vector<field_write>{{"client", std::string("Ana Ruiz")}});
-  CHECK(out[1].id == a);
-  CHECK(out[1].ver.stamp == entries[2].stamp);
-  CHECK(out[1].fields == std::vector<field_write>{{"minutes", std::int64_t{40}}});
-  CHECK(out[2].collection == "caregivers");
-  CHECK(out[2].id == b);
-  CHECK(out[2].kind == change_kind::remove);
-  CHECK(out[2].ver.stamp == entries[3].stamp);
-  CHECK(out[2].fields.empty());
+  CHECK(out[1].collection == "caregivers");
+  CHECK(out[1].id == b);
+  CHECK(out[1].kind == change_kind::upsert);
+  CHECK(out[1].ver.stamp == entries[1].stamp);
+  CHECK(out[1].fields == std::vector<field_write>{{"name", std::string("Cai")}});
+  CHECK(out[2].id == a);
+  CHECK(out[2].ver.stamp == entries[2].stamp);
+  CHECK(out[2].fields == std::vector<field_write>{{"minutes", std::int64_t{40}}});
+  CHECK(out[3].collection == "caregivers");
+  CHECK(out[3].id == b);
+  CHECK(out[3].kind == change_kind::remove);
+  CHECK(out[3].ver.stamp == entries[3].stamp);
+  CHECK(out[3].fields.empty());
+  // The delete names what it covers: the record's one write.
+  CHECK(out[3].covers == std::vector<caresync::version>{out[1].ver});
   for (const auto& c : out) CHECK(c.ver.node == s->node());
   // The batch is pinned: asked again, the store gives the same batch, byte for byte.
   const auto again = s->internal().next_batch(100);

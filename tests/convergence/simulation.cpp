@@ -215,6 +215,7 @@ class simulation {
       }
     }
     replicas_[r].db->update(collection, id, fields);
+    record_events_[*rec].push_back({false, ++writes_});
     for (const auto& [name, t] : texts) {
       written_value w{collection, id, name, name == "note", r, {}, ++writes_};
       // An update replaces the value its writer sees, not the open conflicts.
@@ -232,6 +233,7 @@ class simulation {
       const auto t = token(r);
       replicas_[r].db->update(rec->first, rec->second, {{"followups", t}});
       appended_[*rec].push_back(t);
+      record_events_[*rec].push_back({false, ++writes_});
       ++result_.operations;
       return;
     }
@@ -256,6 +258,7 @@ class simulation {
       }
       replicas_[r].db->update(rec->first, rec->second, {{"flags", nlohmann::json(flags).dump()}});
       set_events_[*rec].push_back({e, add});
+      record_events_[*rec].push_back({false, ++writes_});
       ++result_.operations;
       return;
     }
@@ -266,6 +269,7 @@ class simulation {
     if (!rec) return;
     replicas_[r].db->remove(rec->first, rec->second);
     deleted_.insert(*rec);
+    record_events_[*rec].push_back({true, ++writes_});
     ++result_.operations;
   }
 
@@ -273,6 +277,14 @@ class simulation {
     const auto open = replicas_[r].db->conflicts();
     if (open.empty()) return;
     const auto& c = open[static_cast<std::size_t>(pick(static_cast<int>(open.size())))];
+    if (c.record_deleted) {
+      // An edit the delete overrode, seen: dismissing it is a delete that covers it.
+      replicas_[r].db->dismiss_conflict(c.collection, c.record, c.field);
+      record_events_[{c.collection, c.record}].push_back({true, ++writes_});
+      ++result_.conflicts_closed;
+      ++result_.operations;
+      return;
+    }
     written_value w{c.collection, c.record, c.field, true, r, {}, ++writes_};
     w.replaced.push_back(std::get<std::string>(c.current.val));
     for (const auto& o : c.others) w.replaced.push_back(std::get<std::string>(o.val));
@@ -441,6 +453,7 @@ class simulation {
       }
     }
     check_items(server_state);
+    check_deletes(server_state);
     std::set<std::string> replaced;
     for (const auto& [t, w] : written_) replaced.insert(w.replaced.begin(), w.replaced.end());
     for (const auto& [key, w] : written_) {
@@ -510,6 +523,25 @@ class simulation {
     }
   }
 
+  /// 4. An edit made after a delete by someone who had not received it is not dropped
+  ///    silently: a record deleted once and edited later (in the run's order, so
+  ///    concurrently) shows at least one open conflict on every replica.
+  void check_deletes(const std::map<server::record_key, record_state>& server_state) {
+    for (const auto& [rec, events] : record_events_) {
+      const auto deletes = std::count_if(events.begin(), events.end(), [](const auto& e) { return e.first; });
+      if (deletes != 1) continue;
+      const auto d = std::find_if(events.begin(), events.end(), [](const auto& e) { return e.first; });
+      const bool edited_after = std::any_of(d, events.end(), [](const auto& e) { return !e.first; });
+      if (!edited_after) continue;
+      const auto it = server_state.find(rec);
+      if (it == server_state.end() || !it->second.deleted) throw violation{"a deleted record is not deleted on the server"};
+      const bool visible = std::any_of(it->second.fields.begin(), it->second.fields.end(),
+                                       [](const auto& f) { return !f.second.conflicts.empty(); });
+      if (!visible) throw violation{"an edit concurrent with a delete vanished: the deleted record shows no open conflict"};
+      ++result_.deletes_surfaced;
+    }
+  }
+
   /// A value its own writer may have overwritten before it left the device: a later
   /// write by the same replica to the same field. Such a value is not sent (the outbox
   /// sends a record's latest values) and is nobody else's words.
@@ -533,6 +565,7 @@ class simulation {
   std::uint64_t writes_ = 0;
   std::map<std::pair<std::string, record_id>, std::vector<std::string>> appended_;
   std::map<std::pair<std::string, record_id>, std::vector<std::pair<std::string, bool>>> set_events_;
+  std::map<std::pair<std::string, record_id>, std::vector<std::pair<bool, std::uint64_t>>> record_events_;  ///< (delete?, order)
   simulation_result result_;
 };
 

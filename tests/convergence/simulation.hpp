@@ -30,6 +30,7 @@ struct simulation_result {
   std::size_t conflicts_closed = 0;  ///< resolves and dismisses
   std::size_t changes_logged = 0;    ///< the server's log head at the end
   std::size_t values_checked = 0;    ///< written values traced to the final state or history
+  std::size_t deletes_surfaced = 0;  ///< deleted records whose concurrent edits stay visible
 };
 
 /// Runs one seed. Never throws for a broken property (it is reported in the result); an

@@ -90,6 +90,12 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     m.token = "s3cr3t";
     m.node = k_max64;
     m.features = 0xffffffffu;
+    m.app_version = "ward-app 2.4";
+    m.outbox = 17;
+    m.quarantined = 2;
+    m.open_conflicts = 300;
+    CHECK(round_trip(m) == m);
+    m.open_conflicts = k_max64;
     CHECK(round_trip(m) == m);
     wire::hello empty;
     CHECK(round_trip(empty) == empty);
@@ -102,6 +108,7 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     m.max_frame_bytes = wire::k_default_max_frame;
     m.max_push_changes = 500;
     m.log_head = k_max64;
+    m.max_clock_ahead_ms = 300'000;
     CHECK(round_trip(m) == m);
     wire::welcome empty;
     CHECK(round_trip(empty) == empty);
@@ -232,6 +239,74 @@ TEST_CASE("codec: encode_change and decode_change round trip", "[protocol]") {
   }
 }
 
+namespace {
+
+version v(std::uint64_t ms, std::uint16_t counter, node_id node) { return version{hlc_stamp::make(ms, counter), node}; }
+
+/// sample_change with keep_both entries: no, one and several replaced versions, extremes included.
+change kept_change() {
+  change c = sample_change();
+  c.kept = {
+      kept_field{"note", {}},
+      kept_field{"minutes", {v(1'600'000'000'000ULL, 0, 7)}},
+      kept_field{"signature", {version{hlc_stamp{0}, 0}, v(1'699'999'999'999ULL, 0xffff, 1), v(1'700'000'000'000ULL, 2, k_max64)}},
+  };
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("codec: kept fields round trip (protocol version 3)", "[protocol][keep_both]") {
+  const auto c = kept_change();
+  SECTION("stored form") {
+    const auto stored = wire::encode_change(c);
+    const auto plain = wire::encode_change(sample_change());
+    // The kind byte, right after the fields' header, gets bit 7; the kept list follows the fields.
+    const std::size_t kind_at = 1 + 1 + c.collection.size() + 16 + 8 + 8;
+    CHECK(plain[kind_at] == 0x00);
+    CHECK(stored[kind_at] == 0x80);
+    CHECK(bytes(stored.begin(), stored.begin() + static_cast<std::ptrdiff_t>(kind_at)) ==
+          bytes(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(kind_at)));
+    CHECK(bytes(stored.begin() + static_cast<std::ptrdiff_t>(kind_at) + 1, stored.begin() + static_cast<std::ptrdiff_t>(plain.size())) ==
+          bytes(plain.begin() + static_cast<std::ptrdiff_t>(kind_at) + 1, plain.end()));
+    // count, then per entry: name, count, 16 bytes per version
+    CHECK(stored.size() == plain.size() + 1 + (1 + 4 + 1) + (1 + 7 + 1 + 16) + (1 + 9 + 1 + 3 * 16));
+    CHECK(wire::decode_change(stored) == c);
+  }
+  SECTION("one kept field replacing nothing: a first write") {
+    change first = sample_change();
+    first.kept = {kept_field{"note", {}}};
+    const auto stored = wire::encode_change(first);
+    CHECK(hex(stored).substr(hex(stored).size() - 2 * 7) == "01" "04" "6e6f7465" "00");
+    CHECK(wire::decode_change(stored) == first);
+  }
+  SECTION("inside push and changes") {
+    wire::push p;
+    p.batch = rid(0x11);
+    p.changes = {c, sample_change(), c};
+    CHECK(round_trip(p) == p);
+    wire::changes_page page;
+    page.items = {{1, c}, {2, sample_change()}, {300, c}};
+    page.next_cursor = 300;
+    CHECK(round_trip(page) == page);
+    wire::changes_page_builder builder;
+    for (const auto& item : page.items) builder.add(item.seq, wire::encode_change(item.body));
+    CHECK(builder.finish(page.next_cursor, page.more) == wire::encode(page));
+  }
+}
+
+TEST_CASE("codec: hello ends with the open-conflict count", "[protocol]") {
+  wire::hello h;
+  h.client_name = "c";
+  h.open_conflicts = 300;
+  h.quarantined = 1;
+  const auto hx = hex(wire::encode(h));
+  CHECK(hx.substr(0, 6) == "01" "0300");  // marker, protocol version 3 (u16 LE)
+  // ..., app_version "", outbox 0, quarantined 1, open_conflicts 300
+  CHECK(hx.substr(hx.size() - 2 * 5) == "00" "00" "01" "ac02");
+  CHECK(round_trip(h).open_conflicts == 300);
+}
+
 TEST_CASE("codec: changes_page_builder makes the same payload as encoding the page", "[protocol]") {
   wire::changes_page page;
   change a = sample_change();
@@ -331,9 +406,37 @@ TEST_CASE("codec: the push frame of the protocol doc, byte for byte", "[protocol
   CHECK(std::get<wire::push>(m) == testing::example_push());
 }
 
+const char* const k_kept_change_hex =
+    "01"                                               // marker
+    "05" "7669736974"                                  // collection "visit"
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 // record id
+    "02000068e5cf8b01"                                 // stamp (1700000000000 << 16) | 2
+    "8877665544332211"                                 // node 0x1122334455667788
+    "80"                                               // kind: upsert, bit 7: a kept list follows
+    "01"                                               // 1 field
+    "04" "6e6f7465" "03" "02" "6f6b"                   // note = text "ok"
+    "01"                                               // 1 kept field
+    "04" "6e6f7465"                                    // name "note"
+    "01"                                               // replaces 1 version:
+    "01000068e5cf8b01"                                 //   stamp (1700000000000 << 16) | 1
+    "0807060504030201";                                //   node 0x0102030405060708
+
+TEST_CASE("codec: the stored change with a kept field of the protocol doc, byte for byte", "[protocol][keep_both]") {
+  const auto stored = wire::encode_change(testing::example_kept_change());
+  CHECK(hex(stored) == k_kept_change_hex);
+  CHECK(stored.size() == 73);
+  CHECK(wire::decode_change(unhex(k_kept_change_hex)) == testing::example_kept_change());
+  // Inside a push the same bytes follow the batch id and the count, without the marker.
+  wire::push p;
+  p.batch = rid(0);
+  p.changes = {testing::example_kept_change()};
+  CHECK(hex(wire::encode(p)) == "01" + std::string(32, '0') + "01" + std::string(k_kept_change_hex).substr(2));
+}
+
 TEST_CASE("codec: print the doc's example frames", "[.dump]") {
   for (const auto& frame : {wire::make_frame(testing::example_ping()),
-                            wire::make_frame(testing::example_push())}) {
+                            wire::make_frame(testing::example_push()),
+                            wire::encode_change(testing::example_kept_change())}) {
     for (std::size_t i = 0; i < frame.size(); i += 16) {
       std::printf("%04zx ", i);
       for (std::size_t j = i; j < i + 16 && j < frame.size(); ++j) std::printf(" %02x", frame[j]);

@@ -11,7 +11,10 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +22,41 @@
 using namespace caresync;
 using wire::bytes;
 using wire::message_type;
+
+// The largest single allocation made while a test measures (largest_allocation_in). This
+// replaces the global operator new of the whole test program; it only observes. Not under
+// AddressSanitizer, whose own operator new would meet ours (the checks are then skipped).
+#if defined(__SANITIZE_ADDRESS__)
+#define CARESYNC_PROBE_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CARESYNC_PROBE_ALLOCATIONS 0
+#endif
+#endif
+#ifndef CARESYNC_PROBE_ALLOCATIONS
+#define CARESYNC_PROBE_ALLOCATIONS 1
+#endif
+
+namespace {
+constexpr bool k_probing_allocations = CARESYNC_PROBE_ALLOCATIONS;
+std::atomic<bool> g_measuring{false};
+std::atomic<std::size_t> g_largest{0};
+}  // namespace
+
+#if CARESYNC_PROBE_ALLOCATIONS
+void* operator new(std::size_t n) {
+  if (g_measuring.load(std::memory_order_relaxed)) {
+    std::size_t seen = g_largest.load(std::memory_order_relaxed);
+    while (n > seen && !g_largest.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+    }
+  }
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// Not inlined: GCC would see free() meet a pointer from operator new and warn.
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#endif
 
 namespace {
 
@@ -35,6 +73,17 @@ protocol_errc thrown_code(F&& f) {
   }
   FAIL("did not throw");
   return protocol_errc{};
+}
+
+/// The largest single allocation `f` made (measured on this thread's calls, and any other
+/// thread's meanwhile: the tests run on one thread).
+template <class F>
+std::size_t largest_allocation_in(F&& f) {
+  g_largest = 0;
+  g_measuring = true;
+  f();
+  g_measuring = false;
+  return g_largest.load();
 }
 
 protocol_errc decode_code(message_type type, const bytes& payload) {
@@ -464,5 +513,109 @@ TEST_CASE("hostile: random mutations of valid frames", "[protocol][security]") {
     const auto frame = wire::make_frame(p, wire::codec::zstd);
     REQUIRE((frame[4] & wire::k_zstd_flag) != 0);
     (void)fuzz(frame, 121314, 20000);
+  }
+}
+
+// Kept fields (protocol version 3): bit 7 of the kind byte, then after the fields a kept
+// count and per entry a name, a count and that many 16-byte versions.
+namespace {
+
+/// A stored change of visit with field note = "ok" (or no field), its kind byte replaced
+/// by `kind_byte`, and nothing after the fields: a kept list is appended by the caller.
+bytes stored_with_kind(std::uint8_t kind_byte, bool with_field = true) {
+  change c;
+  c.collection = "visit";
+  c.ver = version{hlc_stamp::make(1'700'000'000'000ULL, 2), 9};
+  if (with_field) c.fields = {{"note", value{std::string("ok")}}};
+  auto stored = wire::encode_change(c);
+  const std::size_t kind_at = 1 + 6 + 16 + 8 + 8;  // marker, "visit", id, stamp, node
+  REQUIRE(stored[kind_at] == 0x00);
+  stored[kind_at] = kind_byte;
+  return stored;
+}
+
+const bytes k_note{0x04, 'n', 'o', 't', 'e'};
+const bytes k_version(16, 0x01);  // a stamp and a node, 8 bytes each
+
+/// decode_change must throw malformed and allocate little: no allocation driven by a
+/// count from the wire beyond what the bytes present can hold.
+void refused_small(const bytes& stored) {
+  protocol_errc code{};
+  const auto largest = largest_allocation_in([&] { code = thrown_code([&] { (void)wire::decode_change(stored); }); });
+  CHECK(code == protocol_errc::malformed);
+  if (k_probing_allocations) CHECK(largest < 4096);
+}
+
+}  // namespace
+
+TEST_CASE("hostile: kept lists", "[protocol][security][keep_both]") {
+  // The probe sees allocations, so "allocates little" below means something.
+  if (k_probing_allocations) {
+    REQUIRE(largest_allocation_in([] { std::vector<std::uint8_t> v(1u << 20); v[5] = 1; }) >= (1u << 20));
+  }
+  SECTION("the well-formed list these cases break decodes") {
+    const auto ok = concat({stored_with_kind(0x80), {0x01}, k_note, {0x01}, k_version});
+    const auto c = wire::decode_change(ok);
+    REQUIRE(c.kept.size() == 1);
+    CHECK(c.kept.front().supersedes.size() == 1);
+    CHECK(wire::encode_change(c) == ok);
+  }
+  SECTION("the flag set, but a kept count of 0") {
+    refused_small(concat({stored_with_kind(0x80), {0x00}}));
+  }
+  SECTION("the flag set, and nothing after the fields") {
+    refused_small(stored_with_kind(0x80));
+  }
+  SECTION("the flag on a delete") {
+    refused_small(concat({stored_with_kind(0x81, false), {0x01}, k_note, {0x00}}));
+    refused_small(stored_with_kind(0x81, false));
+    refused_small(concat({stored_with_kind(0x81, false), {0x00}}));
+  }
+  SECTION("kind bits beside the flag are still checked") {
+    refused_small(concat({stored_with_kind(0x82), {0x01}, k_note, {0x00}}));
+    refused_small(concat({stored_with_kind(0xff), {0x01}, k_note, {0x00}}));
+  }
+  SECTION("a kept count beyond the bytes left") {
+    for (const std::uint64_t n : {std::uint64_t{2}, std::uint64_t{1000}, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+      INFO("kept count " << n);
+      refused_small(concat({stored_with_kind(0x80), varint(n), k_note, {0x00}}));
+    }
+    // 1,000 bytes left hold at most 333 entries (3 bytes each at least), not 1,000.
+    refused_small(concat({stored_with_kind(0x80), varint(1000), bytes(1000, 0x00)}));
+  }
+  SECTION("a superseded count beyond the bytes left") {
+    for (const std::uint64_t n : {std::uint64_t{2}, std::uint64_t{1000}, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+      INFO("superseded count " << n);
+      refused_small(concat({stored_with_kind(0x80), {0x01}, k_note, varint(n), k_version}));
+    }
+    // 1,000 bytes left hold 62 versions, not 1,000: refused before any is allocated.
+    refused_small(concat({stored_with_kind(0x80), {0x01}, k_note, varint(1000), bytes(1000, 0x03)}));
+    // 31 bytes left are one version and 15 bytes, not two versions.
+    refused_small(concat({stored_with_kind(0x80), {0x01}, k_note, {0x02}, k_version, bytes(15, 0x02)}));
+  }
+  SECTION("a kept name longer than the bytes left") {
+    refused_small(concat({stored_with_kind(0x80), {0x01}, varint(std::uint64_t{1} << 40), {'n', 'o', 't', 'e', 0x00}}));
+  }
+  SECTION("every truncation of a change with kept fields") {
+    change c = testing::example_kept_change();
+    c.kept.front().supersedes.push_back(version{hlc_stamp::make(1'700'000'000'000ULL, 1), 0x0102030405060709ULL});
+    const auto stored = wire::encode_change(c);
+    for (std::size_t n = 0; n < stored.size(); ++n) {
+      INFO("prefix of " << n << " bytes");
+      refused_small(bytes(stored.begin(), stored.begin() + static_cast<std::ptrdiff_t>(n)));
+    }
+    refused_small(concat({stored, {0x00}}));  // and a trailing byte
+    CHECK(wire::decode_change(stored) == c);
+  }
+  SECTION("inside a push: every truncation, and a kept count beyond the payload") {
+    wire::push p;
+    p.batch = record_id{};
+    p.changes = {testing::example_kept_change(), testing::example_kept_change()};
+    const auto payload = wire::encode(p);
+    for (std::size_t n = 0; n < payload.size(); ++n) {
+      const bytes prefix(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n));
+      INFO("prefix of " << n << " bytes");
+      CHECK(decode_code(message_type::push, prefix) == protocol_errc::malformed);
+    }
   }
 }

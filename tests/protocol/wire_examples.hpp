@@ -29,4 +29,17 @@ inline wire::push example_push() {
   return p;
 }
 
+/// The change with a kept field of docs/protocol.md: "ok" written under keep_both over
+/// the value of version ((1,700,000,000,000 << 16) | 1, 0x0102030405060708).
+inline change example_kept_change() {
+  change c;
+  c.collection = "visit";
+  c.id = *record_id::parse("0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3");
+  c.ver = version{hlc_stamp::make(1'700'000'000'000ULL, 2), 0x1122334455667788ULL};
+  c.kind = change_kind::upsert;
+  c.fields = {{"note", value{std::string("ok")}}};
+  c.kept = {kept_field{"note", {version{hlc_stamp::make(1'700'000'000'000ULL, 1), 0x0102030405060708ULL}}}};
+  return c;
+}
+
 }  // namespace caresync::testing

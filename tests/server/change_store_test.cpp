@@ -250,6 +250,7 @@ TEST_CASE("materialize folds the log by last-writer-wins", "[store]") {
   tombstone.id = other;
   tombstone.ver = version{hlc_stamp::make(1600, 0), k_tablet_a};
   tombstone.kind = change_kind::remove;
+  tombstone.covers = std::vector<version>{removed.ver};  // its writer had the note
   store->append("tablet-a", batch_id::generate(), std::vector<change>{removed, tombstone});
 
   const auto state = store->materialize();
@@ -259,7 +260,10 @@ TEST_CASE("materialize folds the log by last-writer-wins", "[store]") {
   CHECK(kept.fields.at("note").ver.node == k_tablet_b);
   const auto& deleted = state.at({"visit", other});
   CHECK(deleted.deleted.has_value());
-  CHECK(deleted.fields.empty());
+  // A deleted record keeps each field's version, no value, nothing left open.
+  REQUIRE(deleted.fields.size() == 1);
+  CHECK(deleted.fields.at("note").val == value{});
+  CHECK(deleted.fields.at("note").conflicts.empty());
 }
 
 TEST_CASE("a reopened store keeps its changes, batches and sequence", "[store]") {

@@ -68,6 +68,11 @@ struct open_conflict {
   std::string field;
   conflict_value current;               ///< the value the record shows (the greatest version)
   std::vector<conflict_value> others;   ///< the concurrent values that lost, ascending by version
+  /// The record was deleted while someone edited it without having seen the delete:
+  /// `others` holds that edit's value of the field (`current` is null with the
+  /// delete's version). The delete stands (docs/conflicts.md, "Deletes"); to keep the
+  /// words, create a new record with them, then dismiss.
+  bool record_deleted = false;
 };
 
 class store {
@@ -130,10 +135,13 @@ class store {
   /// Resolves the open conflict of a field by writing `v` (one of the values, or a merge
   /// of them): a normal change that replaces the current value and every value of the
   /// conflict, so every replica closes it when the change arrives. Throws not_found when
-  /// the field has no open conflict; invalid_argument as for update().
+  /// the field has no open conflict or the record was deleted; invalid_argument as for
+  /// update().
   void resolve_conflict(std::string_view collection, const record_id& id, std::string_view field, const value& v);
   /// Closes the open conflict of a field keeping the current value (a change like
-  /// resolve_conflict with that value). Throws not_found when there is none.
+  /// resolve_conflict with that value); on a deleted record, a delete that covers the
+  /// edits it overrode (closes every conflict of the record). Throws not_found when
+  /// there is none.
   void dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field);
 
   /// The server sequence number up to which changes have been pulled.

@@ -7,6 +7,7 @@
 #include <caresync/protocol/value.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <string>
@@ -62,6 +63,11 @@ struct change {
   std::vector<field_write> fields;  ///< empty for remove
   std::vector<kept_field> kept{};   ///< the fields written under keep_both, by name; empty for remove
   std::vector<item_op> items{};     ///< operations on append and set_union fields (not in `fields`); empty for remove
+  /// A remove's view of the record: the versions of the values its writer had (current
+  /// values, open conflicts, items), ascending. An edit of the record not among them was
+  /// concurrent with the delete and is kept visible (docs/conflicts.md, "Deletes").
+  /// std::nullopt: a delete that does not say (version 2 peers): it covers everything.
+  std::optional<std::vector<version>> covers{};
   friend bool operator==(const change&, const change&) = default;
 
   /// The kept entry of field `name`, or nullptr (a last-writer-wins write).
