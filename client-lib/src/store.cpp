@@ -1043,6 +1043,22 @@ std::vector<open_conflict> store::conflicts(std::string_view collection, const r
   return list_conflicts(*impl_, q);
 }
 
+std::size_t store::run_resolvers() {
+  const auto& resolvers = impl_->options.resolvers;
+  if (resolvers.empty() || !impl_->any_conflicts) return 0;
+  std::size_t resolved = 0;
+  for (const auto& c : conflicts()) {
+    if (c.record_deleted || c.current.ver.node != impl_->node) continue;
+    const auto it = resolvers.find(c.collection);
+    if (it == resolvers.end() || !it->second) continue;
+    if (auto v = it->second(c)) {
+      resolve_conflict(c.collection, c.record, c.field, *v);
+      ++resolved;
+    }
+  }
+  return resolved;
+}
+
 std::size_t store::conflict_count() const {
   sqlite::statement q(impl_->db.get(), "SELECT count(*) FROM (SELECT DISTINCT collection, id, field FROM cs_conflict)");
   q.step();
@@ -1228,6 +1244,22 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
       c.fields.push_back(field_write{std::string(name), t.select_full->column_value(static_cast<int>(d - t.def->fields.data()) + 1)});
     }
   });
+  // A kept write of this replica that an incoming value beat before it was sent (it was
+  // quarantined, or the store was synced by hand) is an open conflict here: it is still
+  // sent, or other replicas would never see those words.
+  if (any_conflicts && t.def->keeps_conflicts()) {
+    sqlite::statement lost(db.get(), "SELECT field, value FROM cs_conflict WHERE collection=? AND id=? AND stamp=? AND node=?");
+    lost.bind(1, std::string_view(c.collection))
+        .bind(2, id_bytes(c.id))
+        .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
+        .bind(4, static_cast<std::int64_t>(c.ver.node));
+    while (lost.step()) {
+      std::string name = lost.column_text(0);
+      if (std::any_of(c.fields.begin(), c.fields.end(), [&](const field_write& f) { return f.name == name; })) continue;
+      c.fields.push_back(field_write{name, lost.column_value(1)});
+      kept_names.push_back(std::move(name));
+    }
+  }
   // Items a write added stay its own even when later writes touched the field.
   if (has_items) add_item_ops(c, *t.def);
   // Every field it wrote was overwritten since: later entries carry the record. A record

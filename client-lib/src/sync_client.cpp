@@ -135,57 +135,63 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // k_push_window batches are on the way at once, so the store makes the next batch
   // while the server stores the last one (pipelining; docs/protocol.md).
   const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
-  std::deque<outbox_batch> unsent;
-  for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
-  std::deque<outbox_batch> in_flight;
-  bool outbox_done = false;
   bool resent_restamped = false;
-  for (;;) {
-    while (in_flight.size() < k_push_window) {
-      if (unsent.empty() && !outbox_done) {
-        if (auto b = s.pin_batch(batch_max)) {
-          unsent.push_back(std::move(*b));
-        } else {
-          outbox_done = true;
+  const auto push_outbox = [&] {
+    std::deque<outbox_batch> unsent;
+    for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
+    std::deque<outbox_batch> in_flight;
+    bool outbox_done = false;
+    for (;;) {
+      while (in_flight.size() < k_push_window) {
+        if (unsent.empty() && !outbox_done) {
+          if (auto b = s.pin_batch(batch_max)) {
+            unsent.push_back(std::move(*b));
+          } else {
+            outbox_done = true;
+          }
         }
+        if (unsent.empty()) break;
+        auto& batch = unsent.front();
+        const auto frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
+        if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
+          throw error(make_error_code(protocol_errc::limit_exceeded),
+                      "a push batch of " + std::to_string(batch.changes.size()) +
+                          " changes is larger than the server accepts; lower push_batch_changes");
+        }
+        channel.send(frame);
+        ++report.batches;
+        in_flight.push_back(std::move(batch));
+        unsent.pop_front();
       }
-      if (unsent.empty()) break;
-      auto& batch = unsent.front();
-      const auto frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
-      if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
-        throw error(make_error_code(protocol_errc::limit_exceeded),
-                    "a push batch of " + std::to_string(batch.changes.size()) +
-                        " changes is larger than the server accepts; lower push_batch_changes");
+      if (in_flight.empty()) break;
+      const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
+      const auto& sent = in_flight.front();
+      if (result.batch != sent.id) {
+        throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
       }
-      channel.send(frame);
-      ++report.batches;
-      in_flight.push_back(std::move(batch));
-      unsent.pop_front();
+      // Every change is either stored or refused; a refusal names a change of the batch.
+      if (result.accepted + result.refused.size() != sent.changes.size() ||
+          (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
+        throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
+      }
+      const auto restamped = s.ack_batch(result.batch, sent.changes, result.refused);
+      report.pushed += result.accepted;
+      report.quarantined += result.refused.size() - restamped;
+      // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
+      // in this sync too, once.
+      if (restamped > 0 && !resent_restamped) {
+        resent_restamped = true;
+        outbox_done = false;
+      }
+      progress.pushed += result.accepted;
+      in_flight.pop_front();
+      tell();
     }
-    if (in_flight.empty()) break;
-    const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
-    const auto& sent = in_flight.front();
-    if (result.batch != sent.id) {
-      throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
-    }
-    // Every change is either stored or refused; a refusal names a change of the batch.
-    if (result.accepted + result.refused.size() != sent.changes.size() ||
-        (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
-      throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
-    }
-    const auto restamped = s.ack_batch(result.batch, sent.changes, result.refused);
-    report.pushed += result.accepted;
-    report.quarantined += result.refused.size() - restamped;
-    // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
-    // in this sync too, once.
-    if (restamped > 0 && !resent_restamped) {
-      resent_restamped = true;
-      outbox_done = false;
-    }
-    progress.pushed += result.accepted;
-    in_flight.pop_front();
-    tell();
-  }
+  };
+  // Conflicts the app's resolvers settle go out with this push (those opened by the
+  // pull below, with the push after it).
+  report.resolved += local.run_resolvers();
+  push_outbox();
 
   // Pull: pages after the cursor until the server has no more; each page is applied
   // together with its new cursor, so an interruption resumes exactly where it stopped.
@@ -216,6 +222,10 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         expect<wire::changes_page>(channel.receive_after(o.live_wait, wire::k_default_max_frame, compression), "changes");
     report.woken = !answer.items.empty();
     if (!take(answer)) break;
+  }
+  if (const auto resolved = local.run_resolvers(); resolved > 0) {
+    report.resolved += resolved;
+    push_outbox();
   }
   channel.close();
 }

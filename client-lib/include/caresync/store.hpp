@@ -31,6 +31,13 @@ enum class durability {
   normal,  ///< survives an app crash, may lose the last commits on power loss (synchronous=NORMAL)
 };
 
+struct open_conflict;
+
+/// An app's own rule for the open conflicts of one collection (store_options::resolvers):
+/// returns the value to resolve with (one of the values or a merge of them), or
+/// std::nullopt to leave the conflict to a person. Must not throw.
+using conflict_resolver = std::function<std::optional<value>(const open_conflict&)>;
+
 /// How to open a store.
 struct store_options {
   std::string path;  ///< the SQLite file; created if missing
@@ -39,6 +46,12 @@ struct store_options {
   /// Milliseconds since the Unix epoch for the store's hybrid clock; empty means the
   /// system clock. For simulations and tests (a tablet whose clock runs ahead, say).
   std::function<std::uint64_t()> time_source = nullptr;
+  /// Resolvers by collection. A conflict is given to its collection's resolver only on
+  /// the device that wrote the value shown, so one device settles it and resolutions
+  /// do not cross; a device without the resolver (another app version) leaves it open.
+  /// They run during sync (store::run_resolvers()); conflicts on deleted records are not
+  /// given to them.
+  std::map<std::string, conflict_resolver, std::less<>> resolvers = {};
 };
 
 /// A record's fields by name, including fields the schema does not declare (kept from
@@ -143,6 +156,11 @@ class store {
   /// edits it overrode (closes every conflict of the record). Throws not_found when
   /// there is none.
   void dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field);
+
+  /// Gives each open conflict to its collection's resolver, when this device wrote the
+  /// value shown, and resolves it with the value returned (resolve_conflict). Returns the
+  /// number resolved. sync_client calls it; apps may call it after local writes too.
+  std::size_t run_resolvers();
 
   /// The server sequence number up to which changes have been pulled.
   std::uint64_t cursor() const;

@@ -83,6 +83,7 @@ struct sync_report {
   std::uint64_t cursor = 0;        ///< the store's cursor after the sync
   unsigned attempts = 0;           ///< connections made (1 unless transient failures were retried)
   bool woken = false;              ///< live mode: new changes arrived while waiting
+  std::size_t resolved = 0;        ///< open conflicts the app's resolvers settled (store_options::resolvers)
 };
 
 class sync_client {
