@@ -1459,14 +1459,18 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
       store_live(collection, id, {}, *meta);
     }
   }
-  // The items it added carry its new version.
-  sqlite::statement items(db.get(), "UPDATE cs_item SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?");
-  items.bind(1, static_cast<std::int64_t>(to.stamp.value))
-      .bind(2, collection)
-      .bind(3, id_bytes(id))
-      .bind(4, static_cast<std::int64_t>(from.stamp.value))
-      .bind(5, static_cast<std::int64_t>(from.node))
-      .run();
+  // The items it added carry its new version, and so does its value where it lost
+  // locally before it was sent (an open conflict here).
+  for (const char* sql : {"UPDATE cs_item SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?",
+                          "UPDATE cs_conflict SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?"}) {
+    sqlite::statement move(db.get(), sql);
+    move.bind(1, static_cast<std::int64_t>(to.stamp.value))
+        .bind(2, collection)
+        .bind(3, id_bytes(id))
+        .bind(4, static_cast<std::int64_t>(from.stamp.value))
+        .bind(5, static_cast<std::int64_t>(from.node))
+        .run();
+  }
   // What the write replaces moves with it, and a later write that replaces it names its
   // new version.
   sqlite::statement own(db.get(), "UPDATE cs_pred SET stamp=? WHERE collection=? AND id=? AND stamp=?");

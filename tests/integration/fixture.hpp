@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace caresync::testing {
 
@@ -125,9 +126,21 @@ class test_server {
   std::uint16_t port_ = 0;
 };
 
-/// A tablet: a store file in the test directory.
-inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string& name) {
-  return store::open(store_options{dir.file(name + ".db"), care_schema(), durability::normal});
+/// care_schema() with the visit note declared keep_both, as an app that keeps both of
+/// two concurrent notes (docs/conflicts.md). The server's log does not depend on it.
+inline schema care_schema_keeping_notes() {
+  auto s = care_schema();
+  for (auto& c : s.collections) {
+    for (auto& f : c.fields) {
+      if (c.name == "visits" && f.name == "note") f.policy = merge_policy::keep_both;
+    }
+  }
+  return s;
+}
+
+/// A tablet: a store file in the test directory, with care_schema() unless told.
+inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string& name, schema s = care_schema()) {
+  return store::open(store_options{dir.file(name + ".db"), std::move(s), durability::normal});
 }
 
 /// Connects as `o` says, says hello with `node` (offering no features), sends `request`
