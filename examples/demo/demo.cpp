@@ -167,23 +167,52 @@ class simulation {
   void show_concurrent_edits() const {
     if (concurrent_edits_.empty()) return;
     std::cout << "\n--- concurrent edits, after sync: per field, the write with the greatest\n"
-                 "    (hybrid clock stamp, node id) version wins, identically on every replica\n";
+                 "    (hybrid clock stamp, node id) version wins, identically on every replica;\n"
+                 "    the note is keep_both, so the notes that lost stay as an open conflict\n";
     for (const auto& edit : concurrent_edits_) {
       std::set<std::string> held;
       for (const auto& t : tablets_) {
         const auto fields = t->local().get("visits", edit.visit);
         held.insert(fields ? "status '" + text_field(fields, "status") + "'" : std::string("deleted"));
       }
+      // The note is keep_both: the notes that lost are open conflicts, the same everywhere.
+      std::set<std::size_t> kept;
+      for (const auto& t : tablets_) {
+        const auto open = t->local().conflicts("visits", edit.visit);
+        kept.insert(open.empty() ? 0 : open.front().others.size());
+      }
       std::cout << "  visit " << short_id(edit.visit) << " (round " << edit.round << ", " << edit.writes.size()
                 << " writers): ";
-      if (held.size() == 1) {
-        std::cout << "every tablet holds " << *held.begin() << "\n";
+      if (held.size() == 1 && kept.size() == 1) {
+        std::cout << "every tablet holds " << *held.begin() << " and " << *kept.begin()
+                  << " other note(s) as an open conflict\n";
       } else {
         std::cout << "tablets DIFFER:";
         for (const auto& h : held) std::cout << " " << h << ";";
         std::cout << "\n";
       }
     }
+  }
+
+  /// A coordinator reads the open conflicts and resolves each note by keeping every text;
+  /// the next syncs close them on every tablet.
+  void resolve_notes() {
+    if (concurrent_edits_.empty()) return;
+    auto& coordinator = *tablets_.back();
+    std::size_t resolved = 0;
+    for (const auto& c : coordinator.local().conflicts()) {
+      if (c.record_deleted) continue;
+      std::string merged = std::get<std::string>(c.current.val);
+      for (const auto& o : c.others) merged += "\n" + std::get<std::string>(o.val);
+      coordinator.local().resolve_conflict(c.collection, c.record, c.field, value{merged});
+      ++resolved;
+    }
+    std::cout << "\n--- " << coordinator.profile().name << " resolves " << resolved
+              << " open conflict(s), keeping every note's text; everyone syncs again\n";
+    sync_everyone();
+    std::size_t open = 0;
+    for (const auto& t : tablets_) open += t->local().conflict_count();
+    std::cout << "  open conflicts left on all tablets: " << open << "\n";
   }
 
   const std::vector<std::unique_ptr<tablet>>& tablets() const noexcept { return tablets_; }
@@ -360,6 +389,7 @@ int run(const demo_options& options) {
   }
   sim.sync_everyone();
   sim.show_concurrent_edits();
+  sim.resolve_notes();
 
   const int server_status = server.stop();
   const bool server_clean = WIFEXITED(server_status) && WEXITSTATUS(server_status) == 0;
@@ -373,7 +403,7 @@ int run(const demo_options& options) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   std::cout << "\n"
             << totals.syncs << " syncs: " << totals.pushed << " changes pushed, " << totals.pulled << " pulled, "
-            << totals.conflicts << " incoming writes lost to newer ones; " << human_bytes(totals.bytes_sent)
+            << totals.conflicts << " incoming writes lost to newer ones or kept as conflicts; " << human_bytes(totals.bytes_sent)
             << " sent, " << human_bytes(totals.bytes_received) << " received; " << elapsed.count() << " ms in all\n";
 
   const auto n = sim.tablets().size();

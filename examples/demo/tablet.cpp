@@ -58,7 +58,8 @@ caresync::schema care_schema() {
                       {"date", k::text},
                       {"duration_min", k::integer},
                       {"kind", k::text},
-                      {"note", k::text},
+                      // Two workers writing the visit's note offline: both texts are kept.
+                      {"note", k::text, caresync::merge_policy::keep_both},
                       {"status", k::text}}},
   }};
 }
@@ -131,7 +132,8 @@ offline_work tablet::work_offline(demo_rng& rng, std::size_t visits, int day_off
 }
 
 void tablet::set_status(const record_id& visit, const std::string& status) {
-  store_->update("visits", visit, {{"status", status}});
+  // The status is last-writer-wins; the note, rewritten by each editor, keeps every text.
+  store_->update("visits", visit, {{"status", status}, {"note", "note amended: " + status}});
 }
 
 std::vector<record_id> tablet::visit_ids() const { return query_ids(store_->path(), "SELECT id FROM visits ORDER BY id"); }
