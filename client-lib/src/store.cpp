@@ -19,10 +19,15 @@ const sqlite::file_identity k_identity{
     0x43535943, k_format, "a caresync store", "open a store file made by caresync, or a new path", "update the app",
     k_format,   "it was made by a development build: sync it with that build, then start from a new file"};
 
+/// Open conflicts by version; items by (version, text): several items share the version
+/// of the write that added them.
 bool item_order(const conflict_value& a, const conflict_value& b) {
   if (a.ver != b.ver) return a.ver < b.ver;
-  return std::get<std::string>(a.val) < std::get<std::string>(b.val);
+  const auto* x = std::get_if<std::string>(&a.val);
+  const auto* y = std::get_if<std::string>(&b.val);
+  return x && y && *x < *y;
 }
+
 
 /// The cs_pred field name of what a delete covers: the whole record. Not a null pointer,
 /// which SQLite would bind as NULL.
@@ -82,6 +87,46 @@ std::uint64_t parse_u64(const std::string& s) {
     throw error(make_error_code(storage_errc::corrupt), "the store's state table holds a damaged number");
   }
   return v;
+}
+
+/// A version kept as two INTEGER columns, stamp at `col` and node at `col + 1`.
+version version_at(const sqlite::statement& s, int col) {
+  return version{hlc_stamp{static_cast<std::uint64_t>(s.column_int64(col))}, static_cast<node_id>(s.column_int64(col + 1))};
+}
+
+/// cs_conflict and cs_item rows have one shape, (collection, id, field, stamp, node,
+/// value): a record's rows by field, each list in item_order (SQLite orders the integer
+/// columns as signed numbers, versions compare unsigned). `select` reads field, stamp,
+/// node, value of one (collection, id).
+std::map<std::string, std::vector<conflict_value>, std::less<>> read_tagged(sqlite::statement& select,
+                                                                            std::string_view collection,
+                                                                            const record_id& id) {
+  std::map<std::string, std::vector<conflict_value>, std::less<>> out;
+  sqlite::reset_guard g(select);
+  select.bind_static(1, collection).bind_static(2, id_bytes(id));
+  while (select.step()) out[select.column_text(0)].push_back(conflict_value{select.column_value(3), version_at(select, 1)});
+  for (auto& [field, values] : out) std::sort(values.begin(), values.end(), item_order);
+  return out;
+}
+
+/// Replaces one field's rows of cs_conflict or cs_item (`remove` deletes a field's rows,
+/// `insert` adds one) with `values`.
+void write_tagged(sqlite::statement& remove, sqlite::statement& insert, std::string_view collection,
+                  const record_id& id, std::string_view field, const std::vector<conflict_value>& values) {
+  {
+    sqlite::reset_guard g(remove);
+    remove.bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).run();
+  }
+  for (const auto& v : values) {
+    sqlite::reset_guard g(insert);
+    insert.bind_static(1, collection)
+        .bind_static(2, id_bytes(id))
+        .bind_static(3, field)
+        .bind(4, static_cast<std::int64_t>(v.ver.stamp.value))
+        .bind(5, static_cast<std::int64_t>(v.ver.node))
+        .bind_static(6, v.val)
+        .run();
+  }
 }
 
 }  // namespace
@@ -342,8 +387,7 @@ std::optional<store::impl::meta_row> store::impl::load_meta(std::string_view col
   m.in_meta = true;
   m.clock = decode_field_clock(meta_select->column_blob(0));
   if (meta_select->column_type(1) != SQLITE_NULL) {
-    m.deleted = version{hlc_stamp{static_cast<std::uint64_t>(meta_select->column_int64(1))},
-                        static_cast<node_id>(meta_select->column_int64(2))};
+    m.deleted = version_at(*meta_select, 1);
   }
   return m;
 }
@@ -549,76 +593,32 @@ record_state store::impl::read_state(std::string_view collection, const record_i
     }
     state.fields.emplace(name, field_state{std::move(v), entry.ver, entry.kept, {}});
   }
-  if (any_conflicts) {
-    sqlite::reset_guard g(*conflict_select_record);
-    conflict_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
-    while (conflict_select_record->step()) {
-      const auto it = state.fields.find(conflict_select_record->column_text(0));
+  const auto attach = [&](sqlite::statement& select, std::vector<conflict_value> field_state::*list) {
+    for (auto& [name, values] : read_tagged(select, collection, id)) {
+      const auto it = state.fields.find(name);
       if (it == state.fields.end()) {
-        throw error(make_error_code(storage_errc::corrupt), "an open conflict in the store names a field its record lacks");
+        throw error(make_error_code(storage_errc::corrupt), "an open conflict or item in the store names a field its record lacks");
       }
-      it->second.conflicts.push_back(conflict_value{
-          conflict_select_record->column_value(3),
-          version{hlc_stamp{static_cast<std::uint64_t>(conflict_select_record->column_int64(1))},
-                  static_cast<node_id>(conflict_select_record->column_int64(2))}});
+      it->second.*list = std::move(values);
     }
-    // SQLite orders the columns as signed numbers; versions compare unsigned.
-    for (auto& [name, field] : state.fields) {
-      std::sort(field.conflicts.begin(), field.conflicts.end(),
-                [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
-    }
-  }
-  if (any_items) {
-    sqlite::reset_guard g(*item_select_record);
-    item_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
-    while (item_select_record->step()) {
-      const auto it = state.fields.find(item_select_record->column_text(0));
-      if (it == state.fields.end()) {
-        throw error(make_error_code(storage_errc::corrupt), "an item in the store names a field its record lacks");
-      }
-      it->second.items.push_back(conflict_value{
-          value{item_select_record->column_text(3)},
-          version{hlc_stamp{static_cast<std::uint64_t>(item_select_record->column_int64(1))},
-                  static_cast<node_id>(item_select_record->column_int64(2))}});
-    }
-    for (auto& [name, field] : state.fields) std::sort(field.items.begin(), field.items.end(), item_order);
-  }
+  };
+  if (any_conflicts) attach(*conflict_select_record, &field_state::conflicts);
+  if (any_items) attach(*item_select_record, &field_state::items);
   return state;
 }
 
 std::vector<conflict_value> store::impl::field_items(std::string_view collection, const record_id& id,
                                                      std::string_view field) {
-  std::vector<conflict_value> out;
-  if (!any_items) return out;
-  sqlite::reset_guard g(*item_select_record);
-  item_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
-  while (item_select_record->step()) {
-    if (item_select_record->column_text(0) != field) continue;
-    out.push_back(conflict_value{value{item_select_record->column_text(3)},
-                                 version{hlc_stamp{static_cast<std::uint64_t>(item_select_record->column_int64(1))},
-                                         static_cast<node_id>(item_select_record->column_int64(2))}});
-  }
-  std::sort(out.begin(), out.end(), item_order);
-  return out;
+  if (!any_items) return {};
+  auto all = read_tagged(*item_select_record, collection, id);
+  const auto it = all.find(field);
+  return it == all.end() ? std::vector<conflict_value>{} : std::move(it->second);
 }
 
 void store::impl::store_items(std::string_view collection, const record_id& id, std::string_view field,
                               const std::vector<conflict_value>& items) {
-  {
-    sqlite::reset_guard g(*item_delete_field);
-    item_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).run();
-  }
-  for (const auto& i : items) {
-    any_items = true;
-    sqlite::reset_guard g(*item_insert);
-    item_insert->bind_static(1, collection)
-        .bind_static(2, id_bytes(id))
-        .bind_static(3, field)
-        .bind(4, static_cast<std::int64_t>(i.ver.stamp.value))
-        .bind(5, static_cast<std::int64_t>(i.ver.node))
-        .bind_static(6, i.val)
-        .run();
-  }
+  if (!items.empty()) any_items = true;
+  write_tagged(*item_delete_field, *item_insert, collection, id, field, items);
 }
 
 void store::impl::add_item_ops(change& c, const collection_def& def) {
@@ -650,8 +650,7 @@ void store::impl::add_item_ops(change& c, const collection_def& def) {
       const std::string field = pred_select_write->column_text(0);
       const field_def* d = def.find(field);
       if (!d || d->policy != merge_policy::set_union) continue;  // keep_both preds go with the field write
-      op_for(field)->remove.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select_write->column_int64(1))},
-                                              static_cast<node_id>(pred_select_write->column_int64(2))});
+      op_for(field)->remove.push_back(version_at(*pred_select_write, 1));
     }
   }
   for (auto& [name, op] : ops) {
@@ -666,37 +665,16 @@ void store::impl::add_item_ops(change& c, const collection_def& def) {
 
 void store::impl::store_conflicts(std::string_view collection, const record_id& id, std::string_view field,
                                   const std::vector<conflict_value>& conflicts) {
-  {
-    sqlite::reset_guard g(*conflict_delete_field);
-    conflict_delete_field->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).run();
-  }
-  for (const auto& c : conflicts) {
-    any_conflicts = true;
-    sqlite::reset_guard g(*conflict_insert);
-    conflict_insert->bind_static(1, collection)
-        .bind_static(2, id_bytes(id))
-        .bind_static(3, field)
-        .bind(4, static_cast<std::int64_t>(c.ver.stamp.value))
-        .bind(5, static_cast<std::int64_t>(c.ver.node))
-        .bind_static(6, c.val)
-        .run();
-  }
+  if (!conflicts.empty()) any_conflicts = true;
+  write_tagged(*conflict_delete_field, *conflict_insert, collection, id, field, conflicts);
 }
 
 std::vector<conflict_value> store::impl::field_conflicts(std::string_view collection, const record_id& id,
                                                          std::string_view field) {
-  std::vector<conflict_value> out;
-  if (!any_conflicts) return out;
-  sqlite::reset_guard g(*conflict_select_record);
-  conflict_select_record->bind_static(1, collection).bind_static(2, id_bytes(id));
-  while (conflict_select_record->step()) {
-    if (conflict_select_record->column_text(0) != field) continue;
-    out.push_back(conflict_value{conflict_select_record->column_value(3),
-                                 version{hlc_stamp{static_cast<std::uint64_t>(conflict_select_record->column_int64(1))},
-                                         static_cast<node_id>(conflict_select_record->column_int64(2))}});
-  }
-  std::sort(out.begin(), out.end(), [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
-  return out;
+  if (!any_conflicts) return {};
+  auto all = read_tagged(*conflict_select_record, collection, id);
+  const auto it = all.find(field);
+  return it == all.end() ? std::vector<conflict_value>{} : std::move(it->second);
 }
 
 std::vector<version> store::impl::predecessors(std::string_view collection, const record_id& id, std::string_view field,
@@ -723,8 +701,7 @@ std::vector<version> store::impl::predecessors(std::string_view collection, cons
         sqlite::reset_guard g(*pred_select);
         pred_select->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, field).bind(4, static_cast<std::int64_t>(current.ver.stamp.value));
         while (pred_select->step()) {
-          inherited.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
-                                      static_cast<node_id>(pred_select->column_int64(1))});
+          inherited.push_back(version_at(*pred_select, 0));
         }
       }
       sqlite::reset_guard g(*pred_delete_write);
@@ -825,8 +802,7 @@ void store::impl::add_kept(change& c, const std::vector<std::string>& names) {
         .bind_static(3, std::string_view(name))
         .bind(4, static_cast<std::int64_t>(c.ver.stamp.value));
     while (pred_select->step()) {
-      k.supersedes.push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
-                                     static_cast<node_id>(pred_select->column_int64(1))});
+      k.supersedes.push_back(version_at(*pred_select, 0));
     }
     std::sort(k.supersedes.begin(), k.supersedes.end());
     k.supersedes.erase(std::unique(k.supersedes.begin(), k.supersedes.end()), k.supersedes.end());
@@ -1155,8 +1131,7 @@ std::vector<std::pair<std::pair<std::string, record_id>, store::impl::meta_row>>
     meta.in_meta = true;
     meta.clock = decode_field_clock(rows.column_blob(2));
     if (rows.column_type(3) != SQLITE_NULL) {
-      meta.deleted = version{hlc_stamp{static_cast<std::uint64_t>(rows.column_int64(3))},
-                             static_cast<node_id>(rows.column_int64(4))};
+      meta.deleted = version_at(rows, 3);
     }
     out.push_back({{rows.column_text(0), id_from_blob(rows.column_blob(1))}, std::move(meta)});
   }
@@ -1187,8 +1162,7 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
     sqlite::reset_guard g(*pred_select);
     pred_select->bind_static(1, collection).bind_static(2, id_bytes(id)).bind_static(3, k_record_level).bind(4, static_cast<std::int64_t>(ver.stamp.value));
     while (pred_select->step()) {
-      c.covers->push_back(version{hlc_stamp{static_cast<std::uint64_t>(pred_select->column_int64(0))},
-                                  static_cast<node_id>(pred_select->column_int64(1))});
+      c.covers->push_back(version_at(*pred_select, 0));
     }
     std::sort(c.covers->begin(), c.covers->end());
     return c;
