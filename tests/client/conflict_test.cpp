@@ -3,6 +3,7 @@
 // apply_page), in the order a server's log would give them. Concurrent writes of a
 // keep_both field leave the same open conflict on every store; resolving or dismissing
 // it on one closes it everywhere; last-writer-wins fields never open one.
+#include "../support/conflict_text.hpp"
 #include "../support/temp_dir.hpp"
 #include "store_impl.hpp"
 
@@ -33,6 +34,9 @@ using caresync::value;
 using caresync::value_kind;
 using caresync::testing::temp_dir;
 namespace wire = caresync::wire;
+
+using caresync::testing::describe;
+using caresync::testing::note_of;
 
 namespace {
 
@@ -100,42 +104,6 @@ class relay {
  private:
   std::vector<change> log_;
 };
-
-std::string describe(const value& v) {
-  std::ostringstream out;
-  switch (caresync::kind_of(v)) {
-    case value_kind::null: out << "null"; break;
-    case value_kind::integer: out << std::get<std::int64_t>(v); break;
-    case value_kind::real: out << std::get<double>(v); break;
-    case value_kind::text: out << '"' << std::get<std::string>(v) << '"'; break;
-    case value_kind::bytes: out << "bytes[" << std::get<caresync::blob>(v).bytes.size() << ']'; break;
-  }
-  return out.str();
-}
-
-std::string describe(const caresync::conflict_value& c) {
-  return describe(c.val) + "@" + std::to_string(c.ver.stamp.value) + "/" + std::to_string(c.ver.node);
-}
-
-/// Open conflicts as one readable line each, so that two stores' lists compare (and
-/// print) as text.
-std::vector<std::string> describe(const std::vector<open_conflict>& conflicts) {
-  std::vector<std::string> out;
-  for (const auto& c : conflicts) {
-    std::string line = c.collection + "/" + c.record.to_string() + "/" + c.field + (c.record_deleted ? " (deleted)" : "") +
-                       ": current " + describe(c.current) + ", others";
-    for (const auto& o : c.others) line += " " + describe(o);
-    out.push_back(std::move(line));
-  }
-  return out;
-}
-
-std::string note_of(const store& s, const record_id& id) {
-  const auto fields = s.get("visits", id);
-  if (!fields) return "<no record>";
-  const auto it = fields->find("note");
-  return it == fields->end() ? "<no note>" : describe(it->second);
-}
 
 /// The code of the caresync::error `body` throws (a default code if none).
 template <class Body>

@@ -3,6 +3,7 @@
 // own fold of its log hold the same open conflict, until one tablet resolves it. The
 // devices report their open conflicts in hello, and `caresync-server devices` lists them.
 
+#include "../support/conflict_text.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -26,35 +27,10 @@ using caresync::testing::open_tablet;
 using caresync::testing::temp_dir;
 using caresync::testing::test_server;
 
+using caresync::testing::describe;
+using caresync::testing::note_of;
+
 namespace {
-
-std::string describe(const value& v) {
-  if (const auto* text = std::get_if<std::string>(&v)) return '"' + *text + '"';
-  return kind_of(v) == value_kind::null ? "null" : "<not text>";
-}
-
-/// Open conflicts as one readable line each, so that two tablets' lists compare (and
-/// print) as text.
-std::vector<std::string> describe(const std::vector<open_conflict>& conflicts) {
-  std::vector<std::string> out;
-  const auto one = [](const conflict_value& c) {
-    return describe(c.val) + "@" + std::to_string(c.ver.stamp.value) + "/" + std::to_string(c.ver.node);
-  };
-  for (const auto& c : conflicts) {
-    std::string line = c.collection + "/" + c.record.to_string() + "/" + c.field + (c.record_deleted ? " (deleted)" : "") +
-                       ": current " + one(c.current) + ", others";
-    for (const auto& o : c.others) line += " " + one(o);
-    out.push_back(std::move(line));
-  }
-  return out;
-}
-
-std::string note_of(const store& s, const record_id& id) {
-  const auto fields = s.get("visits", id);
-  if (!fields) return "<no record>";
-  const auto it = fields->find("note");
-  return it == fields->end() ? "<no note>" : describe(it->second);
-}
 
 /// The server's record of `device` once its latest session has ended and `seen` holds
 /// (a session records its device as it ends, just after the tablet closed).
