@@ -89,6 +89,23 @@ std::uint64_t parse_u64(const std::string& s) {
   return v;
 }
 
+/// Versions a local write replaces, removes or covers that are not older than the write:
+/// only this replica's own writes that were re-stamped (their clock ran ahead) after
+/// being overwritten, and so never sent. Nobody else has them; they are dropped.
+void drop_unsent_newer(std::vector<version>& versions, const version& ver) {
+  std::erase_if(versions, [&](const version& v) { return !(v < ver); });
+}
+
+/// A change given a new version (re-stamped): what it replaces, removes or covers that
+/// is not older than the new version goes (see drop_unsent_newer).
+void give_version(change& c, const version& to) {
+  c.ver = to;
+  for (auto& k : c.kept) drop_unsent_newer(k.supersedes, to);
+  for (auto& op : c.items) drop_unsent_newer(op.remove, to);
+  std::erase_if(c.items, [](const item_op& op) { return op.add.empty() && op.remove.empty(); });
+  if (c.covers) drop_unsent_newer(*c.covers, to);
+}
+
 /// A version kept as two INTEGER columns, stamp at `col` and node at `col + 1`.
 version version_at(const sqlite::statement& s, int col) {
   return version{hlc_stamp{static_cast<std::uint64_t>(s.column_int64(col))}, static_cast<node_id>(s.column_int64(col + 1))};
@@ -657,6 +674,7 @@ void store::impl::add_item_ops(change& c, const collection_def& def) {
     std::sort(op.add.begin(), op.add.end());
     std::sort(op.remove.begin(), op.remove.end());
     op.remove.erase(std::unique(op.remove.begin(), op.remove.end()), op.remove.end());
+    drop_unsent_newer(op.remove, c.ver);
     if (op.policy == item_policy::append && op.add.empty()) continue;  // an entry is never removed
     if (op.add.empty() && op.remove.empty()) continue;
     c.items.push_back(std::move(op));
@@ -806,6 +824,7 @@ void store::impl::add_kept(change& c, const std::vector<std::string>& names) {
     }
     std::sort(k.supersedes.begin(), k.supersedes.end());
     k.supersedes.erase(std::unique(k.supersedes.begin(), k.supersedes.end()), k.supersedes.end());
+    drop_unsent_newer(k.supersedes, c.ver);
     c.kept.push_back(std::move(k));
   }
   std::sort(c.kept.begin(), c.kept.end(), [](const kept_field& a, const kept_field& b) { return a.name < b.name; });
@@ -1165,6 +1184,7 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
       c.covers->push_back(version_at(*pred_select, 0));
     }
     std::sort(c.covers->begin(), c.covers->end());
+    drop_unsent_newer(*c.covers, c.ver);
     return c;
   }
   if (table_statements* t = table(collection)) {
@@ -1364,7 +1384,7 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
           const auto meta = load_meta(c.collection, c.id);
           if (meta && meta->deleted) {
             change again = c;
-            again.ver = to;
+            give_version(again, to);
             const auto encoded = wire::encode_change(again);
             sqlite::statement freeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=last_insert_rowid()");
             freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
@@ -1453,6 +1473,33 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
       .bind(3, id_bytes(id))
       .bind(4, static_cast<std::int64_t>(from.stamp.value))
       .run();
+  // Frozen writes of the record (deleted since) that replace, remove or cover it name it
+  // anew too.
+  {
+    sqlite::statement frozen(db.get(), "SELECT seq, frozen FROM cs_outbox WHERE collection=? AND id=? AND frozen IS NOT NULL");
+    frozen.bind(1, collection).bind(2, id_bytes(id));
+    sqlite::statement refreeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=?");
+    while (frozen.step()) {
+      auto c = wire::decode_change(frozen.column_blob(1));
+      bool named = false;
+      const auto rename = [&](std::vector<version>& versions) {
+        for (auto& v : versions) {
+          if (v == from) {
+            v = to;
+            named = true;
+          }
+        }
+        std::sort(versions.begin(), versions.end());
+      };
+      for (auto& k : c.kept) rename(k.supersedes);
+      for (auto& op : c.items) rename(op.remove);
+      if (c.covers) rename(*c.covers);
+      if (!named) continue;
+      const auto encoded = wire::encode_change(c);
+      refreeze.bind(1, std::span<const std::uint8_t>(encoded)).bind(2, frozen.column_int64(0)).run();
+      refreeze.reset();
+    }
+  }
   sqlite::statement later(db.get(),
                           "UPDATE cs_pred SET pred_stamp=? WHERE collection=? AND id=? AND pred_stamp=? AND pred_node=?");
   later.bind(1, static_cast<std::int64_t>(to.stamp.value))
@@ -1479,20 +1526,25 @@ std::size_t store::impl::correct_clock(std::uint64_t server_time_ms, std::uint64
     if (clock.last().wall_ms() <= server_time_ms + slack) return 0;
     // The hybrid clock ran ahead. It comes back to the server's time, but never below a
     // stamp other replicas have or will have: those received, those the server
-    // acknowledged, and those in pinned batches that the server will accept.
+    // acknowledged, and those of writes in the outbox that the server will accept.
     hlc_stamp floor = std::max({hlc_stamp::make(server_time_ms, 0), remote_max, acked_max});
     {
-      sqlite::statement pinned(db.get(),
-                               "SELECT coalesce(max(stamp), 0) FROM cs_outbox WHERE seq <= (SELECT coalesce(max(last_seq), 0)"
-                               " FROM cs_batch) AND stamp <= ?");
-      pinned.bind(1, static_cast<std::int64_t>(hlc_stamp::make(server_time_ms + bound_ms, 0xffff).value));
-      pinned.step();
-      floor = std::max(floor, hlc_stamp{static_cast<std::uint64_t>(pinned.column_int64(0))});
+      sqlite::statement acceptable(db.get(), "SELECT coalesce(max(stamp), 0) FROM cs_outbox WHERE stamp <= ?");
+      acceptable.bind(1, static_cast<std::int64_t>(hlc_stamp::make(server_time_ms + bound_ms, 0xffff).value));
+      acceptable.step();
+      floor = std::max(floor, hlc_stamp{static_cast<std::uint64_t>(acceptable.column_int64(0))});
     }
     clock.reset(floor);
     clock_dirty = true;
-    // Unsent writes stamped above the floor get new stamps, oldest first, so that a later
-    // local write still carries a greater version than an earlier one.
+    // Batches pinned before (by a sync cut short) go first, as they are: what the server
+    // refuses of them, and of the writes after them, is re-stamped in outbox order when
+    // refused (ack_batch), so a write never gets a smaller version than one it depends on.
+    {
+      sqlite::statement pinned(db.get(), "SELECT 1 FROM cs_batch LIMIT 1");
+      if (pinned.step()) return 0;
+    }
+    // Otherwise unsent writes stamped above the floor get new stamps now, oldest first, so
+    // that a later local write still carries a greater version than an earlier one.
     struct entry {
       std::int64_t seq;
       std::string collection;
@@ -1524,7 +1576,7 @@ std::size_t store::impl::correct_clock(std::uint64_t server_time_ms, std::uint64
       frozen.bind(1, e.seq);
       if (frozen.step()) {
         auto c = wire::decode_change(frozen.column_blob(0));
-        c.ver = to;
+        give_version(c, to);
         const auto encoded = wire::encode_change(c);
         refreeze.bind(1, std::span<const std::uint8_t>(encoded)).bind(2, e.seq).run();
         refreeze.reset();
