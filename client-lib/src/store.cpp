@@ -730,6 +730,20 @@ std::vector<version> store::impl::predecessors(std::string_view collection, cons
   return {current.ver};
 }
 
+void store::impl::store_preds(std::string_view collection, const record_id& id, std::string_view field,
+                              const version& ver, const std::vector<version>& preds) {
+  for (const auto& p : preds) {
+    sqlite::reset_guard g(*pred_insert);
+    pred_insert->bind_static(1, collection)
+        .bind_static(2, id_bytes(id))
+        .bind_static(3, field)
+        .bind(4, static_cast<std::int64_t>(ver.stamp.value))
+        .bind(5, static_cast<std::int64_t>(p.stamp.value))
+        .bind(6, static_cast<std::int64_t>(p.node))
+        .run();
+  }
+}
+
 void store::impl::write_fields(table_statements& t, const record_id& id, const version& ver,
                                const std::vector<field_write>& fields, meta_row& meta, std::string_view resolving) {
   const std::string_view collection = t.def->name;
@@ -763,16 +777,7 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
       for (auto& a : add) items.push_back(conflict_value{std::move(a), ver});
       std::sort(items.begin(), items.end(), item_order);
       store_items(collection, id, f.name, items);
-      for (const auto& r : removed) {
-        sqlite::reset_guard g(*pred_insert);
-        pred_insert->bind_static(1, collection)
-            .bind_static(2, id_bytes(id))
-            .bind_static(3, std::string_view(f.name))
-            .bind(4, static_cast<std::int64_t>(ver.stamp.value))
-            .bind(5, static_cast<std::int64_t>(r.stamp.value))
-            .bind(6, static_cast<std::int64_t>(r.node))
-            .run();
-      }
+      store_preds(collection, id, f.name, ver, removed);
       rendered.push_back(field_write{
           f.name, render_items(d->policy == merge_policy::append ? item_policy::append : item_policy::set_union, items)});
       meta.clock[f.name] = field_clock_entry{ver, false, false};
@@ -794,16 +799,7 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
         for (const auto& c : field_conflicts(collection, id, f.name)) replaced.push_back(c.ver);
         store_conflicts(collection, id, f.name, {});
       }
-      for (const auto& r : replaced) {
-        sqlite::reset_guard g(*pred_insert);
-        pred_insert->bind_static(1, collection)
-            .bind_static(2, id_bytes(id))
-            .bind_static(3, std::string_view(f.name))
-            .bind(4, static_cast<std::int64_t>(ver.stamp.value))
-            .bind(5, static_cast<std::int64_t>(r.stamp.value))
-            .bind(6, static_cast<std::int64_t>(r.node))
-            .run();
-      }
+      store_preds(collection, id, f.name, ver, replaced);
     }
     meta.clock[f.name] = field_clock_entry{ver, false, kept};
     values.push_back(&f);
@@ -915,16 +911,7 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   for (const auto& [name, f] : state.fields) all.push_back(name);
   store_deleted(collection, id, state, all, outcome.items_changed, was_live);
   // What it covers is sent with it (cs_pred, field "").
-  for (const auto& v : *c.covers) {
-    sqlite::reset_guard g(*pred_insert);
-    pred_insert->bind_static(1, collection)
-        .bind_static(2, id_bytes(id))
-        .bind_static(3, k_record_level)
-        .bind(4, static_cast<std::int64_t>(ver.stamp.value))
-        .bind(5, static_cast<std::int64_t>(v.stamp.value))
-        .bind(6, static_cast<std::int64_t>(v.node))
-        .run();
-  }
+  store_preds(collection, id, k_record_level, ver, *c.covers);
   append_outbox(collection, id, ver, change_kind::remove);
 }
 

@@ -183,6 +183,10 @@ struct store::impl {
   /// to the server (it never will be, being overwritten), what that write replaced.
   std::vector<version> predecessors(std::string_view collection, const record_id& id, std::string_view field,
                                     const field_clock_entry& current);
+  /// Records in cs_pred what the local write `ver` of `field` replaces, removes or (field
+  /// "") covers, until the server has the write.
+  void store_preds(std::string_view collection, const record_id& id, std::string_view field, const version& ver,
+                   const std::vector<version>& preds);
   /// Writes local `fields` to a live record at `ver` (values, clock, and for keep_both
   /// fields what each replaces); `resolving` names a field whose open conflicts the write
   /// also replaces (store::resolve_conflict), or is empty.
