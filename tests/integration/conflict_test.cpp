@@ -4,6 +4,7 @@
 // devices report their open conflicts in hello, and `caresync-server devices` lists them.
 
 #include "../support/conflict_text.hpp"
+#include "devices_listed.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -23,6 +24,7 @@
 
 using namespace caresync;
 using caresync::testing::care_schema_keeping_notes;
+using caresync::testing::devices_listed;
 using caresync::testing::open_tablet;
 using caresync::testing::temp_dir;
 using caresync::testing::test_server;
@@ -43,21 +45,6 @@ std::optional<server::device_health> fleet_of(test_server& server, const std::st
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return std::nullopt;
-}
-
-/// `caresync-server devices` on the server's database: one JSON object per device.
-std::map<std::string, nlohmann::json> devices_listed(test_server& server) {
-  const std::string command =
-      std::string(CARESYNC_SERVER_BINARY) + " devices --db " + server.config().database_file + " 2>/dev/null";
-  std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
-  REQUIRE(pipe);
-  std::map<std::string, nlohmann::json> lines;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe.get())) {
-    auto j = nlohmann::json::parse(buf);
-    lines[j["device"].get<std::string>()] = j;
-  }
-  return lines;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "../support/fault_proxy.hpp"
 #include "../support/server_process.hpp"
 #include "../support/sql_probe.hpp"
+#include "devices_listed.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -290,19 +291,7 @@ TEST_CASE("fleet health: each device's last sync, queue and refused changes, lis
   wrong.token = "not-the-token";
   CHECK_THROWS(sync_client(*a, wrong).sync());
 
-  const auto run = [&](const std::string& args) {
-    const std::string command = std::string(CARESYNC_SERVER_BINARY) + " devices --db " + server.config().database_file +
-                                " " + args + " 2>/dev/null";
-    std::unique_ptr<FILE, decltype(&pclose)> pipe(popen(command.c_str(), "r"), &pclose);
-    REQUIRE(pipe);
-    std::map<std::string, nlohmann::json> lines;
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, pipe.get())) {
-      auto j = nlohmann::json::parse(buf);
-      lines[j["device"].get<std::string>()] = j;
-    }
-    return lines;
-  };
+  const auto run = [&](const std::string& args) { return testing::devices_listed(server, args); };
   const auto all = run("");
   REQUIRE(all.size() == 2);
   const auto& la = all.at(testing::test_server::device(0));
