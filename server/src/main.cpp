@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
   int silent_days = 7;
   bool only_silent = false;
   auto* devices_cmd = app.add_subcommand(
-      "devices", "List devices with their last sync, queue depth and refused changes, as JSON lines (fleet health)");
+      "devices", "List devices with their last sync, queue depth, refused changes and open conflicts, as JSON lines (fleet health)");
   devices_cmd->add_option("-c,--config", devices_config, "Config file (TOML): its devices and database_file")
       ->check(CLI::ExistingFile);
   devices_cmd->add_option("--db", devices_db, "The server's database file (only devices that connected)");
