@@ -119,6 +119,7 @@ max_push_changes = 250
 page_max_changes = 125
 page_max_bytes = 1048576
 max_value_bytes = 65536
+max_clock_ahead_ms = 60000
 handshake_timeout_ms = 2500
 idle_timeout_ms = 45000
 
@@ -150,6 +151,7 @@ token_sha256 = ")" + k_hash_2 + R"("
   CHECK(c.page_max_changes == 125u);
   CHECK(c.page_max_bytes == 1048576u);
   CHECK(c.max_value_bytes == 65536u);
+  CHECK(c.max_clock_ahead == std::chrono::milliseconds(60000));
   CHECK(c.handshake_timeout == std::chrono::milliseconds(2500));
   CHECK(c.idle_timeout == std::chrono::milliseconds(45000));
   CHECK(c.admin_enabled);
@@ -292,6 +294,10 @@ TEST_CASE("validate names the key at fault", "[config]") {
     c.max_value_bytes = (1 << 19) + 1;
     CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'limits.max_value_bytes'"));
   }
+  SECTION("a clock bound under a second") {
+    c.max_clock_ahead = std::chrono::milliseconds(999);
+    CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'limits.max_clock_ahead_ms'"));
+  }
   SECTION("no certificate file") {
     c.certificate_file.clear();
     CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'certificate_file'"));
@@ -307,6 +313,7 @@ TEST_CASE("validate accepts the limits at their edges", "[config]") {
   c.max_frame_bytes = 1 << 20;
   c.page_max_bytes = 1 << 19;  // exactly half a frame
   c.max_value_bytes = 1 << 19;
+  c.max_clock_ahead = std::chrono::milliseconds(1000);
   c.threads = 1;
   CHECK_NOTHROW(server::validate(c));
   c.devices.clear();
