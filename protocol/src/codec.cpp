@@ -129,20 +129,10 @@ class writer {
       uvarint(c.kept.size());
       for (const auto& k : c.kept) {
         text(k.name);
-        uvarint(k.supersedes.size());
-        for (const auto& v : k.supersedes) {
-          u64(v.stamp.value);
-          u64(v.node);
-        }
+        versions(k.supersedes);
       }
     }
-    if (c.covers) {
-      uvarint(c.covers->size());
-      for (const auto& v : *c.covers) {
-        u64(v.stamp.value);
-        u64(v.node);
-      }
-    }
+    if (c.covers) versions(*c.covers);
     if (!c.items.empty()) {
       uvarint(c.items.size());
       for (const auto& op : c.items) {
@@ -150,12 +140,18 @@ class writer {
         u8(static_cast<std::uint8_t>(op.policy));
         uvarint(op.add.size());
         for (const auto& a : op.add) text(a);
-        uvarint(op.remove.size());
-        for (const auto& v : op.remove) {
-          u64(v.stamp.value);
-          u64(v.node);
-        }
+        versions(op.remove);
       }
+    }
+  }
+
+  /// A version list (kept supersedes, covers, item removes): uvarint count, then each
+  /// version as u64 stamp, u64 node.
+  void versions(const std::vector<version>& list) {
+    uvarint(list.size());
+    for (const auto& v : list) {
+      u64(v.stamp.value);
+      u64(v.node);
     }
   }
 
@@ -264,19 +260,11 @@ class reader {
       if (c.kept.empty()) malformed("a change flags a kept list but lists no field");
       for (auto& k : c.kept) {
         k.name = text("kept field name");
-        k.supersedes.resize(count("superseded version count", 16));
-        for (auto& v : k.supersedes) {
-          v.stamp.value = u64("superseded stamp");
-          v.node = u64("superseded node id");
-        }
+        k.supersedes = versions("superseded version count", "superseded stamp", "superseded node id");
       }
     }
     if (has_covers) {
-      c.covers.emplace(count("covered version count", 16));
-      for (auto& v : *c.covers) {
-        v.stamp.value = u64("covered stamp");
-        v.node = u64("covered node id");
-      }
+      c.covers = versions("covered version count", "covered stamp", "covered node id");
     }
     if (has_items) {
       // Each op needs at least 4 bytes: a name length, a name byte, the policy, two counts.
@@ -291,11 +279,7 @@ class reader {
         op.policy = static_cast<item_policy>(policy);
         op.add.resize(count("added item count", 1));
         for (auto& a : op.add) a = text("added item");
-        op.remove.resize(count("removed item count", 16));
-        for (auto& v : op.remove) {
-          v.stamp.value = u64("removed item stamp");
-          v.node = u64("removed item node id");
-        }
+        op.remove = versions("removed item count", "removed item stamp", "removed item node id");
       }
     }
     if (c.kind == change_kind::remove && !c.fields.empty()) malformed("a delete carries fields");
@@ -310,6 +294,16 @@ class reader {
       }
     }
     return c;
+  }
+
+  /// A version list as versions() writes it; the labels name its parts in errors.
+  std::vector<version> versions(const char* count_what, const char* stamp_what, const char* node_what) {
+    std::vector<version> list(count(count_what, 16));
+    for (auto& v : list) {
+      v.stamp.value = u64(stamp_what);
+      v.node = u64(node_what);
+    }
+    return list;
   }
 
   void finish() const {
