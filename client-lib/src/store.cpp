@@ -1602,23 +1602,28 @@ std::size_t store::impl::apply(const change& c) {
   values.reserve(outcome.updated.size());
   for (const auto& f : c.fields) {
     if (std::find(outcome.updated.begin(), outcome.updated.end(), f.name) == outcome.updated.end()) continue;
-    // Undeclared fields, and values of another type than declared, live in cs_extra so
-    // that nothing received is dropped or converted by column affinity.
-    const field_def* d = t ? t->def->find(f.name) : nullptr;
-    const bool extra = !d || (kind_of(f.val) != value_kind::null && kind_of(f.val) != d->type);
-    auto& entry = meta->clock[f.name];
-    if (entry.extra && !extra) {
-      sqlite::reset_guard g(*extra_delete_field);
-      extra_delete_field->bind_static(1, std::string_view(c.collection))
-          .bind_static(2, id_bytes(c.id))
-          .bind_static(3, std::string_view(f.name))
-          .run();
-    }
-    entry = field_clock_entry{c.ver, extra};
+    place_received(t, c, f.name, f.val, field_clock_entry{c.ver, false, false}, *meta);
     values.push_back(&f);
   }
   store_live(c.collection, c.id, values, *meta);
   return outcome.superseded;
+}
+
+void store::impl::place_received(const table_statements* t, const change& c, const std::string& name, const value& v,
+                                 field_clock_entry entry, meta_row& meta) {
+  // Undeclared fields, and values of another type than declared, live in cs_extra so
+  // that nothing received is dropped or converted by column affinity.
+  const field_def* d = t ? t->def->find(name) : nullptr;
+  entry.extra = !d || (kind_of(v) != value_kind::null && kind_of(v) != d->type);
+  auto& stored = meta.clock[name];
+  if (stored.extra && !entry.extra) {
+    sqlite::reset_guard g(*extra_delete_field);
+    extra_delete_field->bind_static(1, std::string_view(c.collection))
+        .bind_static(2, id_bytes(c.id))
+        .bind_static(3, std::string_view(name))
+        .run();
+  }
+  stored = entry;
 }
 
 std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool known_record) {
@@ -1641,17 +1646,7 @@ std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool kno
   written.reserve(outcome.updated.size());
   for (const auto& name : outcome.updated) {
     const field_state& f = state.fields.at(name);
-    const field_def* d = t ? t->def->find(name) : nullptr;
-    const bool extra = !d || (kind_of(f.val) != value_kind::null && kind_of(f.val) != d->type);
-    auto& entry = meta.clock[name];
-    if (entry.extra && !extra) {
-      sqlite::reset_guard g(*extra_delete_field);
-      extra_delete_field->bind_static(1, std::string_view(c.collection))
-          .bind_static(2, id_bytes(c.id))
-          .bind_static(3, std::string_view(name))
-          .run();
-    }
-    entry = field_clock_entry{f.ver, extra, f.kept};
+    place_received(t, c, name, f.val, field_clock_entry{f.ver, false, f.kept}, meta);
     written.push_back(field_write{name, f.val});
   }
   if (!written.empty()) {

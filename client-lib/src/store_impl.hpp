@@ -203,6 +203,11 @@ struct store::impl {
   /// Replaces the items of one field with `items`.
   void store_items(std::string_view collection, const record_id& id, std::string_view field,
                    const std::vector<conflict_value>& items);
+  /// Sets the clock entry of a received value `v` of field `name` to `entry`, deciding
+  /// whether the value lives in its column or cs_extra (and dropping a cs_extra value it
+  /// replaces in the column).
+  void place_received(const table_statements* t, const change& c, const std::string& name, const value& v,
+                      field_clock_entry entry, meta_row& meta);
   /// apply() for a change to a record with keep_both fields or open conflicts: the full
   /// merge over values and conflicts.
   std::size_t apply_tracked(const change& c, meta_row& meta, bool known_record);
