@@ -195,7 +195,12 @@ void store::impl::create_tables() {
                " PRIMARY KEY(collection, id, field, stamp, pred_stamp, pred_node)) WITHOUT ROWID;"
                "CREATE TABLE IF NOT EXISTS cs_item(collection TEXT NOT NULL, id BLOB NOT NULL, field TEXT NOT NULL,"
                " stamp INTEGER NOT NULL, node INTEGER NOT NULL, value TEXT NOT NULL,"
-               " PRIMARY KEY(collection, id, field, stamp, node, value)) WITHOUT ROWID;");
+               " PRIMARY KEY(collection, id, field, stamp, node, value)) WITHOUT ROWID;"
+               // A prioritised initial sync: the spec (a prime message), how far it came,
+               // and the log positions it delivered, which the pull after it leaves out.
+               "CREATE TABLE IF NOT EXISTS cs_prime(one INTEGER PRIMARY KEY CHECK(one = 1), spec BLOB NOT NULL,"
+               " position INTEGER NOT NULL, done INTEGER NOT NULL);"
+               "CREATE TABLE IF NOT EXISTS cs_primed(seq INTEGER PRIMARY KEY);");
   {
     // Stores made before frozen outbox entries existed lack the column.
     sqlite::statement has_frozen(db.get(), "SELECT 1 FROM pragma_table_info('cs_outbox') WHERE name='frozen'");
@@ -1716,10 +1721,84 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
   check_page(page, cursor());
+  const auto p = prime();
   return in_transaction([&] {
     std::size_t conflicts = 0;
-    for (const auto& item : page.items) conflicts += apply(item.body);
+    std::optional<sqlite::statement> primed;
+    for (const auto& item : page.items) {
+      // A change the priority phase delivered is held already: a second delivery could
+      // reopen a conflict a later change closed (the server leaves these out too).
+      if (item.seq <= p.spec.until) {
+        if (!primed) primed.emplace(db.get(), "SELECT 1 FROM cs_primed WHERE seq=?");
+        sqlite::reset_guard g(*primed);
+        primed->bind(1, static_cast<std::int64_t>(item.seq));
+        if (primed->step()) continue;
+      }
+      conflicts += apply(item.body);
+    }
     set_state("cursor", std::to_string(page.next_cursor));
+    if (p.spec.until > 0 && page.next_cursor >= p.spec.until) {
+      // The log is pulled past the priority phase: nothing is left to leave out.
+      sqlite::exec(db.get(), "DELETE FROM cs_primed; DELETE FROM cs_prime;");
+    }
+    return conflicts;
+  });
+}
+
+store::impl::prime_state store::impl::prime() {
+  prime_state out;
+  sqlite::statement q(db.get(), "SELECT spec, position, done FROM cs_prime");
+  if (!q.step()) return out;
+  try {
+    const auto m = wire::decode(wire::message_type::prime, q.column_blob(0));
+    out.spec = std::get<wire::prime>(m).spec;
+  } catch (const protocol_error&) {
+    throw error(make_error_code(storage_errc::corrupt), "the store's prioritised sync state is damaged");
+  }
+  out.position = static_cast<std::uint64_t>(q.column_int64(1));
+  out.done = q.column_int64(2) != 0;
+  return out;
+}
+
+void store::impl::begin_prime(const wire::prime_spec& spec) {
+  in_transaction([&] {
+    sqlite::exec(db.get(), "DELETE FROM cs_primed; DELETE FROM cs_prime;");
+    sqlite::statement put(db.get(), "INSERT INTO cs_prime(one, spec, position, done) VALUES(1, ?, 0, 0)");
+    put.bind(1, std::span<const std::uint8_t>(wire::encode(wire::prime{spec, 0, 0, 0})));
+    put.run();
+  });
+}
+
+std::size_t store::impl::apply_prime_page(const wire::changes_page& page) {
+  const auto p = prime();
+  if (p.spec.until == 0 || p.done) {
+    throw protocol_error(protocol_errc::unexpected_message, "the server sent priority changes nobody asked for");
+  }
+  if (page.next_cursor < p.position || (page.items.empty() && page.more) || page.next_cursor - p.position != page.items.size()) {
+    throw protocol_error(protocol_errc::malformed, "the server sent a priority page that does not follow the last");
+  }
+  for (const auto& item : page.items) {
+    if (item.seq == 0 || item.seq > p.spec.until) {
+      throw protocol_error(protocol_errc::malformed, "the server sent a priority change from beyond the phase's log position");
+    }
+    if (const auto reason = check_change(item.body); !reason.empty()) {
+      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
+    }
+  }
+  return in_transaction([&] {
+    std::size_t conflicts = 0;
+    sqlite::statement mark(db.get(), "INSERT OR IGNORE INTO cs_primed(seq) VALUES(?)");
+    for (const auto& item : page.items) {
+      sqlite::reset_guard g(mark);
+      mark.bind(1, static_cast<std::int64_t>(item.seq));
+      mark.run();
+      // Held already (delivered by an earlier page, or pulled): not applied twice.
+      if (sqlite3_changes(db.get()) == 0) continue;
+      conflicts += apply(item.body);
+    }
+    sqlite::statement move(db.get(), "UPDATE cs_prime SET position=?, done=?");
+    move.bind(1, static_cast<std::int64_t>(page.next_cursor)).bind(2, static_cast<std::int64_t>(page.more ? 0 : 1));
+    move.run();
     return conflicts;
   });
 }

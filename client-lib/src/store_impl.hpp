@@ -241,7 +241,24 @@ struct store::impl {
                                 change_kind kind);
   /// Applies a page and moves the cursor, in one transaction, after check_page() against
   /// the stored cursor. Returns conflicts counted.
+  /// Changes the priority phase delivered (cs_primed) are not applied again.
   std::size_t apply_page(const wire::changes_page& page);
+
+  // --- prioritised initial sync (docs/sync.md)
+  /// The priority phase begun and not yet pulled past (spec.until 0: none): how many of
+  /// its changes the store holds, and whether that is all of them.
+  struct prime_state {
+    wire::prime_spec spec;
+    std::uint64_t position = 0;
+    bool done = false;
+  };
+  prime_state prime();
+  /// Starts a priority phase for `spec`, forgetting any before.
+  void begin_prime(const wire::prime_spec& spec);
+  /// Applies a page of the priority phase and moves its position, in one transaction,
+  /// after checking that it follows the position and stays within spec.until; a change
+  /// delivered before is not applied again. Returns conflicts counted.
+  std::size_t apply_prime_page(const wire::changes_page& page);
   std::size_t apply(const change& c);
   /// apply() of an upsert to a record the store does not hold, when every value fits its
   /// declared column; false (nothing written) otherwise. Unless `known_absent`, it only

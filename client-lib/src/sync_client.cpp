@@ -4,9 +4,11 @@
 #include "tls_channel.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/frame.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <random>
 #include <thread>
@@ -34,6 +36,36 @@ T expect(wire::message m, const char* what) {
                            " was expected; the server may run an incompatible version");
 }
 
+/// The wire form of the app's priority tiers; throws invalid_argument naming the fault.
+wire::prime_spec prime_spec_of(const std::vector<priority_tier>& tiers, std::uint64_t until) {
+  if (tiers.size() > wire::k_max_prime_tiers) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "sync_options::priority holds more than " + std::to_string(wire::k_max_prime_tiers) + " tiers");
+  }
+  wire::prime_spec spec{until, {}};
+  for (const auto& t : tiers) {
+    const auto fault = [&](const std::string& what) {
+      throw error(make_error_code(storage_errc::invalid_argument),
+                  "sync_options::priority: the tier for '" + t.collection + "' " + what);
+    };
+    if (!is_valid_name(t.collection)) fault("names an invalid collection");
+    wire::prime_tier w{t.collection, wire::prime_match::all, {}, {}};
+    if (t.match != priority_tier::rule::all) {
+      if (!is_valid_name(t.field)) fault("names an invalid field");
+      const auto kind = kind_of(t.operand);
+      if (!(kind == value_kind::integer || kind == value_kind::text ||
+            (kind == value_kind::real && !std::isnan(std::get<double>(t.operand))))) {
+        fault("compares with something other than an integer, a number or a text");
+      }
+      w.match = t.match == priority_tier::rule::equals ? wire::prime_match::equals : wire::prime_match::at_least;
+      w.field = t.field;
+      w.operand = t.operand;
+    }
+    spec.tiers.push_back(std::move(w));
+  }
+  return spec;
+}
+
 }  // namespace
 
 struct sync_client::impl {
@@ -55,6 +87,7 @@ sync_client::sync_client(store& local, sync_options options)
   if (o.device_id.empty() || o.token.empty()) {
     throw error(make_error_code(storage_errc::invalid_argument), "sync needs the device id and token given at enrollment");
   }
+  (void)prime_spec_of(o.priority, 1);  // refuses bad tiers now, not mid-sync
 }
 
 sync_client::~sync_client() = default;
@@ -198,19 +231,58 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // The next page is asked for before this one is applied, so the server reads it while
   // the store writes (pipelining; docs/protocol.md, "The conversation").
   std::uint64_t cursor = s.cursor();
-  // Applies a page; asks for the next one first when there is more. True: more to come.
-  const auto take = [&](const wire::changes_page& page) {
-    if (page.more) channel.send(wire::make_frame(wire::pull{page.next_cursor, o.pull_page_changes, o.pull_page_bytes}));
-    report.conflicts += s.apply_page(page);
+  // Progress of a page: what came, and what the server says is left.
+  const auto count_page = [&](const wire::changes_page& page) {
     report.pulled += page.items.size();
     ++report.pages;
     progress.pulled += page.items.size();
+    progress.to_pull = progress.pulled + page.remaining_changes;
+    if (o.on_progress) {
+      for (const auto& item : page.items) progress.pulled_bytes += wire::page_item_bytes(item);
+      progress.to_pull_bytes = progress.pulled_bytes + page.remaining_bytes;
+    }
+  };
+
+  // Prioritised initial sync (docs/sync.md): a store that has pulled nothing yet first
+  // receives the records its tiers pick, as of the log head now; then the log without them.
+  auto prime = s.prime();
+  if (prime.spec.until == 0 && cursor == 0 && !o.priority.empty() && welcome.log_head > 0) {
+    s.begin_prime(prime_spec_of(o.priority, welcome.log_head));
+    prime = s.prime();
+  }
+  if (prime.spec.until > 0 && !prime.done) {
+    const auto ask = [&](std::uint64_t position) {
+      channel.send(wire::make_frame(wire::prime{prime.spec, position, o.pull_page_changes, o.pull_page_bytes}));
+    };
+    ask(prime.position);
+    for (;;) {
+      const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+      if (page.more) ask(page.next_cursor);  // pipelined, as pulls are
+      report.conflicts += s.apply_prime_page(page);
+      report.primed += page.items.size();
+      count_page(page);
+      if (!page.more) break;
+      tell();
+    }
+    prime.done = true;
+  }
+  progress.priority_ready = prime.spec.until > 0 && prime.done;
+  if (progress.priority_ready) tell();
+  // Pulls leave out what the priority phase delivered until past its log position.
+  const auto pull_at = [&](std::uint64_t from) {
+    return wire::pull{from, o.pull_page_changes, o.pull_page_bytes, from < prime.spec.until ? prime.spec : wire::prime_spec{}};
+  };
+  // Applies a page; asks for the next one first when there is more. True: more to come.
+  const auto take = [&](const wire::changes_page& page) {
+    if (page.more) channel.send(wire::make_frame(pull_at(page.next_cursor)));
+    report.conflicts += s.apply_page(page);
+    count_page(page);
     tell();
     cursor = page.next_cursor;
     return page.more;
   };
   bool waited = false;
-  channel.send(wire::make_frame(wire::pull{cursor, o.pull_page_changes, o.pull_page_bytes}));
+  channel.send(wire::make_frame(pull_at(cursor)));
   for (;;) {
     if (take(expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes"))) continue;
     // Up to date. Live mode: wait, once, for what other devices push next.

@@ -10,6 +10,7 @@
 #include <cereal/archives/portable_binary.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <istream>
@@ -142,6 +143,19 @@ class writer {
         for (const auto& a : op.add) text(a);
         versions(op.remove);
       }
+    }
+  }
+
+  /// A prime spec: uvarint until, uvarint tier count, then each tier as collection
+  /// text, match u8, field text, operand value.
+  void spec(const prime_spec& p) {
+    uvarint(p.until);
+    uvarint(p.tiers.size());
+    for (const auto& t : p.tiers) {
+      text(t.collection);
+      u8(static_cast<std::uint8_t>(t.match));
+      text(t.field);
+      val(t.operand);
     }
   }
 
@@ -296,6 +310,41 @@ class reader {
     return c;
   }
 
+  /// A prime spec as spec() writes it, checked: until and tiers both given or neither,
+  /// at most k_max_prime_tiers, valid names, a field and an integer, real or text
+  /// operand exactly when the tier matches on a value.
+  prime_spec spec() {
+    prime_spec p;
+    p.until = uvarint("prime until");
+    // Each tier needs at least 5 bytes: a name length and byte, the match, a field
+    // length, an operand tag.
+    const auto n = count("prime tier count", 5);
+    if (n > k_max_prime_tiers) malformed("a prime spec may hold at most " + std::to_string(k_max_prime_tiers) + " tiers");
+    if ((p.until == 0) != (n == 0)) malformed("a prime spec gives tiers without a log position, or the reverse");
+    p.tiers.resize(n);
+    for (auto& t : p.tiers) {
+      t.collection = text("prime collection");
+      if (!is_valid_name(t.collection)) malformed("a prime tier names an invalid collection");
+      const auto match = u8("prime match");
+      if (match > static_cast<std::uint8_t>(prime_match::at_least)) {
+        malformed("prime match " + std::to_string(match) + " is not one of 0-2");
+      }
+      t.match = static_cast<prime_match>(match);
+      t.field = text("prime field");
+      t.operand = val();
+      const bool on_value = t.match != prime_match::all;
+      if (on_value != is_valid_name(t.field) || (!on_value && !t.field.empty())) {
+        malformed("a prime tier's field does not fit its match");
+      }
+      const auto kind = kind_of(t.operand);
+      const bool operand_ok = on_value ? (kind == value_kind::integer || kind == value_kind::text ||
+                                          (kind == value_kind::real && !std::isnan(std::get<double>(t.operand))))
+                                       : kind == value_kind::null;
+      if (!operand_ok) malformed("a prime tier's operand does not fit its match");
+    }
+    return p;
+  }
+
   /// A version list as versions() writes it; the labels name its parts in errors.
   std::vector<version> versions(const char* count_what, const char* stamp_what, const char* node_what) {
     std::vector<version> list(count(count_what, 16));
@@ -376,6 +425,13 @@ struct encoder {
     w.uvarint(m.cursor);
     w.u32(m.max_changes);
     w.u32(m.max_bytes);
+    w.spec(m.prime);
+  }
+  void operator()(const prime& m) {
+    w.spec(m.spec);
+    w.uvarint(m.position);
+    w.u32(m.max_changes);
+    w.u32(m.max_bytes);
   }
   void operator()(const wait& m) {
     w.uvarint(m.cursor);
@@ -386,6 +442,8 @@ struct encoder {
   void operator()(const changes_page& m) {
     w.uvarint(m.next_cursor);
     w.boolean(m.more);
+    w.uvarint(m.remaining_changes);
+    w.uvarint(m.remaining_bytes);
     w.uvarint(m.items.size());
     for (const auto& item : m.items) {
       w.uvarint(item.seq);
@@ -473,12 +531,24 @@ message decode_body(message_type type, reader& r) {
       m.cursor = r.uvarint("cursor");
       m.max_changes = r.u32("max changes");
       m.max_bytes = r.u32("max bytes");
+      m.prime = r.spec();
+      return m;
+    }
+    case message_type::prime: {
+      prime m;
+      m.spec = r.spec();
+      if (m.spec.tiers.empty()) malformed("a prime message carries no tiers");
+      m.position = r.uvarint("prime position");
+      m.max_changes = r.u32("max changes");
+      m.max_bytes = r.u32("max bytes");
       return m;
     }
     case message_type::changes: {
       changes_page m;
       m.next_cursor = r.uvarint("next cursor");
       m.more = r.boolean("more flag");
+      m.remaining_changes = r.uvarint("remaining changes");
+      m.remaining_bytes = r.uvarint("remaining bytes");
       m.items.resize(r.count("change count", k_min_sequenced_change));
       for (auto& item : m.items) {
         item.seq = r.uvarint("sequence number");
@@ -552,6 +622,14 @@ change decode_change(std::span<const std::uint8_t> stored) {
   }
 }
 
+std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored) {
+  std::size_t varint = 1;
+  for (; seq >= 0x80; seq >>= 7) ++varint;
+  return varint + (stored.empty() ? 0 : stored.size() - 1);
+}
+
+std::size_t page_item_bytes(const sequenced_change& item) { return page_item_bytes(item.seq, encode_change(item.body)); }
+
 void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
   if (stored_change.empty() || stored_change[0] != 1) malformed("stored change lacks its marker byte");
   std::uint8_t buf[10];
@@ -567,13 +645,16 @@ void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> 
   ++count_;
 }
 
-bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more) const {
+bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
+                                   std::uint64_t remaining_bytes) const {
   bytes out;
-  out.reserve(items_.size() + 24);
+  out.reserve(items_.size() + 40);
   {
     writer w(out);
     w.uvarint(next_cursor);
     w.boolean(more);
+    w.uvarint(remaining_changes);
+    w.uvarint(remaining_bytes);
     w.uvarint(count_);
   }
   out.insert(out.end(), items_.begin(), items_.end());

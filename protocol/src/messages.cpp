@@ -7,7 +7,7 @@ message_type type_of(const message& m) noexcept {
       message_type::hello,   message_type::welcome, message_type::push,
       message_type::push_result, message_type::pull, message_type::changes,
       message_type::error,   message_type::ping,    message_type::pong,
-      message_type::wait,
+      message_type::wait,    message_type::prime,
   };
   return k_types[m.index()];
 }
@@ -24,6 +24,7 @@ const char* to_string(message_type t) noexcept {
     case message_type::ping: return "ping";
     case message_type::pong: return "pong";
     case message_type::wait: return "wait";
+    case message_type::prime: return "prime";
   }
   return "unknown";
 }

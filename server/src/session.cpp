@@ -23,6 +23,10 @@ namespace {
 /// a device that has not authenticated must not make the server hold megabytes.
 constexpr std::uint32_t k_max_frame_before_hello = 64u << 10;
 
+/// Priority phases one session may ask for: a device asks for one, and each costs a
+/// read of the log up to its position.
+constexpr unsigned k_max_primes_per_session = 4;
+
 /// A token hash compared in constant time, also for unknown devices, so that timing
 /// tells nothing about which device ids exist.
 bool token_matches(const server_config& config, const std::string& device_id, const std::string& token) {
@@ -177,6 +181,7 @@ void session::handle(const wire::message& m) {
   if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push);
   if (const auto* pull = std::get_if<wire::pull>(&m)) return on_pull(*pull);
   if (const auto* wait = std::get_if<wire::wait>(&m)) return on_wait(*wait);
+  if (const auto* prime = std::get_if<wire::prime>(&m)) return on_prime(*prime);
   if (const auto* ping = std::get_if<wire::ping>(&m)) return send(wire::make_frame(wire::pong{ping->nonce}), false);
   refuse(make_error_code(protocol_errc::unexpected_message),
          std::string("a '") + wire::to_string(wire::type_of(m)) + "' message is not expected from a device");
@@ -262,23 +267,111 @@ void session::on_push(const wire::push& m) {
        false);
 }
 
-void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes); }
+void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime); }
 
-void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes) {
+const primed& session::primed_for(const wire::prime_spec& spec) {
+  if (!primed_ || primed_->spec != spec) {
+    // A device asks for one priority phase; each new spec reads the log again.
+    if (++primes_computed_ > k_max_primes_per_session) {
+      throw error(make_error_code(protocol_errc::limit_exceeded),
+                  "a session may ask for at most " + std::to_string(k_max_primes_per_session) + " different priority phases");
+    }
+    primed p;
+    p.spec = spec;
+    p.items = context_.store.prime_changes(spec, node_);
+    p.seqs.reserve(p.items.size());
+    for (const auto& item : p.items) {
+      p.seqs.push_back(item.seq);
+      p.bytes += item.bytes;
+    }
+    std::sort(p.seqs.begin(), p.seqs.end());
+    const auto all = context_.store.extent(0, node_);
+    p.rest = log_extent{all.changes - std::min(all.changes, p.items.size()), all.bytes - std::min(all.bytes, p.bytes)};
+    primed_ = std::move(p);
+  }
+  return *primed_;
+}
+
+void session::on_prime(const wire::prime& m) {
+  const auto& c = context_.config;
+  const auto max_changes = m.max_changes == 0 ? c.page_max_changes : std::min(m.max_changes, c.page_max_changes);
+  const auto max_bytes = m.max_bytes == 0 ? c.page_max_bytes : std::min(m.max_bytes, c.page_max_bytes);
+  wire::changes_page_builder page;
+  std::uint64_t position = m.position;
+  log_extent left;
+  try {
+    const auto& p = primed_for(m.spec);
+    if (position > p.items.size()) {
+      return refuse(make_error_code(protocol_errc::malformed), "prime asks for a position past the end of its changes");
+    }
+    // As a pull page: at least one change, then within both bounds.
+    auto end = static_cast<std::size_t>(position);
+    std::uint64_t bytes = 0;
+    while (end < p.items.size() && (end == position || (end - position < max_changes && bytes + p.items[end].bytes <= max_bytes))) {
+      bytes += p.items[end].bytes;
+      ++end;
+    }
+    const std::span<const prime_item> items(p.items);
+    context_.store.read_changes(items.subspan(static_cast<std::size_t>(position), end - static_cast<std::size_t>(position)), page);
+    for (std::size_t i = end; i < p.items.size(); ++i) left.bytes += p.items[i].bytes;
+    left.changes = p.items.size() - end + p.rest.changes;
+    left.bytes += p.rest.bytes;
+    position = end;
+  } catch (const error& e) {
+    if (e.code() == make_error_code(protocol_errc::limit_exceeded)) return refuse(e.code(), e.what());
+    log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading priority changes failed");
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
+  }
+  changes_out_ += page.count();
+  context_.changes_out += page.count();
+  const bool more = position < primed_->items.size();
+  send(wire::make_frame(wire::message_type::changes, page.finish(position, more, left.changes, left.bytes), compression_),
+       false);
+}
+
+void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
+                          const wire::prime_spec& prime) {
   const auto& c = context_.config;
   max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
   max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
   wire::changes_page_builder page;
   page_position pos;
   try {
-    pos = context_.store.read_page(cursor, node_, max_changes, max_bytes, page);
+    std::span<const std::uint64_t> skip;
+    const primed* p = nullptr;
+    if (prime.until > cursor) {
+      p = &primed_for(prime);
+      skip = p->seqs;
+    }
+    if (!estimate_ || estimate_->cursor != cursor) {
+      // Counted once per session (and again should the device jump): pages after it
+      // subtract what they send.
+      pull_estimate e{cursor, context_.store.extent(cursor, node_)};
+      if (p) {
+        for (const auto& item : p->items) {
+          if (item.seq <= cursor) continue;
+          e.left.changes -= std::min<std::uint64_t>(e.left.changes, 1);
+          e.left.bytes -= std::min(e.left.bytes, item.bytes);
+        }
+      }
+      estimate_ = e;
+    }
+    pos = context_.store.read_page(cursor, node_, skip, max_changes, max_bytes, page);
   } catch (const error& e) {
+    if (e.code() == make_error_code(protocol_errc::limit_exceeded)) return refuse(e.code(), e.what());
     log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading changes failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not read changes; try again later");
   }
+  auto& left = estimate_->left;
+  left.changes -= std::min<std::uint64_t>(left.changes, page.count());
+  left.bytes -= std::min<std::uint64_t>(left.bytes, page.size_bytes());
+  if (!pos.more) left = {};
+  estimate_->cursor = pos.next_cursor;
   changes_out_ += page.count();
   context_.changes_out += page.count();
-  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more), compression_), false);
+  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more, left.changes, left.bytes),
+                        compression_),
+       false);
 }
 
 void session::on_wait(const wire::wait& m) {

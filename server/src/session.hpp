@@ -26,6 +26,21 @@ namespace caresync::server {
 
 class session;
 
+/// A priority phase's changes (change_store::prime_changes), kept for the session.
+struct primed {
+  wire::prime_spec spec;
+  std::vector<prime_item> items;        ///< in the order sent
+  std::vector<std::uint64_t> seqs;      ///< the same, ascending: what later pulls leave out
+  std::uint64_t bytes = 0;              ///< of all items
+  log_extent rest;                      ///< the log after 0 (not the device's own) less the items
+};
+
+/// What a session's pulls have left to send, as counted at its first page.
+struct pull_estimate {
+  std::uint64_t cursor = 0;  ///< valid for a pull from here
+  log_extent left;
+};
+
 /// What every session shares: read-only config, the store, counters, and the sessions
 /// waiting for new changes (live mode).
 struct session_context {
@@ -80,8 +95,14 @@ class session : public std::enable_shared_from_this<session> {
   void on_push(const wire::push& m);
   void on_pull(const wire::pull& m);
   void on_wait(const wire::wait& m);
-  /// Answers a pull (or a wait) with the page after `cursor`.
-  void answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes);
+  void on_prime(const wire::prime& m);
+  /// Answers a pull (or a wait) with the page after `cursor`, leaving out the changes of
+  /// `prime` (a completed priority phase; until 0: none).
+  void answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
+                   const wire::prime_spec& prime = {});
+  /// The changes of `spec`'s priority phase, computed once per session and spec.
+  /// Throws caresync::error (storage).
+  const primed& primed_for(const wire::prime_spec& spec);
   /// Ends a held wait (answered, timed out or closed), if one is held.
   void stop_waiting();
   /// Sends a frame; with `last`, ends the session once it is written.
@@ -109,6 +130,9 @@ class session : public std::enable_shared_from_this<session> {
   std::uint32_t granted_ = 0;                    // feature bits granted in welcome
   bool writing_ = false;
   std::optional<wire::wait> waiting_;  // a wait held until changes arrive or it times out
+  std::optional<primed> primed_;            // the last priority phase asked for
+  unsigned primes_computed_ = 0;            // each costs a read of the log: bounded
+  std::optional<pull_estimate> estimate_;   // for the remaining counts of pages
   bool closing_ = false;
   bool closed_ = false;
   const char* outcome_ = "closed";

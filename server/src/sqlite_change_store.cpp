@@ -21,14 +21,6 @@ const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server databas
                                        "point database_file at the server's own file",
                                        "upgrade this server"};
 
-/// Bytes changes_page_builder::add adds for a stored change: the seq as a uvarint, then
-/// the change without its leading archive marker byte.
-std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored) {
-  std::size_t varint = 1;
-  for (; seq >= 0x80; seq >>= 7) ++varint;
-  return varint + (stored.empty() ? 0 : stored.size() - 1);
-}
-
 class sqlite_change_store final : public change_store {
  public:
   explicit sqlite_change_store(const std::string& path) {
@@ -69,6 +61,13 @@ class sqlite_change_store final : public change_store {
     insert_refusal_.emplace(db_.get(), "INSERT INTO refusals(device, batch_id, idx, code, reason) VALUES(?,?,?,?,?)");
     page_.emplace(db_.get(), "SELECT seq, node, change FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
+    by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
+    // Page item bytes (wire::page_item_bytes): the seq as a uvarint, then the change
+    // less its marker byte; exact for seqs below 2^35.
+    extent_.emplace(db_.get(),
+                    "SELECT count(*), coalesce(sum(length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
+                    " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END), 0)"
+                    " FROM changes WHERE seq > ? AND node != ?");
   }
 
   push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
@@ -140,8 +139,9 @@ class sqlite_change_store final : public change_store {
     return out;
   }
 
-  page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes, std::uint32_t max_bytes,
-                          wire::changes_page_builder& page) override {
+  using change_store::read_page;
+  page_position read_page(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
+                          std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page) override {
     const std::lock_guard lock(mutex_);
     max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
@@ -150,6 +150,7 @@ class sqlite_change_store final : public change_store {
     sqlite::reset_guard g(*page_);
     page_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
     std::int64_t scanned = 0;
+    auto next_skip = std::upper_bound(skip.begin(), skip.end(), cursor);
     while (page_->step()) {
       // Reaching here means a row above next_cursor exists: `more` if we stop at it.
       if (scanned == scan_limit) {
@@ -157,12 +158,14 @@ class sqlite_change_store final : public change_store {
         break;
       }
       const auto seq = static_cast<std::uint64_t>(page_->column_int64(0));
-      if (static_cast<node_id>(page_->column_int64(1)) != exclude_node) {
+      while (next_skip != skip.end() && *next_skip < seq) ++next_skip;
+      const bool skipped = next_skip != skip.end() && *next_skip == seq;
+      if (!skipped && static_cast<node_id>(page_->column_int64(1)) != exclude_node) {
         const auto stored = page_->column_blob(2);
         // The byte bound is checked before adding, so a page exceeds it only when its
         // first change alone does (docs/protocol.md, "Pull").
         if (page.count() >= max_changes ||
-            (page.count() > 0 && page.size_bytes() + page_item_bytes(seq, stored) > max_bytes)) {
+            (page.count() > 0 && page.size_bytes() + wire::page_item_bytes(seq, stored) > max_bytes)) {
           pos.more = true;
           break;
         }
@@ -172,6 +175,75 @@ class sqlite_change_store final : public change_store {
       pos.next_cursor = seq;
     }
     return pos;
+  }
+
+  std::vector<prime_item> prime_changes(const wire::prime_spec& spec, node_id exclude_node) override {
+    const std::lock_guard lock(mutex_);
+    // The tiers' collections, each once, as bound parameters.
+    std::vector<std::string_view> collections;
+    for (const auto& t : spec.tiers) {
+      if (std::find(collections.begin(), collections.end(), t.collection) == collections.end()) {
+        collections.push_back(t.collection);
+      }
+    }
+    std::string sql = "SELECT seq, node, change FROM changes WHERE seq <= ? AND collection IN (";
+    for (std::size_t i = 0; i < collections.size(); ++i) sql += i ? ",?" : "?";
+    sql += ") ORDER BY seq";
+    sqlite::statement q(db_.get(), sql);
+    q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(spec.until, INT64_MAX)));
+    for (std::size_t i = 0; i < collections.size(); ++i) q.bind(static_cast<int>(i + 2), collections[i]);
+    struct record {
+      record_state state;
+      std::vector<prime_item> items;  // its changes to send, by seq
+      bool taken = false;
+    };
+    std::map<record_key, record> records;
+    while (q.step()) {
+      const auto seq = static_cast<std::uint64_t>(q.column_int64(0));
+      const auto stored = q.column_blob(2);
+      const auto c = wire::decode_change(stored);
+      auto& r = records[{c.collection, c.id}];
+      merge(r.state, c);
+      if (static_cast<node_id>(q.column_int64(1)) != exclude_node) {
+        r.items.push_back(prime_item{seq, wire::page_item_bytes(seq, stored)});
+      }
+    }
+    std::vector<prime_item> out;
+    for (const auto& tier : spec.tiers) {
+      const auto first = out.size();
+      for (auto it = records.lower_bound({tier.collection, record_id{}});
+           it != records.end() && it->first.first == tier.collection; ++it) {
+        if (it->second.taken || !matches(tier, it->second.state)) continue;
+        it->second.taken = true;
+        out.insert(out.end(), it->second.items.begin(), it->second.items.end());
+      }
+      std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                [](const prime_item& a, const prime_item& b) { return a.seq < b.seq; });
+    }
+    return out;
+  }
+
+  void read_changes(std::span<const prime_item> items, wire::changes_page_builder& page) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::reset_guard g(*by_seq_);
+    for (const auto& item : items) {
+      by_seq_->reset();
+      by_seq_->bind(1, static_cast<std::int64_t>(item.seq));
+      if (!by_seq_->step()) {
+        throw error(make_error_code(storage_errc::corrupt), "change " + std::to_string(item.seq) + " is missing from the log");
+      }
+      page.add(item.seq, by_seq_->column_blob(0));
+    }
+  }
+
+  log_extent extent(std::uint64_t cursor, node_id exclude_node) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::reset_guard g(*extent_);
+    extent_->bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(cursor, INT64_MAX)))
+        .bind(2, static_cast<std::int64_t>(exclude_node));
+    extent_->step();
+    return log_extent{static_cast<std::uint64_t>(extent_->column_int64(0)),
+                      static_cast<std::uint64_t>(extent_->column_int64(1))};
   }
 
   std::uint64_t head() override {
@@ -246,7 +318,8 @@ class sqlite_change_store final : public change_store {
  private:
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
-  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, page_, head_;
+  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, page_, head_, by_seq_,
+      extent_;
 };
 
 }  // namespace

@@ -171,12 +171,12 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
 }
 
 TEST_CASE("codec: primitive encodings are as documented", "[protocol]") {
-  SECTION("pull: varint cursor then two u32 little-endian") {
-    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000");
-    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201");
-    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000");
-    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000");
-    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000");
+  SECTION("pull: varint cursor, two u32 little-endian, then the prime spec (none: two zero varints)") {
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000" "00" "00");
   }
   SECTION("error: u16, bool, text") {
     CHECK(hex(wire::encode(wire::error{8, true, "busy"})) == "01" "0800" "01" "04" "62757379");
@@ -301,7 +301,7 @@ TEST_CASE("codec: hello ends with the open-conflict count", "[protocol]") {
   h.open_conflicts = 300;
   h.quarantined = 1;
   const auto hx = hex(wire::encode(h));
-  CHECK(hx.substr(0, 6) == "01" "0300");  // marker, protocol version 3 (u16 LE)
+  CHECK(hx.substr(0, 6) == "01" "0400");  // marker, protocol version 4 (u16 LE)
   // ..., app_version "", outbox 0, quarantined 1, open_conflicts 300
   CHECK(hx.substr(hx.size() - 2 * 5) == "00" "00" "01" "ac02");
   CHECK(round_trip(h).open_conflicts == 300);
@@ -334,7 +334,7 @@ TEST_CASE("codec: changes_page_builder makes the same payload as encoding the pa
     wire::changes_page empty;
     empty.next_cursor = 9;
     CHECK(built == wire::encode(empty));
-    CHECK(hex(built) == "01" "09" "00" "00");
+    CHECK(hex(built) == "01" "09" "00" "00" "00" "00");
   }
   SECTION("a stored change without its marker is refused") {
     wire::changes_page_builder builder;

@@ -161,7 +161,7 @@ TEST_CASE("hostile: the marker byte must be 0x01", "[protocol][security]") {
 }
 
 TEST_CASE("hostile: varints", "[protocol][security]") {
-  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0};  // pull's two u32 after the cursor
+  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // pull's two u32 and empty prime spec after the cursor
   SECTION("the longest valid varint is accepted") {
     const auto m = wire::decode(message_type::pull,
                                 concat({{0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, tail}));
@@ -194,7 +194,7 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
           protocol_errc::malformed);
   }
   SECTION("a page claiming 2^40 changes") {
-    CHECK(decode_code(message_type::changes, concat({{0x01}, {0x00, 0x00}, varint(huge), {0, 0}})) ==
+    CHECK(decode_code(message_type::changes, concat({{0x01}, {0x00, 0x00, 0x00, 0x00}, varint(huge), {0, 0}})) ==
           protocol_errc::malformed);
   }
   SECTION("an error message text of 2^40 bytes") {
@@ -320,7 +320,7 @@ TEST_CASE("hostile: a payload read as another message type is refused", "[protoc
 
 TEST_CASE("hostile: frame headers", "[protocol][security]") {
   SECTION("unknown frame types") {
-    for (std::uint8_t type : {0x00, 0x0b, 0x7f, 0x80, 0x8b, 0xff}) {
+    for (std::uint8_t type : {0x00, 0x0c, 0x7f, 0x80, 0x8c, 0xff}) {
       const bytes h{0x01, 0x00, 0x00, 0x00, type};
       INFO("type byte " << int(type));
       CHECK(thrown_code([&] { (void)header_of(h); }) == protocol_errc::unknown_message);

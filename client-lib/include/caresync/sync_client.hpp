@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace caresync {
 
@@ -33,9 +34,36 @@ struct sync_progress {
   std::size_t pushed = 0;       ///< local changes stored by the server so far
   std::size_t to_push = 0;      ///< outbox entries when the push began (some may send nothing)
   std::size_t pulled = 0;       ///< changes applied so far
-  std::uint64_t to_pull = 0;    ///< at most this many to pull: the server's log after the cursor
+  std::uint64_t to_pull = 0;    ///< pulled plus what the server counts as left (an estimate)
   std::uint64_t bytes_sent = 0;  ///< this attempt's, as in sync_report
   std::uint64_t bytes_received = 0;
+  /// Change data applied so far and expected in all, in bytes as the server counts them
+  /// (uncompressed; compression sends fewer): for a progress bar of an initial sync.
+  std::uint64_t pulled_bytes = 0;
+  std::uint64_t to_pull_bytes = 0;
+  /// The priority phase (sync_options::priority) is complete: every record it picks is
+  /// in the store, which the app may use while the rest arrives.
+  bool priority_ready = false;
+};
+
+/// One tier of a prioritised initial sync (sync_options::priority): the records of a
+/// collection to receive first, all of them or those whose field, as the server holds
+/// it when the initial sync begins, equals or is at least a value. Integers and reals
+/// compare as numbers, text by bytes (so ISO dates order); other kinds never match.
+struct priority_tier {
+  enum class rule { all, equals, at_least };
+  std::string collection;
+  rule match = rule::all;
+  std::string field;  ///< equals and at_least: the field compared
+  value operand;      ///< equals and at_least: an integer, real or text
+
+  static priority_tier all(std::string collection) { return {std::move(collection), rule::all, {}, {}}; }
+  static priority_tier equals(std::string collection, std::string field, value v) {
+    return {std::move(collection), rule::equals, std::move(field), std::move(v)};
+  }
+  static priority_tier at_least(std::string collection, std::string field, value v) {
+    return {std::move(collection), rule::at_least, std::move(field), std::move(v)};
+  }
 };
 
 /// Where and how to reach the server.
@@ -67,6 +95,12 @@ struct sync_options {
   std::chrono::milliseconds live_wait{0};
   /// Called with progress on the sync's thread; must not use the store. Empty: none.
   std::function<void(const sync_progress&)> on_progress;
+  /// Prioritised initial sync (docs/sync.md): while the store has pulled nothing yet,
+  /// the records matching these tiers come first, tier by tier, then the rest of the log
+  /// without them; sync_progress::priority_ready says when the first part is in. An
+  /// interrupted priority phase resumes where it stopped, with the tiers it began with.
+  /// At most 16 tiers. Empty: everything in log order.
+  std::vector<priority_tier> priority;
 };
 
 /// What one sync did.
@@ -76,6 +110,7 @@ struct sync_report {
   std::size_t batches = 0;         ///< push batches sent (including resends)
   std::size_t pulled = 0;          ///< changes received and applied
   std::size_t pages = 0;           ///< pages pulled
+  std::size_t primed = 0;          ///< of pulled, the changes of the priority phase (sync_options::priority)
   std::size_t conflicts = 0;       ///< incoming field writes that lost to a newer local version, plus values newly kept as open conflicts (keep_both)
   std::uint64_t bytes_sent = 0;    ///< TLS application bytes, frame headers included
   std::uint64_t bytes_received = 0;
@@ -89,7 +124,9 @@ struct sync_report {
 class sync_client {
  public:
   /// `local` must outlive this object. Throws caresync::error (storage_errc::invalid_argument)
-  /// if neither a CA file nor a pin is given, or device id or token is empty.
+  /// if neither a CA file nor a pin is given, device id or token is empty, or a priority
+  /// tier is not valid (a collection or field name caresync refuses, a missing or NaN
+  /// operand, more than 16 tiers).
   sync_client(store& local, sync_options options);
   ~sync_client();
   sync_client(const sync_client&) = delete;

@@ -31,6 +31,12 @@ bytes encode_change(const change& c);
 /// Decodes what encode_change made. Throws protocol_error on any fault.
 change decode_change(std::span<const std::uint8_t> stored);
 
+/// Bytes a change takes as an item of a changes page: its sequence number as a uvarint,
+/// then the change as stored without the marker byte. What remaining_bytes counts.
+std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored);
+/// The same for a decoded item (encodes it to measure).
+std::size_t page_item_bytes(const sequenced_change& item);
+
 /// Builds a changes payload from changes kept in encode_change form, so a server can
 /// serve pages without decoding what it stored.
 /// Thread contract: one thread at a time.
@@ -43,7 +49,8 @@ class changes_page_builder {
   /// Bytes of changes added so far.
   std::size_t size_bytes() const noexcept { return items_.size(); }
   /// Returns the payload of a `changes` message.
-  bytes finish(std::uint64_t next_cursor, bool more) const;
+  bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
+               std::uint64_t remaining_bytes = 0) const;
 
  private:
   bytes items_;

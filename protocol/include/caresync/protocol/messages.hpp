@@ -1,6 +1,6 @@
 #pragma once
 /// The messages of the sync conversation (docs/protocol.md is normative).
-///   client -> server: hello, push, pull, ping
+///   client -> server: hello, push, pull, prime, ping
 ///   server -> client: welcome, push_result, changes_page, error, pong
 /// Thread contract: plain values.
 
@@ -15,8 +15,9 @@ namespace caresync::wire {
 
 /// The protocol version this build speaks; sent first in hello. Version 2 added the
 /// refused changes of push_result; version 3 the kept fields of a change (keep_both)
-/// and the open-conflict count in hello.
-inline constexpr std::uint16_t k_protocol_version = 3;
+/// and the open-conflict count in hello; version 4 the prioritised initial sync (prime,
+/// and pull's prime spec) and the remaining counts of a changes page.
+inline constexpr std::uint16_t k_protocol_version = 4;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
@@ -36,6 +37,7 @@ enum class message_type : std::uint8_t {
   ping = 8,
   pong = 9,
   wait = 10,
+  prime = 11,
 };
 
 /// First message from a client: who it is and what it speaks.
@@ -95,12 +97,54 @@ struct push_result {
   friend bool operator==(const push_result&, const push_result&) = default;
 };
 
-/// Asks for changes with sequence numbers above `cursor`.
+/// How a priority tier picks records.
+enum class prime_match : std::uint8_t {
+  all = 0,       ///< every live record of the collection
+  equals = 1,    ///< the field's current value equals the operand
+  at_least = 2,  ///< the field's current value is >= the operand (same kind; text by bytes)
+};
+
+/// One tier of a prioritised initial sync: which records of a collection come first.
+struct prime_tier {
+  std::string collection;
+  prime_match match = prime_match::all;
+  std::string field;  ///< empty when match is all
+  value operand;      ///< null when match is all; else integer, real or text
+  friend bool operator==(const prime_tier&, const prime_tier&) = default;
+};
+
+/// The most tiers a prime spec may hold.
+inline constexpr std::size_t k_max_prime_tiers = 16;
+
+/// What a new device asks for first (docs/protocol.md, "Prioritised initial sync"):
+/// every change with a sequence number up to `until` of each record whose current state,
+/// as of `until`, matches a tier. `until` 0 and no tiers: none.
+struct prime_spec {
+  std::uint64_t until = 0;
+  std::vector<prime_tier> tiers;
+  friend bool operator==(const prime_spec&, const prime_spec&) = default;
+};
+
+/// Asks for changes with sequence numbers above `cursor`. A pull that carries the prime
+/// spec of a completed priority phase leaves out the changes that phase delivered.
 struct pull {
   std::uint64_t cursor = 0;
   std::uint32_t max_changes = 0;  ///< 0: the server's default
   std::uint32_t max_bytes = 0;    ///< 0: the server's default
+  prime_spec prime{};             ///< protocol version 4; until 0: none
   friend bool operator==(const pull&, const pull&) = default;
+};
+
+/// Asks for the changes of a priority phase from `position` (how many of them the device
+/// already holds). Answered by a changes page whose next_cursor is the next position;
+/// its items come in priority order, so their sequence numbers may go down between
+/// records (never within one record).
+struct prime {
+  prime_spec spec;
+  std::uint64_t position = 0;
+  std::uint32_t max_changes = 0;  ///< as in pull
+  std::uint32_t max_bytes = 0;
+  friend bool operator==(const prime&, const prime&) = default;
 };
 
 /// Asks for changes above `cursor` as pull does, but when there are none the server
@@ -119,6 +163,11 @@ struct changes_page {
   std::vector<sequenced_change> items;
   std::uint64_t next_cursor = 0;  ///< pull from here next; covers skipped own changes too
   bool more = false;              ///< true: changes above next_cursor exist now
+  /// What is left after this page, as the server counted when the session's first page
+  /// (or prime) was asked for: changes, and their bytes as page items (uncompressed).
+  /// After a prime page it includes the pull that follows. An estimate for progress.
+  std::uint64_t remaining_changes = 0;
+  std::uint64_t remaining_bytes = 0;
   friend bool operator==(const changes_page&, const changes_page&) = default;
 };
 
@@ -141,7 +190,7 @@ struct pong {
 };
 
 /// Any message; the index order matches nothing on the wire (use type_of()).
-using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong, wait>;
+using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong, wait, prime>;
 
 /// The wire type number of `m`.
 message_type type_of(const message& m) noexcept;

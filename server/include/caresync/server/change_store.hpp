@@ -56,6 +56,23 @@ struct page_position {
   bool more = false;
 };
 
+/// One change of a priority phase: its sequence number and its size as a page item.
+struct prime_item {
+  std::uint64_t seq = 0;
+  std::uint64_t bytes = 0;
+};
+
+/// How much of the log follows a cursor (for progress).
+struct log_extent {
+  std::uint64_t changes = 0;
+  std::uint64_t bytes = 0;  ///< as page items (wire::page_item_bytes)
+};
+
+/// True when `state` is live and matches `tier` (docs/protocol.md, "Prioritised initial
+/// sync"): match all, or the field's current value equals the operand, or is at least
+/// the operand (integers and reals compare as numbers, text by bytes; other kinds never).
+bool matches(const wire::prime_tier& tier, const record_state& state);
+
 /// The key of a record in materialised state.
 using record_key = std::pair<std::string, record_id>;
 
@@ -79,8 +96,27 @@ class change_store {
   /// Adds changes with seq > cursor to `page`, in order, skipping changes written by
   /// `exclude_node`, until `max_changes` changes or `max_bytes` bytes are in the page
   /// (at least one change when any is there). Throws caresync::error (storage).
-  virtual page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes,
-                                   std::uint32_t max_bytes, wire::changes_page_builder& page) = 0;
+  /// Changes whose seq is in `skip` (ascending) are left out like the puller's own.
+  virtual page_position read_page(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
+                                   std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page) = 0;
+  /// read_page() leaving out only the puller's own changes.
+  page_position read_page(std::uint64_t cursor, node_id exclude_node, std::uint32_t max_changes, std::uint32_t max_bytes,
+                          wire::changes_page_builder& page) {
+    return read_page(cursor, exclude_node, {}, max_changes, max_bytes, page);
+  }
+
+  /// The changes of a priority phase (docs/protocol.md, "Prioritised initial sync"):
+  /// every change with seq <= spec.until, not written by `exclude_node`, of each record
+  /// whose state merged from the log up to spec.until matches a tier (matches()); in the
+  /// order of the first tier the record matches, then by seq. Reads the log up to
+  /// spec.until. Throws caresync::error (storage).
+  virtual std::vector<prime_item> prime_changes(const wire::prime_spec& spec, node_id exclude_node) = 0;
+  /// Adds the changes `items` name to `page`, in their order. Throws caresync::error
+  /// (storage, corrupt when one is missing).
+  virtual void read_changes(std::span<const prime_item> items, wire::changes_page_builder& page) = 0;
+  /// The changes after `cursor` not written by `exclude_node`, and their bytes as page
+  /// items. Reads the log after cursor. Throws caresync::error (storage).
+  virtual log_extent extent(std::uint64_t cursor, node_id exclude_node) = 0;
 
   /// The highest sequence number stored (0 when empty).
   virtual std::uint64_t head() = 0;
