@@ -244,7 +244,7 @@ struct store::impl {
   /// Changes the priority phase delivered (cs_primed) are not applied again.
   std::size_t apply_page(const wire::changes_page& page);
 
-  // --- prioritised initial sync (docs/sync.md)
+  // --- prioritised initial sync (docs/protocol.md, "Prioritised initial sync")
   /// The priority phase begun and not yet pulled past (spec.until 0: none): how many of
   /// its changes the store holds, and whether that is all of them.
   struct prime_state {

@@ -243,8 +243,9 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     }
   };
 
-  // Prioritised initial sync (docs/sync.md): a store that has pulled nothing yet first
-  // receives the records its tiers pick, as of the log head now; then the log without them.
+  // Prioritised initial sync (docs/protocol.md, "Prioritised initial sync"): a store
+  // that has pulled nothing yet first receives the records its tiers pick, as of the log
+  // head now; then the log without them.
   auto prime = s.prime();
   if (prime.spec.until == 0 && cursor == 0 && !o.priority.empty() && welcome.log_head > 0) {
     s.begin_prime(prime_spec_of(o.priority, welcome.log_head));

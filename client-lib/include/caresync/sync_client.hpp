@@ -95,9 +95,10 @@ struct sync_options {
   std::chrono::milliseconds live_wait{0};
   /// Called with progress on the sync's thread; must not use the store. Empty: none.
   std::function<void(const sync_progress&)> on_progress;
-  /// Prioritised initial sync (docs/sync.md): while the store has pulled nothing yet,
-  /// the records matching these tiers come first, tier by tier, then the rest of the log
-  /// without them; sync_progress::priority_ready says when the first part is in. An
+  /// Prioritised initial sync (docs/protocol.md, "Prioritised initial sync"): while the
+  /// store has pulled nothing yet, the records matching these tiers come first, tier by
+  /// tier, then the rest of the log without them; sync_progress::priority_ready says
+  /// when the first part is in. An
   /// interrupted priority phase resumes where it stopped, with the tiers it began with.
   /// At most 16 tiers. Empty: everything in log order.
   std::vector<priority_tier> priority;
