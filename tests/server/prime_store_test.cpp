@@ -1,8 +1,7 @@
-// The server's half of a prioritised initial sync, as change_store.hpp states it
-// (docs/protocol.md has no section on it yet): which records a tier matches, which
-// changes of the log a priority phase sends and in what order, the log's extent for
-// progress, and pulls that leave the primed changes out. Against a real SQLite change
-// store in a temporary directory.
+// The server's half of a prioritised initial sync (docs/protocol.md, "Prioritised
+// initial sync"): which records a tier matches, which changes of the log a priority
+// phase sends and in what order, the log's extent for progress, and pulls that leave
+// the primed changes out. Against a real SQLite change store in a temporary directory.
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
