@@ -65,6 +65,9 @@ struct replica {
   std::unique_ptr<store> db;
   std::vector<std::vector<std::uint8_t>> sent_pushes;  ///< for late duplicates
   std::optional<wire::changes_page> last_page;         ///< for stale duplicates
+  int joins_at = 0;     ///< the step it first acts at: a tablet that joins late
+  bool primes = false;  ///< its initial sync asks for priority tiers first
+  std::optional<wire::changes_page> last_prime_page;   ///< for stale duplicates
 };
 
 class simulation {
@@ -120,10 +123,16 @@ class simulation {
       };
       r.db = store::open(so);
     }
+    // The last of three or more replicas joins half-way with a prioritised initial sync.
+    if (options_.replicas >= 3) {
+      replicas_.back().joins_at = options_.steps / 2;
+      replicas_.back().primes = true;
+    }
     for (int step = 0; step < options_.steps; ++step) {
       now_ms_ += std::uniform_int_distribution<std::uint64_t>(0, 3000)(rng_);
       const int r = pick(options_.replicas);
       const int what = pick(100);
+      if (step < replicas_[r].joins_at) continue;
       if (what < 18) {
         create(r);
       } else if (what < 43) {
@@ -360,6 +369,47 @@ class simulation {
       resent_restamped = resent_restamped || restamped > 0;
     }
 
+    // A late joiner's first pulls: the changes of the records its tiers pick, in pages
+    // from the position it holds, as the server's session serves them.
+    auto prime = s.prime();
+    if (rep.primes && prime.spec.until == 0 && s.cursor() == 0 && log_->head() > 0) {
+      s.begin_prime(random_prime_spec(log_->head()));
+      prime = s.prime();
+      ++result_.prime_phases;
+    }
+    while (prime.spec.until > 0 && !prime.done) {
+      if (rep.last_prime_page && !rep.last_prime_page->items.empty() && fault(3)) {
+        bool refused = false;
+        try {
+          s.apply_prime_page(*rep.last_prime_page);
+        } catch (const protocol_error&) {
+          refused = true;
+        }
+        if (!refused) throw violation{"a stale priority page was applied a second time"};
+        return cut();
+      }
+      const auto items = log_->prime_changes(prime.spec, rep.db->node());
+      const auto from = static_cast<std::size_t>(prime.position);
+      if (from > items.size()) throw violation{"the priority position runs past the phase's changes"};
+      const auto end = std::min(items.size(), from + static_cast<std::size_t>(1 + pick(8)));
+      wire::changes_page_builder builder;
+      log_->read_changes(std::span<const server::prime_item>(items).subspan(from, end - from), builder);
+      const auto bytes = builder.finish(end, end < items.size());
+      if (fault(4)) return cut();  // the page is lost
+      auto page = std::get<wire::changes_page>(wire::decode(wire::message_type::changes, bytes));
+      s.apply_prime_page(page);
+      result_.primed += page.items.size();
+      rep.last_prime_page = std::move(page);
+      prime = s.prime();
+    }
+    // The pulls after it leave the phase's changes out; now and then a server does not,
+    // and the store must not apply them again.
+    std::vector<std::uint64_t> skip;
+    if (prime.spec.until > s.cursor() && !chance(20)) {
+      for (const auto& item : log_->prime_changes(prime.spec, rep.db->node())) skip.push_back(item.seq);
+      std::sort(skip.begin(), skip.end());
+    }
+
     for (;;) {
       // A page from an earlier request arrives again: the store must refuse it.
       if (rep.last_page && !rep.last_page->items.empty() && fault(3)) {
@@ -373,7 +423,8 @@ class simulation {
         return cut();
       }
       wire::changes_page_builder builder;
-      const auto pos = log_->read_page(s.cursor(), rep.db->node(), static_cast<std::uint32_t>(1 + pick(8)), 1u << 20, builder);
+      const auto pos =
+          log_->read_page(s.cursor(), rep.db->node(), skip, static_cast<std::uint32_t>(1 + pick(8)), 1u << 20, builder);
       const auto bytes = builder.finish(pos.next_cursor, pos.more);
       if (fault(4)) return cut();  // the page is lost
       auto page = std::get<wire::changes_page>(wire::decode(wire::message_type::changes, bytes));
@@ -382,6 +433,25 @@ class simulation {
       if (!pos.more) break;
     }
     return true;
+  }
+
+  /// One to three tiers over the simulation's collections: whole collections, numbers
+  /// at least or equal to a value, names at least a text.
+  wire::prime_spec random_prime_spec(std::uint64_t until) {
+    wire::prime_spec spec{until, {}};
+    const int n = 1 + pick(3);
+    for (int i = 0; i < n; ++i) {
+      switch (pick(6)) {
+        case 0: spec.tiers.push_back({"clients", wire::prime_match::all, {}, {}}); break;
+        case 1: spec.tiers.push_back({"visits", wire::prime_match::all, {}, {}}); break;
+        case 2: spec.tiers.push_back({"clients", wire::prime_match::at_least, "level", std::int64_t{pick(1000)}}); break;
+        case 3: spec.tiers.push_back({"visits", wire::prime_match::at_least, "minutes", std::int64_t{pick(1000)}}); break;
+        case 4: spec.tiers.push_back({"visits", wire::prime_match::equals, "minutes", std::int64_t{pick(5)}}); break;
+        default:
+          spec.tiers.push_back({"clients", wire::prime_match::at_least, "name", "r" + std::to_string(pick(5))});
+      }
+    }
+    return spec;
   }
 
   /// The server's side of one push: decode, screen, store. Returns the encoded answer.

@@ -2,7 +2,7 @@
 // The convergence property test (issue 3): replicas (real stores on real SQLite files)
 // and the server's real change log run in one process; the network between them is a
 // direct hand-over of encoded messages that a seeded schedule drops, duplicates and
-// delivers late. After random writes, partitions, skewed clocks and a final full sync,
+// delivers late. The last replica joins half-way with a prioritised initial sync. After random writes, partitions, skewed clocks and a final full sync,
 // every replica and the server must hold identical state, and no value anyone wrote may
 // have vanished unseen.
 
@@ -31,6 +31,8 @@ struct simulation_result {
   std::size_t changes_logged = 0;    ///< the server's log head at the end
   std::size_t values_checked = 0;    ///< written values traced to the final state or history
   std::size_t deletes_surfaced = 0;  ///< deleted records whose concurrent edits stay visible
+  std::size_t prime_phases = 0;      ///< prioritised initial syncs begun (by the late joiner)
+  std::size_t primed = 0;            ///< changes those delivered
 };
 
 /// Runs one seed. Never throws for a broken property (it is reported in the result); an

@@ -225,11 +225,10 @@ TEST_CASE("prime matches: equals and at_least compare integers and reals as numb
   }
 }
 
-// An integer and a real compare as numbers, but server/src/prime.cpp converts the
-// integer to a double first, which rounds integers beyond 2^53: 2^53 + 1 "equals" the
-// real 2^53, and INT64_MAX (2^63 - 1) "is at least" the real 2^63. Known bug: drop the
-// [!shouldfail] tag once the mixed comparison is exact.
-TEST_CASE("prime matches: an integer and a real compare exactly beyond 2^53", "[store][!shouldfail]") {
+// An integer and a real compare as numbers, exactly: a conversion of the integer to a
+// double would round beyond 2^53 (2^53 + 1 would "equal" the real 2^53, and INT64_MAX
+// would be "at least" the real 2^63).
+TEST_CASE("prime matches: an integer and a real compare exactly beyond 2^53", "[store]") {
   const std::int64_t big = (std::int64_t{1} << 53) + 1;
   CHECK_FALSE(server::matches(tier_equals("visit", "n", value{9007199254740992.0}), state_of({{"n", value{big}}})));
   CHECK_FALSE(server::matches(tier_equals("visit", "n", value{big}), state_of({{"n", value{9007199254740992.0}}})));
