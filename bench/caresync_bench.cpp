@@ -16,6 +16,7 @@
 #include <stdlib.h>   // mkdtemp (POSIX)
 #include <sys/vfs.h>  // statfs (Linux)
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -42,6 +43,7 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr std::uint64_t k_seed = 20240917;
 constexpr const char* k_collection = "visits";
+constexpr const char* k_last_week = "2024-12-25";  ///< the visits span 2024: its last week comes first in D
 
 /// What the command line asks for.
 struct bench_options {
@@ -201,7 +203,7 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   // 4. Sync through a real server over TLS on loopback.
   progress("starting the server");
   const auto server_start = clock_type::now();
-  caresync::bench::loopback_server server(dir.path(), 3);
+  caresync::bench::loopback_server server(dir.path(), 4);
   const auto server_start_elapsed = clock_type::now() - server_start;
   progress("sync A: push " + std::to_string(n));
   const auto push = sync_once(*a, server.options(0));
@@ -214,6 +216,22 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   auto uncompressed_options = server.options(2);
   uncompressed_options.compress = false;
   const auto pull_uncompressed = sync_once(*c, uncompressed_options);
+
+  // 6a. A prioritised initial sync into a fresh store D: the last week's visits first
+  // (the visits span 2024). The time until they are all in, against the whole sync.
+  progress("sync D (fresh store): initial pull, last week's visits first");
+  auto d = open_store(dir, "d", mode);
+  auto prime_options = server.options(3);
+  prime_options.priority = {caresync::priority_tier::at_least(k_collection, "date", std::string(k_last_week))};
+  clock_type::time_point prime_start{}, prime_ready{};
+  prime_options.on_progress = [&](const caresync::sync_progress& p) {
+    if (p.priority_ready && prime_ready == clock_type::time_point{}) prime_ready = clock_type::now();
+  };
+  prime_start = clock_type::now();
+  const auto pull_prime = sync_once(*d, prime_options);
+  const double prime_ready_ms = prime_ready == clock_type::time_point{} ? -1.0 : milliseconds(prime_ready - prime_start);
+  const std::size_t last_week =
+      static_cast<std::size_t>(std::count_if(visits.begin(), visits.end(), [](const auto& v) { return v.date >= k_last_week; }));
 
   // 5. The cost of one field edit: an edit sync minus a sync with nothing to do.
   progress("one-field edit");
@@ -254,19 +272,22 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   const auto final_a = sync_once(*a, server.options(0));
   const auto final_b = sync_once(*b, server.options(1));
   const auto final_c = sync_once(*c, uncompressed_options);
+  prime_options.on_progress = nullptr;
+  const auto final_d = sync_once(*d, prime_options);
   const auto digest_start = clock_type::now();
   const std::string digest_a = a->state_digest();
   const auto digest_elapsed = clock_type::now() - digest_start;
   const std::string digest_b = b->state_digest();
   const std::string digest_c = c->state_digest();
-  const bool converged = digest_a == digest_b && digest_b == digest_c;
+  const bool converged = digest_a == digest_b && digest_b == digest_c && digest_c == d->state_digest();
   const auto stats = server.get().stats();
   server.stop();
 
   // The live-mode record (6.) is on every replica too.
   const bool counts_ok = push.report.pushed == n && pull.report.pulled == n && pull_uncompressed.report.pulled == n &&
                          b->count(k_collection) == n + live_records && c->count(k_collection) == n + live_records &&
-                         a->outbox_size() == 0;
+                         a->outbox_size() == 0 && pull_prime.report.pulled == n && pull_prime.report.primed == last_week &&
+                         d->count(k_collection) == n + live_records;
   healthy = converged && counts_ok;
 
   const double single_rps = rate(opt.single, single_elapsed);
@@ -288,6 +309,10 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
   out["sync_push_ms"] = rounded(push_ms, 1);
   out["sync_pull_ms"] = rounded(pull_ms, 1);
   out["live_notify_ms"] = rounded(live_notify_ms, 1);
+  out["prime_records"] = last_week;
+  out["prime_ready_ms"] = rounded(prime_ready_ms, 1);
+  out["prime_sync_ms"] = rounded(milliseconds(pull_prime.elapsed), 1);
+  out["prime_bytes_per_record"] = rounded(static_cast<double>(pull_prime.report.bytes_received) / records, 2);
   out["sync_e2e_rps"] = rounded(e2e_rps, 1);
   out["bytes_per_record_initial"] = rounded(static_cast<double>(pull.report.bytes_received) / records, 2);
   out["push_bytes_per_record"] = rounded(static_cast<double>(push.report.bytes_sent) / records, 2);
@@ -319,7 +344,9 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
                   {"edit_pull_b", report_json(edit_pull)},
                   {"final_a", report_json(final_a)},
                   {"final_b", report_json(final_b)},
-                  {"final_c", report_json(final_c)}};
+                  {"final_c", report_json(final_c)},
+                  {"pull_prime_d", report_json(pull_prime)},
+                  {"final_d", report_json(final_d)}};
   // Work outside the measurements, timed so a slow run can be explained.
   out["unmeasured_ms"] = {{"generate_rows", rounded(milliseconds(generate_elapsed), 1)},
                           {"server_start", rounded(milliseconds(server_start_elapsed), 1)},
@@ -339,7 +366,9 @@ nlohmann::json run(const bench_options& opt, bool& healthy) {
       "in its push sync / records. bytes_per_field_edit = bytes_sent of A's sync after updating one field "
       "(status) of one record minus bytes_sent of an empty sync; bytes_per_field_edit_pull likewise for B's "
       "bytes_received. sync_e2e_rps = records / (sync_push_ms + sync_pull_ms). The raw SQLite baseline binds "
-      "pre-made ids; caresync's create makes its own. Single-write records repeat the rows when --single > --records.";
+      "pre-made ids; caresync's create makes its own. Single-write records repeat the rows when --single > --records. "
+      "prime_*: a fresh store D pulls with the visits dated from 2024-12-25 (the last week of the visits' year) as "
+      "its priority tier: prime_records of them, all in after prime_ready_ms of a prime_sync_ms initial sync.";
   return out;
 }
 
