@@ -52,6 +52,9 @@ class sqlite_change_store final : public change_store {
       }
       tx.commit();
     }
+    // A second connection for long reads (a priority phase reads the log up to its
+    // position): in WAL mode it reads a snapshot while pushes and pulls go on.
+    reader_ = sqlite::open(path, k_identity, "FULL");
     find_batch_.emplace(db_.get(), "SELECT accepted, first_seq, last_seq FROM batches WHERE device=? AND batch_id=?");
     insert_change_.emplace(db_.get(),
                            "INSERT INTO changes(device, node, collection, record_id, stamp, change, received_ms)"
@@ -64,7 +67,7 @@ class sqlite_change_store final : public change_store {
     by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
     // Page item bytes (wire::page_item_bytes): the seq as a uvarint, then the change
     // less its marker byte; exact for seqs below 2^35.
-    extent_.emplace(db_.get(),
+    extent_.emplace(reader_.get(),
                     "SELECT count(*), coalesce(sum(length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
                     " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END), 0)"
                     " FROM changes WHERE seq > ? AND node != ?");
@@ -178,7 +181,7 @@ class sqlite_change_store final : public change_store {
   }
 
   std::vector<prime_item> prime_changes(const wire::prime_spec& spec, node_id exclude_node) override {
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(reader_mutex_);
     // The tiers' collections, each once, as bound parameters.
     std::vector<std::string_view> collections;
     for (const auto& t : spec.tiers) {
@@ -189,7 +192,7 @@ class sqlite_change_store final : public change_store {
     std::string sql = "SELECT seq, node, change FROM changes WHERE seq <= ? AND collection IN (";
     for (std::size_t i = 0; i < collections.size(); ++i) sql += i ? ",?" : "?";
     sql += ") ORDER BY seq";
-    sqlite::statement q(db_.get(), sql);
+    sqlite::statement q(reader_.get(), sql);
     q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(spec.until, INT64_MAX)));
     for (std::size_t i = 0; i < collections.size(); ++i) q.bind(static_cast<int>(i + 2), collections[i]);
     struct record {
@@ -237,7 +240,7 @@ class sqlite_change_store final : public change_store {
   }
 
   log_extent extent(std::uint64_t cursor, node_id exclude_node) override {
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(reader_mutex_);  // a long read for a new device: not in the way of pushes
     sqlite::reset_guard g(*extent_);
     extent_->bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(cursor, INT64_MAX)))
         .bind(2, static_cast<std::int64_t>(exclude_node));
@@ -318,6 +321,8 @@ class sqlite_change_store final : public change_store {
  private:
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
+  std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)
+  sqlite::db_handle reader_;
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, page_, head_, by_seq_,
       extent_;
 };
