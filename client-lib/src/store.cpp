@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 
 namespace caresync {
 
@@ -150,9 +151,10 @@ void write_tagged(sqlite::statement& remove, sqlite::statement& insert, std::str
 
 // ---------------------------------------------------------------- opening
 
-std::unique_ptr<store> store::open(const store_options& options) {
-  validate(options.schema);
-  auto p = std::make_unique<impl>();
+namespace {
+
+std::unique_ptr<store::impl> open_impl(const store_options& options) {
+  auto p = std::make_unique<store::impl>();
   p->options = options;
   p->base_time = options.time_source ? options.time_source : hybrid_clock::time_source(system_time_ms);
   p->clock = hybrid_clock([raw = p.get()] {
@@ -161,7 +163,29 @@ std::unique_ptr<store> store::open(const store_options& options) {
   p->open_database();
   p->create_tables();
   p->load_state();
-  return std::unique_ptr<store>(new store(std::move(p)));
+  return p;
+}
+
+}  // namespace
+
+std::unique_ptr<store> store::open(const store_options& options) {
+  validate(options.schema);
+  return std::unique_ptr<store>(new store(open_impl(options)));
+}
+
+void store::wipe() {
+  const store_options options = impl_->options;
+  impl_.reset();  // closes the connection
+  std::string failed;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    std::error_code ec;
+    std::filesystem::remove(options.path + suffix, ec);
+    if (ec && failed.empty()) failed = "cannot delete '" + options.path + suffix + "' to wipe the store: " + ec.message();
+  }
+  // Open what is there now: an empty store, or (if a file could not be deleted) what is
+  // left, so that the object stays usable either way.
+  impl_ = open_impl(options);
+  if (!failed.empty()) throw error(make_error_code(storage_errc::io_failed), failed);
 }
 
 store::store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}

@@ -92,6 +92,28 @@ sync_client::sync_client(store& local, sync_options options)
 
 sync_client::~sync_client() = default;
 
+enrollment enroll(const sync_options& server, const std::string& code) {
+  if (server.ca_file.empty() && server.pinned_key_sha256.empty()) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "enrollment needs a CA file or a pinned server key hash to know it talks to the real server");
+  }
+  if (code.empty()) throw error(make_error_code(storage_errc::invalid_argument), "enrollment needs the code from the administrator");
+  tls_channel channel(server);
+  channel.connect();
+  wire::enroll request;
+  request.client_name = k_client_name;
+  request.code = code;
+  request.app_version = server.app_version;
+  channel.send(wire::make_frame(request));
+  auto answer = expect<wire::enrolled>(channel.receive(wire::k_default_max_frame), "enrolled");
+  channel.close();
+  if (answer.device_id.empty() || answer.token.empty()) {
+    throw protocol_error(protocol_errc::malformed, "the server's enrollment answer lacks a device id or token");
+  }
+  return enrollment{std::move(answer.device_id), std::move(answer.token), std::move(answer.user_id),
+                    std::move(answer.user_name)};
+}
+
 sync_report sync_client::sync() {
   const auto started = std::chrono::steady_clock::now();
   const auto& retry = impl_->options.retry;
@@ -103,6 +125,11 @@ sync_report sync_client::sync() {
       impl_->attempt(report);
       break;
     } catch (const error& e) {
+      if (e.code() == make_error_code(protocol_errc::device_revoked)) {
+        // A lost or stolen tablet: its records must not stay on it.
+        impl_->local.wipe();
+        throw error(e.code(), std::string(e.what()) + "; the local store was wiped");
+      }
       if (!is_transient(e.code()) || report.attempts >= std::max(1u, retry.max_attempts)) throw;
     }
     // Full jitter: a random pause up to the current backoff, which doubles up to the cap.

@@ -393,6 +393,18 @@ struct encoder {
     w.uvarint(m.quarantined);
     w.uvarint(m.open_conflicts);
   }
+  void operator()(const enroll& m) {
+    w.u16(m.protocol_version);
+    w.text(m.client_name);
+    w.text(m.code);
+    w.text(m.app_version);
+  }
+  void operator()(const enrolled& m) {
+    w.text(m.device_id);
+    w.text(m.token);
+    w.text(m.user_id);
+    w.text(m.user_name);
+  }
   void operator()(const welcome& m) {
     w.u16(m.protocol_version);
     w.text(m.server_name);
@@ -478,6 +490,27 @@ message decode_body(message_type type, reader& r) {
       m.outbox = r.uvarint("outbox depth");
       m.quarantined = r.uvarint("quarantined count");
       m.open_conflicts = r.uvarint("open conflict count");
+      return m;
+    }
+    case message_type::enroll: {
+      enroll m;
+      m.protocol_version = r.u16("protocol version");
+      if (m.protocol_version != k_protocol_version) {
+        throw protocol_error(protocol_errc::unsupported_version,
+                             "the client speaks protocol version " + std::to_string(m.protocol_version) +
+                                 "; this server speaks version " + std::to_string(k_protocol_version));
+      }
+      m.client_name = r.text("client name");
+      m.code = r.text("enrollment code");
+      m.app_version = r.text("app version");
+      return m;
+    }
+    case message_type::enrolled: {
+      enrolled m;
+      m.device_id = r.text("device id");
+      m.token = r.text("token");
+      m.user_id = r.text("user id");
+      m.user_name = r.text("user name");
       return m;
     }
     case message_type::welcome: {

@@ -16,6 +16,8 @@ class protocol_category_impl final : public std::error_category {
       case protocol_errc::unexpected_message: return "message not expected at this point";
       case protocol_errc::limit_exceeded: return "limit exceeded";
       case protocol_errc::clock_ahead: return "clock ahead";
+      case protocol_errc::enrollment_refused: return "enrollment code not accepted";
+      case protocol_errc::device_revoked: return "device revoked";
       case protocol_errc::auth_failed: return "device id or token not accepted";
       case protocol_errc::server_busy: return "server busy";
       case protocol_errc::storage_failed: return "server storage failed";

@@ -13,7 +13,7 @@ namespace {
 
 bool known_type(std::uint8_t t) noexcept {
   return t >= static_cast<std::uint8_t>(message_type::hello) &&
-         t <= static_cast<std::uint8_t>(message_type::prime);
+         t <= static_cast<std::uint8_t>(message_type::enrolled);
 }
 
 std::uint8_t flag_of(codec c) noexcept {

@@ -7,7 +7,8 @@ message_type type_of(const message& m) noexcept {
       message_type::hello,   message_type::welcome, message_type::push,
       message_type::push_result, message_type::pull, message_type::changes,
       message_type::error,   message_type::ping,    message_type::pong,
-      message_type::wait,    message_type::prime,
+      message_type::wait,    message_type::prime,   message_type::enroll,
+      message_type::enrolled,
   };
   return k_types[m.index()];
 }
@@ -25,6 +26,8 @@ const char* to_string(message_type t) noexcept {
     case message_type::pong: return "pong";
     case message_type::wait: return "wait";
     case message_type::prime: return "prime";
+    case message_type::enroll: return "enroll";
+    case message_type::enrolled: return "enrolled";
   }
   return "unknown";
 }

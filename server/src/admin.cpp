@@ -25,6 +25,8 @@ const char* errc_name(std::size_t code) {
     case protocol_errc::shutting_down: return "shutting_down";
     case protocol_errc::timeout: return "timeout";
     case protocol_errc::clock_ahead: return "clock_ahead";
+    case protocol_errc::enrollment_refused: return "enrollment_refused";
+    case protocol_errc::device_revoked: return "device_revoked";
   }
   return nullptr;
 }

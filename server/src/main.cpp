@@ -4,6 +4,7 @@
 #include <caresync/protocol/sha256.hpp>
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/config.hpp>
+#include <caresync/server/enrollment.hpp>
 #include <caresync/server/server.hpp>
 
 #include <caresync/server/change_store.hpp>
@@ -90,12 +91,6 @@ int serve(const serve_args& args) {
   return 0;
 }
 
-/// 32 random bytes as hex: a device's secret token.
-std::string random_token() {
-  std::uint8_t bytes[32];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("the system's random source failed");
-  return to_hex(bytes);
-}
 
 std::string toml_string(const std::string& text);
 
@@ -167,7 +162,7 @@ int add_device(const std::string& config_path, const std::string& device_id) {
       return k_exit_usage;
     }
   }
-  const auto token = random_token();
+  const auto token = server::random_token();
   const auto hash = server::hash_token(token);
   std::ifstream in(config_path, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -256,6 +251,56 @@ int history(const std::string& config_path, const std::string& db_override, cons
   return entries.empty() ? k_exit_failure : 0;
 }
 
+/// The database a command works on: --db, else the config's database_file.
+std::string database_of(const std::string& config_path, const std::string& db_override) {
+  return db_override.empty() ? server::load_config(config_path).database_file : db_override;
+}
+
+/// Prints a one-time enrollment code for `user_id`, valid for `hours`.
+void print_code(server::change_store& store, const std::string& user_id, int hours) {
+  const auto issued = server::issue_enrollment_code(store, user_id, std::chrono::hours(hours), system_time_ms());
+  std::cout << "enrollment code for " << user_id << " (shown once; valid until " << server::log::iso_time(issued.expires_ms)
+            << ", for one device):\n"
+            << issued.code << "\n";
+}
+
+int add_user(const std::string& database, const server::user_record& user, int hours) {
+  if (const auto why = server::check_user(user); !why.empty()) {
+    std::cerr << "caresync-server: " << why << std::endl;
+    return k_exit_usage;
+  }
+  auto store = server::open_sqlite_change_store(database);
+  if (store->find_user(user.user_id)) {
+    std::cerr << "caresync-server: user '" << user.user_id << "' exists; enroll-code gives her another code" << std::endl;
+    return k_exit_usage;
+  }
+  store->add_user(user);
+  std::cout << "user " << user.user_id << " added (" << user.role << ", " << user.org_unit << ")\n";
+  if (hours > 0) print_code(*store, user.user_id, hours);
+  return 0;
+}
+
+int revoke_device(const std::string& config_path, const std::string& database, const std::string& device_id) {
+  auto store = server::open_sqlite_change_store(database);
+  if (store->revoke_device(device_id, system_time_ms())) {
+    std::cout << "device " << device_id
+              << " revoked: its next connection is refused and told to wipe its local data\n";
+    return 0;
+  }
+  if (!config_path.empty()) {
+    for (const auto& d : server::load_config(config_path).devices) {
+      if (d.device_id == device_id) {
+        std::cerr << "caresync-server: device '" << device_id
+                  << "' is listed in the config file, not enrolled: remove its [[devices]] entry and restart the server"
+                  << std::endl;
+        return k_exit_failure;
+      }
+    }
+  }
+  std::cerr << "caresync-server: no enrolled device '" << device_id << "'" << std::endl;
+  return k_exit_failure;
+}
+
 /// Lists devices with what they last reported, as JSON lines, flagging those that need a
 /// supervisor: never synced, silent for `silent_days` or more, changes waiting, refused
 /// changes unresolved. With `only_silent`, lists only the silent ones.
@@ -273,6 +318,11 @@ int devices(const std::string& config_path, const std::string& db_override, int 
   }
   auto log = server::open_sqlite_change_store(database);
   for (auto& h : log->fleet()) by_id[h.device] = std::move(h);
+  std::map<std::string, server::device_record> enrolled;
+  for (auto& d : log->devices()) {
+    by_id[d.device_id].device = d.device_id;
+    enrolled[d.device_id] = std::move(d);
+  }
   const auto now = system_time_ms();
   constexpr std::uint64_t k_day_ms = 86'400'000;
   std::size_t listed = 0;
@@ -284,6 +334,11 @@ int devices(const std::string& config_path, const std::string& db_override, int 
     nlohmann::ordered_json line;
     line["device"] = id;
     line["configured"] = config_path.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(configured.count(id) > 0);
+    const auto e = enrolled.find(id);
+    line["user"] = e == enrolled.end() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e->second.user_id);
+    line["revoked"] = e == enrolled.end() || e->second.revoked_ms == 0
+                          ? nlohmann::ordered_json(nullptr)
+                          : nlohmann::ordered_json(server::log::iso_time(e->second.revoked_ms));
     line["app_version"] = h.app_version;
     line["last_seen"] = h.last_seen_ms ? nlohmann::ordered_json(server::log::iso_time(h.last_seen_ms)) : nlohmann::ordered_json(nullptr);
     line["last_ok"] = never ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(server::log::iso_time(h.last_ok_ms));
@@ -363,6 +418,37 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   devices_cmd->add_flag("--only-silent", only_silent, "List only the devices flagged silent or never synced");
 
+  std::string user_config, user_db;
+  server::user_record new_user;
+  int code_hours = 72;
+  auto* user_cmd = app.add_subcommand("add-user", "Add a user and print a one-time enrollment code for her device");
+  user_cmd->add_option("-c,--config", user_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  user_cmd->add_option("--db", user_db, "The server's database file (instead of --config)");
+  user_cmd->add_option("--user", new_user.user_id, "The user's id, e.g. jana.novakova")->required();
+  user_cmd->add_option("--name", new_user.name, "The user's name, as the app greets her")->required();
+  user_cmd->add_option("--role", new_user.role, "field_worker, coordinator, registry_admin or admin")->required();
+  user_cmd->add_option("--org-unit", new_user.org_unit, "Her org unit, e.g. kraj/orp-benesov/team-2")->required();
+  user_cmd->add_option("--code-hours", code_hours, "Hours the enrollment code stays valid (0: no code now)")
+      ->check(CLI::Range(0, 24 * 90))
+      ->capture_default_str();
+
+  std::string code_config, code_db, code_user;
+  int more_code_hours = 72;
+  auto* code_cmd = app.add_subcommand("enroll-code", "Print a new one-time enrollment code for an existing user (another device)");
+  code_cmd->add_option("-c,--config", code_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  code_cmd->add_option("--db", code_db, "The server's database file (instead of --config)");
+  code_cmd->add_option("--user", code_user, "The user's id")->required();
+  code_cmd->add_option("--code-hours", more_code_hours, "Hours the code stays valid")
+      ->check(CLI::Range(1, 24 * 90))
+      ->capture_default_str();
+
+  std::string revoke_config, revoke_db, revoke_id;
+  auto* revoke_cmd = app.add_subcommand(
+      "revoke-device", "Revoke an enrolled device (lost or stolen): its next connection is refused and told to wipe");
+  revoke_cmd->add_option("-c,--config", revoke_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  revoke_cmd->add_option("--db", revoke_db, "The server's database file (instead of --config)");
+  revoke_cmd->add_option("--device", revoke_id, "The device's id (caresync-server devices lists them)")->required();
+
   std::string backup_config, backup_db, backup_to;
   auto* backup_cmd = app.add_subcommand(
       "backup", "Copy the change store to a new file while the server runs (SQLite online backup; consistent snapshot)");
@@ -411,6 +497,28 @@ int main(int argc, char** argv) {
       std::cout << "backup written to " << backup_to << ": log head " << done.log_head << ", " << done.bytes
                 << " bytes, integrity_check ok\n";
       return 0;
+    }
+    const auto one_source = [](const char* command, const std::string& config, const std::string& db) {
+      if (config.empty() == db.empty()) {
+        std::cerr << "caresync-server: " << command << " needs exactly one of --config and --db\n";
+        return false;
+      }
+      return true;
+    };
+    if (*user_cmd) {
+      if (!one_source("add-user", user_config, user_db)) return k_exit_usage;
+      new_user.created_ms = system_time_ms();
+      return add_user(database_of(user_config, user_db), new_user, code_hours);
+    }
+    if (*code_cmd) {
+      if (!one_source("enroll-code", code_config, code_db)) return k_exit_usage;
+      auto store = server::open_sqlite_change_store(database_of(code_config, code_db));
+      print_code(*store, code_user, more_code_hours);
+      return 0;
+    }
+    if (*revoke_cmd) {
+      if (!one_source("revoke-device", revoke_config, revoke_db)) return k_exit_usage;
+      return revoke_device(revoke_config, database_of(revoke_config, revoke_db), revoke_id);
     }
     if (*history_cmd) {
       if (history_config.empty() == history_db.empty()) {

@@ -3,6 +3,7 @@
 #include "log.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/server/enrollment.hpp>
 #include <caresync/server/push_rules.hpp>
 
 #include <asio/dispatch.hpp>
@@ -29,6 +30,11 @@ constexpr unsigned k_max_primes_per_session = 4;
 
 /// A token hash compared in constant time, also for unknown devices, so that timing
 /// tells nothing about which device ids exist.
+/// Two hex digests compared in constant time.
+bool same_hash(const std::string& expected, const std::string& actual) {
+  return expected.size() == actual.size() && CRYPTO_memcmp(expected.data(), actual.data(), actual.size()) == 0;
+}
+
 bool token_matches(const server_config& config, const std::string& device_id, const std::string& token) {
   static const std::string k_no_device(64, '0');
   const std::string* expected = &k_no_device;
@@ -40,7 +46,7 @@ bool token_matches(const server_config& config, const std::string& device_id, co
     }
   }
   const std::string actual = hash_token(token);
-  const bool same = expected->size() == actual.size() && CRYPTO_memcmp(expected->data(), actual.data(), actual.size()) == 0;
+  const bool same = same_hash(*expected, actual);
   return known && same;
 }
 
@@ -175,6 +181,7 @@ void session::on_payload(const wire::frame_header& h) {
 void session::handle(const wire::message& m) {
   if (device_.empty()) {
     if (const auto* hello = std::get_if<wire::hello>(&m)) return on_hello(*hello);
+    if (const auto* enroll = std::get_if<wire::enroll>(&m)) return on_enroll(*enroll);
     ++context_.sessions_refused;
     return refuse(make_error_code(protocol_errc::unexpected_message), "the first message must be hello");
   }
@@ -187,12 +194,55 @@ void session::handle(const wire::message& m) {
          std::string("a '") + wire::to_string(wire::type_of(m)) + "' message is not expected from a device");
 }
 
+void session::on_enroll(const wire::enroll& m) {
+  ++context_.sessions_refused;  // not a sync session, whatever comes of it
+  wire::enrolled answer;
+  try {
+    answer = enroll_device(context_.store, m.code, system_time_ms());
+  } catch (const error& e) {
+    if (e.code() == make_error_code(protocol_errc::enrollment_refused)) {
+      outcome_ = "enrollment refused";
+      log::info("enrollment_refused", {{"peer", peer_}, {"reason", e.what()}}, "an enrollment code was refused");
+      return refuse(e.code(), e.what());
+    }
+    log::error("store_write_failed", {{"peer", peer_}, {"reason", e.what()}}, "storing an enrollment failed");
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server could not enroll the device; try again later");
+  }
+  outcome_ = "enrolled";
+  log::info("device_enrolled", {{"peer", peer_}, {"device", answer.device_id}, {"user", answer.user_id}},
+            "a device was enrolled");
+  send(wire::make_frame(answer), true);
+}
+
 void session::on_hello(const wire::hello& m) {
-  if (!token_matches(context_.config, m.device_id, m.token)) {
+  // Enrolled devices first (their token's hash, compared in constant time), then the
+  // devices a config file lists (the core's provisioning, kept for existing set-ups).
+  std::optional<device_record> enrolled;
+  try {
+    enrolled = context_.store.find_device(m.device_id);
+  } catch (const error& e) {
+    log::error("store_read_failed", {{"peer", peer_}, {"reason", e.what()}}, "reading the device list failed");
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
+  }
+  const bool accepted = enrolled ? same_hash(enrolled->token_sha256, hash_token(m.token))
+                                 : token_matches(context_.config, m.device_id, m.token);
+  if (!accepted) {
     ++context_.sessions_refused;
     outcome_ = "auth refused";
     return refuse(make_error_code(protocol_errc::auth_failed),
                   "device id or token not accepted; check the device's credentials with the administrator");
+  }
+  if (enrolled && enrolled->revoked_ms != 0) {
+    ++context_.sessions_refused;
+    outcome_ = "revoked";
+    try {
+      context_.store.told_to_wipe(m.device_id, system_time_ms());
+    } catch (const error& e) {
+      log::error("store_write_failed", {{"device", m.device_id}, {"reason", e.what()}}, "recording a wipe failed");
+    }
+    log::info("device_revoked", {{"peer", peer_}, {"device", m.device_id}}, "a revoked device was told to wipe");
+    return refuse(make_error_code(protocol_errc::device_revoked),
+                  "this device was revoked by an administrator; its local data must be wiped");
   }
   if (m.node == 0) {
     ++context_.sessions_refused;

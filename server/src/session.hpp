@@ -92,6 +92,7 @@ class session : public std::enable_shared_from_this<session> {
   void on_payload(const wire::frame_header& h);
   void handle(const wire::message& m);
   void on_hello(const wire::hello& m);
+  void on_enroll(const wire::enroll& m);
   void on_push(const wire::push& m);
   void on_pull(const wire::pull& m);
   void on_wait(const wire::wait& m);

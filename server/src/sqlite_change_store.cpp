@@ -42,6 +42,14 @@ class sqlite_change_store final : public change_store {
                    "CREATE TABLE IF NOT EXISTS device_health(device TEXT PRIMARY KEY NOT NULL, app_version TEXT NOT NULL,"
                    " outbox INTEGER NOT NULL, quarantined INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
                    " last_ok_ms INTEGER NOT NULL, last_outcome TEXT NOT NULL) WITHOUT ROWID;"
+                   // Enrollment (docs/security.md): codes and tokens by their SHA-256 only.
+                   "CREATE TABLE IF NOT EXISTS users(user_id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,"
+                   " role TEXT NOT NULL, org_unit TEXT NOT NULL, created_ms INTEGER NOT NULL) WITHOUT ROWID;"
+                   "CREATE TABLE IF NOT EXISTS enrollments(code_sha256 TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL,"
+                   " expires_ms INTEGER NOT NULL, used_ms INTEGER, device_id TEXT) WITHOUT ROWID;"
+                   "CREATE TABLE IF NOT EXISTS enrolled_devices(device_id TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL,"
+                   " token_sha256 TEXT NOT NULL, enrolled_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0,"
+                   " told_to_wipe_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
                    "CREATE TABLE IF NOT EXISTS refusals(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
                    " idx INTEGER NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
                    " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;");
@@ -307,6 +315,100 @@ class sqlite_change_store final : public change_store {
     return out;
   }
 
+  void add_user(const user_record& u) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "INSERT INTO users(user_id, name, role, org_unit, created_ms) VALUES(?,?,?,?,?)");
+    q.bind(1, std::string_view(u.user_id))
+        .bind(2, std::string_view(u.name))
+        .bind(3, std::string_view(u.role))
+        .bind(4, std::string_view(u.org_unit))
+        .bind(5, static_cast<std::int64_t>(u.created_ms));
+    q.run();
+  }
+
+  std::optional<user_record> find_user(std::string_view user_id) override {
+    const std::lock_guard lock(mutex_);
+    return find_user_locked(user_id);
+  }
+
+  void add_enrollment(std::string_view code_sha256, std::string_view user_id, std::uint64_t expires_ms) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "INSERT INTO enrollments(code_sha256, user_id, expires_ms) VALUES(?,?,?)");
+    q.bind(1, code_sha256).bind(2, user_id).bind(3, static_cast<std::int64_t>(expires_ms));
+    q.run();
+  }
+
+  redemption redeem_enrollment(std::string_view code_sha256, std::uint64_t now_ms, device_record device) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    sqlite::statement find(db_.get(), "SELECT user_id, expires_ms, used_ms FROM enrollments WHERE code_sha256=?");
+    find.bind(1, code_sha256);
+    redemption r;
+    if (!find.step()) return r;
+    if (find.column_type(2) != SQLITE_NULL) {
+      r.result = redemption::outcome::used;
+      return r;
+    }
+    if (static_cast<std::uint64_t>(find.column_int64(1)) <= now_ms) {
+      r.result = redemption::outcome::expired;
+      return r;
+    }
+    device.user_id = find.column_text(0);
+    auto user = find_user_locked(device.user_id);
+    if (!user) throw error(make_error_code(storage_errc::corrupt), "an enrollment code names a user who does not exist");
+    sqlite::statement use(db_.get(), "UPDATE enrollments SET used_ms=?, device_id=? WHERE code_sha256=?");
+    use.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, std::string_view(device.device_id)).bind(3, code_sha256);
+    use.run();
+    sqlite::statement add(db_.get(),
+                          "INSERT INTO enrolled_devices(device_id, user_id, token_sha256, enrolled_ms) VALUES(?,?,?,?)");
+    add.bind(1, std::string_view(device.device_id))
+        .bind(2, std::string_view(device.user_id))
+        .bind(3, std::string_view(device.token_sha256))
+        .bind(4, static_cast<std::int64_t>(now_ms));
+    add.run();
+    tx.commit();
+    r.result = redemption::outcome::enrolled;
+    r.user = std::move(*user);
+    return r;
+  }
+
+  std::optional<device_record> find_device(std::string_view device_id) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(),
+                        "SELECT device_id, user_id, token_sha256, enrolled_ms, revoked_ms, told_to_wipe_ms"
+                        " FROM enrolled_devices WHERE device_id=?");
+    q.bind(1, device_id);
+    if (!q.step()) return std::nullopt;
+    return device_at(q);
+  }
+
+  std::vector<device_record> devices() override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(),
+                        "SELECT device_id, user_id, token_sha256, enrolled_ms, revoked_ms, told_to_wipe_ms"
+                        " FROM enrolled_devices ORDER BY device_id");
+    std::vector<device_record> out;
+    while (q.step()) out.push_back(device_at(q));
+    return out;
+  }
+
+  bool revoke_device(std::string_view device_id, std::uint64_t now_ms) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(),
+                        "UPDATE enrolled_devices SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ? ELSE revoked_ms END"
+                        " WHERE device_id=?");
+    q.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, device_id);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  }
+
+  void told_to_wipe(std::string_view device_id, std::uint64_t now_ms) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "UPDATE enrolled_devices SET told_to_wipe_ms=? WHERE device_id=?");
+    q.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, device_id);
+    q.run();
+  }
+
   std::map<record_key, record_state> materialize() override {
     const std::lock_guard lock(mutex_);
     std::map<record_key, record_state> state;
@@ -319,6 +421,19 @@ class sqlite_change_store final : public change_store {
   }
 
  private:
+  std::optional<user_record> find_user_locked(std::string_view user_id) {
+    sqlite::statement q(db_.get(), "SELECT user_id, name, role, org_unit, created_ms FROM users WHERE user_id=?");
+    q.bind(1, user_id);
+    if (!q.step()) return std::nullopt;
+    return user_record{q.column_text(0), q.column_text(1), q.column_text(2), q.column_text(3),
+                       static_cast<std::uint64_t>(q.column_int64(4))};
+  }
+
+  static device_record device_at(sqlite::statement& q) {
+    return device_record{q.column_text(0), q.column_text(1), q.column_text(2), static_cast<std::uint64_t>(q.column_int64(3)),
+                         static_cast<std::uint64_t>(q.column_int64(4)), static_cast<std::uint64_t>(q.column_int64(5))};
+  }
+
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
   std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)

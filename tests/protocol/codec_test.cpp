@@ -163,6 +163,24 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     wire::error empty;
     CHECK(round_trip(empty) == empty);
   }
+  SECTION("enroll and enrolled") {
+    const wire::enroll e{wire::k_protocol_version, "caresync-client/0.1", "ABCD-EFGH-JKMN-PQRS", "terenni-app 1.4"};
+    CHECK(round_trip(e) == e);
+    CHECK(round_trip(wire::enroll{}) == wire::enroll{});
+    const wire::enrolled d{"d-0123456789ab", std::string(64, 'f'), "jana.novakova", "Jana Nováková"};
+    CHECK(round_trip(d) == d);
+    CHECK(round_trip(wire::enrolled{}) == wire::enrolled{});
+    // An enroll of another version is refused before its code is read.
+    wire::enroll other = e;
+    other.protocol_version = wire::k_protocol_version + 1;
+    const auto payload = wire::encode(other);
+    try {
+      (void)wire::decode(wire::message_type::enroll, payload);
+      FAIL("another version was decoded");
+    } catch (const protocol_error& x) {
+      CHECK(x.code() == make_error_code(protocol_errc::unsupported_version));
+    }
+  }
   SECTION("ping and pong") {
     CHECK(round_trip(wire::ping{k_max64}) == wire::ping{k_max64});
     CHECK(round_trip(wire::pong{0}) == wire::pong{0});

@@ -320,7 +320,7 @@ TEST_CASE("hostile: a payload read as another message type is refused", "[protoc
 
 TEST_CASE("hostile: frame headers", "[protocol][security]") {
   SECTION("unknown frame types") {
-    for (std::uint8_t type : {0x00, 0x0c, 0x7f, 0x80, 0x8c, 0xff}) {
+    for (std::uint8_t type : {0x00, 0x0e, 0x7f, 0x80, 0x8e, 0xff}) {
       const bytes h{0x01, 0x00, 0x00, 0x00, type};
       INFO("type byte " << int(type));
       CHECK(thrown_code([&] { (void)header_of(h); }) == protocol_errc::unknown_message);

@@ -178,6 +178,14 @@ class store {
   /// The path this store was opened at.
   const std::string& path() const noexcept;
 
+  /// Deletes the store's files (the database, its WAL and shared-memory files) and opens
+  /// an empty store in their place, with a new node id and nothing to sync: what was not
+  /// synced is lost. sync() does it when the server says the device was revoked (a lost
+  /// tablet). Flash storage may keep copies of deleted blocks; docs/security.md says what
+  /// this does and does not protect. Throws caresync::error (storage_errc::io_failed) if
+  /// a file cannot be deleted; the store then holds what is left.
+  void wipe();
+
   /// The schema in use.
   const caresync::schema& schema() const noexcept;
 

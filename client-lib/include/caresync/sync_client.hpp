@@ -122,6 +122,23 @@ struct sync_report {
   std::size_t resolved = 0;        ///< open conflicts the app's resolvers settled (store_options::resolvers)
 };
 
+/// What enrollment gave this device. Keep device_id and token (the token in the
+/// platform's secure storage) and put them in sync_options from now on.
+struct enrollment {
+  std::string device_id;
+  std::string token;  ///< secret; never logged
+  std::string user_id;
+  std::string user_name;
+};
+
+/// Presents a one-time enrollment code (what the administrator gave the user; dashes,
+/// spaces and case do not matter) to the server `server` names, verified as sync()
+/// verifies it (host, port, ca_file or pinned key, timeouts; its device_id and token are
+/// not used). Throws caresync::error: protocol_errc::enrollment_refused (the code is
+/// unknown, used or expired: the message says which), storage_errc::invalid_argument
+/// (no CA file or pin, or an empty code), and the network errors of sync().
+enrollment enroll(const sync_options& server, const std::string& code);
+
 class sync_client {
  public:
   /// `local` must outlive this object. Throws caresync::error (storage_errc::invalid_argument)
@@ -140,7 +157,8 @@ class sync_client {
   /// certificate_untrusted, pin_mismatch), protocol (auth_failed, unsupported_version,
   /// malformed, server_busy, storage_failed, ...), storage (local store faults).
   /// Work done before a failure is kept: acknowledged pushes leave the outbox, pulled
-  /// pages stay applied.
+  /// pages stay applied. protocol_errc::device_revoked: an administrator revoked this
+  /// device; the store was wiped (store::wipe()) before the error was thrown.
   sync_report sync();
 
  private:

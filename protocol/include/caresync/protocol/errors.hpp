@@ -23,6 +23,8 @@ enum class protocol_errc {
   shutting_down = 10,       ///< the server is stopping; try later (transient)
   timeout = 11,             ///< the peer took too long (transient)
   clock_ahead = 12,         ///< a change stamped too far ahead of the server's clock; the device re-stamps it
+  enrollment_refused = 13,  ///< the enrollment code is unknown, used or expired
+  device_revoked = 14,      ///< an administrator revoked the device: it must wipe its local data
 };
 
 /// Faults of the link between a device and the server.

@@ -1,7 +1,7 @@
 #pragma once
 /// The messages of the sync conversation (docs/protocol.md is normative).
-///   client -> server: hello, push, pull, prime, ping
-///   server -> client: welcome, push_result, changes_page, error, pong
+///   client -> server: hello (or enroll), push, pull, prime, ping
+///   server -> client: welcome (or enrolled), push_result, changes_page, error, pong
 /// Thread contract: plain values.
 
 #include <caresync/protocol/change.hpp>
@@ -38,6 +38,8 @@ enum class message_type : std::uint8_t {
   pong = 9,
   wait = 10,
   prime = 11,
+  enroll = 12,
+  enrolled = 13,
 };
 
 /// First message from a client: who it is and what it speaks.
@@ -55,6 +57,25 @@ struct hello {
   std::uint64_t quarantined = 0;  ///< local changes the server refused and the app has not resolved
   std::uint64_t open_conflicts = 0;  ///< fields holding concurrent values nobody has resolved yet
   friend bool operator==(const hello&, const hello&) = default;
+};
+
+/// A new device's first and only message: it presents a one-time enrollment code an
+/// administrator gave its user, instead of hello (docs/protocol.md, "Enrollment").
+struct enroll {
+  std::uint16_t protocol_version = k_protocol_version;
+  std::string client_name;  ///< software and version, for the server's logs
+  std::string code;         ///< secret; never logged
+  std::string app_version;
+  friend bool operator==(const enroll&, const enroll&) = default;
+};
+
+/// The answer to an accepted enroll: the device's credentials for every hello after.
+struct enrolled {
+  std::string device_id;
+  std::string token;      ///< secret: the server keeps only its hash; never logged
+  std::string user_id;    ///< whose device it is
+  std::string user_name;  ///< for the app to greet its user
+  friend bool operator==(const enrolled&, const enrolled&) = default;
 };
 
 /// The server's answer to an accepted hello.
@@ -190,7 +211,8 @@ struct pong {
 };
 
 /// Any message; the index order matches nothing on the wire (use type_of()).
-using message = std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong, wait, prime>;
+using message =
+    std::variant<hello, welcome, push, push_result, pull, changes_page, error, ping, pong, wait, prime, enroll, enrolled>;
 
 /// The wire type number of `m`.
 message_type type_of(const message& m) noexcept;

@@ -50,6 +50,32 @@ struct device_health {
   std::uint64_t open_conflicts = 0;  ///< fields with concurrent values nobody resolved, likewise
 };
 
+/// A person who uses devices, as an administrator created her. Roles and org units are
+/// recorded; scopes by them are not enforced yet (docs/security.md).
+struct user_record {
+  std::string user_id;
+  std::string name;
+  std::string role;      ///< field_worker, coordinator, registry_admin or admin
+  std::string org_unit;  ///< e.g. "kraj-stredocesky/orp-benesov/team-2"
+  std::uint64_t created_ms = 0;
+};
+
+/// An enrolled device. The token itself is never stored.
+struct device_record {
+  std::string device_id;
+  std::string user_id;
+  std::string token_sha256;
+  std::uint64_t enrolled_ms = 0;
+  std::uint64_t revoked_ms = 0;       ///< 0: not revoked
+  std::uint64_t told_to_wipe_ms = 0;  ///< when a revoked device last connected and was told to wipe
+};
+
+/// What presenting an enrollment code did.
+struct redemption {
+  enum class outcome { enrolled, unknown, used, expired } result = outcome::unknown;
+  user_record user;  ///< whose code it was (enrolled only)
+};
+
 /// Where a page read stopped.
 struct page_position {
   std::uint64_t next_cursor = 0;
@@ -132,6 +158,25 @@ class change_store {
   /// earlier value of a field can be shown. Reads the whole log (for admin tools).
   /// Throws caresync::error (storage).
   virtual std::vector<history_entry> history(std::string_view collection, const record_id& id) = 0;
+
+  // --- users, enrollment codes and devices (docs/security.md). Each throws
+  // caresync::error (storage; constraint when an id is taken).
+
+  /// Adds a user; constraint if the id exists.
+  virtual void add_user(const user_record& user) = 0;
+  virtual std::optional<user_record> find_user(std::string_view user_id) = 0;
+  /// Stores a one-time code for an existing user, by its SHA-256 only.
+  virtual void add_enrollment(std::string_view code_sha256, std::string_view user_id, std::uint64_t expires_ms) = 0;
+  /// Atomically: if the code is known, unused and not expired at `now_ms`, marks it used
+  /// and adds `device` (its user_id set to the code's user). Otherwise changes nothing.
+  virtual redemption redeem_enrollment(std::string_view code_sha256, std::uint64_t now_ms, device_record device) = 0;
+  virtual std::optional<device_record> find_device(std::string_view device_id) = 0;
+  /// Every enrolled device, by device id.
+  virtual std::vector<device_record> devices() = 0;
+  /// Marks the device revoked at `now_ms` (once); false if it is not enrolled.
+  virtual bool revoke_device(std::string_view device_id, std::uint64_t now_ms) = 0;
+  /// Records that a revoked device connected and was told to wipe.
+  virtual void told_to_wipe(std::string_view device_id, std::uint64_t now_ms) = 0;
 
   /// Folds the whole log through caresync::merge: the current state of every record.
   /// For tests, the demo and admin tools; reads everything.
