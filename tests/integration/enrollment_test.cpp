@@ -12,9 +12,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
+#include <utility>
 #include <string>
 
 using namespace caresync;
@@ -202,4 +207,91 @@ TEST_CASE("a revoked device is refused, told to wipe, and its store is wiped, an
   auto other = open_tablet(dir, "other");
   CHECK(sync_client(*other, server.options(1)).sync().pulled == 1);
   CHECK(sql_column(dir.file("other.db"), "SELECT note FROM visits") == std::vector<std::string>{secret_note});
+}
+
+namespace {
+
+/// Runs `caresync-server ARGS`; its standard output and exit status.
+std::pair<std::string, int> server_command(const std::string& args) {
+  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
+  const int status = pclose(pipe);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+/// The code on the line after "enrollment code for ...".
+std::string code_in(const std::string& out) {
+  const auto at = out.find("enrollment code for ");
+  if (at == std::string::npos) return {};
+  const auto start = out.find('\n', at) + 1;
+  return out.substr(start, out.find('\n', start) - start);
+}
+
+}  // namespace
+
+TEST_CASE("an administrator adds a user, gives codes and revokes a device with caresync-server", "[security][enrollment]") {
+  temp_dir dir;
+  test_server server(dir);
+  const std::string db = "--db " + server.config().database_file;
+  const auto [added, added_status] = server_command(
+      "add-user " + db + " --user petr.svoboda --name 'Petr Svoboda' --role coordinator --org-unit kraj/orp-kolin");
+  REQUIRE(added_status == 0);
+  CHECK_THAT(added, Catch::Contains("user petr.svoboda added (coordinator, kraj/orp-kolin)"));
+  const auto first = code_in(added);
+  REQUIRE(first.size() == 19);
+
+  // Mistakes exit 2 and change nothing.
+  CHECK(server_command("add-user " + db + " --user petr.svoboda --name P --role coordinator --org-unit x").second == 2);
+  CHECK(server_command("add-user " + db + " --user eva --name Eva --role root --org-unit x").second == 2);
+  CHECK_FALSE(server.get().store().find_user("eva"));
+
+  const auto [again, again_status] = server_command("enroll-code " + db + " --user petr.svoboda --code-hours 1");
+  REQUIRE(again_status == 0);
+  const auto second = code_in(again);
+  CHECK(second.size() == 19);
+  CHECK(second != first);
+  CHECK(server_command("enroll-code " + db + " --user nobody").second == 1);
+
+  // Two tablets of one user, each with its own code and credentials.
+  const auto one = enroll(unenrolled(server), first);
+  const auto two = enroll(unenrolled(server), second);
+  CHECK(one.device_id != two.device_id);
+  CHECK(one.user_name == "Petr Svoboda");
+
+  CHECK(server_command("revoke-device " + db + " --device " + one.device_id).second == 0);
+  CHECK(server_command("revoke-device " + db + " --device d-000000000000").second == 1);
+  auto tablet = open_tablet(dir, "one");
+  auto o = server.options(0);
+  o.device_id = one.device_id;
+  o.token = one.token;
+  try {
+    sync_client(*tablet, o).sync();
+    FAIL("a revoked device synced");
+  } catch (const caresync::error& e) {
+    CHECK(e.code() == make_error_code(protocol_errc::device_revoked));
+  }
+  o.device_id = two.device_id;
+  o.token = two.token;
+  auto other = open_tablet(dir, "two");
+  CHECK_NOTHROW(sync_client(*other, o).sync());
+
+  // devices lists both, with their user, and the revoked one as revoked.
+  const auto [listed, listed_status] = server_command("devices " + db);
+  CHECK(listed_status == 0);
+  std::size_t revoked = 0, petr = 0;
+  std::istringstream lines(listed);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["user"] == "petr.svoboda") ++petr;
+    if (!j["revoked"].is_null()) {
+      ++revoked;
+      CHECK(j["device"] == one.device_id);
+    }
+  }
+  CHECK(petr == 2);
+  CHECK(revoked == 1);
 }
