@@ -43,13 +43,16 @@ std::uint64_t file_size_or_zero(const std::string& path) {
 
 }  // namespace
 
-std::string metrics_text(session_context& c) {
+std::string metrics_text(session_context& c, const listener_counters& listener) {
   std::ostringstream out;
   metric(out, "caresync_sessions_total", "counter", "Sessions by how the device's hello ended.");
   out << "caresync_sessions_total{result=\"accepted\"} " << c.sessions_accepted << "\n"
       << "caresync_sessions_total{result=\"refused\"} " << c.sessions_refused << "\n";
   metric(out, "caresync_sessions_active", "gauge", "Connections open now.");
   out << "caresync_sessions_active " << c.sessions_active << "\n";
+  metric(out, "caresync_connections_refused_total", "counter",
+         "Connections closed when accepted, before TLS, by the limit they were over.");
+  out << "caresync_connections_refused_total{limit=\"per_address\"} " << listener.connections_refused << "\n";
   metric(out, "caresync_sessions_waiting", "gauge", "Sessions holding a live-mode wait now.");
   out << "caresync_sessions_waiting " << c.sessions_waiting << "\n";
   metric(out, "caresync_changes_in_total", "counter", "Changes stored from pushes.");
@@ -84,11 +87,11 @@ std::string metrics_text(session_context& c) {
   return out.str();
 }
 
-admin_listener::admin_listener(session_context& context, std::function<bool()> running)
-    : context_(context), running_(std::move(running)), http_(std::make_unique<httplib::Server>()) {
+admin_listener::admin_listener(session_context& context, const listener_counters& listener, std::function<bool()> running)
+    : context_(context), listener_(listener), running_(std::move(running)), http_(std::make_unique<httplib::Server>()) {
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     try {
-      res.set_content(metrics_text(context_), "text/plain; version=0.0.4");
+      res.set_content(metrics_text(context_, listener_), "text/plain; version=0.0.4");
     } catch (const std::exception& e) {
       res.status = 500;
       res.set_content(std::string("metrics unavailable: ") + e.what() + "\n", "text/plain");

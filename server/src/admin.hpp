@@ -7,6 +7,8 @@
 
 #include "session.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,13 +20,19 @@ class Server;
 
 namespace caresync::server {
 
-/// The /metrics text for the counters in `context` and the store.
-std::string metrics_text(session_context& context);
+/// What the acceptor counts outside any session (server.cpp). Any thread.
+struct listener_counters {
+  std::atomic<std::uint64_t> connections_refused{0};  ///< over limits.max_connections_per_address
+};
+
+/// The /metrics text for the counters in `context` and `listener`, and the store.
+std::string metrics_text(session_context& context, const listener_counters& listener);
 
 class admin_listener {
  public:
-  /// `running` says whether the sync server is serving (for /healthz).
-  admin_listener(session_context& context, std::function<bool()> running);
+  /// `running` says whether the sync server is serving (for /healthz). `context` and
+  /// `listener` are the server's and outlive this listener.
+  admin_listener(session_context& context, const listener_counters& listener, std::function<bool()> running);
   ~admin_listener();
   admin_listener(const admin_listener&) = delete;
   admin_listener& operator=(const admin_listener&) = delete;
@@ -38,6 +46,7 @@ class admin_listener {
 
  private:
   session_context& context_;
+  const listener_counters& listener_;
   std::function<bool()> running_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;

@@ -120,6 +120,7 @@ server_config load_config(const std::string& path) {
     l.get("max_clock_ahead_ms", c.max_clock_ahead);
     l.get("handshake_timeout_ms", c.handshake_timeout);
     l.get("idle_timeout_ms", c.idle_timeout);
+    l.get("max_connections_per_address", c.max_connections_per_address);
     l.refuse_unknown();
   }
   top.known("limits");
@@ -179,6 +180,10 @@ void validate(const server_config& c) {
   }
   if (c.max_clock_ahead.count() < 1000) {
     bad("config key 'limits.max_clock_ahead_ms' must be at least 1000 (clocks of devices and server differ a little)");
+  }
+  if (c.max_connections_per_address > 65535) {
+    // One address reaches one port from at most 65535 source ports: a larger bound limits nothing.
+    bad("config key 'limits.max_connections_per_address' must be at most 65535 (0: no limit)");
   }
   std::set<std::string> ids;
   for (std::size_t i = 0; i < c.devices.size(); ++i) {

@@ -8,9 +8,12 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <openssl/ssl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
@@ -40,13 +43,28 @@ struct server::impl {
   asio::io_context io;
   // The acceptor lives on a strand: its handler and stop()'s close never run at once.
   asio::ip::tcp::acceptor acceptor{asio::make_strand(io)};
+  asio::steady_timer accept_pause{acceptor.get_executor()};  ///< after a failed accept
   std::vector<std::thread> threads;
   std::uint16_t port = 0;
   std::unique_ptr<admin_listener> admin;
 
+  /// A session and the client address it came from, for limits.max_connections_per_address.
+  struct tracked_session {
+    asio::ip::address peer;
+    std::weak_ptr<session> live;
+  };
   std::mutex sessions_mutex;  // guards sessions, stopping
-  std::list<std::weak_ptr<session>> sessions;
+  std::list<tracked_session> sessions;
   bool stopping = false;  ///< set by stop(): no new session starts
+  listener_counters counters;
+
+  // Refusals and failed accepts are logged at most once a second each, with how many
+  // there were since the last line: a flood must not turn into a flood of log lines.
+  // Used on the acceptor's strand only.
+  std::chrono::steady_clock::time_point refusal_logged{};
+  std::uint64_t refusals_unlogged = 0;
+  std::chrono::steady_clock::time_point accept_failure_logged{};
+  std::uint64_t accept_failures_unlogged = 0;
 
   enum class phase { idle, running, stopping, stopped };
   std::mutex phase_mutex;  // guards current_phase
@@ -58,29 +76,96 @@ struct server::impl {
   void accept() {
     acceptor.async_accept(asio::make_strand(io), [this](const std::error_code& ec, asio::ip::tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      if (!ec) {
-        // Request/response over TLS: without this, Nagle holds each answer's last
-        // segment until the device's delayed ACK (~40 ms) arrives.
-        std::error_code ignored;
-        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-        auto s = std::make_shared<session>(std::move(socket), tls, context);
-        {
-          // Checked under the lock that stop() takes to list the sessions: a session is
-          // either listed (and told to stop) or never started.
-          const std::lock_guard lock(sessions_mutex);
-          if (stopping) return;
-          sessions.remove_if([](const auto& w) { return w.expired(); });
-          sessions.push_back(s);
+      if (ec) return pause_accepting(ec);
+      // Request/response over TLS: without this, Nagle holds each answer's last
+      // segment until the device's delayed ACK (~40 ms) arrives.
+      std::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      std::error_code peer_ec;
+      const auto peer = socket.remote_endpoint(peer_ec).address();
+      // No address: the client has already gone (reset before we got to it).
+      if (peer_ec) {
+        socket.close(ignored);
+        return accept();
+      }
+      std::shared_ptr<session> s;
+      std::size_t held = 0;
+      {
+        // Checked under the lock that stop() takes to list the sessions: a session is
+        // either listed (and told to stop) or never started.
+        const std::lock_guard lock(sessions_mutex);
+        if (stopping) return;
+        sessions.remove_if([](const auto& t) { return t.live.expired(); });
+        const auto limit = config.max_connections_per_address;
+        if (limit > 0) {
+          held = static_cast<std::size_t>(
+              std::count_if(sessions.begin(), sessions.end(), [&peer](const auto& t) { return t.peer == peer; }));
         }
+        if (limit == 0 || held < limit) {
+          s = std::make_shared<session>(std::move(socket), tls, context);
+          sessions.push_back({peer, s});
+        }
+      }
+      if (s) {
         s->start();
+      } else {
+        refuse_connection(std::move(socket), peer, held);
       }
       accept();
     });
   }
 
+  /// An accept failed: out of file descriptors (EMFILE, ENFILE) or memory, as a flood of
+  /// connections can make it. Accepting again at once would fail again at once, a loop
+  /// that burns a core for as long as the shortage lasts; wait a little instead, while
+  /// sessions that end (handshake and idle timeouts) give descriptors back. The
+  /// connections waiting meanwhile stay in the listen backlog. On the acceptor's strand.
+  void pause_accepting(const std::error_code& ec) {
+    ++accept_failures_unlogged;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - accept_failure_logged >= std::chrono::seconds(1)) {
+      accept_failure_logged = now;
+      log::error("accept_failed", {{"reason", ec.message()}, {"failures", accept_failures_unlogged}},
+                 "cannot accept connections (" + ec.message() + "); " + std::to_string(accept_failures_unlogged) +
+                     " failed since the last such line; trying again every 100 ms. If it says 'Too many open "
+                     "files', raise the server's descriptor limit (LimitNOFILE) or lower "
+                     "limits.max_connections_per_address");
+      accept_failures_unlogged = 0;
+    }
+    accept_pause.expires_after(std::chrono::milliseconds(100));
+    accept_pause.async_wait([this](const std::error_code& wait_ec) {
+      if (wait_ec || !acceptor.is_open()) return;
+      accept();
+    });
+  }
+
+  /// Closes a connection over limits.max_connections_per_address at once, before any
+  /// TLS: no handshake is spent on it. Runs on the acceptor's strand.
+  void refuse_connection(asio::ip::tcp::socket socket, const asio::ip::address& peer, std::size_t held) {
+    ++counters.connections_refused;
+    std::error_code ignored;
+    // An abortive close (RST): the client learns at once, and a flood leaves no
+    // TIME_WAIT sockets behind on the server.
+    socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
+    ++refusals_unlogged;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - refusal_logged < std::chrono::seconds(1)) return;
+    refusal_logged = now;
+    log::info("connection_refused",
+              {{"peer", peer.to_string()},
+               {"held", held},
+               {"limit", config.max_connections_per_address},
+               {"refused", refusals_unlogged}},
+              "closed a connection from " + peer.to_string() + ", which already holds " + std::to_string(held) +
+                  " connections (limits.max_connections_per_address); " + std::to_string(refusals_unlogged) +
+                  " refused since the last such line");
+    refusals_unlogged = 0;
+  }
+
   std::size_t live_sessions() {
     const std::lock_guard lock(sessions_mutex);
-    sessions.remove_if([](const auto& w) { return w.expired(); });
+    sessions.remove_if([](const auto& t) { return t.live.expired(); });
     return sessions.size();
   }
 };
@@ -137,7 +222,7 @@ void server::start() {
   }
   i.port = i.acceptor.local_endpoint().port();
   if (i.config.admin_enabled) {
-    i.admin = std::make_unique<admin_listener>(i.context, [&i] {
+    i.admin = std::make_unique<admin_listener>(i.context, i.counters, [&i] {
       const std::lock_guard lock(i.sessions_mutex);
       return !i.stopping;
     });
@@ -194,13 +279,14 @@ void server::stop() {
   asio::post(i.acceptor.get_executor(), [&i] {
     std::error_code ignored;
     i.acceptor.close(ignored);
+    i.accept_pause.cancel();
   });
   std::vector<std::shared_ptr<session>> live;
   {
     const std::lock_guard lock(i.sessions_mutex);
     i.stopping = true;
-    for (auto& w : i.sessions) {
-      if (auto s = w.lock()) live.push_back(std::move(s));
+    for (auto& t : i.sessions) {
+      if (auto s = t.live.lock()) live.push_back(std::move(s));
     }
   }
   for (auto& s : live) s->shutdown();
@@ -233,7 +319,7 @@ void server::wait() {
 server_stats server::stats() const {
   const auto& c = impl_->context;
   return {c.sessions_accepted.load(), c.sessions_refused.load(), c.changes_accepted.load(), c.batches_replayed.load(),
-          c.sessions_waiting.load(), c.changes_refused.load()};
+          c.sessions_waiting.load(), c.changes_refused.load(), impl_->counters.connections_refused.load()};
 }
 
 change_store& server::store() { return *impl_->store; }

@@ -65,6 +65,7 @@ page_max_bytes = 65536
 max_value_bytes = 4096
 handshake_timeout_ms = 3000
 idle_timeout_ms = 60000
+max_connections_per_address = 16
 
 [[devices]]
 device_id = "tablet-17"
@@ -90,6 +91,7 @@ token_sha256 = ")" + std::string(64, 'b') + R"("
   CHECK(c.max_value_bytes == 4096);
   CHECK(c.handshake_timeout == std::chrono::milliseconds(3000));
   CHECK(c.idle_timeout == std::chrono::milliseconds(60000));
+  CHECK(c.max_connections_per_address == 16u);
   REQUIRE(c.devices.size() == 2);
   CHECK(c.devices[0].device_id == "tablet-17");
   CHECK(c.devices[0].token_sha256 == k_hash_a);
@@ -105,6 +107,8 @@ TEST_CASE("keys left out keep their defaults", "[config]") {
   CHECK(c.port == defaults.port);
   CHECK(c.max_frame_bytes == defaults.max_frame_bytes);
   CHECK(c.idle_timeout == defaults.idle_timeout);
+  CHECK(c.max_connections_per_address == defaults.max_connections_per_address);
+  CHECK(defaults.max_connections_per_address == 64u);
   CHECK(c.devices.empty());
   CHECK_NOTHROW(server::validate(c));
 }
@@ -146,6 +150,14 @@ TEST_CASE("config mistakes are refused with the key named", "[config]") {
   SECTION("a negative limit") {
     const auto path = write_config(dir, minimal() + "[limits]\nmax_push_changes = -1\n");
     CHECK_THAT(error_of([&] { server::load_config(path); }), Catch::Contains("'limits.max_push_changes'"));
+  }
+  SECTION("a negative connection limit") {
+    const auto path = write_config(dir, minimal() + "[limits]\nmax_connections_per_address = -1\n");
+    CHECK_THAT(error_of([&] { server::load_config(path); }), Catch::Contains("'limits.max_connections_per_address'"));
+  }
+  SECTION("a connection limit no address can reach") {
+    const auto c = server::load_config(write_config(dir, minimal() + "[limits]\nmax_connections_per_address = 65536\n"));
+    CHECK_THAT(error_of([&] { server::validate(c); }), Catch::Contains("'limits.max_connections_per_address'"));
   }
   SECTION("a device without its token hash") {
     const auto path = write_config(dir, minimal() + "[[devices]]\ndevice_id = \"tablet-17\"\n");
@@ -199,4 +211,6 @@ TEST_CASE("the packaged example config loads and validates", "[config]") {
   const auto c = server::load_config(CARESYNC_EXAMPLE_CONFIG);
   CHECK_NOTHROW(server::validate(c));
   CHECK(c.devices.empty());
+  // The example states the defaults.
+  CHECK(c.max_connections_per_address == server::server_config{}.max_connections_per_address);
 }

@@ -122,6 +122,7 @@ max_value_bytes = 65536
 max_clock_ahead_ms = 60000
 handshake_timeout_ms = 2500
 idle_timeout_ms = 45000
+max_connections_per_address = 8
 
 [admin]
 enabled = true
@@ -154,6 +155,7 @@ token_sha256 = ")" + k_hash_2 + R"("
   CHECK(c.max_clock_ahead == std::chrono::milliseconds(60000));
   CHECK(c.handshake_timeout == std::chrono::milliseconds(2500));
   CHECK(c.idle_timeout == std::chrono::milliseconds(45000));
+  CHECK(c.max_connections_per_address == 8u);
   CHECK(c.admin_enabled);
   CHECK(c.admin_listen_address == "127.0.0.2");
   CHECK(c.admin_port == 9444);
@@ -222,6 +224,10 @@ TEST_CASE("load_config names the key of each mistake", "[config]") {
   SECTION("a limit beyond 32 bits") {
     CHECK_THAT(load_refusal(dir, k_required + "[limits]\nmax_frame_bytes = 4294967296\n"),
                Catch::Contains("'limits.max_frame_bytes'"));
+  }
+  SECTION("a connection limit beyond 32 bits") {
+    CHECK_THAT(load_refusal(dir, k_required + "[limits]\nmax_connections_per_address = 4294967296\n"),
+               Catch::Contains("'limits.max_connections_per_address'"));
   }
   SECTION("a zero timeout") {
     CHECK_THAT(load_refusal(dir, k_required + "[limits]\nidle_timeout_ms = 0\n"), Catch::Contains("'limits.idle_timeout_ms'"));
@@ -298,6 +304,12 @@ TEST_CASE("validate names the key at fault", "[config]") {
     c.max_clock_ahead = std::chrono::milliseconds(999);
     CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'limits.max_clock_ahead_ms'"));
   }
+  SECTION("a connection limit over 65535") {
+    c.max_connections_per_address = 65536;
+    const auto m = refusal([&] { server::validate(c); });
+    CHECK_THAT(m, Catch::Contains("'limits.max_connections_per_address'"));
+    CHECK_THAT(m, Catch::Contains("0: no limit"));
+  }
   SECTION("no certificate file") {
     c.certificate_file.clear();
     CHECK_THAT(refusal([&] { server::validate(c); }), Catch::Contains("'certificate_file'"));
@@ -315,7 +327,11 @@ TEST_CASE("validate accepts the limits at their edges", "[config]") {
   c.max_value_bytes = 1 << 19;
   c.max_clock_ahead = std::chrono::milliseconds(1000);
   c.threads = 1;
+  c.max_connections_per_address = 65535;
   CHECK_NOTHROW(server::validate(c));
+  c.max_connections_per_address = 0;  // no limit
+  CHECK_NOTHROW(server::validate(c));
+  c.max_connections_per_address = 1;
   c.devices.clear();
   CHECK_NOTHROW(server::validate(c));
 }

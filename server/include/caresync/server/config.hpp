@@ -38,6 +38,10 @@ struct server_config {
   std::chrono::milliseconds max_clock_ahead{300'000};
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds idle_timeout{120'000};
+  /// Most connections one client address may hold at once; a connection over it is
+  /// closed when accepted, before the TLS handshake. 0: no limit. Tablets behind one NAT
+  /// address share it, so it bounds a flood from one place, not a single device.
+  std::uint32_t max_connections_per_address = 64;
   /// The admin HTTP listener: /metrics (Prometheus text) and /healthz. Off unless the
   /// config turns it on ([admin] enabled = true); loopback unless told otherwise.
   bool admin_enabled = false;

@@ -20,6 +20,7 @@ struct server_stats {
   std::uint64_t batches_replayed = 0;
   std::uint64_t sessions_waiting = 0;   ///< live mode: sessions holding a wait now
   std::uint64_t changes_refused = 0;    ///< pushed changes refused (limits, clocks too far ahead)
+  std::uint64_t connections_refused = 0;  ///< closed before TLS: over limits.max_connections_per_address
 };
 
 class server {
