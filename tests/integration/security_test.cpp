@@ -7,6 +7,13 @@
 #include <caresync/protocol/errors.hpp>
 
 #include <catch2/catch.hpp>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <stdexcept>
 
 using namespace caresync;
 using caresync::testing::open_tablet;
@@ -25,6 +32,45 @@ caresync::error failing_sync(store& s, const sync_options& o) {
   }
   FAIL("the sync should have been refused");
   throw std::logic_error("unreachable");
+}
+
+/// A server certificate for localhost and 127.0.0.1 signed by its own key: right names,
+/// valid dates, and no CA behind it. Throws std::runtime_error if OpenSSL fails.
+server::pem_identity self_signed_certificate() {
+  const auto need = [](bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(std::string("cannot make a self-signed certificate: ") + what);
+  };
+  const std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
+  need(key != nullptr, "key");
+  const std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  need(cert != nullptr, "certificate");
+  need(X509_set_version(cert.get(), 2) == 1, "version");
+  need(ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 4711) == 1, "serial");
+  need(X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr, "not before");
+  need(X509_gmtime_adj(X509_getm_notAfter(cert.get()), 30L * 86400) != nullptr, "not after");
+  need(X509_set_pubkey(cert.get(), key.get()) == 1, "public key");
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  need(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0) == 1,
+       "subject");
+  need(X509_set_issuer_name(cert.get(), name) == 1, "issuer");  // itself
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  const std::unique_ptr<X509_EXTENSION, decltype(&X509_EXTENSION_free)> san(
+      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"), X509_EXTENSION_free);
+  need(san != nullptr && X509_add_ext(cert.get(), san.get(), -1) == 1, "subjectAltName");
+  need(X509_sign(cert.get(), key.get(), EVP_sha256()) > 0, "signature");
+  const auto pem = [&](auto write) {
+    const std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    need(bio != nullptr && write(bio.get()) == 1, "PEM");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+  };
+  server::pem_identity out;
+  out.certificate_pem = pem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+  out.private_key_pem = pem([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
+  return out;
 }
 
 }  // namespace
@@ -84,6 +130,21 @@ TEST_CASE("the tablet refuses a server it cannot verify, before sending its toke
     const auto e = failing_sync(*a, o);
     CHECK(e.code() == network_errc::certificate_untrusted);
     CHECK_THAT(e.what(), Catch::Contains("expired"));
+  }
+  SECTION("a self-signed certificate, for the right names, that no trusted CA signed") {
+    const auto self_signed = self_signed_certificate();
+    server::write_file(server.config().certificate_file, self_signed.certificate_pem, 0644);
+    server::write_file(server.config().private_key_file, self_signed.private_key_pem, 0600);
+    server.restart();
+    o = server.options(0);
+    const auto e = failing_sync(*a, o);
+    CHECK(e.code() == network_errc::certificate_untrusted);
+    CHECK_FALSE(is_transient(e.code()));
+    CHECK_THAT(e.what(), Catch::Contains("certificate was refused"));
+    CHECK_THAT(e.what(), Catch::Contains("self-signed") || Catch::Contains("self signed"));  // OpenSSL 3 / 1.1
+    CHECK_THAT(e.what(), Catch::Contains("CA file"));  // what to do
+    CHECK(a->outbox_size() == 1);
+    CHECK(server.get().stats().sessions_accepted == 0);  // refused before hello: the token was never sent
   }
   SECTION("pinned key: the right pin alone is enough, a wrong pin is refused") {
     o.ca_file.clear();
