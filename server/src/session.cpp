@@ -146,14 +146,26 @@ void session::read_header() {
     } catch (const protocol_error& e) {
       return self->refuse(e.code(), e.what());
     }
-    self->payload_.resize(h.length);
-    asio::async_read(self->stream_, asio::buffer(self->payload_), [self, h](const std::error_code& rec, std::size_t) {
-      if (rec) return self->close("connection lost");
-      self->bytes_in_ += self->payload_.size();
-      self->context_.bytes_in += self->payload_.size();
-      self->on_payload(h);
-    });
+    self->payload_.clear();
+    self->read_payload(h);
   });
+}
+
+void session::read_payload(const wire::frame_header& h) {
+  // The buffer grows with the bytes that arrive, a chunk at a time: a device that
+  // announces a large frame and sends slowly holds what it sent, not what it announced.
+  constexpr std::size_t k_chunk = 64u << 10;
+  const std::size_t filled = payload_.size();
+  if (filled == h.length) return on_payload(h);
+  const std::size_t next = std::min<std::size_t>(h.length - filled, k_chunk);
+  payload_.resize(filled + next);
+  asio::async_read(stream_, asio::buffer(payload_.data() + filled, next),
+                   [self = shared_from_this(), h](const std::error_code& ec, std::size_t n) {
+                     if (ec) return self->close("connection lost");
+                     self->bytes_in_ += n;
+                     self->context_.bytes_in += n;
+                     self->read_payload(h);
+                   });
 }
 
 void session::on_payload(const wire::frame_header& h) {

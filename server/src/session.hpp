@@ -89,6 +89,8 @@ class session : public std::enable_shared_from_this<session> {
 
  private:
   void read_header();
+  /// Reads the payload of `h` into payload_ in chunks, then calls on_payload().
+  void read_payload(const wire::frame_header& h);
   void on_payload(const wire::frame_header& h);
   void handle(const wire::message& m);
   void on_hello(const wire::hello& m);
