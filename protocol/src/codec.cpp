@@ -471,16 +471,23 @@ struct encoder {
   void operator()(const pong& m) { w.u64(m.nonce); }
 };
 
+/// The protocol version that opens hello, enroll and welcome: any other is refused
+/// before the rest is read ("the client speaks protocol version 2; this server speaks 4").
+std::uint16_t version(reader& r, const char* peer, const char* self) {
+  const auto v = r.u16("protocol version");
+  if (v != k_protocol_version) {
+    throw protocol_error(protocol_errc::unsupported_version, std::string(peer) + " speaks protocol version " +
+                                                                 std::to_string(v) + "; " + self + " speaks version " +
+                                                                 std::to_string(k_protocol_version));
+  }
+  return v;
+}
+
 message decode_body(message_type type, reader& r) {
   switch (type) {
     case message_type::hello: {
       hello m;
-      m.protocol_version = r.u16("protocol version");
-      if (m.protocol_version != k_protocol_version) {
-        throw protocol_error(protocol_errc::unsupported_version,
-                             "the client speaks protocol version " + std::to_string(m.protocol_version) +
-                                 "; this server speaks version " + std::to_string(k_protocol_version));
-      }
+      m.protocol_version = version(r, "the client", "this server");
       m.client_name = r.text("client name");
       m.device_id = r.text("device id");
       m.token = r.text("token");
@@ -494,12 +501,7 @@ message decode_body(message_type type, reader& r) {
     }
     case message_type::enroll: {
       enroll m;
-      m.protocol_version = r.u16("protocol version");
-      if (m.protocol_version != k_protocol_version) {
-        throw protocol_error(protocol_errc::unsupported_version,
-                             "the client speaks protocol version " + std::to_string(m.protocol_version) +
-                                 "; this server speaks version " + std::to_string(k_protocol_version));
-      }
+      m.protocol_version = version(r, "the client", "this server");
       m.client_name = r.text("client name");
       m.code = r.text("enrollment code");
       m.app_version = r.text("app version");
@@ -515,12 +517,7 @@ message decode_body(message_type type, reader& r) {
     }
     case message_type::welcome: {
       welcome m;
-      m.protocol_version = r.u16("protocol version");
-      if (m.protocol_version != k_protocol_version) {
-        throw protocol_error(protocol_errc::unsupported_version,
-                             "the server speaks protocol version " + std::to_string(m.protocol_version) +
-                                 "; this library speaks version " + std::to_string(k_protocol_version));
-      }
+      m.protocol_version = version(r, "the server", "this library");
       m.server_name = r.text("server name");
       m.server_time_ms = r.u64("server time");
       m.features = r.u32("features");
