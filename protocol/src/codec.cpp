@@ -59,6 +59,11 @@ class span_source final : public std::streambuf {
   std::size_t left() const noexcept { return static_cast<std::size_t>(egptr() - gptr()); }
 };
 
+// Per-change list limits (docs/protocol.md, "Limits"), enforced while decoding so that
+// no list is allocated beyond them.
+constexpr std::size_t k_max_list = 256;  // fields, kept fields, item operations
+constexpr std::size_t k_max_adds = 64;   // items one operation adds
+
 [[noreturn]] void malformed(const std::string& what) {
   throw protocol_error(protocol_errc::malformed, what);
 }
@@ -212,6 +217,12 @@ class reader {
     }
     return static_cast<std::size_t>(n);
   }
+  /// count(), and at most `most` (a protocol limit): more is malformed.
+  std::size_t bounded_count(const char* what, std::size_t min_item, std::size_t most, const char* things) {
+    const auto n = count(what, min_item);
+    if (n > most) malformed("a change lists more than " + std::to_string(most) + " " + things);
+    return n;
+  }
   void raw(void* p, std::size_t n, const char* what) {
     need(n, what);
     if (n) ar_(cereal::binary_data(static_cast<std::uint8_t*>(p), n));
@@ -262,15 +273,17 @@ class reader {
     if ((has_kept || has_items) && c.kind == change_kind::remove) malformed("a delete carries kept fields or item operations");
     const bool has_covers = (kind_byte & k_covers_flag) != 0;
     if (has_covers && c.kind != change_kind::remove) malformed("an edit carries a delete's covered versions");
-    // Each field needs at least 2 bytes: a name length and a value tag.
-    c.fields.resize(count("field count", 2));
+    // Each field needs at least 2 bytes: a name length and a value tag. The count is also
+    // held to the per-change limit before allocating: a field takes ~36 times its least
+    // wire size in memory, so the frame's size alone bounds too little.
+    c.fields.resize(bounded_count("field count", 2, k_max_list, "fields"));
     for (auto& f : c.fields) {
       f.name = text("field name");
       f.val = val();
     }
     if (has_kept) {
       // Each kept entry needs at least 3 bytes: a name length, a name byte, a count.
-      c.kept.resize(count("kept field count", 3));
+      c.kept.resize(bounded_count("kept field count", 3, k_max_list, "kept fields"));
       if (c.kept.empty()) malformed("a change flags a kept list but lists no field");
       for (auto& k : c.kept) {
         k.name = text("kept field name");
@@ -282,7 +295,7 @@ class reader {
     }
     if (has_items) {
       // Each op needs at least 4 bytes: a name length, a name byte, the policy, two counts.
-      c.items.resize(count("item operation count", 4));
+      c.items.resize(bounded_count("item operation count", 4, k_max_list, "item operations"));
       if (c.items.empty()) malformed("a change flags an item list but lists no operation");
       for (auto& op : c.items) {
         op.field = text("item field name");
@@ -291,7 +304,7 @@ class reader {
           malformed("item policy " + std::to_string(policy) + " is not 1 or 2");
         }
         op.policy = static_cast<item_policy>(policy);
-        op.add.resize(count("added item count", 1));
+        op.add.resize(bounded_count("added item count", 1, k_max_adds, "added items"));
         for (auto& a : op.add) a = text("added item");
         op.remove = versions("removed item count", "removed item stamp", "removed item node id");
       }

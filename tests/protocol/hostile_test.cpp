@@ -619,3 +619,44 @@ TEST_CASE("hostile: kept lists", "[protocol][security][keep_both]") {
     }
   }
 }
+
+TEST_CASE("hostile: lists longer than a change may hold are refused before they are allocated", "[protocol][security]") {
+  // Each field is 2 bytes on the wire (an empty name and a null) but ~72 in memory: the
+  // frame's size alone would let a 1 MB payload make 36 MB. The per-change limits hold
+  // the count first.
+  const auto with_fields = [](std::uint64_t claimed, std::size_t present) {
+    bytes b = stored_with_kind(0x00, false);
+    b.pop_back();  // the field count 0
+    const auto n = varint(claimed);
+    b.insert(b.end(), n.begin(), n.end());
+    for (std::size_t i = 0; i < present; ++i) b.insert(b.end(), {0x00, 0x00});
+    return b;
+  };
+  SECTION("256 fields are read (and then refused for their duplicate names)") {
+    CHECK(thrown_code([&] { (void)wire::decode_change(with_fields(256, 256)); }) == protocol_errc::malformed);
+  }
+  SECTION("500,000 fields, all present, are refused without a large allocation") {
+    const auto stored = with_fields(500'000, 500'000);
+    protocol_errc code{};
+    std::string message;
+    const auto largest = largest_allocation_in([&] {
+      try {
+        (void)wire::decode_change(stored);
+      } catch (const protocol_error& e) {
+        code = static_cast<protocol_errc>(e.code().value());
+        message = e.what();
+      }
+    });
+    CHECK(code == protocol_errc::malformed);
+    CHECK_THAT(message, Catch::Contains("more than 256 fields"));
+    if (k_probing_allocations) CHECK(largest < 4096);
+  }
+  SECTION("more than 64 added items in one operation") {
+    // An upsert with no fields and one set_union operation adding 65 one-byte items.
+    bytes b = stored_with_kind(0x40, false);
+    b.insert(b.end(), {0x01, 0x05, 'f', 'l', 'a', 'g', 's', 0x02, 65});
+    for (int i = 0; i < 65; ++i) b.insert(b.end(), {0x01, 'x'});
+    b.push_back(0x00);  // no removes
+    refused_small(b);
+  }
+}
