@@ -8,7 +8,6 @@
 #include <caresync/protocol/frame.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <deque>
 #include <random>
 #include <thread>
@@ -52,11 +51,7 @@ wire::prime_spec prime_spec_of(const std::vector<priority_tier>& tiers, std::uin
     wire::prime_tier w{t.collection, wire::prime_match::all, {}, {}};
     if (t.match != priority_tier::rule::all) {
       if (!is_valid_name(t.field)) fault("names an invalid field");
-      const auto kind = kind_of(t.operand);
-      if (!(kind == value_kind::integer || kind == value_kind::text ||
-            (kind == value_kind::real && !std::isnan(std::get<double>(t.operand))))) {
-        fault("compares with something other than an integer, a number or a text");
-      }
+      if (!wire::is_prime_operand(t.operand)) fault("compares with something other than an integer, a number or a text");
       w.match = t.match == priority_tier::rule::equals ? wire::prime_match::equals : wire::prime_match::at_least;
       w.field = t.field;
       w.operand = t.operand;
@@ -126,9 +121,15 @@ sync_report sync_client::sync() {
       break;
     } catch (const error& e) {
       if (e.code() == make_error_code(protocol_errc::device_revoked)) {
-        // A lost or stolen tablet: its records must not stay on it.
-        impl_->local.wipe();
-        throw error(e.code(), std::string(e.what()) + "; the local store was wiped");
+        // A lost or stolen tablet: its records must not stay on it. The app hears of the
+        // revocation even if the wipe fails, and why.
+        std::string wiped = "; the local store was wiped";
+        try {
+          impl_->local.wipe();
+        } catch (const error& w) {
+          wiped = std::string("; wiping the local store failed: ") + w.what();
+        }
+        throw error(e.code(), e.what() + wiped);
       }
       if (!is_transient(e.code()) || report.attempts >= std::max(1u, retry.max_attempts)) throw;
     }

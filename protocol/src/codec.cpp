@@ -349,10 +349,7 @@ class reader {
       if (on_value != is_valid_name(t.field) || (!on_value && !t.field.empty())) {
         malformed("a prime tier's field does not fit its match");
       }
-      const auto kind = kind_of(t.operand);
-      const bool operand_ok = on_value ? (kind == value_kind::integer || kind == value_kind::text ||
-                                          (kind == value_kind::real && !std::isnan(std::get<double>(t.operand))))
-                                       : kind == value_kind::null;
+      const bool operand_ok = on_value ? is_prime_operand(t.operand) : kind_of(t.operand) == value_kind::null;
       if (!operand_ok) malformed("a prime tier's operand does not fit its match");
     }
     return p;
@@ -663,6 +660,12 @@ change decode_change(std::span<const std::uint8_t> stored) {
   } catch (const cereal::Exception& e) {
     malformed(std::string("stored change could not be decoded: ") + e.what());
   }
+}
+
+bool is_prime_operand(const value& v) noexcept {
+  const auto kind = kind_of(v);
+  return kind == value_kind::integer || kind == value_kind::text ||
+         (kind == value_kind::real && !std::isnan(std::get<double>(v)));
 }
 
 std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored) {

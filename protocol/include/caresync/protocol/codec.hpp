@@ -31,6 +31,10 @@ bytes encode_change(const change& c);
 /// Decodes what encode_change made. Throws protocol_error on any fault.
 change decode_change(std::span<const std::uint8_t> stored);
 
+/// True for a value a priority tier may compare with (equals, at_least): an integer, a
+/// real that is not NaN, or a text.
+bool is_prime_operand(const value& v) noexcept;
+
 /// Bytes a change takes as an item of a changes page: its sequence number as a uvarint,
 /// then the change as stored without the marker byte. What remaining_bytes counts.
 std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> stored);
