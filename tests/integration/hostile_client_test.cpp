@@ -682,6 +682,14 @@ TEST_CASE("one address holds at most limits.max_connections_per_address connecti
 }
 
 TEST_CASE("a server out of file descriptors waits for them instead of spinning, and serves again", "[security][hostile]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // Not under the sanitizers: their runtime needs descriptors of its own. UBSan's vptr
+  // check probes memory through a pipe, which fails in a process out of descriptors,
+  // and reports a false "invalid vptr" that aborts the server (seen in CI's ASan pass).
+  // The -Werror pass runs this test.
+  WARN("skipped in a sanitizer build: the sanitizer runtime itself needs file descriptors");
+  return;
+#endif
   temp_dir dir;
   const auto pki = test_pki::make(dir);
   const std::string token = "token-of-the-tablet-that-syncs-after-the-flood";
