@@ -2,6 +2,7 @@
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/sha256.hpp>
+#include <caresync/server/activity_report.hpp>
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/config.hpp>
 #include <caresync/server/enrollment.hpp>
@@ -449,6 +450,17 @@ int main(int argc, char** argv) {
   revoke_cmd->add_option("--db", revoke_db, "The server's database file (instead of --config)");
   revoke_cmd->add_option("--device", revoke_id, "The device's id (caresync-server devices lists them)")->required();
 
+  std::string report_config, report_db;
+  server::activity_range report_range;
+  auto* report_cmd = app.add_subcommand(
+      "report",
+      "Print activity figures as CSV: per org unit, month and visit kind, the done visits, hours, distinct clients and "
+      "caregivers supported (figures only; reads the whole log)");
+  report_cmd->add_option("-c,--config", report_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  report_cmd->add_option("--db", report_db, "The server's database file (instead of --config)");
+  report_cmd->add_option("--from", report_range.from, "First month, YYYY-MM (default: the first there is)");
+  report_cmd->add_option("--to", report_range.to, "Last month, YYYY-MM (default: the last there is)");
+
   std::string backup_config, backup_db, backup_to;
   auto* backup_cmd = app.add_subcommand(
       "backup", "Copy the change store to a new file while the server runs (SQLite online backup; consistent snapshot)");
@@ -519,6 +531,14 @@ int main(int argc, char** argv) {
     if (*revoke_cmd) {
       if (!one_source("revoke-device", revoke_config, revoke_db)) return k_exit_usage;
       return revoke_device(revoke_config, database_of(revoke_config, revoke_db), revoke_id);
+    }
+    if (*report_cmd) {
+      if (!one_source("report", report_config, report_db)) return k_exit_usage;
+      auto store = server::open_sqlite_change_store(database_of(report_config, report_db));
+      const auto rows = server::activity_figures(store->materialize(), report_range);
+      std::cout << server::activity_csv(rows);
+      std::cerr << "caresync-server: " << rows.size() << " row(s) of activity figures\n";
+      return 0;
     }
     if (*history_cmd) {
       if (history_config.empty() == history_db.empty()) {
