@@ -47,7 +47,7 @@ value field(const store& s, const record_id& id, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("server_only: a field store refuses to write the field; a server-side store writes it", "[sync][policy]") {
+TEST_CASE("server_only: a field store refuses to write the field, a server-side store writes it", "[sync][policy]") {
   temp_dir dir;
   auto tablet = open_store(dir, "tablet", true, false);
   try {

@@ -35,6 +35,7 @@ struct activity_row {
 };
 
 /// Milliseconds since the Unix epoch of an ISO 8601 UTC time "YYYY-MM-DDTHH:MM[:SS[.fff]]Z"
+/// (a fraction of a second is ignored)
 /// (or without the Z), or std::nullopt if it is not one (a day that does not exist, too).
 std::optional<std::int64_t> parse_utc_time(const std::string& text);
 
