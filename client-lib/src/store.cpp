@@ -1412,12 +1412,12 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
         }
         ++result.requeued;
       } else if (r->code == static_cast<std::uint16_t>(protocol_errc::server_only)) {
-        // A field only the server side writes: it shows the server's value again, and
-        // the rest of the change goes back into the outbox under the same version (the
-        // server stored none of it).
+        // Stored without the fields only the server side writes: they show the server's
+        // values again.
+        acked_max = std::max(acked_max, c.ver.stamp);
+        clock_dirty = true;
         revert_server_only(c, r->restore);
         ++result.reverted;
-        ++result.requeued;
       } else {
         held.push_back(&c);
         held_why.push_back(r);
@@ -1425,11 +1425,8 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
     }
     // What the batch's keep_both writes replaced is on the server now, with them.
     sqlite::statement preds(db.get(),
-                            "DELETE FROM cs_pred WHERE EXISTS(SELECT 1 FROM cs_outbox o WHERE o.seq <= ?1"
-                            " AND o.collection=cs_pred.collection AND o.id=cs_pred.id AND o.stamp=cs_pred.stamp)"
-                            // ...except those of a write back in the outbox under its version (server_only).
-                            " AND NOT EXISTS(SELECT 1 FROM cs_outbox n WHERE n.seq > ?1"
-                            " AND n.collection=cs_pred.collection AND n.id=cs_pred.id AND n.stamp=cs_pred.stamp)");
+                            "DELETE FROM cs_pred WHERE EXISTS(SELECT 1 FROM cs_outbox o WHERE o.seq <= ?"
+                            " AND o.collection=cs_pred.collection AND o.id=cs_pred.id AND o.stamp=cs_pred.stamp)");
     preds.bind(1, oldest.column_int64(1)).run();
     sqlite::statement del(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
     del.bind(1, oldest.column_int64(1)).run();
@@ -1462,44 +1459,56 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
 }
 
 void store::impl::revert_server_only(const change& c, const std::vector<wire::restored_field>& restore) {
-  const auto names_restored = [&](const std::string& name) {
-    return std::any_of(restore.begin(), restore.end(), [&](const wire::restored_field& f) { return f.name == name; });
-  };
+  // Only where the refused write is still the field's version: a later local write is in
+  // the outbox and gets its own answer. A field the server never accepted a write of is
+  // not in the record at all, as on every other replica.
   auto meta = load_meta(c.collection, c.id);
-  if (meta && !meta->deleted) {
-    // Only where the refused write is still the field's value: a later local write is
-    // in the outbox and gets its own answer.
-    table_statements* t = table(c.collection);
-    std::vector<field_write> back;
-    for (const auto& f : restore) {
-      const auto it = meta->clock.find(f.name);
-      if (it == meta->clock.end() || it->second.ver != c.ver) continue;
-      place_received(t, c, f.name, f.val, field_clock_entry{f.ver, false, false}, *meta);
-      back.push_back(field_write{f.name, f.val});
-    }
-    if (!back.empty()) {
-      std::vector<const field_write*> values;
-      for (const auto& w : back) values.push_back(&w);
-      store_live(c.collection, c.id, values, *meta);
-      // A field the server never accepted a write of is not in the record at all, as on
-      // every other replica: its column is null now, and its clock entry goes.
-      if (std::erase_if(meta->clock, [](const auto& entry) { return entry.second.ver == version{}; }) > 0) {
-        store_live(c.collection, c.id, {}, *meta);
+  if (!meta) return;
+  // The versions this store's deletes of the record cover that the server has not
+  // acknowledged yet (their covers stay in cs_pred until then), ascending.
+  std::vector<version> pending;
+  if (meta->deleted) {
+    sqlite::statement q(db.get(), "SELECT pred_stamp, pred_node FROM cs_pred WHERE collection=? AND id=? AND field=?");
+    q.bind(1, std::string_view(c.collection)).bind(2, id_bytes(c.id)).bind(3, k_record_level);
+    while (q.step()) pending.push_back(version_at(q, 0));
+    std::sort(pending.begin(), pending.end());
+  }
+  std::vector<field_write> back;
+  bool removed = false;
+  for (const auto& f : restore) {
+    const auto it = meta->clock.find(f.name);
+    if (it == meta->clock.end() || it->second.ver != c.ver) continue;
+    if (meta->deleted) {
+      // The tombstone shows what the server's state of the field becomes once this
+      // store's deletes still on their way reach it: the server's open conflicts (or its
+      // live value, an edit those deletes did not see), less what they cover.
+      std::vector<conflict_value> open = f.record_deleted ? f.conflicts : std::vector<conflict_value>{};
+      if (!f.record_deleted && f.ver != version{}) open.push_back(conflict_value{f.val, f.ver});
+      std::erase_if(open, [&](const conflict_value& v) { return std::binary_search(pending.begin(), pending.end(), v.ver); });
+      if (f.ver == version{} && open.empty()) {
+        meta->clock.erase(it);
+      } else {
+        it->second.ver = f.ver;
+        it->second.kept = false;
       }
+      store_conflicts(c.collection, c.id, f.name, open);
+      removed = true;
+      continue;
     }
-    append_outbox(c.collection, c.id, c.ver, c.kind);
+    place_received(table(c.collection), c, f.name, f.val, field_clock_entry{f.ver, false, false}, *meta);
+    back.push_back(field_write{f.name, f.val});
+  }
+  if (meta->deleted) {
+    if (removed) put_meta(c.collection, c.id, *meta);
     return;
   }
-  // Deleted here since (a frozen write): what is left of it goes frozen, or nothing.
-  change rest = c;
-  std::erase_if(rest.fields, [&](const field_write& f) { return names_restored(f.name); });
-  std::erase_if(rest.kept, [&](const kept_field& k) { return names_restored(k.name); });
-  std::erase_if(rest.items, [&](const item_op& op) { return names_restored(op.field); });
-  if (rest.fields.empty() && rest.items.empty()) return;
-  append_outbox(c.collection, c.id, c.ver, c.kind);
-  const auto encoded = wire::encode_change(rest);
-  sqlite::statement freeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=last_insert_rowid()");
-  freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
+  if (back.empty()) return;
+  std::vector<const field_write*> values;
+  for (const auto& w : back) values.push_back(&w);
+  store_live(c.collection, c.id, values, *meta);
+  if (std::erase_if(meta->clock, [](const auto& entry) { return entry.second.ver == version{}; }) > 0) {
+    store_live(c.collection, c.id, {}, *meta);
+  }
 }
 
 void store::impl::restamp(std::string_view collection, const record_id& id, const version& from, const version& to,

@@ -230,17 +230,22 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       if (result.batch != sent.id) {
         throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
       }
-      // Every change is either stored or refused; a refusal names a change of the batch.
-      if (result.accepted + result.refused.size() != sent.changes.size() ||
+      // Every change is either stored or refused (a server_only refusal is of a change
+      // stored without those fields); a refusal names a change of the batch.
+      const auto stored_without = static_cast<std::size_t>(
+          std::count_if(result.refused.begin(), result.refused.end(), [](const wire::refusal& r) {
+            return r.code == static_cast<std::uint16_t>(protocol_errc::server_only);
+          }));
+      if (result.accepted + result.refused.size() - stored_without != sent.changes.size() ||
           (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
       const auto acked = s.ack_batch(result.batch, sent.changes, result.refused);
       report.pushed += result.accepted;
-      report.quarantined += result.refused.size() - acked.requeued;
+      report.quarantined += result.refused.size() - acked.requeued - acked.reverted;
       report.reverted += acked.reverted;
-      // Changes re-stamped after a clock_ahead refusal, and what is left of a change
-      // refused as server_only, are back in the outbox: send them in this sync too, once.
+      // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
+      // in this sync too, once.
       if (acked.requeued > 0 && !resent_restamped) {
         resent_restamped = true;
         outbox_done = false;

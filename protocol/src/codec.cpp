@@ -448,6 +448,13 @@ struct encoder {
         w.val(field.val);
         w.u64(field.ver.stamp.value);
         w.u64(field.ver.node);
+        w.uvarint(field.conflicts.size());
+        for (const auto& c : field.conflicts) {
+          w.val(c.val);
+          w.u64(c.ver.stamp.value);
+          w.u64(c.ver.node);
+        }
+        w.boolean(field.record_deleted);
       }
     }
   }
@@ -571,13 +578,25 @@ message decode_body(message_type type, reader& r) {
         f.index = static_cast<std::uint32_t>(index);
         f.code = r.u16("refusal code");
         f.reason = r.text("refusal reason");
-        // name (1+), value tag (1), stamp (8), node (8)
-        f.restore.resize(r.bounded_count("restored field count", 1 + 1 + 16, k_max_list, "restored fields"));
+        // name (1+), value tag (1), stamp (8), node (8), conflict count (1), deleted flag (1)
+        f.restore.resize(r.bounded_count("restored field count", 1 + 1 + 16 + 1 + 1, k_max_list, "restored fields"));
         for (auto& field : f.restore) {
           field.name = r.text("restored field name");
           field.val = r.val();
           field.ver.stamp.value = r.u64("restored stamp");
           field.ver.node = r.u64("restored node id");
+          // value tag (1), stamp (8), node (8); ascending, distinct versions
+          field.conflicts.resize(r.bounded_count("restored conflict count", 1 + 16, k_max_list, "restored conflicts"));
+          for (std::size_t i = 0; i < field.conflicts.size(); ++i) {
+            auto& c = field.conflicts[i];
+            c.val = r.val();
+            c.ver.stamp.value = r.u64("restored conflict stamp");
+            c.ver.node = r.u64("restored conflict node id");
+            if (i > 0 && !(field.conflicts[i - 1].ver < c.ver)) {
+              throw protocol_error(protocol_errc::malformed, "a restored field's conflicts are not in ascending version order");
+            }
+          }
+          field.record_deleted = r.boolean("restored record deleted flag");
           for (const auto& before : f.restore) {
             if (&before == &field) break;
             if (before.name == field.name) throw protocol_error(protocol_errc::malformed, "a refusal restores field '" + field.name + "' twice");

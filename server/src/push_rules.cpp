@@ -1,6 +1,9 @@
 #include <caresync/server/push_rules.hpp>
 
+#include <algorithm>
+
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/merge.hpp>
 
 namespace caresync::server {
 
@@ -59,6 +62,54 @@ push_screen screen_push(std::span<const change> changes, node_id device_node, co
     }
   }
   return out;
+}
+
+void strip_server_only(std::vector<change>& changes, const std::vector<wire::refusal>& refused) {
+  for (const auto& r : refused) {
+    if (r.code != static_cast<std::uint16_t>(protocol_errc::server_only) || r.index >= changes.size()) continue;
+    change& c = changes[r.index];
+    const auto named = [&](const std::string& name) {
+      return std::any_of(r.restore.begin(), r.restore.end(), [&](const wire::restored_field& f) { return f.name == name; });
+    };
+    std::erase_if(c.fields, [&](const field_write& f) { return named(f.name); });
+    std::erase_if(c.kept, [&](const kept_field& k) { return named(k.name); });
+    std::erase_if(c.items, [&](const item_op& op) { return named(op.field); });
+  }
+}
+
+void fill_restores(change_store& store, std::span<const change> changes, std::vector<wire::refusal>& refused,
+                   const push_rules& rules) {
+  // The device puts back what its refused write replaced: the server's newest value of
+  // each field (a replayed batch is answered with the values of now, which is what the
+  // device must show).
+  for (auto& r : refused) {
+    if (r.code != static_cast<std::uint16_t>(protocol_errc::server_only) || r.index >= changes.size()) continue;
+    const change& c = changes[r.index];
+    if (r.restore.empty()) {
+      push_rules field_device = rules;
+      field_device.server_side = false;
+      r.restore = server_only_writes(c, field_device);
+    }
+    record_state state;
+    for (const auto& entry : store.history(c.collection, c.id)) merge(state, entry.body);
+    for (auto& f : r.restore) {
+      const auto it = state.fields.find(f.name);
+      f.record_deleted = state.deleted.has_value();
+      if (it == state.fields.end()) continue;  // never written: null, version 0
+      // A deleted record's tombstone keeps each field's version, and no value.
+      f.ver = it->second.ver;
+      f.val = it->second.val;
+      f.conflicts = it->second.conflicts;
+      f.record_deleted = state.deleted.has_value();
+      if (state.deleted) {
+        // The value that write wrote, where the tombstone still shows it (an edit the
+        // delete did not cover): a device holding the record live merges the delete later.
+        for (const auto& c : f.conflicts) {
+          if (c.ver == f.ver) f.val = c.val;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace caresync::server

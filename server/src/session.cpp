@@ -3,7 +3,6 @@
 #include "log.hpp"
 
 #include <caresync/protocol/errors.hpp>
-#include <caresync/protocol/merge.hpp>
 #include <caresync/server/enrollment.hpp>
 #include <caresync/server/push_rules.hpp>
 
@@ -322,16 +321,26 @@ void session::on_push(const wire::push& m) {
     return refuse(make_error_code(protocol_errc::malformed), "the push was refused: a change carries another replica's node id");
   }
   auto& refused = screen.refused;
+  // A change writing a server_only field is stored without it (a copy only then).
+  std::vector<change> stripped;
+  std::span<const change> to_store = m.changes;
+  if (std::any_of(refused.begin(), refused.end(), [](const wire::refusal& r) {
+        return r.code == static_cast<std::uint16_t>(protocol_errc::server_only);
+      })) {
+    stripped = m.changes;
+    strip_server_only(stripped, refused);
+    to_store = stripped;
+  }
   push_outcome outcome;
   try {
-    outcome = context_.store.append(device_, m.batch, m.changes, refused);
+    outcome = context_.store.append(device_, m.batch, to_store, refused);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
   }
   try {
-    restore_server_only(m.changes, outcome.refused);
+    fill_restores(context_.store, m.changes, outcome.refused, rules);
   } catch (const error& e) {
     log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading fields to restore failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
@@ -349,30 +358,6 @@ void session::on_push(const wire::push& m) {
                                           outcome.replayed, std::move(outcome.refused)},
                         compression_),
        false);
-}
-
-void session::restore_server_only(std::span<const change> changes, std::vector<wire::refusal>& refused) {
-  // The device puts back what its refused write replaced: the server's newest value of
-  // each field, merged from the record's log (a replayed batch is answered with the
-  // values of now, which is what the device must show).
-  for (auto& r : refused) {
-    if (r.code != static_cast<std::uint16_t>(protocol_errc::server_only) || r.index >= changes.size()) continue;
-    const change& c = changes[r.index];
-    if (r.restore.empty()) {
-      // Refusals stored before (a replayed batch) keep no field names: name them again.
-      push_rules rules;
-      rules.server_only = server_only_map(context_.config.server_only_fields);
-      r.restore = server_only_writes(c, rules);
-    }
-    record_state state;
-    for (const auto& entry : context_.store.history(c.collection, c.id)) merge(state, entry.body);
-    for (auto& f : r.restore) {
-      const auto it = state.fields.find(f.name);
-      if (it == state.fields.end() || state.deleted) continue;  // never written, or deleted: null, version 0
-      f.val = it->second.val;
-      f.ver = it->second.ver;
-    }
-  }
 }
 
 void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime); }

@@ -97,8 +97,6 @@ class session : public std::enable_shared_from_this<session> {
   void on_hello(const wire::hello& m);
   void on_enroll(const wire::enroll& m);
   void on_push(const wire::push& m);
-  /// Fills the restore lists of server_only refusals with the server's values.
-  void restore_server_only(std::span<const change> changes, std::vector<wire::refusal>& refused);
   void on_pull(const wire::pull& m);
   void on_wait(const wire::wait& m);
   void on_prime(const wire::prime& m);

@@ -109,8 +109,10 @@ class sqlite_change_store final : public change_store {
     auto next_refused = refused.begin();
     for (std::size_t i = 0; i < changes.size(); ++i) {
       if (next_refused != refused.end() && next_refused->index == i) {
+        // A server_only refusal names fields taken out of the change; the rest is stored.
+        const bool stored_without = next_refused->code == static_cast<std::uint16_t>(protocol_errc::server_only);
         ++next_refused;
-        continue;
+        if (!stored_without) continue;
       }
       const auto& c = changes[i];
       const auto encoded = wire::encode_change(c);

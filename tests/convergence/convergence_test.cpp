@@ -9,7 +9,7 @@
 
 TEST_CASE("every replica and the server converge and no value vanishes unseen, over 300 seeds", "[convergence]") {
   const std::string dir = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "";
-  std::size_t operations = 0, faults = 0, conflicts = 0, restamped = 0, primed = 0;
+  std::size_t operations = 0, faults = 0, conflicts = 0, restamped = 0, primed = 0, reverted = 0;
   for (std::uint64_t seed = 1; seed <= 300; ++seed) {
     const auto r = caresync::testing::run_simulation({seed, 5, 150, dir});
     INFO(r.failure);
@@ -18,6 +18,7 @@ TEST_CASE("every replica and the server converge and no value vanishes unseen, o
     faults += r.faults;
     conflicts += r.conflicts_opened + r.conflicts_closed;
     restamped += r.restamped;
+    reverted += r.reverted;
     primed += r.primed;
   }
   // The schedule did what it is for: writes, faults, conflicts and skewed clocks.
@@ -25,6 +26,7 @@ TEST_CASE("every replica and the server converge and no value vanishes unseen, o
   CHECK(faults > 300);
   CHECK(conflicts > 100);
   CHECK(restamped > 0);
+  CHECK(reverted > 0);
   CHECK(primed > 300);  // the late joiners' priority phases delivered changes
 }
 

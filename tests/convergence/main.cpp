@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
 
   nlohmann::ordered_json totals = {{"seeds", 0},          {"failed", 0},         {"replicas", replicas},
                                    {"steps_per_seed", steps}, {"operations", 0},  {"syncs", 0},
-                                   {"failed_syncs", 0},   {"faults", 0},         {"restamped", 0},
+                                   {"failed_syncs", 0},   {"faults", 0},         {"restamped", 0}, {"reverted", 0},
                                    {"open_conflicts_at_end", 0}, {"conflicts_closed", 0}, {"changes_logged", 0},
                                    {"values_checked", 0}, {"deletes_with_concurrent_edits", 0},
                                    {"prime_phases", 0}, {"primed", 0}};
@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     totals["failed_syncs"] = totals["failed_syncs"].get<std::uint64_t>() + r.failed_syncs;
     totals["faults"] = totals["faults"].get<std::uint64_t>() + r.faults;
     totals["restamped"] = totals["restamped"].get<std::uint64_t>() + r.restamped;
+    totals["reverted"] = totals["reverted"].get<std::uint64_t>() + r.reverted;
     totals["open_conflicts_at_end"] = totals["open_conflicts_at_end"].get<std::uint64_t>() + r.conflicts_opened;
     totals["conflicts_closed"] = totals["conflicts_closed"].get<std::uint64_t>() + r.conflicts_closed;
     totals["changes_logged"] = totals["changes_logged"].get<std::uint64_t>() + r.changes_logged;

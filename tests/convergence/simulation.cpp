@@ -102,6 +102,9 @@ class simulation {
     if (options_.replicas < 1 || options_.steps < 0) throw violation{"a run needs at least one replica"};
     log_ = server::open_sqlite_change_store((dir / "server.db").string());
     rules_.max_clock_ahead_ms = k_clock_bound_ms;
+    // A client's level is set by the office only: tablet-0 is a server-side writer, the
+    // others' apps do not know the rule (their writes are refused and reverted).
+    rules_.server_only = {{"clients", {"level"}}};
     for (int i = 0; i < options_.replicas; ++i) {
       auto& r = replicas_.emplace_back();
       r.device = "tablet-" + std::to_string(i);
@@ -360,11 +363,14 @@ class simulation {
       if (fault(3)) server_push(r, request, true);  // delivered twice
       if (fault(4)) return cut();                   // the answer is lost
       const auto result = std::get<wire::push_result>(wire::decode(wire::message_type::push_result, answer));
-      const auto restamped = s.ack_batch(result.batch, batch.changes, result.refused).requeued;
-      if (result.refused.size() != restamped) {
-        throw violation{"the server refused a change for another reason than its clock: " + result.refused.front().reason};
+      const auto acked = s.ack_batch(result.batch, batch.changes, result.refused);
+      if (result.refused.size() != acked.requeued + acked.reverted) {
+        throw violation{"the server refused a change for another reason than its clock or server_only: " +
+                        result.refused.front().reason};
       }
+      const auto restamped = acked.requeued;
       result_.restamped += restamped;
+      result_.reverted += acked.reverted;
       if (restamped > 0 && resent_restamped) throw violation{"re-stamped changes were refused again"};
       resent_restamped = resent_restamped || restamped > 0;
     }
@@ -459,12 +465,17 @@ class simulation {
     auto& rep = replicas_[r];
     const auto push = std::get<wire::push>(wire::decode(wire::message_type::push, request));
     const auto head_before = log_->head();
-    const auto screen = server::screen_push(push.changes, rep.db->node(), rules_, now_ms_);
+    auto rules = rules_;
+    rules.server_side = r == 0;
+    const auto screen = server::screen_push(push.changes, rep.db->node(), rules, now_ms_);
     if (screen.foreign_node) throw violation{"a tablet pushed a change with another node id"};
-    auto outcome = log_->append(rep.device, push.batch, push.changes, screen.refused);
+    auto to_store = push.changes;
+    server::strip_server_only(to_store, screen.refused);
+    auto outcome = log_->append(rep.device, push.batch, to_store, screen.refused);
     if (must_replay && (!outcome.replayed || log_->head() != head_before)) {
       throw violation{"a push delivered again was stored again"};
     }
+    server::fill_restores(*log_, push.changes, outcome.refused, rules);
     return wire::encode(wire::push_result{push.batch, outcome.accepted, outcome.first_seq, outcome.last_seq,
                                           outcome.replayed, std::move(outcome.refused)});
   }
@@ -526,6 +537,13 @@ class simulation {
     }
     check_items(server_state);
     check_deletes(server_state);
+    // server_only: every level anyone holds was written by the server-side writer.
+    for (const auto& [key, state] : server_state) {
+      const auto level = state.fields.find("level");
+      if (key.first == "clients" && level != state.fields.end() && level->second.ver.node != replicas_[0].db->node()) {
+        throw violation{"a client's level written by a field tablet (server_only) reached the server"};
+      }
+    }
     std::set<std::string> replaced;
     for (const auto& [t, w] : written_) replaced.insert(w.replaced.begin(), w.replaced.end());
     for (const auto& [key, w] : written_) {

@@ -26,6 +26,7 @@ struct simulation_result {
   std::size_t failed_syncs = 0;      ///< attempts cut by an injected fault
   std::size_t faults = 0;            ///< messages dropped, duplicated or delivered late
   std::size_t restamped = 0;         ///< writes re-stamped because their device's clock ran ahead
+  std::size_t reverted = 0;          ///< changes refused as server_only whose fields the tablet put back
   std::size_t conflicts_opened = 0;  ///< open conflicts seen on replicas (summed over checks)
   std::size_t conflicts_closed = 0;  ///< resolves and dismisses
   std::size_t changes_logged = 0;    ///< the server's log head at the end

@@ -138,12 +138,21 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     wire::push_result restored{rid(0x45), 0, 0, 0, false,
                                {{2, 15, "only the server side writes 'clients.care_level'",
                                  {{"care_level", value{std::string("II")}, version{hlc_stamp{77}, 9}},
-                                  {"registered", value{}, version{}}}}}};
+                                  {"registered", value{}, version{}}}},
+                                {3, 15, "x",
+                                 {{"care_level", value{std::string("III")}, version{hlc_stamp{80}, 9},
+                                   {{value{std::string("I")}, version{hlc_stamp{78}, 4}},
+                                    {value{std::string("III")}, version{hlc_stamp{80}, 9}}},
+                                   true}}}}};
     CHECK(round_trip(restored) == restored);
     // The same field restored twice is malformed (duplicate keys are refused).
     auto twice = restored;
     twice.refused[0].restore[1].name = "care_level";
     CHECK_THROWS_AS(wire::decode(wire::message_type::push_result, wire::encode(twice)), protocol_error);
+    // A restored field's conflicts out of version order are malformed too.
+    auto disordered = restored;
+    std::swap(disordered.refused[1].restore[0].conflicts[0], disordered.refused[1].restore[0].conflicts[1]);
+    CHECK_THROWS_AS(wire::decode(wire::message_type::push_result, wire::encode(disordered)), protocol_error);
   }
   SECTION("pull") {
     wire::pull m{k_max64, 1000, 0xffffffffu};

@@ -5,6 +5,7 @@
 /// Thread contract: plain values.
 
 #include <caresync/protocol/change.hpp>
+#include <caresync/protocol/merge.hpp>
 
 #include <cstdint>
 #include <string>
@@ -106,6 +107,10 @@ struct restored_field {
   std::string name;
   value val;
   version ver;
+  /// The field's open conflicts on the server, ascending by version (edits of a deleted
+  /// record that its delete did not cover; docs/conflicts.md, "Deletes").
+  std::vector<conflict_value> conflicts{};
+  bool record_deleted = false;  ///< the server holds the record as deleted (a tombstone)
   friend bool operator==(const restored_field&, const restored_field&) = default;
 };
 

@@ -108,7 +108,8 @@ class change_store {
   virtual ~change_store() = default;
 
   /// Stores a batch atomically and durably, all of its changes but those `refused` (in
-  /// increasing index order), and remembers the refusals with it; unless (device, batch)
+  /// increasing index order; a server_only refusal's change is stored, as given: the
+  /// caller has taken the fields out), and remembers the refusals with it; unless (device, batch)
   /// was stored before, in which case nothing is written and the stored outcome, with
   /// its refusals, is returned with replayed set.
   /// Throws caresync::error (storage category, transient for I/O faults).

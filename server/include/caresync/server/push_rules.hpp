@@ -5,6 +5,7 @@
 
 #include <caresync/protocol/change.hpp>
 #include <caresync/protocol/messages.hpp>
+#include <caresync/server/change_store.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -35,9 +36,10 @@ struct push_screen {
   bool foreign_node = false;
   /// Changes refused alone, in increasing index order: breaking a limit
   /// (limit_exceeded), or stamped more than max_clock_ahead_ms ahead of `now_ms`
-  /// (clock_ahead: the device re-stamps and resends it), or writing a server_only field
-  /// (server_only: `restore` names those fields, with null values and version 0, for
-  /// the caller to fill with the server's). The rest are stored.
+  /// (clock_ahead: the device re-stamps and resends it). A change writing a server_only
+  /// field is listed too (server_only: `restore` names those fields, with null values and
+  /// version 0, for the caller to fill with the server's), but stored without those
+  /// fields (strip_server_only). The rest are stored.
   std::vector<wire::refusal> refused;
 };
 
@@ -47,5 +49,16 @@ std::vector<wire::restored_field> server_only_writes(const change& c, const push
 
 push_screen screen_push(std::span<const change> changes, node_id device_node, const push_rules& rules,
                         std::uint64_t now_ms);
+
+/// Takes the fields that `refused`'s server_only refusals name out of their changes
+/// (field writes, kept entries and item operations): what the store then stores.
+void strip_server_only(std::vector<change>& changes, const std::vector<wire::refusal>& refused);
+
+/// Fills the restore lists of the server_only refusals among `refused` (an answer to a
+/// push of `changes`) with the store's current values: each field's newest stored write,
+/// merged from the record's log. A refusal stored before (a replayed batch) keeps no
+/// field names: they are named again from `rules`. Throws caresync::error (storage).
+void fill_restores(change_store& store, std::span<const change> changes, std::vector<wire::refusal>& refused,
+                   const push_rules& rules);
 
 }  // namespace caresync::server
