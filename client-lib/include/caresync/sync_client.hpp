@@ -109,7 +109,7 @@ struct sync_report {
   std::size_t pushed = 0;          ///< local changes the server acknowledged and stored
   std::size_t quarantined = 0;     ///< local changes the server refused (store::quarantined())
   /// local changes writing a server_only field (an app whose schema did not say so): the
-  /// store shows the server's values of those fields again and sent the rest
+  /// server stored them without those fields, and the store shows the server's values again
   std::size_t reverted = 0;
   std::size_t batches = 0;         ///< push batches sent (including resends)
   std::size_t pulled = 0;          ///< changes received and applied
