@@ -7,6 +7,7 @@
 #include "care_internal.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace caresync::care {
 
@@ -70,6 +71,21 @@ bool word_byte(unsigned char c) noexcept {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
 
+/// Drops a UTF-8 character cut short at the end of `word` (by the length bound, or in
+/// the input), so the last word's prefix is a whole character.
+void drop_incomplete_character(std::string& word) {
+  std::size_t lead = word.size();
+  std::size_t continuation = 0;
+  while (lead > 0 && (static_cast<unsigned char>(word[lead - 1]) & 0xC0) == 0x80 && continuation < 3) {
+    --lead;
+    ++continuation;
+  }
+  if (lead == 0) return;
+  const auto c = static_cast<unsigned char>(word[lead - 1]);
+  const std::size_t need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+  if (c >= 0x80 && continuation < need) word.resize(lead - 1);
+}
+
 /// The FTS5 query for a text typed by a person: each word a quoted string (so nothing in
 /// it is syntax: no operators, column filters, NEAR or stray quotes), all required, the
 /// last as a prefix. Empty when the text has no word.
@@ -82,9 +98,7 @@ std::string fts_query(std::string_view text) {
     while (i < text.size() && word_byte(static_cast<unsigned char>(text[i]))) ++i;
     if (i == begin) continue;
     std::string word(text.substr(begin, std::min(i - begin, k_max_word_bytes)));
-    // A cut in the middle of a UTF-8 character: drop its leading bytes.
-    while (!word.empty() && (static_cast<unsigned char>(word.back()) & 0xC0) == 0x80) word.pop_back();
-    if (!word.empty() && static_cast<unsigned char>(word.back()) >= 0xC0) word.pop_back();
+    drop_incomplete_character(word);
     if (!word.empty()) words.push_back(std::move(word));
   }
   std::string q;
@@ -168,6 +182,11 @@ std::vector<service> service_repository::search(const service_query& q) const {
   }
   if (q.limit < 1 || q.limit > 1000) fail_invalid("service_query.limit must be from 1 to 1000");
   const std::string match = fts_query(q.text);
+  // A text with something in it but no word (only punctuation, say) matches nothing,
+  // rather than being no criterion at all.
+  if (match.empty() && std::any_of(q.text.begin(), q.text.end(), [](char c) { return !std::isspace(static_cast<unsigned char>(c)); })) {
+    return {};
+  }
   const collection_def* def = ctx_.db_store.schema().find(k_services);
 
   // The candidates come from the narrowest index: the full-text index when there is

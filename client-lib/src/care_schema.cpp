@@ -33,8 +33,9 @@ std::string sql_literal(std::string_view s) {
 //
 // The triggers must never fail, since they run inside the store's writes (a failing
 // trigger would make a sync page unappliable): JSON is read only when valid and an
-// array, municipality rows are inserted OR IGNORE, and an insert first clears anything
-// left for the id.
+// array, municipality rows are distinct, and an insert first clears anything left for
+// the id. They use no OR IGNORE / OR REPLACE: inside a trigger, the conflict clause of
+// the statement that fired it (the store's upsert) overrides theirs.
 //
 // When the triggers do not exist yet (a new store, or one that held services before the
 // index existed), the index tables are emptied and rebuilt from `services` in the same
@@ -89,7 +90,7 @@ std::vector<std::string> registry_index_sql() {
   sql.push_back("INSERT INTO cs_registry_fts(rowid, service_name, provider, type_label, municipalities, description)"
                 " SELECT r.key, " + fts_values("s") + " FROM services s JOIN cs_registry r ON r.id=s.id WHERE " +
                 k_guard);
-  sql.push_back("INSERT OR IGNORE INTO cs_registry_municipality(municipality, key) SELECT j.value, r.key"
+  sql.push_back("INSERT INTO cs_registry_municipality(municipality, key) SELECT DISTINCT j.value, r.key"
                 " FROM services s JOIN cs_registry r ON r.id=s.id, " + municipalities_of("s.municipalities") +
                 " j WHERE j.type='text' AND " + k_guard);
   // The triggers.
@@ -98,7 +99,7 @@ std::vector<std::string> registry_index_sql() {
   const std::string index_new =
       "INSERT INTO cs_registry_fts(rowid, service_name, provider, type_label, municipalities, description)"
       " VALUES(" + key_of_new + ", " + fts_values("new") + ");"
-      " INSERT OR IGNORE INTO cs_registry_municipality(municipality, key) SELECT j.value, " + key_of_new +
+      " INSERT INTO cs_registry_municipality(municipality, key) SELECT DISTINCT j.value, " + key_of_new +
       " FROM " + municipalities_of("new.municipalities") + " j WHERE j.type='text';";
   sql.push_back("CREATE TRIGGER IF NOT EXISTS cs_registry_after_insert AFTER INSERT ON services BEGIN"
                 " DELETE FROM cs_registry_fts WHERE rowid=" + key_of_new + ";"
@@ -108,7 +109,8 @@ std::vector<std::string> registry_index_sql() {
                 index_new + " END");
   sql.push_back("CREATE TRIGGER IF NOT EXISTS cs_registry_after_update"
                 " AFTER UPDATE OF service_name, provider, service_type, municipalities, description ON services BEGIN"
-                " INSERT OR IGNORE INTO cs_registry(id, service_type) VALUES(new.id, new.service_type);"
+                " INSERT INTO cs_registry(id, service_type) SELECT new.id, new.service_type"
+                " WHERE NOT EXISTS(SELECT 1 FROM cs_registry WHERE id=new.id);"
                 " UPDATE cs_registry SET service_type=new.service_type WHERE id=new.id;"
                 " DELETE FROM cs_registry_fts WHERE rowid=" + key_of_new + ";"
                 " DELETE FROM cs_registry_municipality WHERE key=" + key_of_new + "; " +
