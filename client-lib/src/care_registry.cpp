@@ -190,13 +190,11 @@ std::vector<service> service_repository::search(const service_query& q) const {
   const collection_def* def = ctx_.db_store.schema().find(k_services);
 
   // The candidates come from the narrowest index: the full-text index when there is
-  // text, else the municipality index, else the type index.
-  std::string sql = "SELECT s.\"id\"";
-  for (const auto& f : def->fields) sql += ", s." + sqlite::quote(f.name);
-  std::string conditions;
+  // text, else the municipality index, else the type index (cs_registry).
+  std::string from, conditions;
   std::vector<std::string> params;
   if (!match.empty()) {
-    sql += " FROM cs_registry_fts JOIN cs_registry r ON r.key=cs_registry_fts.rowid";
+    from = "cs_registry_fts JOIN cs_registry r ON r.key=cs_registry_fts.rowid";
     conditions += " AND cs_registry_fts MATCH ?";
     params.push_back(match);
     if (!q.municipality.empty()) {
@@ -204,21 +202,32 @@ std::vector<service> service_repository::search(const service_query& q) const {
       params.push_back(q.municipality);
     }
   } else if (!q.municipality.empty()) {
-    sql += " FROM cs_registry_municipality m JOIN cs_registry r ON r.key=m.key";
+    from = "cs_registry_municipality m JOIN cs_registry r ON r.key=m.key";
     conditions += " AND m.municipality=?";
     params.push_back(q.municipality);
   } else {
-    sql += " FROM cs_registry r";
+    from = "cs_registry r";
   }
   if (!q.type.empty()) {
     conditions += " AND r.service_type=?";
     params.push_back(q.type);
   }
-  sql += " JOIN services s ON s.\"id\"=r.id WHERE 1" + conditions;
-  // Weights by column: service_name, provider, type_label, municipalities, description.
-  sql += match.empty() ? " ORDER BY s.\"service_name\", s.\"provider\", s.\"id\""
-                       : " ORDER BY bm25(cs_registry_fts, 10.0, 4.0, 3.0, 2.0, 1.0), s.\"id\"";
-  sql += " LIMIT " + std::to_string(q.limit);
+  std::string columns = "s.\"id\"";
+  for (const auto& f : def->fields) columns += ", s." + sqlite::quote(f.name);
+  const std::string limit = " LIMIT " + std::to_string(q.limit);
+  std::string sql;
+  if (!match.empty()) {
+    // Ranked inside the index first, so only the rows returned are read from the
+    // services table (a common word matches a fifth of the registry). Weights by column:
+    // service_name, provider, type_label, municipalities, description. Ties go by record
+    // id, which every replica shares (the index keys are local).
+    sql = "SELECT " + columns + " FROM (SELECT r.id AS id, bm25(cs_registry_fts, 10.0, 4.0, 3.0, 2.0, 1.0) AS score"
+          " FROM " + from + " WHERE 1" + conditions + " ORDER BY score, r.id" + limit + ") top"
+          " JOIN services s ON s.\"id\"=top.id ORDER BY top.score, top.id";
+  } else {
+    sql = "SELECT " + columns + " FROM " + from + " JOIN services s ON s.\"id\"=r.id WHERE 1" + conditions +
+          " ORDER BY s.\"service_name\", s.\"provider\", s.\"id\"" + limit;
+  }
 
   sqlite::statement stmt(ctx_.db(), sql);
   for (std::size_t i = 0; i < params.size(); ++i) stmt.bind(static_cast<int>(i + 1), std::string_view(params[i]));
