@@ -330,3 +330,29 @@ TEST_CASE("records needs a store opened with the care schema", "[care][records]"
     CHECK(message_of([&] { records r(*local); }).find("search index") != std::string::npos);
   }
 }
+
+TEST_CASE("the example of docs/care.md runs as written", "[care][records]") {
+  caresync::testing::temp_dir dir;
+  caresync::schema s = care::schema();
+  auto local = store::open({dir.file("caresync.db"), s});
+  care::records care(*local);
+  records admin(*local, role::registry_admin);
+  admin.services().add({.org_unit = "kraj", .provider = "Vzorová pečovatelská služba s.r.o.",
+                        .service_name = "Pečovatelská služba Horní Lhota", .service_type = "pecovatelska_sluzba",
+                        .municipalities = {"Horní Lhota"}});
+
+  record_id c = care.clients().add({.name = "Marie Vzorová (synthetic)", .org_unit = "kraj/orp-a/team-1"});
+  record_id v = care.visits().add({.client_id = c, .worker_id = "w-17", .start_at = "2026-11-23T08:00:00Z",
+                                   .end_at = "2026-11-23T08:45:00Z", .kind = "home_care",
+                                   .activity_codes = {"hygiene", "meals"}});
+  care.visits().update(v, {.note = "poznámka", .status = care::visit_status::done});
+  care.visits().add_follow_up(v, "zavolat dceři");
+  record_id r = care.referrals().add({.client_id = c, .to_unit = "kraj/nemocnice-x/soc", .reason = "propuštění",
+                                      .ownership = care::handover::temporary});
+  care.referrals().accept(r);
+  const auto found = care.services().search({.municipality = "Horní Lhota", .text = "pecovatelska"});
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].service_name == "Pečovatelská služba Horní Lhota");
+  CHECK(care.visits().find(v)->follow_ups == std::vector<std::string>{"zavolat dceři"});
+  CHECK(care.clients().find(c)->org_unit == "kraj/nemocnice-x/soc");
+}
