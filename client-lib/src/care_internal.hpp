@@ -38,6 +38,9 @@ void require_ok(const std::string& problem);
 value text_value(const std::string& s);
 /// A list as the JSON array the store takes for set_union fields.
 std::string json_list(const std::vector<std::string>& items);
+/// The value of a list field (set_union, or services.municipalities): its distinct items,
+/// sorted, as a JSON array; null when none (the store reads null as the empty set).
+value set_value(std::vector<std::string> items);
 /// A JSON array of strings read back; entries that are not strings are skipped.
 std::vector<std::string> parse_list(const value& v);
 /// The text of a field, or "" (null, absent or not text).

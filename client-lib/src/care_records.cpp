@@ -45,6 +45,13 @@ std::string json_list(const std::vector<std::string>& items) {
   return nlohmann::json(items).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+value set_value(std::vector<std::string> items) {
+  std::sort(items.begin(), items.end());
+  items.erase(std::unique(items.begin(), items.end()), items.end());
+  if (items.empty()) return std::monostate{};
+  return json_list(items);
+}
+
 std::vector<std::string> parse_list(const value& v) {
   std::vector<std::string> out;
   const auto* text = std::get_if<std::string>(&v);
@@ -108,12 +115,6 @@ written_set all_of(const record_fields& m) {
   return out;
 }
 
-std::vector<std::string> distinct(std::vector<std::string> items) {
-  std::sort(items.begin(), items.end());
-  items.erase(std::unique(items.begin(), items.end()), items.end());
-  return items;
-}
-
 std::string where(std::string_view collection, std::string_view field) {
   return std::string(collection) + "." + std::string(field);
 }
@@ -138,7 +139,9 @@ void check_not_future(care_context& ctx, std::string_view collection, const reco
   const auto text = text_of(m, field);
   if (text.empty()) return;
   const auto days = parse_date(text);
-  if (days && *days > today(ctx)) fail_invalid(where(collection, field) + " lies in the future");
+  // One day of slack: the local date in Czechia (UTC+1, +2 in summer) is a day ahead of
+  // the UTC date for an hour or two after midnight, and a consent signed then is today's.
+  if (days && *days > today(ctx) + 1) fail_invalid(where(collection, field) + " lies in the future");
 }
 
 /// Consent to data processing is a date and a scope: both or neither.
@@ -232,7 +235,7 @@ record_fields fields_of(const client& c) {
           {"care_allowance", std::string(to_code(c.allowance))},
           {"consent_date", text_value(c.consent_date)},
           {"consent_scope", text_value(c.consent_scope)},
-          {"assigned_workers", json_list(distinct(c.assigned_workers))},
+          {"assigned_workers", set_value(c.assigned_workers)},
           {"status", std::string(to_code(c.status))}};
 }
 
@@ -304,7 +307,7 @@ record_fields fields_of(const visit& v) {
           {"start_at", text_value(v.start_at)},
           {"end_at", text_value(v.end_at)},
           {"kind", text_value(v.kind)},
-          {"activity_codes", json_list(distinct(v.activity_codes))},
+          {"activity_codes", set_value(v.activity_codes)},
           {"note", text_value(v.note)},
           {"status", std::string(to_code(v.status))}};
 }

@@ -14,16 +14,13 @@ namespace caresync::care {
 namespace {
 
 record_fields fields_of(const service& s) {
-  std::vector<std::string> places = s.municipalities;
-  std::sort(places.begin(), places.end());
-  places.erase(std::unique(places.begin(), places.end()), places.end());
   return {{"org_unit", text_value(s.org_unit)},
           {"provider", text_value(s.provider)},
           {"service_name", text_value(s.service_name)},
           {"service_type", text_value(s.service_type)},
           {"registration_id", text_value(s.registration_id)},
           {"capacity", s.capacity ? value(*s.capacity) : value{}},
-          {"municipalities", places.empty() ? value{} : value(json_list(places))},
+          {"municipalities", set_value(s.municipalities)},
           {"address", text_value(s.address)},
           {"contacts", text_value(s.contacts)},
           {"opening_hours", text_value(s.opening_hours)},

@@ -148,6 +148,15 @@ caresync::schema schema() {
                       text("address"), text("contacts"), text("opening_hours"), text("description")}},
   };
   s.setup_sql = registry_index_sql();
+  // Indexes for the typed API's lookups (a client's visits, a unit's inbox, ...), so
+  // they stay fast on a tablet holding years of visits.
+  for (const char* sql : {"CREATE INDEX IF NOT EXISTS cs_care_clients_by_unit ON clients(org_unit, name)",
+                          "CREATE INDEX IF NOT EXISTS cs_care_caregivers_by_client ON caregivers(client_id)",
+                          "CREATE INDEX IF NOT EXISTS cs_care_visits_by_client ON visits(client_id, start_at)",
+                          "CREATE INDEX IF NOT EXISTS cs_care_referrals_by_client ON referrals(client_id)",
+                          "CREATE INDEX IF NOT EXISTS cs_care_referrals_by_target ON referrals(to_unit, state)"}) {
+    s.setup_sql.emplace_back(sql);
+  }
   return s;
 }
 

@@ -120,9 +120,11 @@ TEST_CASE("client validation", "[care][records][validation]") {
   SECTION("birth date: a real date, not in the future") {
     refused(t, "clients.birth_date", [&] { auto x = c; x.birth_date = "1950-02-30"; cl->clients().add(x); });
     refused(t, "clients.birth_date", [&] { auto x = c; x.birth_date = "7.3.1941"; cl->clients().add(x); });
-    refused(t, "clients.birth_date", [&] { auto x = c; x.birth_date = "2026-11-24"; cl->clients().add(x); });
+    refused(t, "clients.birth_date", [&] { auto x = c; x.birth_date = "2026-11-25"; cl->clients().add(x); });
     auto x = c;
-    x.birth_date = "2026-11-23";  // today by the tablet's clock
+    x.birth_date = "2026-11-23";  // today by the tablet's clock (UTC)
+    CHECK_NOTHROW(cl->clients().add(x));
+    x.birth_date = "2026-11-24";  // today in Prague shortly after midnight
     CHECK_NOTHROW(cl->clients().add(x));
   }
   SECTION("consent: date and scope together, the date not in the future") {
@@ -164,7 +166,7 @@ TEST_CASE("client validation", "[care][records][validation]") {
   }
 }
 
-TEST_CASE("caregiver validation; the org unit follows the client", "[care][records][validation]") {
+TEST_CASE("caregiver validation, the org unit from the client", "[care][records][validation]") {
   care_tablet t;
   const auto client = t.add_client("kraj/orp-a/team-2");
   caregiver g;

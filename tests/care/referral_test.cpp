@@ -131,7 +131,7 @@ TEST_CASE("a transition is checked against the state the store holds now", "[car
   CHECK(a.care->referrals().find(id)->decline_reason == "nemáme kapacitu");
 }
 
-TEST_CASE("decline needs a reason; an unknown referral is not found", "[care][referral][validation]") {
+TEST_CASE("decline needs a reason, an unknown referral is not found", "[care][referral][validation]") {
   care_tablet t;
   const auto client = t.add_client();
   const auto id = referral_in(t, client, referral_state::new_);
