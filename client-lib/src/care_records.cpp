@@ -6,6 +6,9 @@
 // record with its non-null fields; update() applies the changes to the record as it is
 // now, validates the fields that differ (and the rules that tie them to others) and
 // writes only those, so concurrent edits of other fields elsewhere survive the merge.
+// Every check (reads included) comes before the first write, so a refused write never
+// dooms an app's enclosing store.transaction(); writes that belong together (a visit
+// and its follow-ups, a transition and its handover) share one transaction.
 
 #include <caresync/care.hpp>
 #include <caresync/store.hpp>
@@ -25,7 +28,11 @@ namespace caresync::care {
 sqlite3* care_context::db() noexcept { return db_store.internal().db.get(); }
 
 std::int64_t care_context::now_seconds() {
-  return static_cast<std::int64_t>(db_store.internal().base_time() / 1000);
+  // The device's clock with the correction learnt from the server (a tablet whose clock
+  // ran ahead), as the store's hybrid clock reads it.
+  const auto& impl = db_store.internal();
+  const auto ms = static_cast<std::int64_t>(impl.base_time()) + impl.clock_offset_ms;
+  return ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
 }
 
 void fail_invalid(const std::string& what) { throw error(make_error_code(storage_errc::invalid_argument), what); }
@@ -99,14 +106,6 @@ std::vector<record_fields> select_records(care_context& ctx, std::string_view co
 namespace {
 
 using written_set = std::set<std::string, std::less<>>;
-
-/// Runs `body` in one store transaction and returns what it returns.
-template <class Body>
-auto in_transaction(caresync::store& s, Body&& body) {
-  std::optional<decltype(body())> out;
-  s.transaction([&] { out.emplace(body()); });
-  return std::move(*out);
-}
 
 /// The names of every field in `m` (add() validates them all).
 written_set all_of(const record_fields& m) {
@@ -419,30 +418,28 @@ record_id client_repository::add(const client& c) {
 }
 
 void client_repository::update(const record_id& id, const client_changes& ch) {
-  ctx_.db_store.transaction([&] {
-    const auto before_row = require_row(ctx_, k_clients, id);
-    const client before = client_of(before_row);
-    client after = before;
-    written_set given;
-    const auto take = [&](const auto& change, auto& field, const char* name) {
-      if (change) field = *change, given.insert(name);
-    };
-    take(ch.name, after.name, "name");
-    take(ch.birth_date, after.birth_date, "birth_date");
-    take(ch.address, after.address, "address");
-    take(ch.municipality, after.municipality, "municipality");
-    take(ch.org_unit, after.org_unit, "org_unit");
-    take(ch.contact, after.contact, "contact");
-    take(ch.allowance, after.allowance, "care_allowance");
-    take(ch.consent_date, after.consent_date, "consent_date");
-    take(ch.consent_scope, after.consent_scope, "consent_scope");
-    take(ch.assigned_workers, after.assigned_workers, "assigned_workers");
-    take(ch.status, after.status, "status");
-    written_set written;
-    const auto writes = differing(fields_of(before), fields_of(after), given, written);
-    validate_client(ctx_, fields_of(after), written);
-    if (!writes.empty()) ctx_.db_store.update(k_clients, id, writes);
-  });
+  const auto before_row = require_row(ctx_, k_clients, id);
+  const client before = client_of(before_row);
+  client after = before;
+  written_set given;
+  const auto take = [&](const auto& change, auto& field, const char* name) {
+    if (change) field = *change, given.insert(name);
+  };
+  take(ch.name, after.name, "name");
+  take(ch.birth_date, after.birth_date, "birth_date");
+  take(ch.address, after.address, "address");
+  take(ch.municipality, after.municipality, "municipality");
+  take(ch.org_unit, after.org_unit, "org_unit");
+  take(ch.contact, after.contact, "contact");
+  take(ch.allowance, after.allowance, "care_allowance");
+  take(ch.consent_date, after.consent_date, "consent_date");
+  take(ch.consent_scope, after.consent_scope, "consent_scope");
+  take(ch.assigned_workers, after.assigned_workers, "assigned_workers");
+  take(ch.status, after.status, "status");
+  written_set written;
+  const auto writes = differing(fields_of(before), fields_of(after), given, written);
+  validate_client(ctx_, fields_of(after), written);
+  if (!writes.empty()) ctx_.db_store.update(k_clients, id, writes);
 }
 
 std::optional<client> client_repository::find(const record_id& id) const {
@@ -466,36 +463,32 @@ std::vector<client> client_repository::list(std::string_view org_unit) const {
 // ---------------------------------------------------------------- caregiver_repository
 
 record_id caregiver_repository::add(const caregiver& c) {
-  return in_transaction(ctx_.db_store, [&] {
-    caregiver full = c;
-    const auto owner = live_client(ctx_, k_caregivers, c.client_id);
-    if (full.org_unit.empty()) full.org_unit = text_of(owner, "org_unit");
-    const auto m = fields_of(full);
-    validate_caregiver(ctx_, m, all_of(m));
-    return ctx_.db_store.create(k_caregivers, non_null(m));
-  });
+  caregiver full = c;
+  const auto owner = live_client(ctx_, k_caregivers, c.client_id);
+  if (full.org_unit.empty()) full.org_unit = text_of(owner, "org_unit");
+  const auto m = fields_of(full);
+  validate_caregiver(ctx_, m, all_of(m));
+  return ctx_.db_store.create(k_caregivers, non_null(m));
 }
 
 void caregiver_repository::update(const record_id& id, const caregiver_changes& ch) {
-  ctx_.db_store.transaction([&] {
-    const caregiver before = caregiver_of(require_row(ctx_, k_caregivers, id));
-    caregiver after = before;
-    written_set given;
-    const auto take = [&](const auto& change, auto& field, const char* name) {
-      if (change) field = *change, given.insert(name);
-    };
-    take(ch.org_unit, after.org_unit, "org_unit");
-    take(ch.name, after.name, "name");
-    take(ch.relation, after.relation, "relation");
-    take(ch.contact, after.contact, "contact");
-    take(ch.support_needs, after.support_needs, "support_needs");
-    take(ch.consent_date, after.consent_date, "consent_date");
-    take(ch.consent_scope, after.consent_scope, "consent_scope");
-    written_set written;
-    const auto writes = differing(fields_of(before), fields_of(after), given, written);
-    validate_caregiver(ctx_, fields_of(after), written);
-    if (!writes.empty()) ctx_.db_store.update(k_caregivers, id, writes);
-  });
+  const caregiver before = caregiver_of(require_row(ctx_, k_caregivers, id));
+  caregiver after = before;
+  written_set given;
+  const auto take = [&](const auto& change, auto& field, const char* name) {
+    if (change) field = *change, given.insert(name);
+  };
+  take(ch.org_unit, after.org_unit, "org_unit");
+  take(ch.name, after.name, "name");
+  take(ch.relation, after.relation, "relation");
+  take(ch.contact, after.contact, "contact");
+  take(ch.support_needs, after.support_needs, "support_needs");
+  take(ch.consent_date, after.consent_date, "consent_date");
+  take(ch.consent_scope, after.consent_scope, "consent_scope");
+  written_set written;
+  const auto writes = differing(fields_of(before), fields_of(after), given, written);
+  validate_caregiver(ctx_, fields_of(after), written);
+  if (!writes.empty()) ctx_.db_store.update(k_caregivers, id, writes);
 }
 
 std::optional<caregiver> caregiver_repository::find(const record_id& id) const {
@@ -518,49 +511,46 @@ void caregiver_repository::remove(const record_id& id) { ctx_.db_store.remove(k_
 // ---------------------------------------------------------------- visit_repository
 
 record_id visit_repository::add(const visit& v) {
-  return in_transaction(ctx_.db_store, [&] {
-    visit full = v;
-    const auto owner = live_client(ctx_, k_visits, v.client_id);
-    if (full.org_unit.empty()) full.org_unit = text_of(owner, "org_unit");
-    const auto m = fields_of(full);
-    validate_visit(m, all_of(m));
-    for (const auto& entry : v.follow_ups) require_ok(check_care_item(k_visits, "follow_ups", entry));
-    const record_id id = ctx_.db_store.create(k_visits, non_null(m));
+  visit full = v;
+  const auto owner = live_client(ctx_, k_visits, v.client_id);
+  if (full.org_unit.empty()) full.org_unit = text_of(owner, "org_unit");
+  const auto m = fields_of(full);
+  validate_visit(m, all_of(m));
+  for (const auto& entry : v.follow_ups) require_ok(check_care_item(k_visits, "follow_ups", entry));
+  record_id id;
+  ctx_.db_store.transaction([&] {
+    id = ctx_.db_store.create(k_visits, non_null(m));
     // A log takes one entry per write.
     for (const auto& entry : v.follow_ups) ctx_.db_store.update(k_visits, id, {{"follow_ups", entry}});
-    return id;
   });
+  return id;
 }
 
 void visit_repository::update(const record_id& id, const visit_changes& ch) {
-  ctx_.db_store.transaction([&] {
-    const visit before = visit_of(require_row(ctx_, k_visits, id));
-    visit after = before;
-    written_set given;
-    const auto take = [&](const auto& change, auto& field, const char* name) {
-      if (change) field = *change, given.insert(name);
-    };
-    take(ch.worker_id, after.worker_id, "worker_id");
-    take(ch.org_unit, after.org_unit, "org_unit");
-    take(ch.start_at, after.start_at, "start_at");
-    take(ch.end_at, after.end_at, "end_at");
-    take(ch.kind, after.kind, "kind");
-    take(ch.activity_codes, after.activity_codes, "activity_codes");
-    take(ch.note, after.note, "note");
-    take(ch.status, after.status, "status");
-    written_set written;
-    const auto writes = differing(fields_of(before), fields_of(after), given, written);
-    validate_visit(fields_of(after), written);
-    if (!writes.empty()) ctx_.db_store.update(k_visits, id, writes);
-  });
+  const visit before = visit_of(require_row(ctx_, k_visits, id));
+  visit after = before;
+  written_set given;
+  const auto take = [&](const auto& change, auto& field, const char* name) {
+    if (change) field = *change, given.insert(name);
+  };
+  take(ch.worker_id, after.worker_id, "worker_id");
+  take(ch.org_unit, after.org_unit, "org_unit");
+  take(ch.start_at, after.start_at, "start_at");
+  take(ch.end_at, after.end_at, "end_at");
+  take(ch.kind, after.kind, "kind");
+  take(ch.activity_codes, after.activity_codes, "activity_codes");
+  take(ch.note, after.note, "note");
+  take(ch.status, after.status, "status");
+  written_set written;
+  const auto writes = differing(fields_of(before), fields_of(after), given, written);
+  validate_visit(fields_of(after), written);
+  if (!writes.empty()) ctx_.db_store.update(k_visits, id, writes);
 }
 
 void visit_repository::add_follow_up(const record_id& id, const std::string& text) {
   require_ok(check_care_item(k_visits, "follow_ups", text));
-  ctx_.db_store.transaction([&] {
-    require_row(ctx_, k_visits, id);
-    ctx_.db_store.update(k_visits, id, {{"follow_ups", text}});
-  });
+  require_row(ctx_, k_visits, id);
+  ctx_.db_store.update(k_visits, id, {{"follow_ups", text}});
 }
 
 std::optional<visit> visit_repository::find(const record_id& id) const {
@@ -583,41 +573,37 @@ void visit_repository::remove(const record_id& id) { ctx_.db_store.remove(k_visi
 // ---------------------------------------------------------------- referral_repository
 
 record_id referral_repository::add(const referral& r) {
-  return in_transaction(ctx_.db_store, [&] {
-    referral full = r;
-    const auto owner = live_client(ctx_, k_referrals, r.client_id);
-    if (full.from_unit.empty()) full.from_unit = text_of(owner, "org_unit");
-    full.state = referral_state::new_;
-    full.decline_reason.clear();
-    full.state_at = format_utc_time(ctx_.now_seconds());
-    const auto m = fields_of(full);
-    validate_referral(ctx_, m, all_of(m));
-    return ctx_.db_store.create(k_referrals, non_null(m));
-  });
+  referral full = r;
+  const auto owner = live_client(ctx_, k_referrals, r.client_id);
+  if (full.from_unit.empty()) full.from_unit = text_of(owner, "org_unit");
+  full.state = referral_state::new_;
+  full.decline_reason.clear();
+  full.state_at = format_utc_time(ctx_.now_seconds());
+  const auto m = fields_of(full);
+  validate_referral(ctx_, m, all_of(m));
+  return ctx_.db_store.create(k_referrals, non_null(m));
 }
 
 void referral_repository::update(const record_id& id, const referral_changes& ch) {
-  ctx_.db_store.transaction([&] {
-    const referral before = referral_of(require_row(ctx_, k_referrals, id));
-    if (before.state != referral_state::new_) {
-      fail_constraint("referral " + id.to_string() + " is " + std::string(to_code(before.state)) +
-                      "; only a new referral can be changed");
-    }
-    referral after = before;
-    written_set given;
-    const auto take = [&](const auto& change, auto& field, const char* name) {
-      if (change) field = *change, given.insert(name);
-    };
-    take(ch.to_unit, after.to_unit, "to_unit");
-    take(ch.to_service, after.to_service, "to_service");
-    take(ch.reason, after.reason, "reason");
-    take(ch.urgency, after.urgency, "urgency");
-    take(ch.ownership, after.ownership, "handover");
-    written_set written;
-    const auto writes = differing(fields_of(before), fields_of(after), given, written);
-    validate_referral(ctx_, fields_of(after), written);
-    if (!writes.empty()) ctx_.db_store.update(k_referrals, id, writes);
-  });
+  const referral before = referral_of(require_row(ctx_, k_referrals, id));
+  if (before.state != referral_state::new_) {
+    fail_constraint("referral " + id.to_string() + " is " + std::string(to_code(before.state)) +
+                    "; only a new referral can be changed");
+  }
+  referral after = before;
+  written_set given;
+  const auto take = [&](const auto& change, auto& field, const char* name) {
+    if (change) field = *change, given.insert(name);
+  };
+  take(ch.to_unit, after.to_unit, "to_unit");
+  take(ch.to_service, after.to_service, "to_service");
+  take(ch.reason, after.reason, "reason");
+  take(ch.urgency, after.urgency, "urgency");
+  take(ch.ownership, after.ownership, "handover");
+  written_set written;
+  const auto writes = differing(fields_of(before), fields_of(after), given, written);
+  validate_referral(ctx_, fields_of(after), written);
+  if (!writes.empty()) ctx_.db_store.update(k_referrals, id, writes);
 }
 
 std::optional<referral> referral_repository::find(const record_id& id) const {
@@ -658,27 +644,35 @@ void referral_repository::decline(const record_id& id, const std::string& reason
 }
 
 void referral_repository::move(const record_id& id, referral_state to, const std::string& reason) {
-  ctx_.db_store.transaction([&] {
-    // The state as the store holds it now (a sync may have moved it since the app read
-    // it), so a tablet never writes a move that is illegal from the current state.
-    const referral r = referral_of(require_row(ctx_, k_referrals, id));
-    if (!legal_referral_transition(r.state, to)) {
-      fail_constraint("referral " + id.to_string() + " cannot move from " + std::string(to_code(r.state)) + " to " +
-                      std::string(to_code(to)) +
-                      " (new -> accepted -> in_progress -> closed; new or accepted -> declined)");
-    }
-    std::vector<field_write> writes{{"state", std::string(to_code(to))},
-                                    {"state_at", format_utc_time(ctx_.now_seconds())}};
-    if (to == referral_state::declined) writes.push_back({"decline_reason", reason});
-    ctx_.db_store.update(k_referrals, id, writes);
-    if (r.ownership == handover::none) return;
+  // The state as the store holds it now (a sync may have moved it since the app read
+  // it), so a tablet never writes a move that is illegal from the current state. Every
+  // check comes before the first write, so a refusal leaves an app's own enclosing
+  // transaction usable.
+  const referral r = referral_of(require_row(ctx_, k_referrals, id));
+  if (!legal_referral_transition(r.state, to)) {
+    fail_constraint("referral " + id.to_string() + " cannot move from " + std::string(to_code(r.state)) + " to " +
+                    std::string(to_code(to)) + " (new -> accepted -> in_progress -> closed; new or accepted -> declined)");
+  }
+  // Where the handover puts the client, if anywhere: the receiving unit at accept; back
+  // home when a temporary handover ends or an accepted referral is declined after all.
+  std::optional<std::string> owner;
+  if (r.ownership != handover::none) {
     if (to == referral_state::accepted) {
-      move_client(ctx_, r.client_id, r.to_unit);
+      owner = r.to_unit;
     } else if ((to == referral_state::closed && r.ownership == handover::temporary) ||
                (to == referral_state::declined && r.state == referral_state::accepted)) {
-      // A temporary handover ends with the referral; a declined one never happened.
-      move_client(ctx_, r.client_id, r.from_unit);
+      owner = r.from_unit;
     }
+  }
+  if (owner && !find_row(ctx_, k_clients, r.client_id)) {
+    fail_not_found("the referral hands its client over, but the client is not on this tablet; sync, then try again");
+  }
+  std::vector<field_write> writes{{"state", std::string(to_code(to))},
+                                  {"state_at", format_utc_time(ctx_.now_seconds())}};
+  if (to == referral_state::declined) writes.push_back({"decline_reason", reason});
+  ctx_.db_store.transaction([&] {
+    ctx_.db_store.update(k_referrals, id, writes);
+    if (owner) move_client(ctx_, r.client_id, *owner);
   });
 }
 

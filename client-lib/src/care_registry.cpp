@@ -124,37 +124,35 @@ record_id service_repository::add(const service& s) {
 
 void service_repository::update(const record_id& id, const service_changes& ch) {
   require_admin(ctx_);
-  ctx_.db_store.transaction([&] {
-    const auto row = select_records(ctx_, k_services, "\"id\"=?", {},
-                                    [&](sqlite::statement& st) { st.bind(1, std::string_view(id.to_string())); });
-    if (row.empty()) fail_not_found("services: no record " + id.to_string() + " on this tablet");
-    const service before = service_of(row.front());
-    service after = before;
-    std::vector<std::string> given;
-    const auto take = [&](const auto& change, auto& field, const char* name) {
-      if (change) field = *change, given.push_back(name);
-    };
-    take(ch.org_unit, after.org_unit, "org_unit");
-    take(ch.provider, after.provider, "provider");
-    take(ch.service_name, after.service_name, "service_name");
-    take(ch.service_type, after.service_type, "service_type");
-    take(ch.registration_id, after.registration_id, "registration_id");
-    take(ch.capacity, after.capacity, "capacity");
-    take(ch.municipalities, after.municipalities, "municipalities");
-    take(ch.address, after.address, "address");
-    take(ch.contacts, after.contacts, "contacts");
-    take(ch.opening_hours, after.opening_hours, "opening_hours");
-    take(ch.description, after.description, "description");
-    const auto old_fields = fields_of(before), new_fields = fields_of(after);
-    std::vector<field_write> writes;
-    for (const auto& name : given) {
-      const auto& v = new_fields.at(name);
-      if (v == old_fields.at(name)) continue;
-      require_ok(check_care_value(k_services, name, v));
-      writes.push_back({name, v});
-    }
-    if (!writes.empty()) ctx_.db_store.update(k_services, id, writes);
-  });
+  const auto row = select_records(ctx_, k_services, "\"id\"=?", {},
+                                  [&](sqlite::statement& st) { st.bind(1, std::string_view(id.to_string())); });
+  if (row.empty()) fail_not_found("services: no record " + id.to_string() + " on this tablet");
+  const service before = service_of(row.front());
+  service after = before;
+  std::vector<std::string> given;
+  const auto take = [&](const auto& change, auto& field, const char* name) {
+    if (change) field = *change, given.push_back(name);
+  };
+  take(ch.org_unit, after.org_unit, "org_unit");
+  take(ch.provider, after.provider, "provider");
+  take(ch.service_name, after.service_name, "service_name");
+  take(ch.service_type, after.service_type, "service_type");
+  take(ch.registration_id, after.registration_id, "registration_id");
+  take(ch.capacity, after.capacity, "capacity");
+  take(ch.municipalities, after.municipalities, "municipalities");
+  take(ch.address, after.address, "address");
+  take(ch.contacts, after.contacts, "contacts");
+  take(ch.opening_hours, after.opening_hours, "opening_hours");
+  take(ch.description, after.description, "description");
+  const auto old_fields = fields_of(before), new_fields = fields_of(after);
+  std::vector<field_write> writes;
+  for (const auto& name : given) {
+    const auto& v = new_fields.at(name);
+    if (v == old_fields.at(name)) continue;
+    require_ok(check_care_value(k_services, name, v));
+    writes.push_back({name, v});
+  }
+  if (!writes.empty()) ctx_.db_store.update(k_services, id, writes);
 }
 
 void service_repository::remove(const record_id& id) {

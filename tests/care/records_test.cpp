@@ -358,3 +358,22 @@ TEST_CASE("the example of docs/care.md runs as written", "[care][records]") {
   CHECK(care.visits().find(v)->follow_ups == std::vector<std::string>{"zavolat dceři"});
   CHECK(care.clients().find(c)->org_unit == "kraj/nemocnice-x/soc");
 }
+
+TEST_CASE("a refused write leaves the app's enclosing transaction usable", "[care][records][validation]") {
+  care_tablet t;
+  const auto client = t.add_client();
+  const auto referral = t.care->referrals().add({.client_id = client, .to_unit = "kraj/jinam", .reason = "důvod"});
+  record_id kept;
+  t.local->transaction([&] {
+    auto bad = t.visit_of(client);
+    bad.end_at = "2026-11-23T07:00:00Z";
+    CHECK(error_of([&] { t.care->visits().add(bad); }) == k_invalid);
+    auto orphan = t.visit_of(record_id::generate());
+    CHECK(error_of([&] { t.care->visits().add(orphan); }) == k_invalid);
+    CHECK(error_of([&] { t.care->referrals().start(referral); }) == make_error_code(storage_errc::constraint));
+    CHECK(error_of([&] { t.care->caregivers().add({.client_id = record_id::generate(), .name = "X"}); }) == k_invalid);
+    kept = t.care->visits().add(t.visit_of(client));
+  });
+  CHECK(t.care->visits().find(kept));
+  CHECK(t.local->count("visits") == 1);
+}

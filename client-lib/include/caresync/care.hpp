@@ -21,7 +21,9 @@
 /// not on this tablet. constraint: the write is not allowed in the record's current state
 /// (an illegal referral transition) or for this role (the registry is read-only for field
 /// roles). schema_mismatch: the store was not opened with care::schema() or an extension
-/// of it. Others as the store's (io_failed, busy, ...). A refused write changes nothing.
+/// of it. Others as the store's (io_failed, busy, ...). A refused write changes nothing,
+/// and is refused before anything is written, so an app's enclosing store.transaction()
+/// stays usable (the app may catch the error and go on).
 ///
 /// Thread contract: a records object and its repositories are used on the store's thread,
 /// like the store; they hold a reference to it and must not outlive it.
