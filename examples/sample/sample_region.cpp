@@ -293,15 +293,18 @@ std::string csv_field(std::string_view s) {
 }  // namespace
 
 void write_services_csv(std::ostream& out, const region& r) {
-  out << "registration_id,provider,service_name,service_type,paragraph,municipalities,capacity,address,contacts,"
+  // The header names the care schema's fields (docs/care.md), capacity typed, so the file
+  // is what `caresync-server import-registry` reads, keyed by registration_id.
+  out << "registration_id,provider,service_name,service_type,municipalities,capacity:integer,address,contacts,"
          "opening_hours,org_unit,description\r\n";
   for (const auto& s : r.services) {
-    std::string places;
-    for (const auto& m : s.municipalities) places += (places.empty() ? "" : "; ") + m;
-    const auto* type = care::find_service_type(s.service_type);
+    // As the field stores it: a JSON array of the names.
+    std::string places = "[";
+    for (const auto& m : s.municipalities) places += (places.size() > 1 ? ",\"" : "\"") + m + "\"";
+    places += "]";
     out << csv_field(s.registration_id) << ',' << csv_field(s.provider) << ',' << csv_field(s.service_name) << ','
-        << csv_field(s.service_type) << ',' << csv_field(type ? type->paragraph : "") << ',' << csv_field(places)
-        << ',' << (s.capacity ? std::to_string(*s.capacity) : std::string()) << ',' << csv_field(s.address) << ','
+        << csv_field(s.service_type) << ',' << csv_field(places) << ','
+        << (s.capacity ? std::to_string(*s.capacity) : std::string()) << ',' << csv_field(s.address) << ','
         << csv_field(s.contacts) << ',' << csv_field(s.opening_hours) << ',' << csv_field(s.org_unit) << ','
         << csv_field(s.description) << "\r\n";
   }

@@ -67,9 +67,12 @@ struct written {
 /// write the registry. Throws caresync::error as the repositories do.
 written write_region(care::records& care, const region& r, std::size_t batch = 1000);
 
-/// The registry as CSV (RFC 4180, UTF-8, header line): registration_id, provider,
-/// service_name, service_type, paragraph, municipalities (separated by "; "), capacity,
-/// address, contacts, opening_hours, org_unit, description.
+/// The registry as CSV (RFC 4180, UTF-8, header line) in the shape
+/// `caresync-server import-registry` reads: one column per field of the care schema's
+/// services (registration_id, provider, service_name, service_type, municipalities as
+/// the JSON array the field holds, capacity:integer, address, contacts, opening_hours,
+/// org_unit, description). Municipality names hold no '"' or '\\', so the array needs
+/// no escapes.
 void write_services_csv(std::ostream& out, const region& r);
 
 }  // namespace caresync::sample
