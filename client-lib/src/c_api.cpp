@@ -316,7 +316,7 @@ caresync::schema to_schema(const char* schema_json) {
     if (fields == c.end() || !fields->is_array()) refuse("collection '" + def.name + "' needs a \"fields\" array");
     for (const auto& f : *fields) {
       if (!f.is_object()) refuse("each field of collection '" + def.name + "' must be an object with \"name\" and \"type\"");
-      only_keys(f, {"name", "type", "policy"}, "a field of collection '" + def.name + "'");
+      only_keys(f, {"name", "type", "policy", "server_only"}, "a field of collection '" + def.name + "'");
       caresync::field_def field;
       field.name = string_member(f, "name", "a field of collection '" + def.name + "'");
       const auto& type = string_member(f, "type", "field '" + field.name + "'");
@@ -324,6 +324,10 @@ caresync::schema to_schema(const char* schema_json) {
         refuse("field '" + field.name + "': type '" + type + "' is unknown; use integer, real, text or bytes");
       }
       if (f.contains("policy")) field.policy = to_policy(string_member(f, "policy", "field '" + field.name + "'"), field.name);
+      if (const auto so = f.find("server_only"); so != f.end()) {
+        if (!so->is_boolean()) refuse("field '" + field.name + "': \"server_only\" must be true or false");
+        field.server_only = so->get<bool>();
+      }
       def.fields.push_back(std::move(field));
     }
     s.collections.push_back(std::move(def));
@@ -370,6 +374,7 @@ caresync::sync_options to_options(const char* options_json) {
 ordered_json to_json(const caresync::sync_report& r) {
   return ordered_json{{"pushed", r.pushed},
                       {"quarantined", r.quarantined},
+                      {"reverted", r.reverted},
                       {"batches", r.batches},
                       {"pulled", r.pulled},
                       {"pages", r.pages},

@@ -59,6 +59,9 @@ void validate(const schema& s) {
       if ((f.policy == merge_policy::append || f.policy == merge_policy::set_union) && f.type != value_kind::text) {
         bad("field '" + f.name + "' in collection '" + c.name + "' is append or set_union, which holds text items; declare it text");
       }
+      if (f.server_only && f.policy != merge_policy::last_writer_wins) {
+        bad("field '" + f.name + "' in collection '" + c.name + "' is server_only, which takes last_writer_wins only");
+      }
       if (!fields.insert(f.name).second) bad("field '" + f.name + "' is declared twice in collection '" + c.name + "'");
     }
   }

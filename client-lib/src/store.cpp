@@ -517,6 +517,10 @@ void store::impl::check_fields(const collection_def& def, const std::vector<fiel
       }
       invalid("collection '" + def.name + "' has no field '" + f.name + "'; declare it in the schema");
     }
+    if (d->server_only && !options.server_side) {
+      invalid("field '" + f.name + "' of collection '" + def.name +
+              "' is written by the server side only (server_only); this store is a field device's");
+    }
     const auto k = kind_of(f.val);
     if (k != value_kind::null && k != d->type) {
       invalid("field '" + f.name + "' of collection '" + def.name + "' holds " + std::string(to_string(d->type)) +
@@ -1370,9 +1374,9 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
   return pin_batch(max_changes);
 }
 
-std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> sent,
-                                   const std::vector<wire::refusal>& refusals) {
-  return in_transaction([&]() -> std::size_t {
+store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<const change> sent,
+                                               const std::vector<wire::refusal>& refusals) {
+  return in_transaction([&]() -> ack_result {
     // Answers come in the order batches were sent, so the acknowledged batch is the
     // oldest pinned one; its outbox entries are exactly those up to its last seq.
     sqlite::statement oldest(db.get(), "SELECT id, last_seq FROM cs_batch ORDER BY last_seq LIMIT 1");
@@ -1384,7 +1388,7 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
     // corrected clock and goes back into the outbox; every other refusal is quarantined.
     std::vector<const change*> held;
     std::vector<const wire::refusal*> held_why;
-    std::size_t restamped = 0;
+    ack_result result;
     std::size_t next_refusal = 0;
     for (std::size_t i = 0; i < sent.size(); ++i) {
       const wire::refusal* r = next_refusal < refusals.size() && refusals[next_refusal].index == i ? &refusals[next_refusal++] : nullptr;
@@ -1407,7 +1411,14 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
             freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
           }
         }
-        ++restamped;
+        ++result.requeued;
+      } else if (r->code == static_cast<std::uint16_t>(protocol_errc::server_only)) {
+        // A field only the server side writes: it shows the server's value again, and
+        // the rest of the change goes back into the outbox under the same version (the
+        // server stored none of it).
+        revert_server_only(c, r->restore);
+        ++result.reverted;
+        ++result.requeued;
       } else {
         held.push_back(&c);
         held_why.push_back(r);
@@ -1415,8 +1426,11 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
     }
     // What the batch's keep_both writes replaced is on the server now, with them.
     sqlite::statement preds(db.get(),
-                            "DELETE FROM cs_pred WHERE EXISTS(SELECT 1 FROM cs_outbox o WHERE o.seq <= ?"
-                            " AND o.collection=cs_pred.collection AND o.id=cs_pred.id AND o.stamp=cs_pred.stamp)");
+                            "DELETE FROM cs_pred WHERE EXISTS(SELECT 1 FROM cs_outbox o WHERE o.seq <= ?1"
+                            " AND o.collection=cs_pred.collection AND o.id=cs_pred.id AND o.stamp=cs_pred.stamp)"
+                            // ...except those of a write back in the outbox under its version (server_only).
+                            " AND NOT EXISTS(SELECT 1 FROM cs_outbox n WHERE n.seq > ?1"
+                            " AND n.collection=cs_pred.collection AND n.id=cs_pred.id AND n.stamp=cs_pred.stamp)");
     preds.bind(1, oldest.column_int64(1)).run();
     sqlite::statement del(db.get(), "DELETE FROM cs_outbox WHERE seq <= ?");
     del.bind(1, oldest.column_int64(1)).run();
@@ -1424,7 +1438,7 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
     unpin.bind(1, id_bytes(id)).run();
     // What the server refused is set aside with its reason, leaving the outbox with the
     // rest; the app lists, retries or drops it (store::quarantined()).
-    if (held.empty()) return restamped;
+    if (held.empty()) return result;
     sqlite::statement hold(db.get(),
                            "INSERT INTO cs_quarantine(collection, id, stamp, kind, change, code, reason, at_ms)"
                            " VALUES(?,?,?,?,?,?,?,?)");
@@ -1444,8 +1458,49 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
           .run();
       hold.reset();
     }
-    return restamped;
+    return result;
   });
+}
+
+void store::impl::revert_server_only(const change& c, const std::vector<wire::restored_field>& restore) {
+  const auto names_restored = [&](const std::string& name) {
+    return std::any_of(restore.begin(), restore.end(), [&](const wire::restored_field& f) { return f.name == name; });
+  };
+  auto meta = load_meta(c.collection, c.id);
+  if (meta && !meta->deleted) {
+    // Only where the refused write is still the field's value: a later local write is
+    // in the outbox and gets its own answer.
+    table_statements* t = table(c.collection);
+    std::vector<field_write> back;
+    for (const auto& f : restore) {
+      const auto it = meta->clock.find(f.name);
+      if (it == meta->clock.end() || it->second.ver != c.ver) continue;
+      place_received(t, c, f.name, f.val, field_clock_entry{f.ver, false, false}, *meta);
+      back.push_back(field_write{f.name, f.val});
+    }
+    if (!back.empty()) {
+      std::vector<const field_write*> values;
+      for (const auto& w : back) values.push_back(&w);
+      store_live(c.collection, c.id, values, *meta);
+      // A field the server never accepted a write of is not in the record at all, as on
+      // every other replica: its column is null now, and its clock entry goes.
+      if (std::erase_if(meta->clock, [](const auto& entry) { return entry.second.ver == version{}; }) > 0) {
+        store_live(c.collection, c.id, {}, *meta);
+      }
+    }
+    append_outbox(c.collection, c.id, c.ver, c.kind);
+    return;
+  }
+  // Deleted here since (a frozen write): what is left of it goes frozen, or nothing.
+  change rest = c;
+  std::erase_if(rest.fields, [&](const field_write& f) { return names_restored(f.name); });
+  std::erase_if(rest.kept, [&](const kept_field& k) { return names_restored(k.name); });
+  std::erase_if(rest.items, [&](const item_op& op) { return names_restored(op.field); });
+  if (rest.fields.empty() && rest.items.empty()) return;
+  append_outbox(c.collection, c.id, c.ver, c.kind);
+  const auto encoded = wire::encode_change(rest);
+  sqlite::statement freeze(db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=last_insert_rowid()");
+  freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
 }
 
 void store::impl::restamp(std::string_view collection, const record_id& id, const version& from, const version& to,

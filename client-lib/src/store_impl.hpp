@@ -227,10 +227,18 @@ struct store::impl {
   /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not the
   /// oldest pinned batch. `sent` are the batch's changes (empty: not known, e.g. in tests) and `refusals`
   /// what the server refused of them, by index, ascending. A change refused as
-  /// clock_ahead is re-stamped and back in the outbox; others are quarantined. Returns
-  /// the number re-stamped.
-  std::size_t ack_batch(const batch_id& id, std::span<const change> sent = {},
-                        const std::vector<wire::refusal>& refusals = {});
+  /// clock_ahead is re-stamped and back in the outbox; one refused as server_only shows
+  /// the server's values of the fields refused (the refusal's restore list) and the rest
+  /// of it is back in the outbox; others are quarantined.
+  struct ack_result {
+    std::size_t requeued = 0;  ///< refused changes back in the outbox (re-stamped or reverted)
+    std::size_t reverted = 0;  ///< of those, server_only refusals whose fields were put back
+  };
+  ack_result ack_batch(const batch_id& id, std::span<const change> sent = {},
+                       const std::vector<wire::refusal>& refusals = {});
+  /// Puts back the server's values of the fields a server_only refusal names, where `c`
+  /// wrote the value shown, and queues the rest of `c` again.
+  void revert_server_only(const change& c, const std::vector<wire::restored_field>& restore);
   /// The change an outbox entry stands for: the fields the entry wrote that no later
   /// write has overwritten, with their current values. Empty fields for an upsert
   /// whose every field was overwritten, or whose record was deleted since.

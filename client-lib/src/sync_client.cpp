@@ -235,12 +235,13 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
-      const auto restamped = s.ack_batch(result.batch, sent.changes, result.refused);
+      const auto acked = s.ack_batch(result.batch, sent.changes, result.refused);
       report.pushed += result.accepted;
-      report.quarantined += result.refused.size() - restamped;
-      // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
-      // in this sync too, once.
-      if (restamped > 0 && !resent_restamped) {
+      report.quarantined += result.refused.size() - acked.requeued;
+      report.reverted += acked.reverted;
+      // Changes re-stamped after a clock_ahead refusal, and what is left of a change
+      // refused as server_only, are back in the outbox: send them in this sync too, once.
+      if (acked.requeued > 0 && !resent_restamped) {
         resent_restamped = true;
         outbox_done = false;
       }

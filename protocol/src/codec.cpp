@@ -386,8 +386,9 @@ class reader {
 // Minimum encoded sizes, used to bound counts before allocating.
 constexpr std::size_t k_min_change = 1 + 16 + 8 + 8 + 1 + 1;
 constexpr std::size_t k_min_sequenced_change = 1 + k_min_change;
-// A refusal: index uvarint, code u16, reason text (its length, at least 1 byte).
-constexpr std::size_t k_min_refusal = 1 + 2 + 1;
+// A refusal: index uvarint, code u16, reason text (its length, at least 1 byte),
+// restored field count (uvarint).
+constexpr std::size_t k_min_refusal = 1 + 2 + 1 + 1;
 
 struct encoder {
   writer& w;
@@ -441,6 +442,13 @@ struct encoder {
       w.uvarint(f.index);
       w.u16(f.code);
       w.text(f.reason);
+      w.uvarint(f.restore.size());
+      for (const auto& field : f.restore) {
+        w.text(field.name);
+        w.val(field.val);
+        w.u64(field.ver.stamp.value);
+        w.u64(field.ver.node);
+      }
     }
   }
   void operator()(const pull& m) {
@@ -563,6 +571,18 @@ message decode_body(message_type type, reader& r) {
         f.index = static_cast<std::uint32_t>(index);
         f.code = r.u16("refusal code");
         f.reason = r.text("refusal reason");
+        // name (1+), value tag (1), stamp (8), node (8)
+        f.restore.resize(r.bounded_count("restored field count", 1 + 1 + 16, k_max_list, "restored fields"));
+        for (auto& field : f.restore) {
+          field.name = r.text("restored field name");
+          field.val = r.val();
+          field.ver.stamp.value = r.u64("restored stamp");
+          field.ver.node = r.u64("restored node id");
+          for (const auto& before : f.restore) {
+            if (&before == &field) break;
+            if (before.name == field.name) throw protocol_error(protocol_errc::malformed, "a refusal restores field '" + field.name + "' twice");
+          }
+        }
       }
       return m;
     }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <string_view>
 
 namespace caresync::server {
 
@@ -133,6 +134,22 @@ server_config load_config(const std::string& path) {
     a.refuse_unknown();
   }
   top.known("admin");
+  if (const auto* policies = root.get("policies")) {
+    if (!policies->is_table()) bad("config key 'policies' must be a table ([policies])");
+    const auto& t = *policies->as_table();
+    table_reader p(t, "policies.");
+    p.known("server_only");
+    if (const auto* list = t.get("server_only")) {
+      const auto* array = list->as_array();
+      if (!array) bad("config key 'policies.server_only' must be an array of \"collection.field\" strings");
+      for (const auto& item : *array) {
+        if (!item.is_string()) bad("config key 'policies.server_only' must be an array of \"collection.field\" strings");
+        c.server_only_fields.push_back(**item.as_string());
+      }
+    }
+    p.refuse_unknown();
+  }
+  top.known("policies");
   if (const auto* devices = root.get("devices")) {
     const auto* array = devices->as_array();
     if (!array) bad("config key 'devices' must be an array of tables ([[devices]])");
@@ -144,6 +161,7 @@ server_config load_config(const std::string& path) {
       device_credential cred;
       d.get("device_id", cred.device_id);
       d.get("token_sha256", cred.token_sha256);
+      d.get("server_side", cred.server_side);
       d.refuse_unknown();
       c.devices.push_back(std::move(cred));
     }
@@ -184,6 +202,19 @@ void validate(const server_config& c) {
   if (c.max_connections_per_address > 65535) {
     // One address reaches one port from at most 65535 source ports: a larger bound limits nothing.
     bad("config key 'limits.max_connections_per_address' must be at most 65535 (0: no limit)");
+  }
+  std::set<std::string> fields;
+  for (const auto& f : c.server_only_fields) {
+    // The names a schema allows (client-lib's validate): [a-z][a-z0-9_]{0,62}, twice.
+    const auto name_ok = [](std::string_view n) {
+      return !n.empty() && n.size() <= 63 && n[0] >= 'a' && n[0] <= 'z' &&
+             std::all_of(n.begin(), n.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'; });
+    };
+    const auto dot = f.find('.');
+    if (dot == std::string::npos || !name_ok(std::string_view(f).substr(0, dot)) || !name_ok(std::string_view(f).substr(dot + 1))) {
+      bad("config key 'policies.server_only' lists '" + f + "'; each entry is \"collection.field\" in lowercase letters, digits and _");
+    }
+    if (!fields.insert(f).second) bad("config key 'policies.server_only' lists '" + f + "' twice");
   }
   std::set<std::string> ids;
   for (std::size_t i = 0; i < c.devices.size(); ++i) {

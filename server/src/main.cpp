@@ -2,9 +2,11 @@
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/sha256.hpp>
+#include <caresync/server/activity_report.hpp>
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/config.hpp>
 #include <caresync/server/enrollment.hpp>
+#include <caresync/server/registry_import.hpp>
 #include <caresync/server/server.hpp>
 
 #include <caresync/server/change_store.hpp>
@@ -449,6 +451,31 @@ int main(int argc, char** argv) {
   revoke_cmd->add_option("--db", revoke_db, "The server's database file (instead of --config)");
   revoke_cmd->add_option("--device", revoke_id, "The device's id (caresync-server devices lists them)")->required();
 
+  std::string report_config, report_db;
+  server::activity_range report_range;
+  auto* report_cmd = app.add_subcommand(
+      "report",
+      "Print activity figures as CSV: per org unit, month and visit kind, the done visits, hours, distinct clients and "
+      "caregivers supported (figures only; reads the whole log)");
+  report_cmd->add_option("-c,--config", report_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  report_cmd->add_option("--db", report_db, "The server's database file (instead of --config)");
+  report_cmd->add_option("--from", report_range.from, "First month, YYYY-MM (default: the first there is)");
+  report_cmd->add_option("--to", report_range.to, "Last month, YYYY-MM (default: the last there is)");
+
+  std::string import_config, import_db, import_csv;
+  server::registry_import_options import_options;
+  auto* import_cmd = app.add_subcommand(
+      "import-registry",
+      "Import the services registry from CSV (a header of field[:type] names; one key column) as server-side writes: "
+      "only what changed is written, in one transaction");
+  import_cmd->add_option("-c,--config", import_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  import_cmd->add_option("--db", import_db, "The server's database file (instead of --config)");
+  import_cmd->add_option("--csv", import_csv, "The CSV file (UTF-8, RFC 4180)")->required()->check(CLI::ExistingFile);
+  import_cmd->add_option("--collection", import_options.collection, "The registry's collection")->capture_default_str();
+  import_cmd->add_option("--key", import_options.key, "The column that identifies a service")->capture_default_str();
+  import_cmd->add_flag("--delete-missing", import_options.delete_missing,
+                       "Delete the collection's records whose key is not in the file (default: keep and count them)");
+
   std::string backup_config, backup_db, backup_to;
   auto* backup_cmd = app.add_subcommand(
       "backup", "Copy the change store to a new file while the server runs (SQLite online backup; consistent snapshot)");
@@ -519,6 +546,31 @@ int main(int argc, char** argv) {
     if (*revoke_cmd) {
       if (!one_source("revoke-device", revoke_config, revoke_db)) return k_exit_usage;
       return revoke_device(revoke_config, database_of(revoke_config, revoke_db), revoke_id);
+    }
+    if (*import_cmd) {
+      if (!one_source("import-registry", import_config, import_db)) return k_exit_usage;
+      std::ifstream in(import_csv, std::ios::binary);
+      if (!in) {
+        std::cerr << "caresync-server: cannot read " << import_csv << "\n";
+        return k_exit_failure;
+      }
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto store = server::open_sqlite_change_store(database_of(import_config, import_db));
+      const auto r = server::import_registry(*store, text, import_options);
+      std::cout << "imported " << r.rows << " row(s) into " << import_options.collection << ": " << r.created << " new, "
+                << r.updated << " changed, " << r.unchanged << " unchanged, " << r.deleted << " deleted, " << r.missing_kept
+                << " not in the file kept";
+      if (r.last_seq) std::cout << " (log positions " << r.first_seq << "-" << r.last_seq << ")";
+      std::cout << "\n";
+      return 0;
+    }
+    if (*report_cmd) {
+      if (!one_source("report", report_config, report_db)) return k_exit_usage;
+      auto store = server::open_sqlite_change_store(database_of(report_config, report_db));
+      const auto rows = server::activity_figures(store->materialize(), report_range);
+      std::cout << server::activity_csv(rows);
+      std::cerr << "caresync-server: " << rows.size() << " row(s) of activity figures\n";
+      return 0;
     }
     if (*history_cmd) {
       if (history_config.empty() == history_db.empty()) {

@@ -3,6 +3,7 @@
 #include "log.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/merge.hpp>
 #include <caresync/server/enrollment.hpp>
 #include <caresync/server/push_rules.hpp>
 
@@ -238,6 +239,18 @@ void session::on_hello(const wire::hello& m) {
   }
   const bool accepted = enrolled ? same_hash(enrolled->token_sha256, hash_token(m.token))
                                  : token_matches(context_.config, m.device_id, m.token);
+  bool server_side = false;
+  if (accepted && enrolled) {
+    try {
+      const auto user = context_.store.find_user(enrolled->user_id);
+      server_side = user && user->role == "registry_admin";
+    } catch (const error& e) {
+      log::error("store_read_failed", {{"peer", peer_}, {"reason", e.what()}}, "reading the user failed");
+      return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
+    }
+  } else if (accepted) {
+    for (const auto& d : context_.config.devices) server_side = server_side || (d.device_id == m.device_id && d.server_side);
+  }
   if (!accepted) {
     ++context_.sessions_refused;
     outcome_ = "auth refused";
@@ -263,6 +276,7 @@ void session::on_hello(const wire::hello& m) {
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
+  server_side_ = server_side;
   health_.app_version = m.app_version;
   health_.outbox = m.outbox;
   health_.quarantined = m.quarantined;
@@ -301,6 +315,8 @@ void session::on_push(const wire::push& m) {
   push_rules rules;
   rules.limits.max_value_bytes = context_.config.max_value_bytes;
   rules.max_clock_ahead_ms = static_cast<std::uint64_t>(context_.config.max_clock_ahead.count());
+  rules.server_only = server_only_map(context_.config.server_only_fields);
+  rules.server_side = server_side_;
   auto screen = screen_push(m.changes, node_, rules, system_time_ms());
   if (screen.foreign_node) {
     return refuse(make_error_code(protocol_errc::malformed), "the push was refused: a change carries another replica's node id");
@@ -313,6 +329,12 @@ void session::on_push(const wire::push& m) {
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not store the push; try again later");
+  }
+  try {
+    restore_server_only(m.changes, outcome.refused);
+  } catch (const error& e) {
+    log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading fields to restore failed");
+    return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
   }
   if (outcome.replayed) {
     ++context_.batches_replayed;
@@ -327,6 +349,30 @@ void session::on_push(const wire::push& m) {
                                           outcome.replayed, std::move(outcome.refused)},
                         compression_),
        false);
+}
+
+void session::restore_server_only(std::span<const change> changes, std::vector<wire::refusal>& refused) {
+  // The device puts back what its refused write replaced: the server's newest value of
+  // each field, merged from the record's log (a replayed batch is answered with the
+  // values of now, which is what the device must show).
+  for (auto& r : refused) {
+    if (r.code != static_cast<std::uint16_t>(protocol_errc::server_only) || r.index >= changes.size()) continue;
+    const change& c = changes[r.index];
+    if (r.restore.empty()) {
+      // Refusals stored before (a replayed batch) keep no field names: name them again.
+      push_rules rules;
+      rules.server_only = server_only_map(context_.config.server_only_fields);
+      r.restore = server_only_writes(c, rules);
+    }
+    record_state state;
+    for (const auto& entry : context_.store.history(c.collection, c.id)) merge(state, entry.body);
+    for (auto& f : r.restore) {
+      const auto it = state.fields.find(f.name);
+      if (it == state.fields.end() || state.deleted) continue;  // never written, or deleted: null, version 0
+      f.val = it->second.val;
+      f.ver = it->second.ver;
+    }
+  }
 }
 
 void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime); }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <vector>
 #include <string>
 
@@ -96,6 +97,8 @@ class session : public std::enable_shared_from_this<session> {
   void on_hello(const wire::hello& m);
   void on_enroll(const wire::enroll& m);
   void on_push(const wire::push& m);
+  /// Fills the restore lists of server_only refusals with the server's values.
+  void restore_server_only(std::span<const change> changes, std::vector<wire::refusal>& refused);
   void on_pull(const wire::pull& m);
   void on_wait(const wire::wait& m);
   void on_prime(const wire::prime& m);
@@ -129,6 +132,9 @@ class session : public std::enable_shared_from_this<session> {
   std::string peer_;
   std::string device_;  // empty until hello is accepted
   node_id node_ = 0;
+  /// A server-side writer (a config device marked server_side, a registry_admin's
+  /// device): it may write the server_only fields.
+  bool server_side_ = false;
   wire::codec compression_ = wire::codec::none;  // agreed in hello/welcome
   std::uint32_t granted_ = 0;                    // feature bits granted in welcome
   bool writing_ = false;

@@ -360,7 +360,7 @@ class simulation {
       if (fault(3)) server_push(r, request, true);  // delivered twice
       if (fault(4)) return cut();                   // the answer is lost
       const auto result = std::get<wire::push_result>(wire::decode(wire::message_type::push_result, answer));
-      const auto restamped = s.ack_batch(result.batch, batch.changes, result.refused);
+      const auto restamped = s.ack_batch(result.batch, batch.changes, result.refused).requeued;
       if (result.refused.size() != restamped) {
         throw violation{"the server refused a change for another reason than its clock: " + result.refused.front().reason};
       }

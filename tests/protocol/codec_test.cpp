@@ -135,6 +135,15 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     wire::push_result refused{rid(0x44), 1, 7, 7, false,
                               {{0, 6, "a value is larger than 1000 bytes"}, {0xffffffffu, 0xffff, "ž"}}};
     CHECK(round_trip(refused) == refused);
+    wire::push_result restored{rid(0x45), 0, 0, 0, false,
+                               {{2, 15, "only the server side writes 'clients.care_level'",
+                                 {{"care_level", value{std::string("II")}, version{hlc_stamp{77}, 9}},
+                                  {"registered", value{}, version{}}}}}};
+    CHECK(round_trip(restored) == restored);
+    // The same field restored twice is malformed (duplicate keys are refused).
+    auto twice = restored;
+    twice.refused[0].restore[1].name = "care_level";
+    CHECK_THROWS_AS(wire::decode(wire::message_type::push_result, wire::encode(twice)), protocol_error);
   }
   SECTION("pull") {
     wire::pull m{k_max64, 1000, 0xffffffffu};
@@ -319,7 +328,7 @@ TEST_CASE("codec: hello ends with the open-conflict count", "[protocol]") {
   h.open_conflicts = 300;
   h.quarantined = 1;
   const auto hx = hex(wire::encode(h));
-  CHECK(hx.substr(0, 6) == "01" "0400");  // marker, protocol version 4 (u16 LE)
+  CHECK(hx.substr(0, 6) == "01" "0500");  // marker, protocol version 5 (u16 LE)
   // ..., app_version "", outbox 0, quarantined 1, open_conflicts 300
   CHECK(hx.substr(hx.size() - 2 * 5) == "00" "00" "01" "ac02");
   CHECK(round_trip(h).open_conflicts == 300);

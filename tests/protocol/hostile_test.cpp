@@ -230,7 +230,7 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
 }
 
 TEST_CASE("hostile: a push_result refusing a change twice or out of order is refused", "[protocol][security]") {
-  const auto refusal = [](std::uint64_t index) { return concat({varint(index), {0x06, 0x00}, {0x01, 'x'}}); };
+  const auto refusal = [](std::uint64_t index) { return concat({varint(index), {0x06, 0x00}, {0x01, 'x'}, {0x00}}); };
   const auto result = [&](std::initializer_list<bytes> refusals) {
     bytes out = concat({{0x01}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(refusals.size())});
     for (const auto& r : refusals) out.insert(out.end(), r.begin(), r.end());

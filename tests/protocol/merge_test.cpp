@@ -407,7 +407,7 @@ TEST_CASE("merge keep_both: a replaced write delivered again stays replaced", "[
   CHECK(st == before);
 }
 
-TEST_CASE("merge keep_both: a tombstone that saw the open conflicts closes them; a later edit stays visible",
+TEST_CASE("merge keep_both: a tombstone that saw the open conflicts closes them, a later edit stays visible",
           "[protocol][keep_both]") {
   const auto base = kept_write(100, 1, "note", text("base"));
   const auto a = kept_write(200, 2, "note", text("from a"), {ver_of(base)});

@@ -67,9 +67,13 @@ handshake_timeout_ms = 3000
 idle_timeout_ms = 60000
 max_connections_per_address = 16
 
+[policies]
+server_only = ["clients.care_level", "services.registration_id"]
+
 [[devices]]
 device_id = "tablet-17"
 token_sha256 = ")" + k_hash_a + R"("
+server_side = true
 
 [[devices]]
 device_id = "tablet-18"
@@ -96,6 +100,9 @@ token_sha256 = ")" + std::string(64, 'b') + R"("
   CHECK(c.devices[0].device_id == "tablet-17");
   CHECK(c.devices[0].token_sha256 == k_hash_a);
   CHECK(c.devices[1].device_id == "tablet-18");
+  CHECK(c.devices[0].server_side);
+  CHECK_FALSE(c.devices[1].server_side);
+  CHECK(c.server_only_fields == std::vector<std::string>{"clients.care_level", "services.registration_id"});
   CHECK_NOTHROW(server::validate(c));
 }
 
@@ -128,6 +135,19 @@ TEST_CASE("config mistakes are refused with the key named", "[config]") {
     const auto path =
         write_config(dir, minimal() + "[[devices]]\ndevice_id = \"t\"\ntoken = \"secret\"\ntoken_sha256 = \"" + k_hash_a + "\"\n");
     CHECK_THAT(error_of([&] { server::load_config(path); }), Catch::Contains("'devices[0].token'"));
+  }
+  SECTION("server_only entries that are not collection.field, or repeat") {
+    for (const char* entry : {"care_level", "clients.", ".care_level", "Clients.care_level", "clients.care-level"}) {
+      const auto path = write_config(dir, minimal() + "[policies]\nserver_only = [\"" + entry + "\"]\n");
+      auto c = server::load_config(path);
+      CHECK_THAT(error_of([&] { server::validate(c); }), Catch::Contains("'policies.server_only'") && Catch::Contains(entry));
+    }
+    auto twice = server::load_config(write_config(dir, minimal() + "[policies]\nserver_only = [\"a.b\", \"a.b\"]\n"));
+    CHECK_THAT(error_of([&] { server::validate(twice); }), Catch::Contains("twice"));
+    const auto not_strings = write_config(dir, minimal() + "[policies]\nserver_only = [1]\n");
+    CHECK_THAT(error_of([&] { server::load_config(not_strings); }), Catch::Contains("'policies.server_only'"));
+    const auto unknown = write_config(dir, minimal() + "[policies]\nserver_onyl = []\n");
+    CHECK_THAT(error_of([&] { server::load_config(unknown); }), Catch::Contains("'policies.server_onyl'"));
   }
   SECTION("a string where a number belongs") {
     const auto path = write_config(dir, minimal() + "port = \"7443\"\n");

@@ -105,7 +105,9 @@ void cs_free(char* text);
  *        {"name": "date", "type": "text"},
  *        {"name": "note", "type": "text", "policy": "keep_both"}]}]}
  *  type: "integer", "real", "text" or "bytes"; policy (optional): "last_writer_wins"
- *  (the default), "keep_both", "append" or "set_union" (docs/conflicts.md). Every commit
+ *  (the default), "keep_both", "append" or "set_union" (docs/conflicts.md); "server_only":
+ *  true (optional) for a field only the server side writes, which this store refuses to
+ *  write (a field device's store). Every commit
  *  is made durable (fsync). On success *out is the new store, the caller's to close.
  *  CS_INVALID_ARGUMENT (bad schema), CS_STORAGE, CS_STORAGE_BUSY; message: cs_open_error(). */
 cs_status cs_store_open(const char* path, const char* schema_json, cs_store** out);
@@ -163,7 +165,7 @@ cs_status cs_dismiss_conflict(cs_store* store, const char* collection, const cha
  *  optional (defaults as in caresync::sync_options); other keys are refused. `progress`
  *  may be NULL. On success, if report_json_out is not NULL, *report_json_out is the
  *  report (cs_free it):
- *    {"pushed", "quarantined", "batches", "pulled", "pages", "primed", "conflicts",
+ *    {"pushed", "quarantined", "reverted", "batches", "pulled", "pages", "primed", "conflicts",
  *     "bytes_sent", "bytes_received", "duration_ms", "cursor", "attempts", "resolved"}
  *  (all numbers). Work done before a failure is kept; run it again. CS_REVOKED: the
  *  store was wiped. Errors: CS_NETWORK, CS_TLS, CS_AUTH, CS_SERVER_BUSY, CS_PROTOCOL,

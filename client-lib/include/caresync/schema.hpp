@@ -33,6 +33,11 @@ struct field_def {
   std::string name;  ///< 1-63 characters of [a-z0-9_], starting with a letter
   value_kind type;   ///< integer, real, text or bytes (not null)
   merge_policy policy = merge_policy::last_writer_wins;
+  /// Only the server side (an office tool, a registry import; store_options::server_side)
+  /// writes it: on a field device store::create and update refuse it, and the server,
+  /// which lists it in its own config, refuses a write that gets through (an older app)
+  /// and the store puts back the server's value (docs/conflicts.md). Last-writer-wins only.
+  bool server_only = false;
 };
 
 /// A collection of records: one table named like the collection, with a TEXT primary

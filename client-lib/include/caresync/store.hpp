@@ -52,6 +52,10 @@ struct store_options {
   /// They run during sync (store::run_resolvers()); conflicts on deleted records are not
   /// given to them.
   std::map<std::string, conflict_resolver, std::less<>> resolvers = {};
+  /// A store of the server side (an office tool, a registry import job), not a field
+  /// tablet: it may write server_only fields. The server decides for itself whom it
+  /// takes such writes from (its config); this only stops the store refusing them.
+  bool server_side = false;
 };
 
 /// A record's fields by name, including fields the schema does not declare (kept from

@@ -108,6 +108,9 @@ struct sync_options {
 struct sync_report {
   std::size_t pushed = 0;          ///< local changes the server acknowledged and stored
   std::size_t quarantined = 0;     ///< local changes the server refused (store::quarantined())
+  /// local changes writing a server_only field (an app whose schema did not say so): the
+  /// store shows the server's values of those fields again and sent the rest
+  std::size_t reverted = 0;
   std::size_t batches = 0;         ///< push batches sent (including resends)
   std::size_t pulled = 0;          ///< changes received and applied
   std::size_t pages = 0;           ///< pages pulled

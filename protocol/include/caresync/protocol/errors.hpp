@@ -25,6 +25,7 @@ enum class protocol_errc {
   clock_ahead = 12,         ///< a change stamped too far ahead of the server's clock; the device re-stamps it
   enrollment_refused = 13,  ///< the enrollment code is unknown, used or expired
   device_revoked = 14,      ///< an administrator revoked the device: it must wipe its local data
+  server_only = 15,         ///< a change writes a field only the server side may write; the device reverts it
 };
 
 /// Faults of the link between a device and the server.

@@ -16,8 +16,9 @@ namespace caresync::wire {
 /// The protocol version this build speaks; sent first in hello. Version 2 added the
 /// refused changes of push_result; version 3 the kept fields of a change (keep_both)
 /// and the open-conflict count in hello; version 4 the prioritised initial sync (prime,
-/// and pull's prime spec) and the remaining counts of a changes page.
-inline constexpr std::uint16_t k_protocol_version = 4;
+/// and pull's prime spec) and the remaining counts of a changes page; version 5 the
+/// restored fields of a refusal (server_only).
+inline constexpr std::uint16_t k_protocol_version = 5;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
@@ -98,12 +99,26 @@ struct push {
   friend bool operator==(const push&, const push&) = default;
 };
 
+/// A field as the server holds it: its newest accepted write (version 0 and null when
+/// nothing was accepted). Sent with a server_only refusal, so the device puts back what
+/// its refused write replaced.
+struct restored_field {
+  std::string name;
+  value val;
+  version ver;
+  friend bool operator==(const restored_field&, const restored_field&) = default;
+};
+
 /// A change of a push that the server did not store, and why. The device sets it aside
-/// (quarantine) and the rest of its outbox goes on.
+/// (quarantine), re-stamps it (clock_ahead) or reverts the fields named in `restore`
+/// (server_only), and the rest of its outbox goes on.
 struct refusal {
   std::uint32_t index = 0;  ///< the change's position in the push, from 0
   std::uint16_t code = 0;   ///< a protocol_errc value
   std::string reason;       ///< for a person: the rule or limit broken, never the value
+  /// server_only: every field of the change the device may not write, with the server's
+  /// value; distinct names. Empty for other codes.
+  std::vector<restored_field> restore{};
   friend bool operator==(const refusal&, const refusal&) = default;
 };
 

@@ -14,6 +14,9 @@ namespace caresync::server {
 struct device_credential {
   std::string device_id;
   std::string token_sha256;
+  /// A server-side writer (a registry import job, an office tool), not a field tablet:
+  /// it may write the server_only fields.
+  bool server_side = false;
 };
 
 /// Everything the server needs to run. Defaults are safe for a first start.
@@ -42,6 +45,12 @@ struct server_config {
   /// closed when accepted, before the TLS handshake. 0: no limit. Tablets behind one NAT
   /// address share it, so it bounds a flood from one place, not a single device.
   std::uint32_t max_connections_per_address = 64;
+  /// Fields only the server side may write, as "collection.field" ([policies]
+  /// server_only). A field device's change writing one is refused alone (server_only)
+  /// and its device puts back the server's value (docs/conflicts.md, "server_only").
+  /// Server-side writers are config devices marked server_side and enrolled users with
+  /// the role registry_admin.
+  std::vector<std::string> server_only_fields;
   /// The admin HTTP listener: /metrics (Prometheus text) and /healthz. Off unless the
   /// config turns it on ([admin] enabled = true); loopback unless told otherwise.
   bool admin_enabled = false;
