@@ -211,7 +211,9 @@ nlohmann::json run(const bench_options& opt) {
   const auto region = sample::make_region(ro);
   const auto generate = clock_type::now() - generate_start;
 
-  auto local = store::open({(dir.path() / "tablet.db").string(), care::schema(), mode});
+  store_options o{(dir.path() / "tablet.db").string(), care::schema(), mode};
+  o.server_side = true;  // it publishes the registry (server_only fields) as well
+  auto local = store::open(o);
   care::records care(*local, care::role::registry_admin);
 
   progress("writing " + std::to_string(opt.services) + " services and " + std::to_string(opt.clients) + " clients");

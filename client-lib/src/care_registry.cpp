@@ -5,6 +5,7 @@
 #include <caresync/store.hpp>
 
 #include "care_internal.hpp"
+#include "store_impl.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -266,12 +267,21 @@ records::records(caresync::store& s, role r)
     for (const auto& f : want.fields) {
       const field_def* hf = have->find(f.name);
       if (!hf) mismatch("the store does not declare the care field " + want.name + "." + f.name);
+      if (hf->server_only != f.server_only) {
+        mismatch("the store declares " + want.name + "." + f.name + (f.server_only ? " not server_only" : " server_only") +
+                 ", unlike the care schema");
+      }
       if (hf->type != f.type || hf->policy != f.policy) {
         mismatch("the store declares " + want.name + "." + f.name + " as " + std::string(to_string(hf->type)) + ", " +
                  policy_name(hf->policy) + " instead of " + std::string(to_string(f.type)) + ", " +
                  policy_name(f.policy));
       }
     }
+  }
+  if (r == role::registry_admin && !s.internal().options.server_side) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "role::registry_admin writes the registry, whose fields are server_only: open the store with "
+                "store_options::server_side = true (and the server must list the device as server_side)");
   }
   sqlite::statement index(ctx_->db(),
                           "SELECT count(*) FROM sqlite_master WHERE name IN ('cs_registry_fts',"

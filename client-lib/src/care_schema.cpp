@@ -147,6 +147,12 @@ caresync::schema schema() {
                       text("registration_id"), field_def{"capacity", value_kind::integer}, text("municipalities"),
                       text("address"), text("contacts"), text("opening_hours"), text("description")}},
   };
+  // The registry is written by the server side only (registry administrators, the
+  // import): a field tablet's store refuses to write it, and so does the server.
+  for (auto& c : s.collections) {
+    if (c.name != k_services) continue;
+    for (auto& f : c.fields) f.server_only = true;
+  }
   s.setup_sql = registry_index_sql();
   // Indexes for the typed API's lookups (a client's visits, a unit's inbox, ...), so
   // they stay fast on a tablet holding years of visits.

@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
     }
     const auto start = std::chrono::steady_clock::now();
     // normal: a sample is made again from its seed if a crash cuts it short.
-    auto local = caresync::store::open({store_path, caresync::care::schema(), caresync::durability::normal});
+    caresync::store_options o{store_path, caresync::care::schema(), caresync::durability::normal};
+    o.server_side = true;  // it writes the registry, whose fields are server_only
+    auto local = caresync::store::open(o);
     caresync::care::records care(*local, caresync::care::role::registry_admin);
     const auto w = caresync::sample::write_region(care, region);
     const auto ms =

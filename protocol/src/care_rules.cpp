@@ -231,6 +231,12 @@ constexpr std::array k_rules{
     field_rule{k_services, "description", rule_kind::long_text, false},
 };
 
+constexpr std::array<std::string_view, 11> k_server_only_fields{
+    "services.org_unit",     "services.provider",      "services.service_name", "services.service_type",
+    "services.registration_id", "services.capacity",   "services.municipalities", "services.address",
+    "services.contacts",     "services.opening_hours", "services.description",
+};
+
 const field_rule* find_rule(std::string_view collection, std::string_view field) noexcept {
   for (const auto& r : k_rules) {
     if (r.collection == collection && r.field == field) return &r;
@@ -384,6 +390,8 @@ std::span<const code_label> visit_statuses() noexcept { return k_visit_statuses;
 std::span<const code_label> referral_urgencies() noexcept { return k_referral_urgencies; }
 std::span<const code_label> referral_handovers() noexcept { return k_referral_handovers; }
 std::span<const code_label> referral_states() noexcept { return k_referral_states; }
+
+std::span<const std::string_view> server_only_fields() noexcept { return k_server_only_fields; }
 
 bool is_known(std::span<const code_label> codes, std::string_view code) noexcept {
   return std::any_of(codes.begin(), codes.end(), [&](const code_label& c) { return c.code == code; });

@@ -22,10 +22,14 @@ namespace caresync::testing {
 inline constexpr std::uint64_t k_now_ms = 1'795'428'000'000;
 
 struct care_tablet {
-  explicit care_tablet(care::role r = care::role::field_worker, const std::string& name = "tablet.db")
+  /// A tablet with `care` opened as `r`; its store is server-side (it may write the
+  /// registry's server_only fields) for registry_admin, or when `server_side` says so.
+  explicit care_tablet(care::role r = care::role::field_worker, const std::string& name = "tablet.db",
+                       bool server_side = false)
       : path(dir.file(name)) {
     store_options o{path, care::schema()};
     o.time_source = [] { return k_now_ms; };
+    o.server_side = server_side || r == care::role::registry_admin;  // the registry's fields are server_only
     local = store::open(o);
     care = std::make_unique<care::records>(*local, r);
   }

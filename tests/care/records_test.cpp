@@ -325,6 +325,20 @@ TEST_CASE("records needs a store opened with the care schema", "[care][records]"
     auto local = store::open({dir.file("lww.db"), s});
     CHECK(message_of([&] { records r(*local); }).find("visits.note") != std::string::npos);
   }
+  SECTION("registry administration needs a server-side store") {
+    auto local = store::open({dir.file("field.db"), care::schema()});
+    CHECK(error_of([&] { records r(*local, role::registry_admin); }) == k_invalid);
+    CHECK(message_of([&] { records r(*local, role::registry_admin); }).find("server_side") != std::string::npos);
+    CHECK_NOTHROW(records(*local, role::field_worker));
+  }
+  SECTION("the registry's fields not server_only") {
+    auto s = care::schema();
+    for (auto& c : s.collections) {
+      for (auto& f : c.fields) f.server_only = false;
+    }
+    auto local = store::open({dir.file("open.db"), s});
+    CHECK(message_of([&] { records r(*local); }).find("server_only") != std::string::npos);
+  }
   SECTION("the care collections without the search index") {
     auto s = care::schema();
     s.setup_sql.clear();
@@ -336,7 +350,9 @@ TEST_CASE("records needs a store opened with the care schema", "[care][records]"
 TEST_CASE("the example of docs/care.md runs as written", "[care][records]") {
   caresync::testing::temp_dir dir;
   caresync::schema s = care::schema();
-  auto local = store::open({dir.file("caresync.db"), s});
+  store_options o{dir.file("caresync.db"), s};
+  o.server_side = true;  // this test also publishes the registry it searches
+  auto local = store::open(o);
   care::records care(*local);
   records admin(*local, role::registry_admin);
   admin.services().add({.org_unit = "kraj", .provider = "Vzorová pečovatelská služba s.r.o.",

@@ -143,7 +143,7 @@ TEST_CASE("decline needs a reason, an unknown referral is not found", "[care][re
 }
 
 TEST_CASE("a new referral: validation", "[care][referral][validation]") {
-  care_tablet t;
+  care_tablet t(role::registry_admin);  // it also adds the services referred to
   const auto client = t.add_client();
   auto& refs = t.care->referrals();
   const auto message = [&](referral r) { return message_of([&] { refs.add(r); }); };

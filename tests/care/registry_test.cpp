@@ -102,8 +102,11 @@ void check_index_exact(const std::string& path) {
 }  // namespace
 
 TEST_CASE("the registry is read-only for field roles", "[care][registry]") {
-  care_tablet t;
-  registry r(t);
+  // Published on an administrator's tablet, received by a field tablet as a sync would.
+  care_tablet admin(role::registry_admin, "admin.db");
+  registry r(admin);
+  care_tablet t(role::field_worker, "field.db");
+  transfer(*admin.local, *t.local);
   auto& field = t.care->services();
   const auto outbox = t.local->outbox_size();
   const auto attempt = [&](const std::function<void()>& write) {
@@ -113,6 +116,11 @@ TEST_CASE("the registry is read-only for field roles", "[care][registry]") {
   attempt([&] { field.add(make_service("X", "Y", "osobni_asistence", {})); });
   attempt([&] { field.update(r.home_care, {.service_name = "Z"}); });
   attempt([&] { field.remove(r.home_care); });
+  // Below the typed API, the store refuses too: the registry's fields are server_only.
+  CHECK(error_of([&] { t.local->create("services", {{"service_name", std::string("X")}}); }) ==
+        make_error_code(storage_errc::invalid_argument));
+  CHECK(error_of([&] { t.local->update("services", r.home_care, {{"capacity", std::int64_t{1}}}); }) ==
+        make_error_code(storage_errc::invalid_argument));
   CHECK(t.local->outbox_size() == outbox);
   CHECK(field.count() == 4);
   CHECK(field.find(r.home_care)->service_name == "Pečovatelská služba Horní Lhota");
@@ -148,7 +156,7 @@ TEST_CASE("service validation", "[care][registry][validation]") {
 }
 
 TEST_CASE("registry search by type, municipality and text", "[care][registry][search]") {
-  care_tablet t;
+  care_tablet t(role::field_worker, "tablet.db", true);
   registry r(t);
   auto& services = t.care->services();
 
@@ -208,7 +216,7 @@ TEST_CASE("registry search by type, municipality and text", "[care][registry][se
 }
 
 TEST_CASE("hostile search text is plain words: no error, no injection", "[care][registry][search][security]") {
-  care_tablet t;
+  care_tablet t(role::field_worker, "tablet.db", true);
   registry r(t);
   auto& services = t.care->services();
   const std::vector<std::string> hostile{
@@ -257,7 +265,7 @@ TEST_CASE("hostile search text is plain words: no error, no injection", "[care][
 }
 
 TEST_CASE("the search index stays exact through updates and deletes", "[care][registry][search]") {
-  care_tablet t;
+  care_tablet t(role::field_worker, "tablet.db", true);
   registry r(t);
   auto& admin = r.care.services();
   auto& services = t.care->services();
@@ -367,7 +375,9 @@ TEST_CASE("a store that held services before the index existed is indexed at ope
   without_index.setup_sql.clear();
   record_id id;
   {
-    auto local = store::open({path, without_index});
+    store_options o{path, without_index};
+    o.server_side = true;
+    auto local = store::open(o);
     id = local->create("services", {{"org_unit", std::string("kraj")},
                                     {"provider", std::string("Vzorový poskytovatel")},
                                     {"service_name", std::string("Odlehčovací služba Vzorov")},

@@ -209,3 +209,18 @@ TEST_CASE("check_care_change: what a server refuses of a push", "[care][rules]")
     CHECK(check_care_change(c).empty());
   }
 }
+
+TEST_CASE("the registry's fields are the server_only ones, in the rules and the schema", "[care][rules]") {
+  std::set<std::string> listed;
+  for (const auto f : server_only_fields()) listed.insert(std::string(f));
+  std::set<std::string> marked;
+  std::size_t service_fields = 0;
+  for (const auto& c : care::schema().collections) {
+    for (const auto& f : c.fields) {
+      if (f.server_only) marked.insert(c.name + "." + f.name);
+      if (c.name == "services") ++service_fields;
+    }
+  }
+  CHECK(marked == listed);
+  CHECK(listed.size() == service_fields);
+}

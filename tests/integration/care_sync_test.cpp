@@ -8,6 +8,7 @@
 
 #include <caresync/care.hpp>
 #include <caresync/protocol/errors.hpp>
+#include <caresync/server/registry_import.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -19,8 +20,10 @@ using caresync::testing::test_server;
 
 namespace {
 
-std::unique_ptr<store> care_tablet(const temp_dir& dir, const std::string& name) {
-  return store::open(store_options{dir.file(name + ".db"), care::schema(), durability::normal});
+std::unique_ptr<store> care_tablet(const temp_dir& dir, const std::string& name, bool server_side = false) {
+  store_options o{dir.file(name + ".db"), care::schema(), durability::normal};
+  o.server_side = server_side;
+  return store::open(o);
 }
 
 care::service sample_service(int i) {
@@ -55,7 +58,11 @@ bool index_matches(const std::string& path) {
 TEST_CASE("a registry published on one tablet is searchable on another after sync", "[sync][care]") {
   temp_dir dir;
   test_server server(dir);
-  auto admin_store = care_tablet(dir, "admin");
+  // The registry is server_only: the server takes it from its server-side writers only.
+  for (const auto field : care::server_only_fields()) server.config().server_only_fields.emplace_back(field);
+  server.config().devices[0].server_side = true;
+  server.restart();
+  auto admin_store = care_tablet(dir, "admin", true);
   auto field_store = care_tablet(dir, "field");
   care::records admin(*admin_store, care::role::registry_admin);
   care::records field(*field_store);
@@ -92,6 +99,22 @@ TEST_CASE("a registry published on one tablet is searchable on another after syn
   CHECK_FALSE(field.services().find(made[2]));
   for (const auto& q : queries) CHECK(ids(field.services().search(q)) == ids(admin.services().search(q)));
   CHECK(field_store->state_digest() == admin_store->state_digest());
+
+  // An app that does not know the registry is server_only (its own schema) writes a
+  // service anyway: the server refuses it and every tablet keeps the published registry.
+  auto s = care::schema();
+  for (auto& c : s.collections) {
+    for (auto& f : c.fields) f.server_only = false;
+  }
+  auto older = store::open(store_options{dir.file("older.db"), s, durability::normal});
+  sync_client(*older, server.options(2)).sync();
+  older->update("services", made[0], {{"service_name", std::string("Přepsáno z tabletu")}});
+  const auto report = sync_client(*older, server.options(2)).sync();
+  CHECK(report.reverted == 1);
+  CHECK(older->get("services", made[0])->at("service_name") == value(std::string("Raná péče Nové Jméno")));
+  sync_client(*field_store, server.options(1)).sync();
+  CHECK(field.services().find(made[0])->service_name == "Raná péče Nové Jméno");
+  CHECK(field.services().search({.text = "prepsano"}).empty());
 }
 
 TEST_CASE("a referral with a temporary handover, between a field tablet and a coordinator", "[sync][care]") {
@@ -133,4 +156,30 @@ TEST_CASE("a referral with a temporary handover, between a field tablet and a co
   CHECK(worker.referrals().find(referral)->state == care::referral_state::closed);
   CHECK(worker.clients().find(client)->org_unit == "kraj/orp-a/team-1");
   CHECK(worker_store->state_digest() == coordinator_store->state_digest());
+}
+
+TEST_CASE("a registry imported on the server in caresync-sample's CSV shape is searchable on a tablet", "[sync][care]") {
+  temp_dir dir;
+  test_server server(dir);
+  // The header and values as caresync-sample --services-csv writes them.
+  const std::string csv =
+      "registration_id,provider,service_name,service_type,municipalities,capacity:integer,address,contacts,"
+      "opening_hours,org_unit,description\r\n"
+      "SYN-1000000,Vzorová pečovatelská služba s.r.o.,Pečovatelská služba Horní Lhota,pecovatelska_sluzba,"
+      "\"[\"\"Dolní Lhota\"\",\"\"Horní Lhota\"\"]\",40,Horní Lhota č. p. 1,+420 000 111 222,Po–Pá 7:00–15:30,kraj-vzor,"
+      "Fiktivní služba (synthetic)\r\n"
+      "SYN-1000001,Fiktivní asistence z.ú.,Osobní asistence Vzorov,osobni_asistence,\"[\"\"Vzorov\"\"]\",,,,,kraj-vzor,\r\n";
+  const auto result = server::import_registry(server.get().store(), csv, {});
+  REQUIRE(result.created == 2);
+
+  auto tablet = care_tablet(dir, "field");
+  care::records care(*tablet);
+  CHECK(sync_client(*tablet, server.options(1)).sync().pulled == 2);
+  const auto found = care.services().search({.municipality = "Dolní Lhota", .text = "pecovatelska"});
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].id == server::registry_record_id("services", "SYN-1000000"));
+  CHECK(found[0].capacity == 40);
+  CHECK(found[0].municipalities == std::vector<std::string>{"Dolní Lhota", "Horní Lhota"});
+  CHECK(ids(care.services().search({.type = "osobni_asistence"})).size() == 1);
+  CHECK(index_matches(dir.file("field.db")));
 }

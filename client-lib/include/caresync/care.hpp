@@ -287,7 +287,8 @@ class referral_repository {
 };
 
 /// services(): the regional registry. Readable by everyone; written only through a
-/// records object opened as registry_admin (others get constraint).
+/// records object opened as registry_admin (others get constraint) over a store opened
+/// with store_options::server_side (the registry's fields are server_only).
 class service_repository {
  public:
   record_id add(const service& s);
@@ -307,15 +308,17 @@ class service_repository {
 };
 
 /// Who is writing: field roles read the registry, registry administrators also write it.
-/// The server enforces roles on what it accepts; this check keeps a field app from
-/// queueing writes the server would refuse.
+/// The server enforces this on what it accepts (server_only fields); this check keeps a
+/// field app from queueing writes the server would refuse, with a clear error.
 enum class role { field_worker, registry_admin };
 
 /// The typed care API over a store opened with care::schema() (or an extension of it).
 class records {
  public:
-  /// Checks that the store declares every care field with its type and policy and holds
-  /// the search index; throws caresync::error (schema_mismatch) saying what is missing.
+  /// Checks that the store declares every care field with its type, policy and
+  /// server_only flag and holds the search index; throws caresync::error
+  /// (schema_mismatch) saying what is missing, or (invalid_argument) for registry_admin
+  /// over a store not opened with store_options::server_side.
   explicit records(caresync::store& s, role r = role::field_worker);
   ~records();
   records(const records&) = delete;

@@ -60,6 +60,11 @@ std::span<const code_label> referral_urgencies() noexcept;
 std::span<const code_label> referral_handovers() noexcept;
 std::span<const code_label> referral_states() noexcept;
 
+/// The fields only the server side writes: every field of the registry (services), as
+/// "services.provider", ... . care::schema() declares them server_only; a server lists
+/// them in its config ([policies] server_only) to refuse a field device's write of them.
+std::span<const std::string_view> server_only_fields() noexcept;
+
 /// Whether `code` is one of `codes`.
 bool is_known(std::span<const code_label> codes, std::string_view code) noexcept;
 
