@@ -252,6 +252,7 @@ void store::impl::create_tables() {
       }
     }
   }
+  for (const auto& sql : options.schema.setup_sql) sqlite::exec(db.get(), sql.c_str());
   tx.commit();
 }
 

@@ -57,6 +57,14 @@ struct collection_def {
 /// All collections of a store.
 struct schema {
   std::vector<collection_def> collections;
+  /// SQL statements the store runs at every open (and when wipe() reopens it), in the
+  /// transaction that creates the tables, after them: for objects an app or a layer
+  /// derives from the collections' tables, such as indexes, triggers and the care
+  /// registry's search index (docs/care.md). Each must be idempotent (CREATE ... IF NOT
+  /// EXISTS) and must not write the collections' tables; a trigger on them runs inside
+  /// the store's own writes, local or synced, so it must never fail. A failing statement
+  /// fails store::open (storage_errc, with SQLite's message).
+  std::vector<std::string> setup_sql = {};
 
   /// The collection named `name`, or nullptr.
   const collection_def* find(std::string_view name) const noexcept;
