@@ -139,6 +139,7 @@ server_config load_config(const std::string& path) {
     const auto& t = *policies->as_table();
     table_reader p(t, "policies.");
     p.known("server_only");
+    p.get("care_rules", c.care_rules);
     if (const auto* list = t.get("server_only")) {
       const auto* array = list->as_array();
       if (!array) bad("config key 'policies.server_only' must be an array of \"collection.field\" strings");

@@ -1,7 +1,11 @@
 #include <caresync/server/push_rules.hpp>
 
 #include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
 
+#include <caresync/protocol/care_rules.hpp>
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/merge.hpp>
 
@@ -52,6 +56,9 @@ push_screen screen_push(std::span<const change> changes, node_id device_node, co
           index, static_cast<std::uint16_t>(protocol_errc::clock_ahead),
           "the change is stamped " + std::to_string((c.ver.stamp.wall_ms() - now_ms) / 1000) +
               " s ahead of the server's clock; the device re-stamps it with the server's time"});
+    } else if (auto care = rules.care_rules ? care::check_care_change(c) : std::string(); !care.empty()) {
+      out.refused.push_back(wire::refusal{index, static_cast<std::uint16_t>(protocol_errc::limit_exceeded),
+                                          "care rule: " + care});
     } else if (auto fields = server_only_writes(c, rules); !fields.empty()) {
       std::string names;
       for (const auto& f : fields) names += (names.empty() ? "'" : ", '") + c.collection + "." + f.name + "'";
@@ -62,6 +69,88 @@ push_screen screen_push(std::span<const change> changes, node_id device_node, co
     }
   }
   return out;
+}
+
+namespace {
+
+/// Whether legal moves lead from `from` to `to`: a tablet's outbox sends a record's
+/// newest values, so accept and start made offline arrive as one move new -> in_progress.
+bool reachable(care::referral_state from, care::referral_state to) {
+  std::vector<care::referral_state> frontier{from};
+  std::set<care::referral_state> seen{from};
+  while (!frontier.empty()) {
+    const auto at = frontier.back();
+    frontier.pop_back();
+    for (const auto next : {care::referral_state::new_, care::referral_state::accepted, care::referral_state::in_progress,
+                            care::referral_state::closed, care::referral_state::declined}) {
+      if (!care::legal_referral_transition(at, next) || !seen.insert(next).second) continue;
+      if (next == to) return true;
+      frontier.push_back(next);
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void refuse_illegal_transitions(change_store& store, std::span<const change> changes, std::vector<wire::refusal>& refused) {
+  // The state each referral is in as the batch goes: the log's, then the batch's own.
+  std::map<record_id, std::optional<std::string>> state;
+  std::vector<wire::refusal> added;
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    const change& c = changes[i];
+    if (c.collection != "referrals" || c.kind != change_kind::upsert) continue;
+    if (std::any_of(refused.begin(), refused.end(), [&](const wire::refusal& r) { return r.index == i; })) continue;
+    const auto written = std::find_if(c.fields.begin(), c.fields.end(), [](const field_write& f) { return f.name == "state"; });
+    if (written == c.fields.end()) continue;
+    auto known = state.find(c.id);
+    if (known == state.end()) {
+      record_state merged;
+      for (const auto& entry : store.history(c.collection, c.id)) merge(merged, entry.body);
+      std::optional<std::string> current;
+      if (const auto f = merged.fields.find("state"); f != merged.fields.end()) {
+        if (const auto* text = std::get_if<std::string>(&f->second.val)) current = *text;
+      }
+      known = state.emplace(c.id, current).first;
+    }
+    const auto* to_text = std::get_if<std::string>(&written->val);
+    auto to = care::referral_state::new_;
+    bool to_known = false;
+    if (to_text) {
+      if (const auto parsed = care::parse_referral_state(*to_text)) {
+        to = *parsed;
+        to_known = true;
+      }
+    }
+    // (Plain values rather than optionals: GCC 12 warns falsely on optionals here.)
+    auto from = care::referral_state::new_;
+    bool from_known = false;
+    if (known->second) {
+      if (const auto parsed = care::parse_referral_state(*known->second)) {
+        from = *parsed;
+        from_known = true;
+      }
+    }
+    std::string why;
+    if (!to_known) {
+      why = "a referral's state must be one of new, accepted, in_progress, closed, declined";
+    } else if (!known->second) {
+      if (to != care::referral_state::new_) why = "a referral starts as new, not " + std::string(care::to_code(to));
+    } else if (from_known && from == to) {
+      // The same state written again: no move.
+    } else if (!from_known || !reachable(from, to)) {
+      why = "a referral cannot move from " + *known->second + " to " + std::string(care::to_code(to));
+    }
+    if (!why.empty()) {
+      added.push_back(wire::refusal{static_cast<std::uint32_t>(i), static_cast<std::uint16_t>(protocol_errc::limit_exceeded),
+                                    why + " (the server holds the referral as " + known->second.value_or("new to it") + ")"});
+      continue;
+    }
+    known->second = *to_text;
+  }
+  if (added.empty()) return;
+  refused.insert(refused.end(), added.begin(), added.end());
+  std::sort(refused.begin(), refused.end(), [](const wire::refusal& a, const wire::refusal& b) { return a.index < b.index; });
 }
 
 void strip_server_only(std::vector<change>& changes, const std::vector<wire::refusal>& refused) {

@@ -316,11 +316,20 @@ void session::on_push(const wire::push& m) {
   rules.max_clock_ahead_ms = static_cast<std::uint64_t>(context_.config.max_clock_ahead.count());
   rules.server_only = server_only_map(context_.config.server_only_fields);
   rules.server_side = server_side_;
+  rules.care_rules = context_.config.care_rules;
   auto screen = screen_push(m.changes, node_, rules, system_time_ms());
   if (screen.foreign_node) {
     return refuse(make_error_code(protocol_errc::malformed), "the push was refused: a change carries another replica's node id");
   }
   auto& refused = screen.refused;
+  if (rules.care_rules) {
+    try {
+      refuse_illegal_transitions(context_.store, m.changes, refused);
+    } catch (const error& e) {
+      log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading referrals failed");
+      return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
+    }
+  }
   // A change writing a server_only field is stored without it (a copy only then).
   std::vector<change> stripped;
   std::span<const change> to_store = m.changes;

@@ -183,3 +183,57 @@ TEST_CASE("a registry imported on the server in caresync-sample's CSV shape is s
   CHECK(ids(care.services().search({.type = "osobni_asistence"})).size() == 1);
   CHECK(index_matches(dir.file("field.db")));
 }
+
+TEST_CASE("with care_rules on, the server refuses a referral reopened and an invalid code from an app that skips "
+          "the checks, and the rest of the push is stored",
+          "[sync][care]") {
+  temp_dir dir;
+  test_server server(dir);
+  server.config().care_rules = true;
+  server.restart();
+  auto worker_store = care_tablet(dir, "worker");
+  auto other_store = care_tablet(dir, "other");
+  care::records worker(*worker_store);
+  care::records other(*other_store);
+  const auto client = worker.clients().add({.name = "Marie Vzorová (synthetic)", .org_unit = "kraj/orp-a/team-1"});
+  const auto referral = worker.referrals().add({.client_id = client, .to_unit = "kraj/nemocnice/soc",
+                                                .reason = "propuštění domů (synthetic)"});
+  CHECK(sync_client(*worker_store, server.options(0)).sync().quarantined == 0);
+
+  // Legal moves made offline reach the server as one (the outbox sends the newest
+  // state): new -> in_progress is accepted, then closed.
+  sync_client(*other_store, server.options(1)).sync();
+  other.referrals().accept(referral);
+  other.referrals().start(referral);
+  CHECK(sync_client(*other_store, server.options(1)).sync().quarantined == 0);
+  other.referrals().close(referral);
+  CHECK(sync_client(*other_store, server.options(1)).sync().quarantined == 0);
+  sync_client(*worker_store, server.options(0)).sync();
+  REQUIRE(worker.referrals().find(referral)->state == care::referral_state::closed);
+
+  // An app that writes the store directly reopens it, and records a visit kind no care
+  // app knows; a legal edit goes in the same push.
+  worker_store->update("referrals", referral, {{"state", std::string("accepted")}});
+  const auto bad_visit = worker_store->create(
+      "visits", {{"client_id", client.to_string()}, {"org_unit", std::string("kraj/orp-a/team-1")},
+                 {"kind", std::string("teleportation")}, {"status", std::string("planned")},
+                 {"start_at", std::string("2026-11-20T08:00:00Z")}, {"end_at", std::string("2026-11-20T09:00:00Z")}});
+  worker_store->update("clients", client, {{"contact", std::string("+420 000 000 000 (synthetic)")}});
+  const auto report = sync_client(*worker_store, server.options(0)).sync();
+  CHECK(report.quarantined == 2);
+  const auto held = worker_store->quarantined();
+  REQUIRE(held.size() == 2);
+  bool move_named = false, kind_named = false;
+  for (const auto& q : held) {
+    move_named = move_named || q.reason.find("cannot move from closed to accepted") != std::string::npos;
+    kind_named = kind_named || (q.record == bad_visit && q.reason.find("care rule") != std::string::npos);
+  }
+  CHECK(move_named);
+  CHECK(kind_named);
+
+  // Nobody else sees them; the legal edit arrived.
+  sync_client(*other_store, server.options(1)).sync();
+  CHECK(other.referrals().find(referral)->state == care::referral_state::closed);
+  CHECK_FALSE(other_store->get("visits", bad_visit));
+  CHECK(other.clients().find(client)->contact == "+420 000 000 000 (synthetic)");
+}

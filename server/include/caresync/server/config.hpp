@@ -51,6 +51,10 @@ struct server_config {
   /// Server-side writers are config devices marked server_side and enrolled users with
   /// the role registry_admin.
   std::vector<std::string> server_only_fields;
+  /// Refuse pushed changes that break the care schema's rules (docs/care.md: codes,
+  /// dates, times, referral state moves), each alone ([policies] care_rules). Off for
+  /// apps with schemas of their own; the packaged config turns it on.
+  bool care_rules = false;
   /// The admin HTTP listener: /metrics (Prometheus text) and /healthz. Off unless the
   /// config turns it on ([admin] enabled = true); loopback unless told otherwise.
   bool admin_enabled = false;

@@ -24,6 +24,9 @@ struct push_rules {
   std::map<std::string, std::set<std::string, std::less<>>, std::less<>> server_only;
   /// The pushing device is a server-side writer: server_only does not apply to it.
   bool server_side = false;
+  /// Refuse changes that break the care schema's rules (care::check_care_change: codes,
+  /// dates, times; server_config::care_rules).
+  bool care_rules = false;
 };
 
 /// The rules' server_only map from "collection.field" entries (validated by the config).
@@ -49,6 +52,16 @@ std::vector<wire::restored_field> server_only_writes(const change& c, const push
 
 push_screen screen_push(std::span<const change> changes, node_id device_node, const push_rules& rules,
                         std::uint64_t now_ms);
+
+/// Adds to `refused` (keeping index order) each change of `changes` not refused yet that
+/// moves a referral's state where the care schema does not allow it, judged against the
+/// record's state in `store` and the batch's earlier changes: a new referral starts as
+/// "new", and a move must follow legal moves (care::legal_referral_transition), several
+/// at once allowed, since a tablet's outbox sends only the newest state of a record
+/// (accept and start made offline arrive as new -> in_progress). So a closed or declined
+/// referral never reopens and none moves back. Refused as limit_exceeded: the device
+/// sets the change aside (quarantine). Throws caresync::error (storage).
+void refuse_illegal_transitions(change_store& store, std::span<const change> changes, std::vector<wire::refusal>& refused);
 
 /// Takes the fields that `refused`'s server_only refusals name out of their changes
 /// (field writes, kept entries and item operations): what the store then stores.
