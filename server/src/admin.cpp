@@ -27,6 +27,7 @@ const char* errc_name(std::size_t code) {
     case protocol_errc::clock_ahead: return "clock_ahead";
     case protocol_errc::enrollment_refused: return "enrollment_refused";
     case protocol_errc::device_revoked: return "device_revoked";
+    case protocol_errc::out_of_scope: return "out_of_scope";
   }
   return nullptr;
 }

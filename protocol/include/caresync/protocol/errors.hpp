@@ -25,6 +25,8 @@ enum class protocol_errc {
   clock_ahead = 12,         ///< a change stamped too far ahead of the server's clock; the device re-stamps it
   enrollment_refused = 13,  ///< the enrollment code is unknown, used or expired
   device_revoked = 14,      ///< an administrator revoked the device: it must wipe its local data
+  // 15 is server_only (a field only the server writes), on another branch.
+  out_of_scope = 16,        ///< a pushed change touches a record or collection outside the device's scope
 };
 
 /// Faults of the link between a device and the server.
