@@ -1443,6 +1443,44 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
           .run();
       hold.reset();
     }
+    // A change refused as out of scope (docs/protocol.md, "Scopes"): the record is not
+    // this device's to hold. Its later local changes are set aside with it, unsent, so
+    // that no words are lost silently; then the record goes. If the device may still see
+    // it, the server sends it back at the next pull, as the server has it.
+    std::vector<std::pair<std::string, record_id>> out_of_scope;
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (held_why[i]->code != static_cast<std::uint16_t>(protocol_errc::out_of_scope)) continue;
+      std::pair<std::string, record_id> key{held[i]->collection, held[i]->id};
+      if (std::find(out_of_scope.begin(), out_of_scope.end(), key) == out_of_scope.end()) out_of_scope.push_back(std::move(key));
+    }
+    for (const auto& [collection, record] : out_of_scope) {
+      sqlite::statement later(db.get(), "SELECT stamp, kind, frozen FROM cs_outbox WHERE collection=? AND id=? ORDER BY seq");
+      later.bind_static(1, std::string_view(collection)).bind_static(2, id_bytes(record));
+      std::vector<change> unsent;
+      while (later.step()) {
+        const version ver{hlc_stamp{static_cast<std::uint64_t>(later.column_int64(0))}, node};
+        if (later.column_type(2) != SQLITE_NULL) {
+          unsent.push_back(wire::decode_change(later.column_blob(2)));
+        } else if (auto c = rebuild(collection, record, ver, static_cast<change_kind>(later.column_int64(1)))) {
+          unsent.push_back(std::move(*c));
+        }
+      }
+      for (const auto& c : unsent) {
+        const auto encoded = wire::encode_change(c);
+        hold.bind_static(1, std::string_view(c.collection))
+            .bind_static(2, id_bytes(c.id))
+            .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
+            .bind(4, static_cast<std::int64_t>(c.kind))
+            .bind_static(5, std::span<const std::uint8_t>(encoded))
+            .bind(6, static_cast<std::int64_t>(protocol_errc::out_of_scope))
+            .bind_static(7, std::string_view("not sent: an earlier change of this record was refused as outside this device's scope"))
+            .bind(8, now)
+            .run();
+        hold.reset();
+      }
+      purge_record(collection, record);
+      ++refused_out_of_scope_total;
+    }
     return restamped;
   });
 }
@@ -1741,6 +1779,21 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
       throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
     }
   }
+  // Backfilled records (docs/protocol.md, "Scopes"): each record's changes together, in
+  // increasing sequence order; their sequence numbers are the log's, not bound to the cursor.
+  for (std::size_t i = 0; i < page.backfill.size(); ++i) {
+    const auto& item = page.backfill[i];
+    if (i > 0) {
+      const auto& before = page.backfill[i - 1];
+      const bool same = before.body.collection == item.body.collection && before.body.id == item.body.id;
+      if (same && before.seq >= item.seq) {
+        throw protocol_error(protocol_errc::malformed, "the server sent a backfilled record out of sequence order");
+      }
+    }
+    if (const auto reason = check_change(item.body); !reason.empty()) {
+      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
+    }
+  }
 }
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
@@ -1748,6 +1801,15 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
   const auto p = prime();
   return in_transaction([&] {
     std::size_t conflicts = 0;
+    // Records that entered the device's scope: each one's whole history replaces
+    // whatever the store held of it (it holds nothing, unless a page was delivered twice).
+    for (std::size_t i = 0; i < page.backfill.size(); ++i) {
+      const auto& c = page.backfill[i].body;
+      if (i == 0 || page.backfill[i - 1].body.collection != c.collection || page.backfill[i - 1].body.id != c.id) {
+        purge_record(c.collection, c.id);
+      }
+      conflicts += apply(c);
+    }
     std::optional<sqlite::statement> primed;
     for (const auto& item : page.items) {
       // A change the priority phase delivered is held already: a second delivery could
@@ -1760,6 +1822,10 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
       }
       conflicts += apply(item.body);
     }
+    // Records that left the device's scope: nothing of them stays.
+    for (const auto& purge : page.purges) purge_record(purge.collection, purge.id);
+    purged_total += page.purges.size();
+    if (page.scope_epoch != 0) set_state("scope_epoch", std::to_string(page.scope_epoch));
     set_state("cursor", std::to_string(page.next_cursor));
     if (p.spec.until > 0 && page.next_cursor >= p.spec.until) {
       // The log is pulled past the priority phase: nothing is left to leave out.
@@ -1767,6 +1833,25 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
     }
     return conflicts;
   });
+}
+
+void store::impl::purge_record(std::string_view collection, const record_id& id) {
+  if (table_statements* t = table(collection)) {
+    const auto text = id.to_chars();
+    sqlite::reset_guard g(*t->delete_row);
+    t->delete_row->bind_static(1, text_of(text)).run();
+  }
+  for (auto* stmt : {&*meta_delete, &*extra_delete_record, &*pred_delete_record, &*conflict_delete_record, &*item_delete_record}) {
+    sqlite::reset_guard g(*stmt);
+    stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
+  sqlite::statement outbox(db.get(), "DELETE FROM cs_outbox WHERE collection=? AND id=?");
+  outbox.bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+}
+
+std::uint64_t store::impl::scope_epoch() {
+  const auto e = get_state("scope_epoch");
+  return e.empty() ? 0 : parse_u64(e);
 }
 
 store::impl::prime_state store::impl::prime() {

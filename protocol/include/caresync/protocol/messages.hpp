@@ -207,12 +207,12 @@ struct changes_page {
   /// with the page and sends it in its next pull (pull::scope_epoch).
   std::uint64_t scope_epoch = 0;
   /// Records that left the device's scope: delete them and everything kept of them.
-  std::vector<scope_purge> purges;
+  std::vector<scope_purge> purges{};
   /// Records that entered the device's scope: every change of each, record by record and
   /// in sequence order within a record. A backfilled record replaces whatever the device
   /// held of it. Sequence numbers are the log's and may lie at or below the cursor, or
   /// above next_cursor (the server leaves those out of later pages).
-  std::vector<sequenced_change> backfill;
+  std::vector<sequenced_change> backfill{};
   friend bool operator==(const changes_page&, const changes_page&) = default;
 };
 

@@ -88,8 +88,8 @@ struct page_position {
 struct prime_item {
   std::uint64_t seq = 0;
   std::uint64_t bytes = 0;
-  std::string collection;  ///< the record it changes (for scopes and the audit)
-  record_id id;
+  std::string collection{};  ///< the record it changes (for scopes and the audit)
+  record_id id{};
 };
 
 /// How much of the log follows a cursor (for progress).
