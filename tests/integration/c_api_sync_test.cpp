@@ -229,7 +229,9 @@ TEST_CASE("c_api: enroll with a one-time code, sync with what it gave, and a rev
   const auto device_id = me.at("device_id").get<std::string>();
   const auto mine = options(server, 0, device_id, me.at("token").get<std::string>());
   c_string id;
-  REQUIRE(cs_create(tablet, "visits", R"({"note": "Visit note (synthetic): before the loss."})", id.out()) == CS_OK);
+  // An enrolled device is scoped: a new visit names an org unit of its user's.
+  REQUIRE(cs_create(tablet, "visits", R"({"note": "Visit note (synthetic): before the loss.", "org_unit": "kraj/orp-benesov/team-2"})",
+                    id.out()) == CS_OK);
   CHECK(sync(tablet, mine).at("pushed") == 1);
 
   REQUIRE(store.revoke_device(device_id, caresync::system_time_ms()));
