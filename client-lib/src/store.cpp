@@ -193,6 +193,21 @@ store::~store() = default;
 
 void store::impl::open_database() {
   db = sqlite::open(options.path, k_identity, options.durability == durability::full ? "FULL" : "NORMAL");
+  // What is deleted is overwritten with zeros, not left in free pages: a record purged
+  // because it left the device's scope must not stay readable in the file
+  // (docs/security.md, "Scopes and roles").
+  sqlite::exec(db.get(), "PRAGMA secure_delete=ON");
+}
+
+void store::impl::checkpoint_after_purge() {
+  if (!purged_unflushed || depth > 0) return;
+  purged_unflushed = false;
+  // The WAL still holds the purged records' old pages: copy it into the database and
+  // empty it. A reader holding a snapshot may keep it from finishing; the next purge, or
+  // SQLite's own checkpoints, finish it.
+  sqlite::statement q(db.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+  while (q.step()) {
+  }
 }
 
 void store::impl::create_tables() {
@@ -1479,6 +1494,7 @@ std::size_t store::impl::ack_batch(const batch_id& id, std::span<const change> s
         hold.reset();
       }
       purge_record(collection, record);
+      purged_unflushed = true;
       ++refused_out_of_scope_total;
     }
     return restamped;
@@ -1799,7 +1815,7 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
   check_page(page, cursor());
   const auto p = prime();
-  return in_transaction([&] {
+  const auto conflicts = in_transaction([&] {
     std::size_t conflicts = 0;
     // Records that entered the device's scope: each one's whole history replaces
     // whatever the store held of it (it holds nothing, unless a page was delivered twice).
@@ -1833,6 +1849,9 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
     }
     return conflicts;
   });
+  if (!page.purges.empty()) purged_unflushed = true;
+  checkpoint_after_purge();
+  return conflicts;
 }
 
 void store::impl::purge_record(std::string_view collection, const record_id& id) {

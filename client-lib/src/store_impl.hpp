@@ -256,6 +256,11 @@ struct store::impl {
   std::size_t refused_out_of_scope_total = 0;
   /// The scope epoch of the last page that carried purges or backfilled records (0: none).
   std::uint64_t scope_epoch();
+  /// Records were purged since the WAL was last emptied.
+  bool purged_unflushed = false;
+  /// After a purge, outside any transaction: empties the WAL into the database (whose
+  /// deleted content secure_delete zeroed), so no old page of a purged record is left.
+  void checkpoint_after_purge();
 
   // --- prioritised initial sync (docs/protocol.md, "Prioritised initial sync")
   /// The priority phase begun and not yet pulled past (spec.until 0: none): how many of

@@ -238,6 +238,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
       const auto restamped = s.ack_batch(result.batch, sent.changes, result.refused);
+      s.checkpoint_after_purge();
       report.pushed += result.accepted;
       report.quarantined += result.refused.size() - restamped;
       // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them

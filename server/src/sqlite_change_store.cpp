@@ -69,7 +69,7 @@ class sqlite_change_store final : public change_store {
                    // Per scoped device: the node and scope it was last served with, and the
                    // last scope epoch given out.
                    "CREATE TABLE IF NOT EXISTS device_scope(device TEXT PRIMARY KEY NOT NULL, node INTEGER NOT NULL,"
-                   " fingerprint TEXT NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID;"
+                   " fingerprint TEXT NOT NULL, epoch INTEGER NOT NULL, reconcile INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
                    // The records a scoped device holds; changes up to `through` were sent
                    // with a backfill (later pages leave them out).
                    "CREATE TABLE IF NOT EXISTS device_records(device TEXT NOT NULL, collection TEXT NOT NULL,"
@@ -224,8 +224,11 @@ class sqlite_change_store final : public change_store {
       forget_device(who.device);
       set_device_scope(who.device, node, fingerprint);
     } else if (q.column_text(1) != fingerprint) {
-      reconcile(who);
+      // Reconciled at its next pull, once the pull's scope epoch has settled what the
+      // device holds.
       set_device_scope(who.device, node, fingerprint);
+      sqlite::statement flag(db_.get(), "UPDATE device_scope SET reconcile=1 WHERE device=?");
+      flag.bind(1, std::string_view(who.device)).run();
     }
     tx.commit();
   }
@@ -812,7 +815,8 @@ class sqlite_change_store final : public change_store {
   }
 
   /// After a scope change: queues a purge of each record the device holds and may no
-  /// longer see, and a backfill of each it may see and does not hold.
+  /// longer see, and a backfill of each it may see and does not hold. Runs after the
+  /// pull's scope epoch settled what was sent, so the queue holds nothing in flight.
   void reconcile(const requester& who) {
     const auto& scope = *who.scope;
     std::set<record_key> held_now, queued;
@@ -907,6 +911,14 @@ class sqlite_change_store final : public change_store {
           unhold(device, e.collection, e.id);  // never arrived
           enqueue(device, e.collection, e.id, k_backfill, 0);
         }
+      }
+    }
+    {
+      sqlite::statement flagged(db_.get(), "UPDATE device_scope SET reconcile=0 WHERE device=? AND reconcile=1 RETURNING 1");
+      flagged.bind(1, device);
+      if (flagged.step()) {
+        flagged.reset();
+        reconcile(who);
       }
     }
     const auto max_changes = std::max<std::uint32_t>(r.max_changes, 1);
