@@ -45,22 +45,23 @@ const std::vector<std::string>* scope_rules::fields_of(std::string_view collecti
 
 std::string check_rules(const scope_rules& rules) {
   for (const auto& [collection, fields] : rules.unit_fields) {
-    if (!is_valid_name(collection)) return "scopes.unit_fields names '" + collection + "', which is not a valid collection name";
-    if (fields.size() > 8) return "scopes.unit_fields." + collection + " lists more than 8 fields";
+    if (!is_valid_name(collection)) return "'scopes.unit_fields' names '" + collection + "', which is not a valid collection name";
+    const std::string key = "'scopes.unit_fields." + collection + "'";
+    if (fields.size() > 8) return key + " lists more than 8 fields";
     for (const auto& f : fields) {
-      if (!is_valid_name(f)) return "scopes.unit_fields." + collection + " names '" + f + "', which is not a valid field name";
-      if (std::count(fields.begin(), fields.end(), f) > 1) return "scopes.unit_fields." + collection + " names '" + f + "' twice";
+      if (!is_valid_name(f)) return key + " names '" + f + "', which is not a valid field name";
+      if (std::count(fields.begin(), fields.end(), f) > 1) return key + " names '" + f + "' twice";
     }
   }
   for (const auto* table : {&rules.read, &rules.write}) {
     const char* key = table == &rules.read ? "scopes.read" : "scopes.write";
     for (const auto& [role, collections] : *table) {
       if (!known_role(role)) {
-        return std::string(key) + " names role '" + role + "'; roles are field_worker, coordinator, registry_admin, admin";
+        return "'" + std::string(key) + "' names role '" + role + "'; roles are field_worker, coordinator, registry_admin, admin";
       }
       for (const auto& c : collections) {
         if (!rules.unit_fields.count(c)) {
-          return std::string(key) + "." + role + " names '" + c + "', which scopes.unit_fields does not list";
+          return "'" + std::string(key) + "." + role + "' names '" + c + "', which scopes.unit_fields does not list";
         }
       }
     }

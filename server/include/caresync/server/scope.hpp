@@ -47,7 +47,7 @@ struct scope_rules {
 };
 
 /// An empty string when `rules` is usable; else what is wrong, naming the key
-/// ("scopes.read.field_worker names 'notes', which scopes.unit_fields does not list").
+/// ("'scopes.read.field_worker' names 'notes', which scopes.unit_fields does not list").
 std::string check_rules(const scope_rules& rules);
 
 /// What one enrolled device may do, fixed for a session at its hello ("scope changes
