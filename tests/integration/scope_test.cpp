@@ -239,6 +239,10 @@ page_records raw_prime_and_wait(const sync_options& o, node_id node, std::uint64
   // A ping is answered with its nonce and nothing else.
   const auto pong = s.ask(wire::ping{77});
   CHECK((pong == wire::message{wire::pong{77}}));
+  // enroll after hello is no way in: refused, and the connection ends.
+  const auto again = s.ask(wire::enroll{wire::k_protocol_version, "scope-test", "ABCD-EFGH-JKMN-PQRS", ""});
+  REQUIRE(std::holds_alternative<wire::error>(again));
+  CHECK(std::get<wire::error>(again).code == static_cast<std::uint16_t>(protocol_errc::unexpected_message));
   return out;
 }
 
@@ -333,6 +337,17 @@ TEST_CASE("scope matrix: every message type and every actor, no record leaks and
     CHECK(pulled.purged.empty());
     const auto primed = raw_prime_and_wait(a.options, node + 0x100, head);
     CHECK(w.names_of(primed.sent) == (a.refused_with ? std::set<std::string>{} : a.may_see));
+
+    // enroll instead of hello, with a code that is not one: refused, no record.
+    {
+      auto o = a.options;
+      try {
+        (void)enroll(o, "0000-0000-0000-000" + std::to_string(i % 10));
+        FAIL("a made-up code enrolled a device");
+      } catch (const caresync::error& e) {
+        CHECK(e.code() == make_error_code(protocol_errc::enrollment_refused));
+      }
+    }
 
     // The library's sync: the store holds exactly what the actor may see, and no secret
     // of another record is anywhere in its files.
