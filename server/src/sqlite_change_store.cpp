@@ -57,15 +57,13 @@ class sqlite_change_store final : public change_store {
                    // Scopes (docs/security.md, "Scopes and roles"). The org unit tree.
                    "CREATE TABLE IF NOT EXISTS org_units(id TEXT PRIMARY KEY NOT NULL, parent TEXT NOT NULL,"
                    " name TEXT NOT NULL) WITHOUT ROWID;"
-                   // Every record of the log, with the seq of its first change.
-                   "CREATE TABLE IF NOT EXISTS records(collection TEXT NOT NULL, record_id BLOB NOT NULL,"
-                   " first_seq INTEGER NOT NULL, PRIMARY KEY(collection, record_id)) WITHOUT ROWID;"
                    // The current value of each unit field of each record: its newest write
                    // by version (unit NULL: null or not a text, placing nowhere).
                    "CREATE TABLE IF NOT EXISTS record_units(collection TEXT NOT NULL, record_id BLOB NOT NULL,"
                    " field TEXT NOT NULL, unit TEXT, stamp INTEGER NOT NULL, node INTEGER NOT NULL,"
                    " PRIMARY KEY(collection, record_id, field)) WITHOUT ROWID;"
-                   "CREATE INDEX IF NOT EXISTS record_units_by_unit ON record_units(collection, unit);"
+                   // (No index by unit: only a scope change reads by unit, and it reads the
+                   // collection's rows once; every push would pay for the index.)
                    // Per scoped device: the node and scope it was last served with, and the
                    // last scope epoch given out.
                    "CREATE TABLE IF NOT EXISTS device_scope(device TEXT PRIMARY KEY NOT NULL, node INTEGER NOT NULL,"
@@ -91,14 +89,6 @@ class sqlite_change_store final : public change_store {
       if (!has_conflicts.step()) {
         sqlite::exec(db_.get(), "ALTER TABLE device_health ADD COLUMN open_conflicts INTEGER NOT NULL DEFAULT 0");
       }
-      // A store made before scopes: its records are listed once, from the log.
-      sqlite::statement listed(db_.get(), "SELECT value FROM server_state WHERE key='records_listed'");
-      if (!listed.step()) {
-        sqlite::exec(db_.get(),
-                     "INSERT OR IGNORE INTO records(collection, record_id, first_seq)"
-                     " SELECT collection, record_id, min(seq) FROM changes GROUP BY collection, record_id;"
-                     "INSERT INTO server_state(key, value) VALUES('records_listed', '1');");
-      }
       tx.commit();
     }
     // A second connection for long reads (a priority phase reads the log up to its
@@ -113,8 +103,8 @@ class sqlite_change_store final : public change_store {
     insert_refusal_.emplace(db_.get(), "INSERT INTO refusals(device, batch_id, idx, code, reason) VALUES(?,?,?,?,?)");
     scan_.emplace(db_.get(),
                   "SELECT seq, node, change, collection, record_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
-    insert_record_.emplace(db_.get(), "INSERT OR IGNORE INTO records(collection, record_id, first_seq) VALUES(?,?,?)");
-    first_seq_.emplace(db_.get(), "SELECT first_seq FROM records WHERE collection=? AND record_id=?");
+    // A record's first change, by the index on (collection, record_id, seq).
+    first_seq_.emplace(db_.get(), "SELECT min(seq) FROM changes WHERE collection=? AND record_id=?");
     units_of_.emplace(db_.get(), "SELECT field, unit, stamp, node FROM record_units WHERE collection=? AND record_id=?");
     put_unit_.emplace(db_.get(),
                       "INSERT OR REPLACE INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)");
@@ -156,9 +146,9 @@ class sqlite_change_store final : public change_store {
     // from the whole log, once.
     sqlite::transaction tx(db_.get());
     sqlite::exec(db_.get(), "DELETE FROM record_units");
-    sqlite::statement all(db_.get(), "SELECT seq, change FROM changes ORDER BY seq");
+    sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
     while (all.step()) {
-      index_change(wire::decode_change(all.column_blob(1)), static_cast<std::uint64_t>(all.column_int64(0)));
+      index_change(wire::decode_change(all.column_blob(0)));
     }
     sqlite::statement put(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('unit_fields', ?)");
     put.bind(1, std::string_view(fingerprint)).run();
@@ -195,9 +185,9 @@ class sqlite_change_store final : public change_store {
         }
       }
       const auto seq = store_change(who.device, c, now);
-      index_change(c, seq);
+      index_change(c);
       if (who.scope) hold_if_new(who.device, c.collection, c.id);
-      audit_row(now, who, "push", c.collection, c.id, seq);
+      // Its audit line is the log's own row: device, collection, record, seq, time.
       if (out.first_seq == 0) out.first_seq = seq;
       out.last_seq = seq;
       ++out.accepted;
@@ -277,10 +267,16 @@ class sqlite_change_store final : public change_store {
 
   void audit(const audit_query& query, const std::function<void(const audit_entry&)>& line) override {
     const std::lock_guard lock(mutex_);
+    // Pushes are the log's own rows (append-only, never pruned): not written twice.
     sqlite::statement q(db_.get(),
-                        "SELECT at_ms, device, user, action, collection, record_id, seq FROM audit"
-                        " WHERE at_ms >= ? AND at_ms < ? AND (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4)"
-                        " ORDER BY at_ms, rowid");
+                        "SELECT at_ms, device, user, action, collection, record_id, seq FROM ("
+                        " SELECT at_ms, device, user, action, collection, record_id, seq, 1 AS src, rowid AS k FROM audit"
+                        "  WHERE at_ms >= ?1 AND at_ms < ?2"
+                        " UNION ALL"
+                        " SELECT c.received_ms, c.device, coalesce(d.user_id, ''), 'push', c.collection, c.record_id, c.seq,"
+                        "  0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
+                        "  WHERE c.received_ms >= ?1 AND c.received_ms < ?2)"
+                        " WHERE (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4) ORDER BY at_ms, src, k");
     q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(query.from_ms, INT64_MAX)))
         .bind(2, static_cast<std::int64_t>(std::min<std::uint64_t>(query.to_ms, INT64_MAX)))
         .bind(3, std::string_view(query.device))
@@ -677,13 +673,9 @@ class sqlite_change_store final : public change_store {
     return std::nullopt;
   }
 
-  /// Lists the record and keeps its unit fields current: each the newest write by
-  /// version, as merge would (a delete does not move a record).
-  void index_change(const change& c, std::uint64_t seq) {
-    {
-      sqlite::reset_guard g(*insert_record_);
-      insert_record_->bind(1, std::string_view(c.collection)).bind(2, id_span(c.id)).bind(3, static_cast<std::int64_t>(seq)).run();
-    }
+  /// Keeps the record's unit fields current: each the newest write by version, as merge
+  /// would (a delete does not move a record).
+  void index_change(const change& c) {
     const auto fields = unit_fields_.find(c.collection);
     if (fields == unit_fields_.end() || fields->second.empty() || c.fields.empty()) return;
     std::optional<std::map<std::string, unit_value, std::less<>>> current;
@@ -704,17 +696,13 @@ class sqlite_change_store final : public change_store {
     }
   }
 
-  bool known(std::string_view collection, const record_id& id) {
-    sqlite::reset_guard g(*first_seq_);
-    first_seq_->bind(1, collection).bind(2, id_span(id));
-    return first_seq_->step();
-  }
-
+  /// The seq of the record's first change in the log; 0 when the log does not know it.
   std::uint64_t first_seq(std::string_view collection, const record_id& id) {
     sqlite::reset_guard g(*first_seq_);
     first_seq_->bind(1, collection).bind(2, id_span(id));
     return first_seq_->step() ? static_cast<std::uint64_t>(first_seq_->column_int64(0)) : 0;
   }
+  bool known(std::string_view collection, const record_id& id) { return first_seq(collection, id) != 0; }
 
   /// The device may receive the record as the store has it now.
   bool sees(const device_scope& scope, std::string_view collection, const record_id& id) {
@@ -841,16 +829,15 @@ class sqlite_change_store final : public change_store {
     };
     for (const auto& collection : scope.read) {
       if (scope.region_wide.count(collection)) {
-        sqlite::statement q(db_.get(), "SELECT record_id FROM records WHERE collection=?");
+        sqlite::statement q(db_.get(), "SELECT DISTINCT record_id FROM changes WHERE collection=?");
         q.bind(1, std::string_view(collection));
         while (q.step()) backfill(collection, id_of(q.column_blob(0)));
         continue;
       }
-      sqlite::statement q(db_.get(), "SELECT record_id FROM record_units WHERE collection=? AND unit=?");
-      for (const auto& unit : scope.units) {
-        q.reset();
-        q.bind(1, std::string_view(collection)).bind(2, std::string_view(unit));
-        while (q.step()) backfill(collection, id_of(q.column_blob(0)));
+      sqlite::statement q(db_.get(), "SELECT record_id, unit FROM record_units WHERE collection=? AND unit IS NOT NULL");
+      q.bind(1, std::string_view(collection));
+      while (q.step()) {
+        if (scope.units.count(q.column_text(1))) backfill(collection, id_of(q.column_blob(0)));
       }
     }
   }
@@ -1097,7 +1084,7 @@ class sqlite_change_store final : public change_store {
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, head_, by_seq_,
       extent_;
   // Scopes and audit (also guarded by mutex_).
-  std::optional<sqlite::statement> scan_, insert_record_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
+  std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
       enqueue_, history_upto_, insert_audit_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
   std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
