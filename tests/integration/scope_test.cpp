@@ -6,6 +6,7 @@
 
 #include "../support/sql_probe.hpp"
 #include "fixture.hpp"
+#include "store_impl.hpp"
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -712,4 +713,57 @@ TEST_CASE("scope: org units, users and the audit with caresync-server; the audit
   CHECK(old_status == 0);
   CHECK(old == "at,device,user,action,collection,record_id,seq\n");
   CHECK(server_command("audit " + db + " --from 2026-13-01 --to 2026-12-01").second == 2);
+}
+
+TEST_CASE("scope: a page of purges or backfills that never arrived is sent again; a new store of the device gets everything",
+          "[scope][faults][integration]") {
+  temp_dir dir;
+  test_server server(dir);
+  const auto w = seed(server, dir);
+  const auto worker = enrolled(server, "worker.a", "field_worker", k_unit_a);
+  auto tablet = open_tablet(dir, "worker", scope_schema());
+  sync_client(*tablet, worker).sync();
+  auto region = open_tablet(dir, "region", scope_schema());
+  sync_client(*region, server.options(1)).sync();
+  const auto client_a = w.records.at("clients-A").id;
+  const auto client_b = w.records.at("clients-B").id;
+
+  // The region moves A's client to B and B's client to A.
+  region->update("clients", client_a, {{"org_unit", k_unit_b}});
+  region->update("clients", client_b, {{"org_unit", k_unit_a}});
+  sync_client(*region, server.options(1)).sync();
+
+  // The pages for the tablet are made and lost (the connection drops before the tablet
+  // stores them): same node, same cursor, its stored epoch.
+  const auto lost = [&] {
+    raw_session s(worker, tablet->node());
+    const auto m = s.ask(wire::pull{tablet->cursor(), 0, 0, {}, tablet->internal().scope_epoch()});
+    REQUIRE(std::holds_alternative<wire::changes_page>(m));
+    return std::get<wire::changes_page>(m);
+  };
+  const auto first = lost();
+  CHECK(first.scope_epoch > 0);
+  CHECK(first.purges.size() == 1);
+  CHECK(first.backfill.size() == 2);  // B's client: its creation and its move
+  const auto second = lost();          // lost again: the server sends them again
+  CHECK(second.scope_epoch > first.scope_epoch);
+  CHECK(second.purges == first.purges);
+  CHECK(second.backfill == first.backfill);
+
+  // The tablet's own sync gets them and applies them once.
+  const auto r = sync_client(*tablet, worker).sync();
+  CHECK(r.purged == 1);
+  CHECK_FALSE(tablet->get("clients", client_a));
+  REQUIRE(tablet->get("clients", client_b));
+  CHECK(w.names_of(held_ids(dir.file("worker.db"))) ==
+        std::set<std::string>{"clients-B", "caregivers-A", "visits-A", "service"});
+  const auto again = sync_client(*tablet, worker).sync();
+  CHECK(again.purged == 0);
+  CHECK(again.pulled == 0);
+
+  // The app reinstalled: a new store with the same credentials receives all it may see.
+  auto fresh = open_tablet(dir, "fresh", scope_schema());
+  sync_client(*fresh, worker).sync();
+  CHECK(w.names_of(held_ids(dir.file("fresh.db"))) == std::set<std::string>{"clients-B", "caregivers-A", "visits-A", "service"});
+  CHECK(fresh->state_digest() == tablet->state_digest());
 }
