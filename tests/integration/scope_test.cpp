@@ -767,3 +767,34 @@ TEST_CASE("scope: a page of purges or backfills that never arrived is sent again
   CHECK(w.names_of(held_ids(dir.file("fresh.db"))) == std::set<std::string>{"clients-B", "caregivers-A", "visits-A", "service"});
   CHECK(fresh->state_digest() == tablet->state_digest());
 }
+
+// Figures, not a test (hidden; run by hand):
+//   build/tests/integration/caresync_integration_tests "[.scope-figures]"
+TEST_CASE("scope figures: an initial sync of one unit's worker among ten units, and of an unscoped device",
+          "[.scope-figures]") {
+  temp_dir dir;
+  test_server server(dir);
+  constexpr int k_units = 10;
+  constexpr int k_visits = 20'000;
+  auto seeder = open_tablet(dir, "seeder", scope_schema());
+  seeder->transaction([&] {
+    for (int i = 0; i < k_visits; ++i) {
+      seeder->create("visits", {{"note", std::string("visit note number ") + std::to_string(i)},
+                                {"org_unit", "kraj/team-" + std::to_string(i % k_units)}});
+    }
+  });
+  sync_client(*seeder, server.options(0)).sync();
+  const auto worker = enrolled(server, "worker", "field_worker", "kraj/team-3");
+  const auto timed = [&](const char* name, const sync_options& o) {
+    auto tablet = open_tablet(dir, name, scope_schema());
+    const auto started = std::chrono::steady_clock::now();
+    const auto r = sync_client(*tablet, o).sync();
+    const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    std::printf("{\"device\": \"%s\", \"log\": %d, \"records\": %zu, \"pages\": %zu, \"ms\": %.1f, \"bytes_received\": %llu}\n", name,
+                k_visits, tablet->count("visits"), r.pages, ms, static_cast<unsigned long long>(r.bytes_received));
+  };
+  timed("unscoped", server.options(1));
+  timed("scoped-worker", worker);
+  auto again = enrolled(server, "worker2", "field_worker", "kraj/team-4");
+  timed("scoped-worker-2", again);
+}
