@@ -77,6 +77,7 @@ class sqlite_change_store final : public change_store {
                    // page of that epoch and not yet confirmed.
                    "CREATE TABLE IF NOT EXISTS scope_queue(device TEXT NOT NULL, collection TEXT NOT NULL,"
                    " record_id BLOB NOT NULL, action INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+                   " through INTEGER NOT NULL DEFAULT 0,"  // a purge's: what the device held, if it was not applied
                    " PRIMARY KEY(device, collection, record_id)) WITHOUT ROWID;"
                    // Who pushed and received which record, by id (docs/operations.md, "Audit").
                    "CREATE TABLE IF NOT EXISTS audit(at_ms INTEGER NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,"
@@ -114,7 +115,8 @@ class sqlite_change_store final : public change_store {
                          "INSERT OR IGNORE INTO device_records(device, collection, record_id, through) VALUES(?,?,?,0)");
     unhold_.emplace(db_.get(), "DELETE FROM device_records WHERE device=? AND collection=? AND record_id=?");
     enqueue_.emplace(db_.get(),
-                     "INSERT OR REPLACE INTO scope_queue(device, collection, record_id, action, epoch) VALUES(?,?,?,?,?)");
+                     "INSERT OR REPLACE INTO scope_queue(device, collection, record_id, action, epoch, through)"
+                     " VALUES(?,?,?,?,?,?)");
     history_upto_.emplace(db_.get(),
                           "SELECT seq, change FROM changes WHERE collection=? AND record_id=? AND seq <= ? ORDER BY seq");
     insert_audit_.emplace(db_.get(),
@@ -760,14 +762,18 @@ class sqlite_change_store final : public change_store {
     if (!held_->step()) return std::nullopt;
     return static_cast<std::uint64_t>(held_->column_int64(0));
   }
+  /// Queues a purge or backfill (epoch 0), or records one sent in the page of `epoch`;
+  /// `through`: for a purge, what the device held of the record, restored should the
+  /// page never arrive.
   void enqueue(std::string_view device, std::string_view collection, const record_id& id, std::int64_t action,
-               std::uint64_t epoch) {
+               std::uint64_t epoch, std::uint64_t through = 0) {
     sqlite::reset_guard g(*enqueue_);
     enqueue_->bind(1, device)
         .bind(2, collection)
         .bind(3, id_span(id))
         .bind(4, action)
         .bind(5, static_cast<std::int64_t>(epoch))
+        .bind(6, static_cast<std::int64_t>(through))
         .run();
   }
 
@@ -878,12 +884,14 @@ class sqlite_change_store final : public change_store {
     // 1. What the device says it stored settles what was sent: pages up to its epoch
     //    were applied; anything sent later was not, and is sent again.
     {
-      sqlite::statement q(db_.get(), "SELECT collection, record_id, action, epoch FROM scope_queue WHERE device=? AND epoch > 0");
+      sqlite::statement q(db_.get(),
+                          "SELECT collection, record_id, action, epoch, through FROM scope_queue WHERE device=? AND epoch > 0");
       q.bind(1, device);
-      struct sent { std::string collection; record_id id; std::int64_t action; std::uint64_t epoch; };
+      struct sent { std::string collection; record_id id; std::int64_t action; std::uint64_t epoch, through; };
       std::vector<sent> list;
       while (q.step()) {
-        list.push_back(sent{q.column_text(0), id_of(q.column_blob(1)), q.column_int64(2), static_cast<std::uint64_t>(q.column_int64(3))});
+        list.push_back(sent{q.column_text(0), id_of(q.column_blob(1)), q.column_int64(2), static_cast<std::uint64_t>(q.column_int64(3)),
+                            static_cast<std::uint64_t>(q.column_int64(4))});
       }
       sqlite::statement done(db_.get(), "DELETE FROM scope_queue WHERE device=? AND collection=? AND record_id=?");
       for (const auto& e : list) {
@@ -892,8 +900,8 @@ class sqlite_change_store final : public change_store {
           done.bind(1, device).bind(2, std::string_view(e.collection)).bind(3, id_span(e.id)).run();
           if (e.action == k_purge) audit_row(now, who, "purge_confirmed", e.collection, e.id, 0);
         } else if (e.action == k_purge) {
-          hold(device, e.collection, e.id, 0);  // still on the device
-          enqueue(device, e.collection, e.id, k_purge, 0);
+          hold(device, e.collection, e.id, e.through);  // still on the device, as it was
+          enqueue(device, e.collection, e.id, k_purge, 0, e.through);
         } else {
           unhold(device, e.collection, e.id);  // never arrived
           enqueue(device, e.collection, e.id, k_backfill, 0);
@@ -939,8 +947,9 @@ class sqlite_change_store final : public change_store {
         const bool visible = sees(scope, e.collection, e.id);
         if (e.action == k_purge && !visible) {
           page.add_purge(e.collection, e.id);
+          const auto had = held(device, e.collection, e.id).value_or(0);
           unhold(device, e.collection, e.id);
-          enqueue(device, e.collection, e.id, k_purge, page_epoch());
+          enqueue(device, e.collection, e.id, k_purge, page_epoch(), had);
           audit_row(now, who, "purge", e.collection, e.id, 0);
           ++taken;
         } else if (e.action == k_backfill && visible) {
@@ -992,7 +1001,7 @@ class sqlite_change_store final : public change_store {
           // It left the device's scope: the device deletes it.
           page.add_purge(key.first, key.second);
           unhold(device, key.first, key.second);
-          enqueue(device, key.first, key.second, k_purge, page_epoch());
+          enqueue(device, key.first, key.second, k_purge, page_epoch(), *view.through);
           audit_row(now, who, "purge", key.first, key.second, 0);
           view.through.reset();
         }

@@ -761,6 +761,18 @@ TEST_CASE("scope: a page of purges or backfills that never arrived is sent again
   CHECK(again.purged == 0);
   CHECK(again.pulled == 0);
 
+  // A purge lost, and the record back in the unit before the tablet syncs: nothing is
+  // purged, and what the tablet holds is what a new store of the unit gets.
+  region->update("clients", client_b, {{"org_unit", k_unit_b}});
+  sync_client(*region, server.options(1)).sync();
+  CHECK(lost().purges.size() == 1);
+  region->update("clients", client_b, {{"org_unit", k_unit_a}, {"name", std::string("back in A")}});
+  sync_client(*region, server.options(1)).sync();
+  const auto back = sync_client(*tablet, worker).sync();
+  CHECK(back.purged == 0);
+  REQUIRE(tablet->get("clients", client_b));
+  CHECK(std::get<std::string>(tablet->get("clients", client_b)->at("name")) == "back in A");
+
   // The app reinstalled: a new store with the same credentials receives all it may see.
   auto fresh = open_tablet(dir, "fresh", scope_schema());
   sync_client(*fresh, worker).sync();
