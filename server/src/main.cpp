@@ -483,7 +483,7 @@ int audit(const std::string& database, const std::string& from, const std::strin
   }
   auto store = server::open_sqlite_change_store(database);
   std::uint64_t lines = 0;
-  // Device and user ids are quoted, so that no id can break a column.
+  // Device, user and collection names are quoted, so that no name can break a column.
   const auto csv = [](const std::string& field) {
     std::string out = "\"";
     for (const char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
@@ -492,7 +492,7 @@ int audit(const std::string& database, const std::string& from, const std::strin
   std::cout << "at,device,user,action,collection,record_id,seq\n";
   store->audit(server::audit_query{*start, *end + 86'400'000ULL, device, user}, [&](const server::audit_entry& e) {
     std::cout << server::log::iso_time(e.at_ms) << "," << csv(e.device) << "," << csv(e.user) << "," << e.action << ","
-              << e.collection << "," << e.record.to_string() << "," << e.seq << "\n";
+              << csv(e.collection) << "," << e.record.to_string() << "," << e.seq << "\n";
     ++lines;
   });
   std::cerr << "caresync-server: " << lines << " audit line(s)\n";

@@ -171,7 +171,8 @@ class sqlite_change_store final : public change_store {
       const auto& c = changes[i];
       if (next_refused != refused.end() && next_refused->index == i) {
         all.push_back(*next_refused++);
-        audit_row(now, who, "refused", c.collection, c.id, 0);
+        // A change refused for its collection's name keeps no such name in the audit.
+        audit_row(now, who, "refused", is_valid_name(c.collection) ? std::string_view(c.collection) : "(invalid)", c.id, 0);
         continue;
       }
       if (who.scope) {
