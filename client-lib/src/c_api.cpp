@@ -385,7 +385,9 @@ ordered_json to_json(const caresync::sync_report& r) {
                       {"duration_ms", r.duration.count()},
                       {"cursor", r.cursor},
                       {"attempts", r.attempts},
-                      {"resolved", r.resolved}};
+                      {"resolved", r.resolved},
+                      {"purged", r.purged},
+                      {"refused_out_of_scope", r.refused_out_of_scope}};
 }
 
 ordered_json to_json(const caresync::conflict_value& v) {

@@ -193,6 +193,21 @@ store::~store() = default;
 
 void store::impl::open_database() {
   db = sqlite::open(options.path, k_identity, options.durability == durability::full ? "FULL" : "NORMAL");
+  // What is deleted is overwritten with zeros, not left in free pages: a record purged
+  // because it left the device's scope must not stay readable in the file
+  // (docs/security.md, "Scopes and roles").
+  sqlite::exec(db.get(), "PRAGMA secure_delete=ON");
+}
+
+void store::impl::checkpoint_after_purge() {
+  if (!purged_unflushed || depth > 0) return;
+  purged_unflushed = false;
+  // The WAL still holds the purged records' old pages: copy it into the database and
+  // empty it. A reader holding a snapshot may keep it from finishing; the next purge, or
+  // SQLite's own checkpoints, finish it.
+  sqlite::statement q(db.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+  while (q.step()) {
+  }
 }
 
 void store::impl::create_tables() {
@@ -1455,6 +1470,45 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
           .run();
       hold.reset();
     }
+    // A change refused as out of scope (docs/protocol.md, "Scopes"): the record is not
+    // this device's to hold. Its later local changes are set aside with it, unsent, so
+    // that no words are lost silently; then the record goes. If the device may still see
+    // it, the server sends it back at the next pull, as the server has it.
+    std::vector<std::pair<std::string, record_id>> out_of_scope;
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (held_why[i]->code != static_cast<std::uint16_t>(protocol_errc::out_of_scope)) continue;
+      std::pair<std::string, record_id> key{held[i]->collection, held[i]->id};
+      if (std::find(out_of_scope.begin(), out_of_scope.end(), key) == out_of_scope.end()) out_of_scope.push_back(std::move(key));
+    }
+    for (const auto& [collection, record] : out_of_scope) {
+      sqlite::statement later(db.get(), "SELECT stamp, kind, frozen FROM cs_outbox WHERE collection=? AND id=? ORDER BY seq");
+      later.bind_static(1, std::string_view(collection)).bind_static(2, id_bytes(record));
+      std::vector<change> unsent;
+      while (later.step()) {
+        const version ver{hlc_stamp{static_cast<std::uint64_t>(later.column_int64(0))}, node};
+        if (later.column_type(2) != SQLITE_NULL) {
+          unsent.push_back(wire::decode_change(later.column_blob(2)));
+        } else if (auto c = rebuild(collection, record, ver, static_cast<change_kind>(later.column_int64(1)))) {
+          unsent.push_back(std::move(*c));
+        }
+      }
+      for (const auto& c : unsent) {
+        const auto encoded = wire::encode_change(c);
+        hold.bind_static(1, std::string_view(c.collection))
+            .bind_static(2, id_bytes(c.id))
+            .bind(3, static_cast<std::int64_t>(c.ver.stamp.value))
+            .bind(4, static_cast<std::int64_t>(c.kind))
+            .bind_static(5, std::span<const std::uint8_t>(encoded))
+            .bind(6, static_cast<std::int64_t>(protocol_errc::out_of_scope))
+            .bind_static(7, std::string_view("not sent: an earlier change of this record was refused as outside this device's scope"))
+            .bind(8, now)
+            .run();
+        hold.reset();
+      }
+      purge_record(collection, record);
+      purged_unflushed = true;
+      ++refused_out_of_scope_total;
+    }
     return result;
   });
 }
@@ -1806,13 +1860,37 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
       throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
     }
   }
+  // Backfilled records (docs/protocol.md, "Scopes"): each record's changes together, in
+  // increasing sequence order; their sequence numbers are the log's, not bound to the cursor.
+  for (std::size_t i = 0; i < page.backfill.size(); ++i) {
+    const auto& item = page.backfill[i];
+    if (i > 0) {
+      const auto& before = page.backfill[i - 1];
+      const bool same = before.body.collection == item.body.collection && before.body.id == item.body.id;
+      if (same && before.seq >= item.seq) {
+        throw protocol_error(protocol_errc::malformed, "the server sent a backfilled record out of sequence order");
+      }
+    }
+    if (const auto reason = check_change(item.body); !reason.empty()) {
+      throw protocol_error(protocol_errc::malformed, "the server sent an invalid change: " + reason);
+    }
+  }
 }
 
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
   check_page(page, cursor());
   const auto p = prime();
-  return in_transaction([&] {
+  const auto conflicts = in_transaction([&] {
     std::size_t conflicts = 0;
+    // Records that entered the device's scope: each one's whole history replaces
+    // whatever the store held of it (it holds nothing, unless a page was delivered twice).
+    for (std::size_t i = 0; i < page.backfill.size(); ++i) {
+      const auto& c = page.backfill[i].body;
+      if (i == 0 || page.backfill[i - 1].body.collection != c.collection || page.backfill[i - 1].body.id != c.id) {
+        purge_record(c.collection, c.id);
+      }
+      conflicts += apply(c);
+    }
     std::optional<sqlite::statement> primed;
     for (const auto& item : page.items) {
       // A change the priority phase delivered is held already: a second delivery could
@@ -1825,6 +1903,10 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
       }
       conflicts += apply(item.body);
     }
+    // Records that left the device's scope: nothing of them stays.
+    for (const auto& purge : page.purges) purge_record(purge.collection, purge.id);
+    purged_total += page.purges.size();
+    if (page.scope_epoch != 0) set_state("scope_epoch", std::to_string(page.scope_epoch));
     set_state("cursor", std::to_string(page.next_cursor));
     if (p.spec.until > 0 && page.next_cursor >= p.spec.until) {
       // The log is pulled past the priority phase: nothing is left to leave out.
@@ -1832,6 +1914,28 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
     }
     return conflicts;
   });
+  if (!page.purges.empty()) purged_unflushed = true;
+  checkpoint_after_purge();
+  return conflicts;
+}
+
+void store::impl::purge_record(std::string_view collection, const record_id& id) {
+  if (table_statements* t = table(collection)) {
+    const auto text = id.to_chars();
+    sqlite::reset_guard g(*t->delete_row);
+    t->delete_row->bind_static(1, text_of(text)).run();
+  }
+  for (auto* stmt : {&*meta_delete, &*extra_delete_record, &*pred_delete_record, &*conflict_delete_record, &*item_delete_record}) {
+    sqlite::reset_guard g(*stmt);
+    stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
+  sqlite::statement outbox(db.get(), "DELETE FROM cs_outbox WHERE collection=? AND id=?");
+  outbox.bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+}
+
+std::uint64_t store::impl::scope_epoch() {
+  const auto e = get_state("scope_epoch");
+  return e.empty() ? 0 : parse_u64(e);
 }
 
 store::impl::prime_state store::impl::prime() {

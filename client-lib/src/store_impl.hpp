@@ -252,6 +252,24 @@ struct store::impl {
   /// Changes the priority phase delivered (cs_primed) are not applied again.
   std::size_t apply_page(const wire::changes_page& page);
 
+  // --- scopes (docs/protocol.md, "Scopes")
+  /// Deletes everything the store keeps of a record: its row, clock and tombstone, extra
+  /// values, open conflicts, items, what its writes replace, and its outbox entries.
+  /// Quarantined changes stay: they are this device's own words, for the app to show.
+  void purge_record(std::string_view collection, const record_id& id);
+  /// Records purged by the server's instruction since the store was opened (apply_page).
+  std::size_t purged_total = 0;
+  /// Records deleted here because the server refused a change to them as out of scope
+  /// (ack_batch), since the store was opened.
+  std::size_t refused_out_of_scope_total = 0;
+  /// The scope epoch of the last page that carried purges or backfilled records (0: none).
+  std::uint64_t scope_epoch();
+  /// Records were purged since the WAL was last emptied.
+  bool purged_unflushed = false;
+  /// After a purge, outside any transaction: empties the WAL into the database (whose
+  /// deleted content secure_delete zeroed), so no old page of a purged record is left.
+  void checkpoint_after_purge();
+
   // --- prioritised initial sync (docs/protocol.md, "Prioritised initial sync")
   /// The priority phase begun and not yet pulled past (spec.until 0: none): how many of
   /// its changes the store holds, and whether that is all of them.

@@ -160,6 +160,8 @@ void sync_client::impl::attempt(sync_report& report) {
 void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   const auto& o = options;
   auto& s = local.internal();
+  const auto purged_before = s.purged_total;
+  const auto refused_before = s.refused_out_of_scope_total;
   sync_progress progress;
   const auto tell = [&] {
     if (!o.on_progress) return;
@@ -241,6 +243,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
       const auto acked = s.ack_batch(result.batch, sent.changes, result.refused);
+      s.checkpoint_after_purge();
       report.pushed += result.accepted;
       report.quarantined += result.refused.size() - acked.requeued - acked.reverted;
       report.reverted += acked.reverted;
@@ -267,12 +270,13 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   std::uint64_t cursor = s.cursor();
   // Progress of a page: what came, and what the server says is left.
   const auto count_page = [&](const wire::changes_page& page) {
-    report.pulled += page.items.size();
+    report.pulled += page.items.size() + page.backfill.size();
     ++report.pages;
-    progress.pulled += page.items.size();
+    progress.pulled += page.items.size() + page.backfill.size();
     progress.to_pull = progress.pulled + page.remaining_changes;
     if (o.on_progress) {
       for (const auto& item : page.items) progress.pulled_bytes += wire::page_item_bytes(item);
+      for (const auto& item : page.backfill) progress.pulled_bytes += wire::page_item_bytes(item);
       progress.to_pull_bytes = progress.pulled_bytes + page.remaining_bytes;
     }
   };
@@ -304,13 +308,19 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   progress.priority_ready = prime.spec.until > 0 && prime.done;
   if (progress.priority_ready) tell();
   // Pulls leave out what the priority phase delivered until past its log position.
+  // Each pull also says which scope epoch the store holds (docs/protocol.md, "Scopes").
   const auto pull_at = [&](std::uint64_t from) {
-    return wire::pull{from, o.pull_page_changes, o.pull_page_bytes, from < prime.spec.until ? prime.spec : wire::prime_spec{}};
+    return wire::pull{from, o.pull_page_changes, o.pull_page_bytes, from < prime.spec.until ? prime.spec : wire::prime_spec{},
+                      s.scope_epoch()};
   };
-  // Applies a page; asks for the next one first when there is more. True: more to come.
+  // Applies a page; asks for the next one first when there is more (but after a page
+  // carrying purges or backfilled records only once it is stored: the pull's scope
+  // epoch tells the server it was). True: more to come.
   const auto take = [&](const wire::changes_page& page) {
-    if (page.more) channel.send(wire::make_frame(pull_at(page.next_cursor)));
+    const bool pipelined = page.more && page.scope_epoch == 0;
+    if (pipelined) channel.send(wire::make_frame(pull_at(page.next_cursor)));
     report.conflicts += s.apply_page(page);
+    if (page.more && !pipelined) channel.send(wire::make_frame(pull_at(page.next_cursor)));
     count_page(page);
     tell();
     cursor = page.next_cursor;
@@ -334,6 +344,8 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     report.resolved += resolved;
     push_outbox();
   }
+  report.purged += s.purged_total - purged_before;
+  report.refused_out_of_scope += s.refused_out_of_scope_total - refused_before;
   channel.close();
 }
 

@@ -164,6 +164,24 @@ class writer {
     }
   }
 
+  // --- scopes (protocol version 5; docs/protocol.md, "Scopes")
+  /// The scope fields that end a changes page: uvarint epoch, uvarint purge count, each
+  /// purge as collection text and id, uvarint backfill count, each as uvarint seq and
+  /// change.
+  void scope_section(const changes_page& m) {
+    uvarint(m.scope_epoch);
+    uvarint(m.purges.size());
+    for (const auto& p : m.purges) {
+      text(p.collection);
+      id(p.id);
+    }
+    uvarint(m.backfill.size());
+    for (const auto& item : m.backfill) {
+      uvarint(item.seq);
+      body(item.body);
+    }
+  }
+
   /// A version list (kept supersedes, covers, item removes): uvarint count, then each
   /// version as u64 stamp, u64 node.
   void versions(const std::vector<version>& list) {
@@ -463,6 +481,7 @@ struct encoder {
     w.u32(m.max_changes);
     w.u32(m.max_bytes);
     w.spec(m.prime);
+    w.uvarint(m.scope_epoch);  // version 5: scopes
   }
   void operator()(const prime& m) {
     w.spec(m.spec);
@@ -486,6 +505,7 @@ struct encoder {
       w.uvarint(item.seq);
       w.body(item.body);
     }
+    w.scope_section(m);  // version 5: scopes
   }
   void operator()(const error& m) {
     w.u16(m.code);
@@ -495,6 +515,32 @@ struct encoder {
   void operator()(const ping& m) { w.u64(m.nonce); }
   void operator()(const pong& m) { w.u64(m.nonce); }
 };
+
+// --- scopes (protocol version 5; docs/protocol.md, "Scopes")
+// A purge: a collection name (1+ bytes with its length) and an id.
+constexpr std::size_t k_min_purge = 2 + 16;
+
+/// The scope fields that end a changes page (writer::scope_section). A purge's
+/// collection must be a valid name; an epoch of 0 with purges or backfill, or a
+/// backfilled change with sequence number 0, is malformed.
+void read_scope_section(reader& r, changes_page& m) {
+  m.scope_epoch = r.uvarint("scope epoch");
+  m.purges.resize(r.count("purge count", k_min_purge));
+  for (auto& p : m.purges) {
+    p.collection = r.text("purged collection");
+    if (!is_valid_name(p.collection)) malformed("a purge names an invalid collection");
+    p.id = r.id("purged record id");
+  }
+  m.backfill.resize(r.count("backfill count", k_min_sequenced_change));
+  for (auto& item : m.backfill) {
+    item.seq = r.uvarint("backfill sequence number");
+    if (item.seq == 0) malformed("a backfilled change has sequence number 0");
+    item.body = r.body();
+  }
+  if (m.scope_epoch == 0 && (!m.purges.empty() || !m.backfill.empty())) {
+    malformed("a page carries purges or backfilled changes without a scope epoch");
+  }
+}
 
 /// The protocol version that opens hello, enroll and welcome: any other is refused
 /// before the rest is read ("the client speaks protocol version 2; this server speaks 4").
@@ -611,6 +657,7 @@ message decode_body(message_type type, reader& r) {
       m.max_changes = r.u32("max changes");
       m.max_bytes = r.u32("max bytes");
       m.prime = r.spec();
+      m.scope_epoch = r.uvarint("scope epoch");  // version 5: scopes
       return m;
     }
     case message_type::prime: {
@@ -633,6 +680,7 @@ message decode_body(message_type type, reader& r) {
         item.seq = r.uvarint("sequence number");
         item.body = r.body();
       }
+      read_scope_section(r, m);  // version 5: scopes
       return m;
     }
     case message_type::error: {
@@ -730,10 +778,24 @@ void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> 
   ++count_;
 }
 
+namespace {
+
+/// A uvarint appended to a byte vector without an archive (an archive writes its marker
+/// byte first; these bytes go inside a payload).
+void append_uvarint(bytes& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<std::uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<std::uint8_t>(v));
+}
+
+}  // namespace
+
 bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
                                    std::uint64_t remaining_bytes) const {
   bytes out;
-  out.reserve(items_.size() + 40);
+  out.reserve(items_.size() + purges_.size() + backfill_.size() + 48);
   {
     writer w(out);
     w.uvarint(next_cursor);
@@ -743,7 +805,27 @@ bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::ui
     w.uvarint(count_);
   }
   out.insert(out.end(), items_.begin(), items_.end());
+  // Version 5: the scope section, after the items.
+  append_uvarint(out, scope_epoch_);
+  append_uvarint(out, purge_count_);
+  out.insert(out.end(), purges_.begin(), purges_.end());
+  append_uvarint(out, backfill_count_);
+  out.insert(out.end(), backfill_.begin(), backfill_.end());
   return out;
+}
+
+void changes_page_builder::add_purge(std::string_view collection, const record_id& id) {
+  append_uvarint(purges_, collection.size());
+  purges_.insert(purges_.end(), collection.begin(), collection.end());
+  purges_.insert(purges_.end(), id.bytes.begin(), id.bytes.end());
+  ++purge_count_;
+}
+
+void changes_page_builder::add_backfill(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
+  if (stored_change.empty() || stored_change[0] != 1) malformed("stored change lacks its marker byte");
+  append_uvarint(backfill_, seq);
+  backfill_.insert(backfill_.end(), stored_change.begin() + 1, stored_change.end());
+  ++backfill_count_;
 }
 
 }  // namespace caresync::wire

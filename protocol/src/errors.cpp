@@ -19,6 +19,7 @@ class protocol_category_impl final : public std::error_category {
       case protocol_errc::enrollment_refused: return "enrollment code not accepted";
       case protocol_errc::device_revoked: return "device revoked";
       case protocol_errc::server_only: return "field written by the server side only";
+      case protocol_errc::out_of_scope: return "outside the device's scope";
       case protocol_errc::auth_failed: return "device id or token not accepted";
       case protocol_errc::server_busy: return "server busy";
       case protocol_errc::storage_failed: return "server storage failed";

@@ -28,6 +28,7 @@ const char* errc_name(std::size_t code) {
     case protocol_errc::enrollment_refused: return "enrollment_refused";
     case protocol_errc::device_revoked: return "device_revoked";
     case protocol_errc::server_only: return "server_only";
+    case protocol_errc::out_of_scope: return "out_of_scope";
   }
   return nullptr;
 }

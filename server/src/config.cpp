@@ -10,8 +10,10 @@
 #include <type_traits>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <set>
 #include <string_view>
+#include <vector>
 
 namespace caresync::server {
 
@@ -89,6 +91,44 @@ bool is_lower_hex(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+/// A table of string arrays (`key = ["a", "b"]`), named `prefix` in errors.
+std::map<std::string, std::vector<std::string>, std::less<>> string_lists(const toml::node& node, const std::string& prefix) {
+  const auto* t = node.as_table();
+  if (!t) bad("config key '" + prefix + "' must be a table of lists of names");
+  std::map<std::string, std::vector<std::string>, std::less<>> out;
+  for (const auto& [key, value] : *t) {
+    const std::string name = prefix + "." + std::string(key.str());
+    const auto* a = value.as_array();
+    if (!a) bad("config key '" + name + "' must be a list of names, e.g. [\"clients\", \"visits\"]");
+    auto& list = out[std::string(key.str())];
+    for (const auto& item : *a) {
+      const auto* text = item.as_string();
+      if (!text) bad("config key '" + name + "' must hold names (strings) only");
+      list.push_back(**text);
+    }
+  }
+  return out;
+}
+
+/// [scopes]: each of its tables, when present, replaces that part of the defaults whole.
+void read_scopes(const toml::table& t, scope_rules& rules) {
+  for (const auto& [key, value] : t) {
+    const std::string k(key.str());
+    if (k == "unit_fields") {
+      rules.unit_fields.clear();
+      for (auto& [collection, fields] : string_lists(value, "scopes.unit_fields")) rules.unit_fields[collection] = fields;
+    } else if (k == "read" || k == "write") {
+      auto& target = k == "read" ? rules.read : rules.write;
+      target.clear();
+      for (auto& [role, collections] : string_lists(value, "scopes." + k)) {
+        target[role] = std::set<std::string, std::less<>>(collections.begin(), collections.end());
+      }
+    } else {
+      bad("config key 'scopes." + k + "' is unknown; [scopes] holds unit_fields, read and write");
+    }
+  }
+}
+
 }  // namespace
 
 server_config load_config(const std::string& path) {
@@ -151,6 +191,11 @@ server_config load_config(const std::string& path) {
     p.refuse_unknown();
   }
   top.known("policies");
+  if (const auto* scopes = root.get("scopes")) {
+    if (!scopes->is_table()) bad("config key 'scopes' must be a table ([scopes])");
+    read_scopes(*scopes->as_table(), c.scopes);
+  }
+  top.known("scopes");
   if (const auto* devices = root.get("devices")) {
     const auto* array = devices->as_array();
     if (!array) bad("config key 'devices' must be an array of tables ([[devices]])");
@@ -217,6 +262,7 @@ void validate(const server_config& c) {
     }
     if (!fields.insert(f).second) bad("config key 'policies.server_only' lists '" + f + "' twice");
   }
+  if (const auto why = check_rules(c.scopes); !why.empty()) bad("config key " + why);
   std::set<std::string> ids;
   for (std::size_t i = 0; i < c.devices.size(); ++i) {
     const auto& d = c.devices[i];

@@ -23,7 +23,10 @@
 #include <csignal>
 #include <ctime>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <fstream>
 #include <iterator>
 #include <iostream>
@@ -266,12 +269,25 @@ void print_code(server::change_store& store, const std::string& user_id, int hou
             << issued.code << "\n";
 }
 
+/// Empty when `unit` may be given to a user: once the org unit tree has units, it must be
+/// one of them; before (stores made before the tree, and tests), any unit is taken as a
+/// root of its own, whose scope is that unit alone.
+std::string check_unit_known(server::change_store& store, const std::string& unit) {
+  const auto tree = store.org_units();
+  if (tree.empty() || std::any_of(tree.begin(), tree.end(), [&](const server::org_unit& u) { return u.id == unit; })) return {};
+  return "org unit '" + unit + "' is not in the org unit tree; add it with add-org-unit, or see the tree with org-units";
+}
+
 int add_user(const std::string& database, const server::user_record& user, int hours) {
   if (const auto why = server::check_user(user); !why.empty()) {
     std::cerr << "caresync-server: " << why << std::endl;
     return k_exit_usage;
   }
   auto store = server::open_sqlite_change_store(database);
+  if (const auto why = check_unit_known(*store, user.org_unit); !why.empty()) {
+    std::cerr << "caresync-server: " << why << std::endl;
+    return k_exit_usage;
+  }
   if (store->find_user(user.user_id)) {
     std::cerr << "caresync-server: user '" << user.user_id << "' exists; enroll-code gives her another code" << std::endl;
     return k_exit_usage;
@@ -362,6 +378,126 @@ int devices(const std::string& config_path, const std::string& db_override, int 
     ++listed;
   }
   std::cerr << "caresync-server: " << listed << " device(s) listed\n";
+  return 0;
+}
+
+int add_org_unit(const std::string& database, const server::org_unit& unit) {
+  // The same rule as a user's org unit (check_user): what a user names must be addable.
+  const auto bad_id = [](const std::string& id) {
+    return !server::check_user(server::user_record{"u", "u", "admin", id, 0}).empty();
+  };
+  if (bad_id(unit.id) || (!unit.parent.empty() && bad_id(unit.parent))) {
+    std::cerr << "caresync-server: an org unit id is 1-128 printable ASCII characters without spaces" << std::endl;
+    return k_exit_usage;
+  }
+  if (unit.name.empty() || unit.name.size() > 200) {
+    std::cerr << "caresync-server: an org unit's name is 1-200 bytes" << std::endl;
+    return k_exit_usage;
+  }
+  auto store = server::open_sqlite_change_store(database);
+  const auto tree = store->org_units();
+  const auto has = [&](const std::string& id) {
+    return std::any_of(tree.begin(), tree.end(), [&](const server::org_unit& u) { return u.id == id; });
+  };
+  if (has(unit.id)) {
+    std::cerr << "caresync-server: org unit '" << unit.id << "' exists already" << std::endl;
+    return k_exit_usage;
+  }
+  if (!unit.parent.empty() && !has(unit.parent)) {
+    std::cerr << "caresync-server: the parent org unit '" << unit.parent << "' does not exist; add it first" << std::endl;
+    return k_exit_usage;
+  }
+  store->add_org_unit(unit);
+  std::cout << "org unit " << unit.id << " added" << (unit.parent.empty() ? " as a root" : " under " + unit.parent) << "\n";
+  return 0;
+}
+
+/// Prints the org unit tree, one unit a line, indented under its parent.
+int org_units(const std::string& database) {
+  auto store = server::open_sqlite_change_store(database);
+  const auto tree = store->org_units();
+  std::set<std::string> ids;
+  for (const auto& u : tree) ids.insert(u.id);
+  std::set<std::string> printed;
+  std::function<void(const std::string&, int)> print = [&](const std::string& parent, int depth) {
+    for (const auto& u : tree) {
+      if (u.parent != parent || !printed.insert(u.id).second) continue;
+      std::cout << std::string(static_cast<std::size_t>(depth) * 2, ' ') << u.id << "  (" << u.name << ")\n";
+      print(u.id, depth + 1);
+    }
+  };
+  print("", 0);
+  std::cerr << "caresync-server: " << tree.size() << " org unit(s)\n";
+  return 0;
+}
+
+/// move-user (a new unit) and set-role (a new role): effective at the user's devices' next sync.
+int change_user(const std::string& database, const std::string& user_id, const std::string& unit, const std::string& role) {
+  auto store = server::open_sqlite_change_store(database);
+  auto user = store->find_user(user_id);
+  if (!user) {
+    std::cerr << "caresync-server: there is no user '" << user_id << "'" << std::endl;
+    return k_exit_failure;
+  }
+  if (!unit.empty()) user->org_unit = unit;
+  if (!role.empty()) user->role = role;
+  if (const auto why = server::check_user(*user); !why.empty()) {
+    std::cerr << "caresync-server: " << why << std::endl;
+    return k_exit_usage;
+  }
+  if (const auto why = check_unit_known(*store, user->org_unit); !why.empty()) {
+    std::cerr << "caresync-server: " << why << std::endl;
+    return k_exit_usage;
+  }
+  store->update_user(*user);
+  std::cout << "user " << user->user_id << " is now " << user->role << " in " << user->org_unit
+            << "; her devices get the records of their new scope, and purge the others, at their next sync\n";
+  return 0;
+}
+
+/// Milliseconds since the epoch of a date YYYY-MM-DD at 00:00 UTC; nullopt if not a date.
+std::optional<std::uint64_t> day_start_ms(const std::string& date) {
+  std::tm tm{};
+  int y = 0, m = 0, d = 0;
+  char extra = 0;
+  if (date.size() != 10 || std::sscanf(date.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3) return std::nullopt;
+  if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31) return std::nullopt;
+  tm.tm_year = y - 1900;
+  tm.tm_mon = m - 1;
+  tm.tm_mday = d;
+  const auto t = timegm(&tm);
+  if (t < 0 || tm.tm_mday != d) return std::nullopt;  // 2026-02-30 normalises to March
+  return static_cast<std::uint64_t>(t) * 1000;
+}
+
+/// Prints the audit lines from the start of `from` to the end of `to` (UTC days) as CSV.
+int audit(const std::string& database, const std::string& from, const std::string& to, const std::string& device,
+          const std::string& user) {
+  const auto start = day_start_ms(from);
+  const auto end = day_start_ms(to);
+  if (!start || !end) {
+    std::cerr << "caresync-server: --from and --to are dates like 2026-11-01" << std::endl;
+    return k_exit_usage;
+  }
+  if (*end < *start) {
+    std::cerr << "caresync-server: --to is before --from" << std::endl;
+    return k_exit_usage;
+  }
+  auto store = server::open_sqlite_change_store(database);
+  std::uint64_t lines = 0;
+  // Device, user and collection names are quoted, so that no name can break a column.
+  const auto csv = [](const std::string& field) {
+    std::string out = "\"";
+    for (const char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+  };
+  std::cout << "at,device,user,action,collection,record_id,seq\n";
+  store->audit(server::audit_query{*start, *end + 86'400'000ULL, device, user}, [&](const server::audit_entry& e) {
+    std::cout << server::log::iso_time(e.at_ms) << "," << csv(e.device) << "," << csv(e.user) << "," << e.action << ","
+              << csv(e.collection) << "," << e.record.to_string() << "," << e.seq << "\n";
+    ++lines;
+  });
+  std::cerr << "caresync-server: " << lines << " audit line(s)\n";
   return 0;
 }
 
@@ -483,6 +619,44 @@ int main(int argc, char** argv) {
   backup_cmd->add_option("--db", backup_db, "The server's database file (instead of --config)");
   backup_cmd->add_option("--to", backup_to, "The new backup file")->required();
 
+  std::string unit_config, unit_db;
+  server::org_unit new_unit;
+  auto* unit_cmd = app.add_subcommand("add-org-unit", "Add an org unit to the tree (no --parent: a root, e.g. a region)");
+  unit_cmd->add_option("-c,--config", unit_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  unit_cmd->add_option("--db", unit_db, "The server's database file (instead of --config)");
+  unit_cmd->add_option("--id", new_unit.id, "The unit's id, e.g. kraj/orp-benesov/team-2")->required();
+  unit_cmd->add_option("--parent", new_unit.parent, "The parent unit's id (none: a root)");
+  unit_cmd->add_option("--name", new_unit.name, "The unit's name, for people")->required();
+
+  std::string units_config, units_db;
+  auto* units_cmd = app.add_subcommand("org-units", "Print the org unit tree");
+  units_cmd->add_option("-c,--config", units_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  units_cmd->add_option("--db", units_db, "The server's database file (instead of --config)");
+
+  std::string move_config, move_db, move_user, move_unit;
+  auto* move_cmd = app.add_subcommand("move-user", "Reassign a user to another org unit (at her devices' next sync)");
+  move_cmd->add_option("-c,--config", move_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  move_cmd->add_option("--db", move_db, "The server's database file (instead of --config)");
+  move_cmd->add_option("--user", move_user, "The user's id")->required();
+  move_cmd->add_option("--org-unit", move_unit, "Her new org unit")->required();
+
+  std::string role_config, role_db, role_user, role_name;
+  auto* role_cmd = app.add_subcommand("set-role", "Give a user another role (at her devices' next sync)");
+  role_cmd->add_option("-c,--config", role_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  role_cmd->add_option("--db", role_db, "The server's database file (instead of --config)");
+  role_cmd->add_option("--user", role_user, "The user's id")->required();
+  role_cmd->add_option("--role", role_name, "field_worker, coordinator, registry_admin or admin")->required();
+
+  std::string audit_config, audit_db, audit_from, audit_to, audit_device, audit_user;
+  auto* audit_cmd = app.add_subcommand(
+      "audit", "Print who pushed and received which record ids from --from to --to (UTC days, inclusive) as CSV; no contents");
+  audit_cmd->add_option("-c,--config", audit_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  audit_cmd->add_option("--db", audit_db, "The server's database file (instead of --config)");
+  audit_cmd->add_option("--from", audit_from, "First day, YYYY-MM-DD")->required();
+  audit_cmd->add_option("--to", audit_to, "Last day, YYYY-MM-DD")->required();
+  audit_cmd->add_option("--device", audit_device, "Only this device");
+  audit_cmd->add_option("--user", audit_user, "Only this user");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -571,6 +745,26 @@ int main(int argc, char** argv) {
       std::cout << server::activity_csv(rows);
       std::cerr << "caresync-server: " << rows.size() << " row(s) of activity figures\n";
       return 0;
+    }
+    if (*unit_cmd) {
+      if (!one_source("add-org-unit", unit_config, unit_db)) return k_exit_usage;
+      return add_org_unit(database_of(unit_config, unit_db), new_unit);
+    }
+    if (*units_cmd) {
+      if (!one_source("org-units", units_config, units_db)) return k_exit_usage;
+      return org_units(database_of(units_config, units_db));
+    }
+    if (*move_cmd) {
+      if (!one_source("move-user", move_config, move_db)) return k_exit_usage;
+      return change_user(database_of(move_config, move_db), move_user, move_unit, {});
+    }
+    if (*role_cmd) {
+      if (!one_source("set-role", role_config, role_db)) return k_exit_usage;
+      return change_user(database_of(role_config, role_db), role_user, {}, role_name);
+    }
+    if (*audit_cmd) {
+      if (!one_source("audit", audit_config, audit_db)) return k_exit_usage;
+      return audit(database_of(audit_config, audit_db), audit_from, audit_to, audit_device, audit_user);
     }
     if (*history_cmd) {
       if (history_config.empty() == history_db.empty()) {

@@ -174,6 +174,8 @@ server::server(server_config config, std::unique_ptr<change_store> store) {
   validate(config);
   if (!store) throw error(make_error_code(storage_errc::invalid_argument), "the server needs a change store");
   impl_ = std::make_unique<impl>(std::move(config), std::move(store));
+  // The store keeps each record's org units by these rules (docs/security.md).
+  impl_->store->set_scope_rules(impl_->config.scopes);
   auto& tls = impl_->tls;
   SSL_CTX* ctx = tls.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

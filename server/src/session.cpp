@@ -74,6 +74,7 @@ session::~session() {
              {"changes_in", changes_in_},
              {"changes_refused", changes_refused_},
              {"changes_out", changes_out_},
+             {"records_purged", records_purged_},
              {"bytes_in", bytes_in_},
              {"bytes_out", bytes_out_},
              {"duration_ms", ms},
@@ -272,6 +273,26 @@ void session::on_hello(const wire::hello& m) {
     ++context_.sessions_refused;
     return refuse(make_error_code(protocol_errc::malformed), "hello carries node id 0, which no replica may use");
   }
+  who_ = requester{m.device_id, {}, nullptr};
+  if (enrolled) {
+    // An enrolled device is always scoped, by its user's role and org unit as they are
+    // now: a change of either takes effect at the device's next sync.
+    try {
+      const auto user = context_.store.find_user(enrolled->user_id);
+      if (!user) {
+        ++context_.sessions_refused;
+        outcome_ = "auth refused";
+        return refuse(make_error_code(protocol_errc::auth_failed),
+                      "the device's user no longer exists; ask the administrator to enroll the device again");
+      }
+      scope_ = scope_of(user->user_id, user->role, user->org_unit, context_.store.org_units(), context_.config.scopes);
+      who_ = requester{m.device_id, user->user_id, &*scope_};
+      context_.store.open_scope(who_, m.node);
+    } catch (const error& e) {
+      log::error("store_read_failed", {{"device", m.device_id}, {"reason", e.what()}}, "reading the device's scope failed");
+      return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
+    }
+  }
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
@@ -342,7 +363,7 @@ void session::on_push(const wire::push& m) {
   }
   push_outcome outcome;
   try {
-    outcome = context_.store.append(device_, m.batch, to_store, refused);
+    outcome = context_.store.append_as(who_, m.batch, to_store, refused);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
@@ -369,7 +390,10 @@ void session::on_push(const wire::push& m) {
        false);
 }
 
-void session::on_pull(const wire::pull& m) { answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime); }
+void session::on_pull(const wire::pull& m) {
+  scope_epoch_ = m.scope_epoch;
+  answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime);
+}
 
 const primed& session::primed_for(const wire::prime_spec& spec) {
   if (!primed_ || primed_->spec != spec) {
@@ -380,7 +404,7 @@ const primed& session::primed_for(const wire::prime_spec& spec) {
     }
     primed p;
     p.spec = spec;
-    p.items = context_.store.prime_changes(spec, node_);
+    p.items = context_.store.prime_changes_for(who_, spec, node_);
     p.seqs.reserve(p.items.size());
     for (const auto& item : p.items) {
       p.seqs.push_back(item.seq);
@@ -414,7 +438,9 @@ void session::on_prime(const wire::prime& m) {
       ++end;
     }
     const std::span<const prime_item> items(p.items);
-    context_.store.read_changes(items.subspan(static_cast<std::size_t>(position), end - static_cast<std::size_t>(position)), page);
+    const auto sent = items.subspan(static_cast<std::size_t>(position), end - static_cast<std::size_t>(position));
+    context_.store.read_changes(sent, page);
+    context_.store.mark_sent(who_, sent);
     for (std::size_t i = end; i < p.items.size(); ++i) left.bytes += p.items[i].bytes;
     left.changes = p.items.size() - end + p.rest.changes;
     left.bytes += p.rest.bytes;
@@ -458,7 +484,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
       }
       estimate_ = e;
     }
-    pos = context_.store.read_page(cursor, node_, skip, max_changes, max_bytes, page);
+    pos = context_.store.serve_page(who_, page_request{cursor, node_, skip, max_changes, max_bytes, scope_epoch_}, page);
   } catch (const error& e) {
     if (e.code() == make_error_code(protocol_errc::limit_exceeded)) return refuse(e.code(), e.what());
     log::error("store_read_failed", {{"device", device_}, {"reason", e.what()}}, "reading changes failed");
@@ -469,8 +495,9 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   left.bytes -= std::min<std::uint64_t>(left.bytes, page.size_bytes());
   if (!pos.more) left = {};
   estimate_->cursor = pos.next_cursor;
-  changes_out_ += page.count();
-  context_.changes_out += page.count();
+  changes_out_ += page.count() + page.backfill_count();
+  context_.changes_out += page.count() + page.backfill_count();
+  records_purged_ += page.purge_count();
   send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more, left.changes, left.bytes),
                         compression_),
        false);

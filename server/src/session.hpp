@@ -65,7 +65,7 @@ struct session_context {
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
   /// error messages sent, by protocol_errc value (index 0: other codes)
-  std::array<std::atomic<std::uint64_t>, 16> errors_sent{};
+  std::array<std::atomic<std::uint64_t>, 17> errors_sent{};
   /// push handling time (checks and durable store), a histogram in seconds
   static constexpr std::array<double, 10> k_push_buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
   std::array<std::atomic<std::uint64_t>, k_push_buckets.size()> push_le{};  // cumulative counts
@@ -150,6 +150,12 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t changes_refused_ = 0;
   std::uint64_t changes_out_ = 0;
   device_health health_;  // from hello; recorded when the session ends
+  // Scopes (docs/security.md): fixed at hello for the whole session. An enrolled device
+  // is always scoped; a device of the config file is not (scope_ empty).
+  std::optional<device_scope> scope_;
+  requester who_;                      // device, user, and &*scope_ when scoped
+  std::uint64_t scope_epoch_ = 0;      // the scope epoch the device claimed in its last pull
+  std::uint64_t records_purged_ = 0;   // purges sent, for the session's log line
 };
 
 }  // namespace caresync::server

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <set>
 
 namespace caresync::server {
 
@@ -52,7 +53,38 @@ class sqlite_change_store final : public change_store {
                    " told_to_wipe_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
                    "CREATE TABLE IF NOT EXISTS refusals(device TEXT NOT NULL, batch_id BLOB NOT NULL,"
                    " idx INTEGER NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
-                   " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;");
+                   " PRIMARY KEY(device, batch_id, idx)) WITHOUT ROWID;"
+                   // Scopes (docs/security.md, "Scopes and roles"). The org unit tree.
+                   "CREATE TABLE IF NOT EXISTS org_units(id TEXT PRIMARY KEY NOT NULL, parent TEXT NOT NULL,"
+                   " name TEXT NOT NULL) WITHOUT ROWID;"
+                   // The current value of each unit field of each record: its newest write
+                   // by version (unit NULL: null or not a text, placing nowhere).
+                   "CREATE TABLE IF NOT EXISTS record_units(collection TEXT NOT NULL, record_id BLOB NOT NULL,"
+                   " field TEXT NOT NULL, unit TEXT, stamp INTEGER NOT NULL, node INTEGER NOT NULL,"
+                   " PRIMARY KEY(collection, record_id, field)) WITHOUT ROWID;"
+                   // (No index by unit: only a scope change reads by unit, and it reads the
+                   // collection's rows once; every push would pay for the index.)
+                   // Per scoped device: the node and scope it was last served with, and the
+                   // last scope epoch given out.
+                   "CREATE TABLE IF NOT EXISTS device_scope(device TEXT PRIMARY KEY NOT NULL, node INTEGER NOT NULL,"
+                   " fingerprint TEXT NOT NULL, epoch INTEGER NOT NULL, reconcile INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+                   // The records a scoped device holds; changes up to `through` were sent
+                   // with a backfill (later pages leave them out).
+                   "CREATE TABLE IF NOT EXISTS device_records(device TEXT NOT NULL, collection TEXT NOT NULL,"
+                   " record_id BLOB NOT NULL, through INTEGER NOT NULL, PRIMARY KEY(device, collection, record_id))"
+                   " WITHOUT ROWID;"
+                   // Purges (action 1) and backfills (2) to send (epoch 0) or sent in the
+                   // page of that epoch and not yet confirmed.
+                   "CREATE TABLE IF NOT EXISTS scope_queue(device TEXT NOT NULL, collection TEXT NOT NULL,"
+                   " record_id BLOB NOT NULL, action INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+                   " through INTEGER NOT NULL DEFAULT 0,"  // a purge's: what the device held, if it was not applied
+                   " PRIMARY KEY(device, collection, record_id)) WITHOUT ROWID;"
+                   // Who pushed and received which record, by id (docs/operations.md, "Audit").
+                   "CREATE TABLE IF NOT EXISTS audit(at_ms INTEGER NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,"
+                   " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL);"
+                   "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at_ms);"
+                   "CREATE INDEX IF NOT EXISTS changes_by_record ON changes(collection, record_id, seq);"
+                   "CREATE TABLE IF NOT EXISTS server_state(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;");
       // Added with protocol version 3: stores made before lack the column.
       sqlite::statement has_conflicts(db_.get(), "SELECT 1 FROM pragma_table_info('device_health') WHERE name='open_conflicts'");
       if (!has_conflicts.step()) {
@@ -70,7 +102,25 @@ class sqlite_change_store final : public change_store {
     insert_batch_.emplace(db_.get(), "INSERT INTO batches(device, batch_id, accepted, first_seq, last_seq) VALUES(?,?,?,?,?)");
     find_refusals_.emplace(db_.get(), "SELECT idx, code, reason FROM refusals WHERE device=? AND batch_id=? ORDER BY idx");
     insert_refusal_.emplace(db_.get(), "INSERT INTO refusals(device, batch_id, idx, code, reason) VALUES(?,?,?,?,?)");
-    page_.emplace(db_.get(), "SELECT seq, node, change FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
+    scan_.emplace(db_.get(),
+                  "SELECT seq, node, change, collection, record_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
+    // A record's first change, by the index on (collection, record_id, seq).
+    first_seq_.emplace(db_.get(), "SELECT min(seq) FROM changes WHERE collection=? AND record_id=?");
+    units_of_.emplace(db_.get(), "SELECT field, unit, stamp, node FROM record_units WHERE collection=? AND record_id=?");
+    put_unit_.emplace(db_.get(),
+                      "INSERT OR REPLACE INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)");
+    held_.emplace(db_.get(), "SELECT through FROM device_records WHERE device=? AND collection=? AND record_id=?");
+    hold_.emplace(db_.get(), "INSERT OR REPLACE INTO device_records(device, collection, record_id, through) VALUES(?,?,?,?)");
+    hold_if_new_.emplace(db_.get(),
+                         "INSERT OR IGNORE INTO device_records(device, collection, record_id, through) VALUES(?,?,?,0)");
+    unhold_.emplace(db_.get(), "DELETE FROM device_records WHERE device=? AND collection=? AND record_id=?");
+    enqueue_.emplace(db_.get(),
+                     "INSERT OR REPLACE INTO scope_queue(device, collection, record_id, action, epoch, through)"
+                     " VALUES(?,?,?,?,?,?)");
+    history_upto_.emplace(db_.get(),
+                          "SELECT seq, change FROM changes WHERE collection=? AND record_id=? AND seq <= ? ORDER BY seq");
+    insert_audit_.emplace(db_.get(),
+                          "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq) VALUES(?,?,?,?,?,?,?)");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
     by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
     // Page item bytes (wire::page_item_bytes): the seq as a uvarint, then the change
@@ -83,111 +133,207 @@ class sqlite_change_store final : public change_store {
 
   push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
                       std::span<const wire::refusal> refused) override {
+    return append_as(requester{std::string(device), {}, nullptr}, batch, changes, refused);
+  }
+
+  // ------------------------------------------------------------ scopes and audit
+
+  void set_scope_rules(const scope_rules& rules) override {
     const std::lock_guard lock(mutex_);
-    const std::span<const std::uint8_t> batch_bytes(batch.bytes);
+    unit_fields_ = rules.unit_fields;
+    const auto fingerprint = unit_fields_fingerprint(rules);
+    sqlite::statement q(db_.get(), "SELECT value FROM server_state WHERE key='unit_fields'");
+    if (q.step() && q.column_text(0) == fingerprint) return;
+    // New placement rules (or a store made before them): the units of every record,
+    // from the whole log, once.
     sqlite::transaction tx(db_.get());
-    {
-      sqlite::reset_guard g(*find_batch_);
-      find_batch_->bind(1, device).bind(2, batch_bytes);
-      if (find_batch_->step()) {
-        push_outcome stored{static_cast<std::uint32_t>(find_batch_->column_int64(0)),
-                            static_cast<std::uint64_t>(find_batch_->column_int64(1)),
-                            static_cast<std::uint64_t>(find_batch_->column_int64(2)), true, {}};
-        sqlite::reset_guard gr(*find_refusals_);
-        find_refusals_->bind(1, device).bind(2, batch_bytes);
-        while (find_refusals_->step()) {
-          stored.refused.push_back(wire::refusal{static_cast<std::uint32_t>(find_refusals_->column_int64(0)),
-                                                 static_cast<std::uint16_t>(find_refusals_->column_int64(1)),
-                                                 find_refusals_->column_text(2)});
-        }
-        return stored;
-      }
+    sqlite::exec(db_.get(), "DELETE FROM record_units");
+    sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
+    while (all.step()) {
+      index_change(wire::decode_change(all.column_blob(0)));
     }
-    push_outcome out;
-    out.refused.assign(refused.begin(), refused.end());
-    const auto now = static_cast<std::int64_t>(system_time_ms());
+    sqlite::statement put(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('unit_fields', ?)");
+    put.bind(1, std::string_view(fingerprint)).run();
+    tx.commit();
+  }
+
+  push_outcome append_as(const requester& who, const batch_id& batch, std::span<const change> changes,
+                         std::span<const wire::refusal> refused) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
+    const auto now = system_time_ms();
+    // The refusals of the screen, and those of the scope, in index order.
+    std::vector<wire::refusal> all;
     auto next_refused = refused.begin();
+    push_outcome out;
     for (std::size_t i = 0; i < changes.size(); ++i) {
+      const auto& c = changes[i];
       if (next_refused != refused.end() && next_refused->index == i) {
         // A server_only refusal names fields taken out of the change; the rest is stored.
         const bool stored_without = next_refused->code == static_cast<std::uint16_t>(protocol_errc::server_only);
-        ++next_refused;
-        if (!stored_without) continue;
+        all.push_back(*next_refused++);
+        if (!stored_without) {
+          // A change refused for its collection's name keeps no such name in the audit.
+          audit_row(now, who, "refused", is_valid_name(c.collection) ? std::string_view(c.collection) : "(invalid)", c.id, 0);
+          continue;
+        }
       }
-      const auto& c = changes[i];
-      const auto encoded = wire::encode_change(c);
-      sqlite::reset_guard g(*insert_change_);
-      insert_change_->bind(1, device)
-          .bind(2, static_cast<std::int64_t>(c.ver.node))
-          .bind(3, std::string_view(c.collection))
-          .bind(4, std::span<const std::uint8_t>(c.id.bytes))
-          .bind(5, static_cast<std::int64_t>(c.ver.stamp.value))
-          .bind(6, std::span<const std::uint8_t>(encoded))
-          .bind(7, now)
-          .run();
-      const auto seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+      if (who.scope) {
+        if (auto why = write_refusal(*who.scope, c); !why.empty()) {
+          // Out of scope wins over server_only: one refusal per change.
+          if (!all.empty() && all.back().index == i) all.pop_back();
+          all.push_back(wire::refusal{static_cast<std::uint32_t>(i), static_cast<std::uint16_t>(protocol_errc::out_of_scope),
+                                      std::move(why)});
+          audit_row(now, who, "refused", c.collection, c.id, 0);
+          // The device deletes the record when told its change is refused: if it may
+          // see the record, it gets it back, as the server has it, at its next pull.
+          unhold(who.device, c.collection, c.id);
+          if (sees(*who.scope, c.collection, c.id)) enqueue(who.device, c.collection, c.id, k_backfill, 0);
+          continue;
+        }
+      }
+      const auto seq = store_change(who.device, c, now);
+      index_change(c);
+      if (who.scope) hold_if_new(who.device, c.collection, c.id);
+      // Its audit line is the log's own row: device, collection, record, seq, time.
       if (out.first_seq == 0) out.first_seq = seq;
       out.last_seq = seq;
       ++out.accepted;
     }
-    {
-      sqlite::reset_guard g(*insert_batch_);
-      insert_batch_->bind(1, device)
-          .bind(2, batch_bytes)
-          .bind(3, static_cast<std::int64_t>(out.accepted))
-          .bind(4, static_cast<std::int64_t>(out.first_seq))
-          .bind(5, static_cast<std::int64_t>(out.last_seq))
-          .run();
-    }
-    for (const auto& f : refused) {
-      sqlite::reset_guard g(*insert_refusal_);
-      insert_refusal_->bind(1, device)
-          .bind(2, batch_bytes)
-          .bind(3, static_cast<std::int64_t>(f.index))
-          .bind(4, static_cast<std::int64_t>(f.code))
-          .bind(5, std::string_view(f.reason))
-          .run();
-    }
+    out.refused = std::move(all);
+    remember_batch(who.device, batch, out);
     tx.commit();
     return out;
+  }
+
+  void open_scope(const requester& who, node_id node) override {
+    if (!who.scope) return;
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    sqlite::statement q(db_.get(), "SELECT node, fingerprint FROM device_scope WHERE device=?");
+    q.bind(1, std::string_view(who.device));
+    const auto& fingerprint = who.scope->fingerprint;
+    if (!q.step()) {
+      // Served for the first time: it holds nothing, and the log brings it everything.
+      sqlite::statement add(db_.get(), "INSERT INTO device_scope(device, node, fingerprint, epoch) VALUES(?,?,?,0)");
+      add.bind(1, std::string_view(who.device)).bind(2, static_cast<std::int64_t>(node)).bind(3, std::string_view(fingerprint)).run();
+    } else if (static_cast<node_id>(q.column_int64(0)) != node) {
+      // A new store for this device (the app reinstalled): it holds nothing of before.
+      forget_device(who.device);
+      set_device_scope(who.device, node, fingerprint);
+    } else if (q.column_text(1) != fingerprint) {
+      // Reconciled at its next pull, once the pull's scope epoch has settled what the
+      // device holds.
+      set_device_scope(who.device, node, fingerprint);
+      sqlite::statement flag(db_.get(), "UPDATE device_scope SET reconcile=1 WHERE device=?");
+      flag.bind(1, std::string_view(who.device)).run();
+    }
+    tx.commit();
+  }
+
+  page_position serve_page(const requester& who, const page_request& r, wire::changes_page_builder& page) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    const auto now = system_time_ms();
+    page_position pos{r.cursor, false};
+    if (!who.scope) {
+      pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &audit_batch_);
+    } else {
+      pos = serve_scoped(who, r, page, now);
+    }
+    flush_receipts(who, now);
+    tx.commit();
+    return pos;
+  }
+
+  std::vector<prime_item> prime_changes_for(const requester& who, const wire::prime_spec& spec, node_id exclude_node) override {
+    auto items = prime_changes(spec, exclude_node);
+    if (!who.scope) return items;
+    const std::lock_guard lock(mutex_);
+    std::map<record_key, bool> seen;
+    std::erase_if(items, [&](const prime_item& item) {
+      const record_key key{item.collection, item.id};
+      auto it = seen.find(key);
+      if (it == seen.end()) it = seen.emplace(key, sees(*who.scope, item.collection, item.id)).first;
+      return !it->second;
+    });
+    return items;
+  }
+
+  void mark_sent(const requester& who, std::span<const prime_item> items) override {
+    if (items.empty()) return;
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    for (const auto& item : items) {
+      auto& seq = audit_batch_[{item.collection, item.id}];
+      seq = std::max(seq, item.seq);
+      if (who.scope) hold_if_new(who.device, item.collection, item.id);
+    }
+    flush_receipts(who, system_time_ms());
+    tx.commit();
+  }
+
+  void audit(const audit_query& query, const std::function<void(const audit_entry&)>& line) override {
+    const std::lock_guard lock(mutex_);
+    // Pushes are the log's own rows (append-only, never pruned): not written twice.
+    sqlite::statement q(db_.get(),
+                        "SELECT at_ms, device, user, action, collection, record_id, seq FROM ("
+                        " SELECT at_ms, device, user, action, collection, record_id, seq, 1 AS src, rowid AS k FROM audit"
+                        "  WHERE at_ms >= ?1 AND at_ms < ?2"
+                        " UNION ALL"
+                        " SELECT c.received_ms, c.device, coalesce(d.user_id, ''), 'push', c.collection, c.record_id, c.seq,"
+                        "  0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
+                        "  WHERE c.received_ms >= ?1 AND c.received_ms < ?2)"
+                        " WHERE (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4) ORDER BY at_ms, src, k");
+    q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(query.from_ms, INT64_MAX)))
+        .bind(2, static_cast<std::int64_t>(std::min<std::uint64_t>(query.to_ms, INT64_MAX)))
+        .bind(3, std::string_view(query.device))
+        .bind(4, std::string_view(query.user));
+    while (q.step()) {
+      audit_entry e;
+      e.at_ms = static_cast<std::uint64_t>(q.column_int64(0));
+      e.device = q.column_text(1);
+      e.user = q.column_text(2);
+      e.action = q.column_text(3);
+      e.collection = q.column_text(4);
+      const auto id = q.column_blob(5);
+      if (id.size() == e.record.bytes.size()) std::copy(id.begin(), id.end(), e.record.bytes.begin());
+      e.seq = static_cast<std::uint64_t>(q.column_int64(6));
+      line(e);
+    }
+  }
+
+  void add_org_unit(const org_unit& unit) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "INSERT INTO org_units(id, parent, name) VALUES(?,?,?)");
+    q.bind(1, std::string_view(unit.id)).bind(2, std::string_view(unit.parent)).bind(3, std::string_view(unit.name)).run();
+  }
+
+  std::vector<org_unit> org_units() override {
+    const std::lock_guard lock(mutex_);
+    std::vector<org_unit> out;
+    sqlite::statement q(db_.get(), "SELECT id, parent, name FROM org_units ORDER BY id");
+    while (q.step()) out.push_back(org_unit{q.column_text(0), q.column_text(1), q.column_text(2)});
+    return out;
+  }
+
+  bool update_user(const user_record& u) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "UPDATE users SET name=?, role=?, org_unit=? WHERE user_id=?");
+    q.bind(1, std::string_view(u.name))
+        .bind(2, std::string_view(u.role))
+        .bind(3, std::string_view(u.org_unit))
+        .bind(4, std::string_view(u.user_id))
+        .run();
+    return sqlite3_changes(db_.get()) > 0;
   }
 
   using change_store::read_page;
   page_position read_page(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
                           std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page) override {
     const std::lock_guard lock(mutex_);
-    max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
-    // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
-    const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
-    page_position pos{cursor, false};
-    sqlite::reset_guard g(*page_);
-    page_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
-    std::int64_t scanned = 0;
-    auto next_skip = std::upper_bound(skip.begin(), skip.end(), cursor);
-    while (page_->step()) {
-      // Reaching here means a row above next_cursor exists: `more` if we stop at it.
-      if (scanned == scan_limit) {
-        pos.more = true;
-        break;
-      }
-      const auto seq = static_cast<std::uint64_t>(page_->column_int64(0));
-      while (next_skip != skip.end() && *next_skip < seq) ++next_skip;
-      const bool skipped = next_skip != skip.end() && *next_skip == seq;
-      if (!skipped && static_cast<node_id>(page_->column_int64(1)) != exclude_node) {
-        const auto stored = page_->column_blob(2);
-        // The byte bound is checked before adding, so a page exceeds it only when its
-        // first change alone does (docs/protocol.md, "Pull").
-        if (page.count() >= max_changes ||
-            (page.count() > 0 && page.size_bytes() + wire::page_item_bytes(seq, stored) > max_bytes)) {
-          pos.more = true;
-          break;
-        }
-        page.add(seq, stored);
-      }
-      ++scanned;
-      pos.next_cursor = seq;
-    }
-    return pos;
+    return read_page_locked(cursor, exclude_node, skip, max_changes, max_bytes, page, nullptr);
   }
 
   std::vector<prime_item> prime_changes(const wire::prime_spec& spec, node_id exclude_node) override {
@@ -218,7 +364,7 @@ class sqlite_change_store final : public change_store {
       auto& r = records[{c.collection, c.id}];
       merge(r.state, c);
       if (static_cast<node_id>(q.column_int64(1)) != exclude_node) {
-        r.items.push_back(prime_item{seq, wire::page_item_bytes(seq, stored)});
+        r.items.push_back(prime_item{seq, wire::page_item_bytes(seq, stored), c.collection, c.id});
       }
     }
     std::vector<prime_item> out;
@@ -436,12 +582,528 @@ class sqlite_change_store final : public change_store {
                          static_cast<std::uint64_t>(q.column_int64(4)), static_cast<std::uint64_t>(q.column_int64(5))};
   }
 
+  // ------------------------------------------------------------ helpers (mutex_ held)
+
+  static constexpr std::int64_t k_purge = 1;
+  static constexpr std::int64_t k_backfill = 2;
+
+  static std::span<const std::uint8_t> id_span(const record_id& id) { return std::span<const std::uint8_t>(id.bytes); }
+  static record_id id_of(std::span<const std::uint8_t> blob) {
+    record_id id;
+    if (blob.size() == id.bytes.size()) std::copy(blob.begin(), blob.end(), id.bytes.begin());
+    return id;
+  }
+
+  /// The outcome stored for (device, batch), if the batch was stored before.
+  std::optional<push_outcome> stored_outcome(std::string_view device, const batch_id& batch) {
+    const std::span<const std::uint8_t> batch_bytes(batch.bytes);
+    sqlite::reset_guard g(*find_batch_);
+    find_batch_->bind(1, device).bind(2, batch_bytes);
+    if (!find_batch_->step()) return std::nullopt;
+    push_outcome stored{static_cast<std::uint32_t>(find_batch_->column_int64(0)),
+                        static_cast<std::uint64_t>(find_batch_->column_int64(1)),
+                        static_cast<std::uint64_t>(find_batch_->column_int64(2)), true, {}};
+    sqlite::reset_guard gr(*find_refusals_);
+    find_refusals_->bind(1, device).bind(2, batch_bytes);
+    while (find_refusals_->step()) {
+      stored.refused.push_back(wire::refusal{static_cast<std::uint32_t>(find_refusals_->column_int64(0)),
+                                             static_cast<std::uint16_t>(find_refusals_->column_int64(1)),
+                                             find_refusals_->column_text(2)});
+    }
+    return stored;
+  }
+
+  /// Appends one change to the log; its sequence number.
+  std::uint64_t store_change(std::string_view device, const change& c, std::uint64_t now) {
+    const auto encoded = wire::encode_change(c);
+    sqlite::reset_guard g(*insert_change_);
+    insert_change_->bind(1, device)
+        .bind(2, static_cast<std::int64_t>(c.ver.node))
+        .bind(3, std::string_view(c.collection))
+        .bind(4, id_span(c.id))
+        .bind(5, static_cast<std::int64_t>(c.ver.stamp.value))
+        .bind(6, std::span<const std::uint8_t>(encoded))
+        .bind(7, static_cast<std::int64_t>(now))
+        .run();
+    return static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+  }
+
+  /// Remembers a batch's outcome and refusals, so that a resend is answered with them.
+  void remember_batch(std::string_view device, const batch_id& batch, const push_outcome& out) {
+    const std::span<const std::uint8_t> batch_bytes(batch.bytes);
+    {
+      sqlite::reset_guard g(*insert_batch_);
+      insert_batch_->bind(1, device)
+          .bind(2, batch_bytes)
+          .bind(3, static_cast<std::int64_t>(out.accepted))
+          .bind(4, static_cast<std::int64_t>(out.first_seq))
+          .bind(5, static_cast<std::int64_t>(out.last_seq))
+          .run();
+    }
+    for (const auto& f : out.refused) {
+      sqlite::reset_guard g(*insert_refusal_);
+      insert_refusal_->bind(1, device)
+          .bind(2, batch_bytes)
+          .bind(3, static_cast<std::int64_t>(f.index))
+          .bind(4, static_cast<std::int64_t>(f.code))
+          .bind(5, std::string_view(f.reason))
+          .run();
+    }
+  }
+
+  /// A record's unit fields as stored: field -> (unit, version).
+  struct unit_value {
+    std::optional<std::string> unit;
+    version ver;
+  };
+  std::map<std::string, unit_value, std::less<>> unit_rows(std::string_view collection, const record_id& id) {
+    std::map<std::string, unit_value, std::less<>> out;
+    sqlite::reset_guard g(*units_of_);
+    units_of_->bind(1, collection).bind(2, id_span(id));
+    while (units_of_->step()) {
+      unit_value v;
+      if (units_of_->column_type(1) != SQLITE_NULL) v.unit = units_of_->column_text(1);
+      v.ver = version{hlc_stamp{static_cast<std::uint64_t>(units_of_->column_int64(2))},
+                      static_cast<node_id>(units_of_->column_int64(3))};
+      out.emplace(units_of_->column_text(0), std::move(v));
+    }
+    return out;
+  }
+
+  static std::vector<std::optional<std::string>> units_in(const std::map<std::string, unit_value, std::less<>>& rows) {
+    std::vector<std::optional<std::string>> out;
+    for (const auto& [field, v] : rows) out.push_back(v.unit);
+    return out;
+  }
+
+  /// The unit a write of a unit field names: a text, or nowhere.
+  static std::optional<std::string> unit_written(const value& v) {
+    if (const auto* text = std::get_if<std::string>(&v)) return *text;
+    return std::nullopt;
+  }
+
+  /// Keeps the record's unit fields current: each the newest write by version, as merge
+  /// would (a delete does not move a record).
+  void index_change(const change& c) {
+    const auto fields = unit_fields_.find(c.collection);
+    if (fields == unit_fields_.end() || fields->second.empty() || c.fields.empty()) return;
+    std::optional<std::map<std::string, unit_value, std::less<>>> current;
+    for (const auto& f : c.fields) {
+      if (std::find(fields->second.begin(), fields->second.end(), f.name) == fields->second.end()) continue;
+      if (!current) current = unit_rows(c.collection, c.id);
+      const auto it = current->find(f.name);
+      if (it != current->end() && !(it->second.ver < c.ver)) continue;  // a newer write placed it
+      const auto unit = unit_written(f.val);
+      sqlite::reset_guard g(*put_unit_);
+      put_unit_->bind(1, std::string_view(c.collection)).bind(2, id_span(c.id)).bind(3, std::string_view(f.name));
+      if (unit) {
+        put_unit_->bind(4, std::string_view(*unit));
+      } else {
+        put_unit_->bind_null(4);
+      }
+      put_unit_->bind(5, static_cast<std::int64_t>(c.ver.stamp.value)).bind(6, static_cast<std::int64_t>(c.ver.node)).run();
+    }
+  }
+
+  /// The seq of the record's first change in the log; 0 when the log does not know it.
+  std::uint64_t first_seq(std::string_view collection, const record_id& id) {
+    sqlite::reset_guard g(*first_seq_);
+    first_seq_->bind(1, collection).bind(2, id_span(id));
+    return first_seq_->step() ? static_cast<std::uint64_t>(first_seq_->column_int64(0)) : 0;
+  }
+  bool known(std::string_view collection, const record_id& id) { return first_seq(collection, id) != 0; }
+
+  /// The device may receive the record as the store has it now.
+  bool sees(const device_scope& scope, std::string_view collection, const record_id& id) {
+    if (!scope.may_read(collection)) return false;
+    if (scope.region_wide.count(collection)) return true;
+    return scope.covers(collection, units_in(unit_rows(collection, id)));
+  }
+
+  /// Why `scope` may not write `c` ("" when it may): its role must write the collection,
+  /// the record as stored (if the log knows it) must be in the device's units, and so
+  /// must the record as the change leaves it. Reasons name no value.
+  std::string write_refusal(const device_scope& scope, const change& c) {
+    const std::string what = "a change to '" + c.collection + "' ";
+    if (!scope.may_write(c.collection)) {
+      return what + "was refused: role " + scope.role + " may not write this collection";
+    }
+    if (scope.region_wide.count(c.collection)) return {};
+    const auto fields = unit_fields_.find(c.collection);
+    if (fields == unit_fields_.end()) return what + "was refused: the collection has no org unit rule";
+    auto rows = unit_rows(c.collection, c.id);
+    const bool exists = known(c.collection, c.id);
+    if (exists && !scope.covers(c.collection, units_in(rows))) {
+      return what + "was refused: the record belongs to an org unit outside this device's scope";
+    }
+    for (const auto& f : c.fields) {
+      if (std::find(fields->second.begin(), fields->second.end(), f.name) == fields->second.end()) continue;
+      auto& row = rows[f.name];
+      if (!exists || row.ver < c.ver) row = unit_value{unit_written(f.val), c.ver};
+    }
+    if (!scope.covers(c.collection, units_in(rows))) {
+      std::string names;
+      for (const auto& f : fields->second) names += (names.empty() ? "" : " or ") + f;
+      return what + (exists ? "was refused: it would move the record to an org unit outside this device's scope"
+                            : "was refused: a new record must name an org unit of this device's scope in " + names);
+    }
+    return {};
+  }
+
+  void hold_if_new(std::string_view device, std::string_view collection, const record_id& id) {
+    sqlite::reset_guard g(*hold_if_new_);
+    hold_if_new_->bind(1, device).bind(2, collection).bind(3, id_span(id)).run();
+  }
+  void hold(std::string_view device, std::string_view collection, const record_id& id, std::uint64_t through) {
+    sqlite::reset_guard g(*hold_);
+    hold_->bind(1, device).bind(2, collection).bind(3, id_span(id)).bind(4, static_cast<std::int64_t>(through)).run();
+  }
+  void unhold(std::string_view device, std::string_view collection, const record_id& id) {
+    sqlite::reset_guard g(*unhold_);
+    unhold_->bind(1, device).bind(2, collection).bind(3, id_span(id)).run();
+  }
+  /// Whether the device holds the record, and through which seq a backfill sent it.
+  std::optional<std::uint64_t> held(std::string_view device, std::string_view collection, const record_id& id) {
+    sqlite::reset_guard g(*held_);
+    held_->bind(1, device).bind(2, collection).bind(3, id_span(id));
+    if (!held_->step()) return std::nullopt;
+    return static_cast<std::uint64_t>(held_->column_int64(0));
+  }
+  /// Queues a purge or backfill (epoch 0), or records one sent in the page of `epoch`;
+  /// `through`: for a purge, what the device held of the record, restored should the
+  /// page never arrive.
+  void enqueue(std::string_view device, std::string_view collection, const record_id& id, std::int64_t action,
+               std::uint64_t epoch, std::uint64_t through = 0) {
+    sqlite::reset_guard g(*enqueue_);
+    enqueue_->bind(1, device)
+        .bind(2, collection)
+        .bind(3, id_span(id))
+        .bind(4, action)
+        .bind(5, static_cast<std::int64_t>(epoch))
+        .bind(6, static_cast<std::int64_t>(through))
+        .run();
+  }
+
+  void audit_row(std::uint64_t now, const requester& who, std::string_view action, std::string_view collection,
+                 const record_id& id, std::uint64_t seq) {
+    sqlite::reset_guard g(*insert_audit_);
+    insert_audit_->bind(1, static_cast<std::int64_t>(now))
+        .bind(2, std::string_view(who.device))
+        .bind(3, std::string_view(who.user))
+        .bind(4, action)
+        .bind(5, collection)
+        .bind(6, id_span(id))
+        .bind(7, static_cast<std::int64_t>(seq))
+        .run();
+  }
+
+  /// Writes one `receive` line per record of audit_batch_ (its last seq sent), and empties it.
+  void flush_receipts(const requester& who, std::uint64_t now) {
+    for (const auto& [key, seq] : audit_batch_) audit_row(now, who, "receive", key.first, key.second, seq);
+    audit_batch_.clear();
+  }
+
+  void forget_device(std::string_view device) {
+    sqlite::statement a(db_.get(), "DELETE FROM device_records WHERE device=?");
+    a.bind(1, device).run();
+    sqlite::statement b(db_.get(), "DELETE FROM scope_queue WHERE device=?");
+    b.bind(1, device).run();
+  }
+
+  void set_device_scope(std::string_view device, node_id node, std::string_view fingerprint) {
+    sqlite::statement q(db_.get(), "UPDATE device_scope SET node=?, fingerprint=? WHERE device=?");
+    q.bind(1, static_cast<std::int64_t>(node)).bind(2, fingerprint).bind(3, device).run();
+  }
+
+  /// After a scope change: queues a purge of each record the device holds and may no
+  /// longer see, and a backfill of each it may see and does not hold. Runs after the
+  /// pull's scope epoch settled what was sent, so the queue holds nothing in flight.
+  void reconcile(const requester& who) {
+    const auto& scope = *who.scope;
+    std::set<record_key> held_now, queued;
+    {
+      sqlite::statement q(db_.get(), "SELECT collection, record_id FROM device_records WHERE device=?");
+      q.bind(1, std::string_view(who.device));
+      while (q.step()) held_now.emplace(q.column_text(0), id_of(q.column_blob(1)));
+      sqlite::statement w(db_.get(), "SELECT collection, record_id FROM scope_queue WHERE device=?");
+      w.bind(1, std::string_view(who.device));
+      while (w.step()) queued.emplace(w.column_text(0), id_of(w.column_blob(1)));
+    }
+    for (const auto& key : held_now) {
+      if (!queued.count(key) && !sees(scope, key.first, key.second)) enqueue(who.device, key.first, key.second, k_purge, 0);
+    }
+    const auto backfill = [&](const std::string& collection, const record_id& id) {
+      const record_key key{collection, id};
+      if (held_now.count(key) || queued.count(key)) return;
+      // A referral in two of the device's units is listed twice.
+      if (!sees(scope, collection, id)) return;
+      queued.insert(key);
+      enqueue(who.device, collection, id, k_backfill, 0);
+    };
+    for (const auto& collection : scope.read) {
+      if (scope.region_wide.count(collection)) {
+        sqlite::statement q(db_.get(), "SELECT DISTINCT record_id FROM changes WHERE collection=?");
+        q.bind(1, std::string_view(collection));
+        while (q.step()) backfill(collection, id_of(q.column_blob(0)));
+        continue;
+      }
+      sqlite::statement q(db_.get(), "SELECT record_id, unit FROM record_units WHERE collection=? AND unit IS NOT NULL");
+      q.bind(1, std::string_view(collection));
+      while (q.step()) {
+        if (scope.units.count(q.column_text(1))) backfill(collection, id_of(q.column_blob(0)));
+      }
+    }
+  }
+
+  /// The next scope epoch of a device (given out once per page carrying scope items).
+  std::uint64_t next_epoch(std::string_view device) {
+    sqlite::statement up(db_.get(), "UPDATE device_scope SET epoch = epoch + 1 WHERE device=? RETURNING epoch");
+    up.bind(1, device);
+    if (up.step()) return static_cast<std::uint64_t>(up.column_int64(0));
+    sqlite::statement add(db_.get(), "INSERT INTO device_scope(device, node, fingerprint, epoch) VALUES(?, 0, '', 1)");
+    add.bind(1, device).run();
+    return 1;
+  }
+
+  /// Adds every change of a record up to `through` to the page as a backfill; its bytes.
+  std::size_t add_backfill_record(wire::changes_page_builder& page, std::string_view collection, const record_id& id,
+                                  std::uint64_t through) {
+    const auto before = page.scope_bytes();
+    sqlite::reset_guard g(*history_upto_);
+    history_upto_->bind(1, collection).bind(2, id_span(id)).bind(3, static_cast<std::int64_t>(through));
+    while (history_upto_->step()) {
+      page.add_backfill(static_cast<std::uint64_t>(history_upto_->column_int64(0)), history_upto_->column_blob(1));
+    }
+    return page.scope_bytes() - before;
+  }
+
+  std::uint64_t head_locked() {
+    sqlite::reset_guard g(*head_);
+    head_->step();
+    return static_cast<std::uint64_t>(head_->column_int64(0));
+  }
+
+  /// serve_page() for a scoped device (docs/protocol.md, "Scopes").
+  page_position serve_scoped(const requester& who, const page_request& r, wire::changes_page_builder& page,
+                             std::uint64_t now) {
+    const auto& scope = *who.scope;
+    const std::string_view device = who.device;
+    // 1. What the device says it stored settles what was sent: pages up to its epoch
+    //    were applied; anything sent later was not, and is sent again.
+    {
+      sqlite::statement q(db_.get(),
+                          "SELECT collection, record_id, action, epoch, through FROM scope_queue WHERE device=? AND epoch > 0");
+      q.bind(1, device);
+      struct sent { std::string collection; record_id id; std::int64_t action; std::uint64_t epoch, through; };
+      std::vector<sent> list;
+      while (q.step()) {
+        list.push_back(sent{q.column_text(0), id_of(q.column_blob(1)), q.column_int64(2), static_cast<std::uint64_t>(q.column_int64(3)),
+                            static_cast<std::uint64_t>(q.column_int64(4))});
+      }
+      sqlite::statement done(db_.get(), "DELETE FROM scope_queue WHERE device=? AND collection=? AND record_id=?");
+      for (const auto& e : list) {
+        if (e.epoch <= r.scope_epoch) {
+          done.reset();
+          done.bind(1, device).bind(2, std::string_view(e.collection)).bind(3, id_span(e.id)).run();
+          if (e.action == k_purge) audit_row(now, who, "purge_confirmed", e.collection, e.id, 0);
+        } else if (e.action == k_purge) {
+          hold(device, e.collection, e.id, e.through);  // still on the device, as it was
+          enqueue(device, e.collection, e.id, k_purge, 0, e.through);
+        } else {
+          unhold(device, e.collection, e.id);  // never arrived
+          enqueue(device, e.collection, e.id, k_backfill, 0);
+        }
+      }
+    }
+    {
+      sqlite::statement flagged(db_.get(), "UPDATE device_scope SET reconcile=0 WHERE device=? AND reconcile=1 RETURNING 1");
+      flagged.bind(1, device);
+      if (flagged.step()) {
+        flagged.reset();
+        reconcile(who);
+      }
+    }
+    const auto max_changes = std::max<std::uint32_t>(r.max_changes, 1);
+    const auto head = head_locked();
+    std::uint64_t epoch = 0;
+    const auto page_epoch = [&] {
+      if (epoch == 0) {
+        epoch = next_epoch(device);
+        page.set_scope_epoch(epoch);
+      }
+      return epoch;
+    };
+    const auto page_bytes = [&] { return page.size_bytes() + page.scope_bytes(); };
+    // 2. Queued purges and backfills (after a scope change, a lost page, a refused
+    //    change) go first, in pages of their own that do not move the cursor.
+    {
+      sqlite::statement q(db_.get(),
+                          "SELECT collection, record_id, action FROM scope_queue WHERE device=? AND epoch = 0 LIMIT ?");
+      q.bind(1, device).bind(2, static_cast<std::int64_t>(max_changes) + 1);
+      struct queued { std::string collection; record_id id; std::int64_t action; };
+      std::vector<queued> list;
+      while (q.step()) list.push_back(queued{q.column_text(0), id_of(q.column_blob(1)), q.column_int64(2)});
+      sqlite::statement drop(db_.get(), "DELETE FROM scope_queue WHERE device=? AND collection=? AND record_id=?");
+      std::size_t taken = 0;
+      bool left = false;
+      for (const auto& e : list) {
+        if (taken >= max_changes || (taken > 0 && page_bytes() >= r.max_bytes)) {
+          left = true;
+          break;
+        }
+        const bool visible = sees(scope, e.collection, e.id);
+        if (e.action == k_purge && !visible) {
+          page.add_purge(e.collection, e.id);
+          const auto had = held(device, e.collection, e.id).value_or(0);
+          unhold(device, e.collection, e.id);
+          enqueue(device, e.collection, e.id, k_purge, page_epoch(), had);
+          audit_row(now, who, "purge", e.collection, e.id, 0);
+          ++taken;
+        } else if (e.action == k_backfill && visible) {
+          add_backfill_record(page, e.collection, e.id, head);
+          hold(device, e.collection, e.id, head);
+          enqueue(device, e.collection, e.id, k_backfill, page_epoch());
+          audit_batch_[{e.collection, e.id}] = head;
+          ++taken;
+        } else {
+          // Nothing to do any more: a purge of a record it may see again, a backfill of
+          // one it may not.
+          drop.reset();
+          drop.bind(1, device).bind(2, std::string_view(e.collection)).bind(3, id_span(e.id)).run();
+        }
+      }
+      if (taken > 0) return page_position{r.cursor, left || head > r.cursor};
+    }
+    // 3. The log after the cursor, record by record as the device may see them now.
+    struct record_view {
+      bool visible = false;
+      std::optional<std::uint64_t> through;  ///< held, and through which seq a backfill sent it
+    };
+    std::map<record_key, record_view> views;
+    const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
+    page_position pos{r.cursor, false};
+    sqlite::reset_guard g(*scan_);
+    scan_->bind(1, static_cast<std::int64_t>(r.cursor)).bind(2, scan_limit + 1);
+    std::int64_t scanned = 0;
+    auto next_skip = std::upper_bound(r.skip.begin(), r.skip.end(), r.cursor);
+    const auto full = [&](std::size_t adding) {
+      return page.count() + page.backfill_count() > 0 &&
+             (page.count() >= max_changes || page_bytes() + adding > r.max_bytes);
+    };
+    while (scan_->step()) {
+      if (scanned == scan_limit) {
+        pos.more = true;
+        break;
+      }
+      const auto seq = static_cast<std::uint64_t>(scan_->column_int64(0));
+      record_key key{scan_->column_text(3), id_of(scan_->column_blob(4))};
+      auto it = views.find(key);
+      if (it == views.end()) {
+        record_view v{sees(scope, key.first, key.second), held(device, key.first, key.second)};
+        it = views.emplace(key, v).first;
+      }
+      auto& view = it->second;
+      if (!view.visible) {
+        if (view.through) {
+          // It left the device's scope: the device deletes it.
+          page.add_purge(key.first, key.second);
+          unhold(device, key.first, key.second);
+          enqueue(device, key.first, key.second, k_purge, page_epoch(), *view.through);
+          audit_row(now, who, "purge", key.first, key.second, 0);
+          view.through.reset();
+        }
+      } else if (!view.through) {
+        if (first_seq(key.first, key.second) < seq) {
+          // It entered the device's scope with changes the device never received: its
+          // whole history, up to the head, replaces whatever the device held of it.
+          if (full(0)) {
+            pos.more = true;
+            break;
+          }
+          add_backfill_record(page, key.first, key.second, head);
+          hold(device, key.first, key.second, head);
+          enqueue(device, key.first, key.second, k_backfill, page_epoch());
+          audit_batch_[key] = head;
+          view.through = head;
+        } else {
+          // New to the device with this change: the log brings the rest.
+          hold(device, key.first, key.second, 0);
+          view.through = 0;
+        }
+      }
+      if (view.visible && view.through && seq > *view.through) {
+        while (next_skip != r.skip.end() && *next_skip < seq) ++next_skip;
+        const bool skipped = next_skip != r.skip.end() && *next_skip == seq;
+        if (!skipped && static_cast<node_id>(scan_->column_int64(1)) != r.node) {
+          const auto stored = scan_->column_blob(2);
+          if (full(wire::page_item_bytes(seq, stored))) {
+            pos.more = true;
+            break;
+          }
+          page.add(seq, stored);
+          auto& last = audit_batch_[key];
+          last = std::max(last, seq);
+        }
+      }
+      ++scanned;
+      pos.next_cursor = seq;
+    }
+    return pos;
+  }
+
+  /// read_page() with mutex_ held; with `receipts`, notes each record sent and its last seq.
+  page_position read_page_locked(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
+                                 std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page,
+                                 std::map<record_key, std::uint64_t>* receipts) {
+    max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
+    // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
+    const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
+    page_position pos{cursor, false};
+    sqlite::reset_guard g(*scan_);
+    scan_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
+    std::int64_t scanned = 0;
+    auto next_skip = std::upper_bound(skip.begin(), skip.end(), cursor);
+    while (scan_->step()) {
+      // Reaching here means a row above next_cursor exists: `more` if we stop at it.
+      if (scanned == scan_limit) {
+        pos.more = true;
+        break;
+      }
+      const auto seq = static_cast<std::uint64_t>(scan_->column_int64(0));
+      while (next_skip != skip.end() && *next_skip < seq) ++next_skip;
+      const bool skipped = next_skip != skip.end() && *next_skip == seq;
+      if (!skipped && static_cast<node_id>(scan_->column_int64(1)) != exclude_node) {
+        const auto stored = scan_->column_blob(2);
+        // The byte bound is checked before adding, so a page exceeds it only when its
+        // first change alone does (docs/protocol.md, "Pull").
+        if (page.count() >= max_changes ||
+            (page.count() > 0 && page.size_bytes() + wire::page_item_bytes(seq, stored) > max_bytes)) {
+          pos.more = true;
+          break;
+        }
+        page.add(seq, stored);
+        if (receipts) {
+          auto& last = (*receipts)[{scan_->column_text(3), id_of(scan_->column_blob(4))}];
+          last = std::max(last, seq);
+        }
+      }
+      ++scanned;
+      pos.next_cursor = seq;
+    }
+    return pos;
+  }
+
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
   std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)
   sqlite::db_handle reader_;
-  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, page_, head_, by_seq_,
+  std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, head_, by_seq_,
       extent_;
+  // Scopes and audit (also guarded by mutex_).
+  std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
+      enqueue_, history_upto_, insert_audit_;
+  std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
+  std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
 };
 
 }  // namespace

@@ -42,7 +42,8 @@ inline const char* c_api_schema() {
       {"name": "score", "type": "real"},
       {"name": "photo", "type": "bytes"},
       {"name": "note", "type": "text", "policy": "keep_both"},
-      {"name": "tasks", "type": "text", "policy": "set_union"}]},
+      {"name": "tasks", "type": "text", "policy": "set_union"},
+      {"name": "org_unit", "type": "text"}]},
     {"name": "clients", "fields": [{"name": "name", "type": "text", "policy": "last_writer_wins"}]}]})";
 }
 

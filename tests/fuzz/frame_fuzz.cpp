@@ -112,6 +112,13 @@ void check_page_builder(const wire::changes_page& page, const bytes& payload) {
   if (builder.count() != page.items.size() || builder.size_bytes() != item_bytes) {
     fail("changes_page_builder counts other items or bytes than page_item_bytes");
   }
+  // Version 5: the scope section.
+  builder.set_scope_epoch(page.scope_epoch);
+  for (const auto& p : page.purges) builder.add_purge(p.collection, p.id);
+  for (const auto& item : page.backfill) builder.add_backfill(item.seq, wire::encode_change(item.body));
+  if (builder.purge_count() != page.purges.size() || builder.backfill_count() != page.backfill.size()) {
+    fail("changes_page_builder counts other purges or backfilled changes than the page holds");
+  }
   if (builder.finish(page.next_cursor, page.more, page.remaining_changes, page.remaining_bytes) != payload) {
     fail("a changes page rebuilt by changes_page_builder differs from its encoding");
   }

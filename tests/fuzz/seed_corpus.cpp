@@ -270,6 +270,15 @@ void write_corpus(corpus_writer& w) {
 
   w.frame("changes", example_page());
   w.frame("changes-empty", wire::changes_page{{}, 3, false, 0, 0});
+  {
+    // Version 5: a page with purges and backfilled changes, and a pull with a scope epoch.
+    auto scoped = example_page();
+    scoped.scope_epoch = 12;
+    scoped.purges = {wire::scope_purge{"visit", id_of(20)}, wire::scope_purge{"client", id_of(21)}};
+    scoped.backfill = example_page().items;
+    w.frame("changes-scope", scoped);
+    w.frame("pull-scope-epoch", wire::pull{4711, 0, 0, {}, 12});
+  }
 
   w.frame("error", wire::error{static_cast<std::uint16_t>(protocol_errc::server_busy), true, "The server is busy; try again in a minute."});
   w.frame("ping", wire::ping{0x0123456789abcdefULL});

@@ -97,7 +97,7 @@ TEST_CASE("c_api: two stores sync a visit and settle a conflict over TLS", "[c_a
   CHECK(pushed.at("quarantined") == 0);
   CHECK(pushed.at("attempts") == 1);
   CHECK(pushed.at("bytes_sent").get<std::uint64_t>() > 0);
-  CHECK(pushed.size() == 14);
+  CHECK(pushed.size() == 16);
   CHECK(pushed.at("reverted") == 0);
   REQUIRE_FALSE(log.seen.empty());
   CHECK(log.seen.back().pushed == 2);
@@ -230,7 +230,9 @@ TEST_CASE("c_api: enroll with a one-time code, sync with what it gave, and a rev
   const auto device_id = me.at("device_id").get<std::string>();
   const auto mine = options(server, 0, device_id, me.at("token").get<std::string>());
   c_string id;
-  REQUIRE(cs_create(tablet, "visits", R"({"note": "Visit note (synthetic): before the loss."})", id.out()) == CS_OK);
+  // An enrolled device is scoped: a new visit names an org unit of its user's.
+  REQUIRE(cs_create(tablet, "visits", R"({"note": "Visit note (synthetic): before the loss.", "org_unit": "kraj/orp-benesov/team-2"})",
+                    id.out()) == CS_OK);
   CHECK(sync(tablet, mine).at("pushed") == 1);
 
   REQUIRE(store.revoke_device(device_id, caresync::system_time_ms()));

@@ -98,9 +98,11 @@ TEST_CASE("a one-time code enrolls a device, which then syncs with the token it 
   }
   server.start();
 
-  // The credentials work for sync, and another device receives what this one wrote.
+  // The credentials work for sync, and another device receives what this one wrote (a
+  // client of Jana's unit: an enrolled device is scoped).
   auto a = open_tablet(dir, "a");
-  a->create("clients", {{"name", std::string("Klient")}, {"municipality", std::string("Benešov")}});
+  a->create("clients", {{"name", std::string("Klient")}, {"municipality", std::string("Benešov")},
+                        {"org_unit", jana().org_unit}});
   auto o = server.options(0);
   o.device_id = got.device_id;
   o.token = got.token;
@@ -173,9 +175,9 @@ TEST_CASE("a revoked device is refused, told to wipe, and its store is wiped, an
 
   auto lost = open_tablet(dir, "lost");
   const std::string secret_note = "a note that must not outlive the tablet";
-  lost->create("visits", {{"note", secret_note}, {"date", std::string("2026-11-23")}});
+  lost->create("visits", {{"note", secret_note}, {"date", std::string("2026-11-23")}, {"org_unit", jana().org_unit}});
   sync_client(*lost, o).sync();
-  lost->create("visits", {{"note", std::string("written after the last sync")}});  // will be lost: the tablet is gone
+  lost->create("visits", {{"note", std::string("written after the last sync")}, {"org_unit", jana().org_unit}});  // will be lost: the tablet is gone
   const auto old_node = lost->node();
 
   REQUIRE(store.revoke_device(got.device_id, system_time_ms()));

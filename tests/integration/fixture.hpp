@@ -19,12 +19,14 @@
 
 namespace caresync::testing {
 
-/// The schema the tests use: visits and clients, as a field app would declare them.
+/// The schema the tests use: visits and clients, as a field app would declare them. The
+/// org unit places a record for scopes (devices of the config file ignore it).
 inline schema care_schema() {
   return schema{{
-      collection_def{"clients", {{"name", value_kind::text}, {"municipality", value_kind::text}}},
+      collection_def{"clients", {{"name", value_kind::text}, {"municipality", value_kind::text}, {"org_unit", value_kind::text}}},
       collection_def{"visits",
                      {{"client_id", value_kind::text},
+                      {"org_unit", value_kind::text},
                       {"worker", value_kind::text},
                       {"date", value_kind::text},
                       {"duration_min", value_kind::integer},

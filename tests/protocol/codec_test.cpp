@@ -207,12 +207,13 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
 }
 
 TEST_CASE("codec: primitive encodings are as documented", "[protocol]") {
-  SECTION("pull: varint cursor, two u32 little-endian, then the prime spec (none: two zero varints)") {
-    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000" "00" "00");
+  SECTION("pull: varint cursor, two u32 little-endian, the prime spec (none: two zero varints), the scope epoch") {
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0, {}, 300})) == "01" "00" "00000000" "00000000" "00" "00" "ac02");
+    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000" "00" "00" "00");
   }
   SECTION("error: u16, bool, text") {
     CHECK(hex(wire::encode(wire::error{8, true, "busy"})) == "01" "0800" "01" "04" "62757379");
@@ -370,7 +371,8 @@ TEST_CASE("codec: changes_page_builder makes the same payload as encoding the pa
     wire::changes_page empty;
     empty.next_cursor = 9;
     CHECK(built == wire::encode(empty));
-    CHECK(hex(built) == "01" "09" "00" "00" "00" "00");
+    // ..., item count 0, then (version 5) scope epoch 0, no purge, no backfill
+    CHECK(hex(built) == "01" "09" "00" "00" "00" "00" "00" "00" "00");
   }
   SECTION("a stored change without its marker is refused") {
     wire::changes_page_builder builder;
@@ -479,5 +481,118 @@ TEST_CASE("codec: print the doc's example frames", "[.dump]") {
       std::printf("\n");
     }
     std::printf("%s\n\n", hex(frame).c_str());
+  }
+}
+
+// --- scopes (protocol version 5; docs/protocol.md, "Scopes")
+
+namespace {
+
+record_id counting_id() {
+  record_id id;
+  for (std::size_t i = 0; i < id.bytes.size(); ++i) id.bytes[i] = static_cast<std::uint8_t>(i);
+  return id;
+}
+
+wire::message decode_changes(const bytes& payload) { return wire::decode(wire::message_type::changes, payload); }
+
+}  // namespace
+
+TEST_CASE("codec: a changes page ends with its scope epoch, purges and backfilled changes", "[protocol][scope]") {
+  SECTION("a purge, byte for byte (docs/protocol.md, worked example)") {
+    wire::changes_page page;
+    page.next_cursor = 9;
+    page.scope_epoch = 3;
+    page.purges.push_back(wire::scope_purge{"visits", counting_id()});
+    const auto payload = wire::encode(page);
+    CHECK(hex(payload) == "01" "09" "00" "00" "00" "00"                        // next 9, more 0, remaining 0 0, no item
+                          "03"                                                 // scope epoch 3
+                          "01" "06" "766973697473" "000102030405060708090a0b0c0d0e0f"  // one purge: visits, id
+                          "00");                                               // no backfill
+    wire::changes_page_builder builder;
+    builder.set_scope_epoch(3);
+    builder.add_purge("visits", counting_id());
+    CHECK(builder.finish(9, false) == payload);
+    CHECK(std::get<wire::changes_page>(decode_changes(payload)) == page);
+  }
+  SECTION("backfilled changes, with and without items, built as encoded") {
+    wire::changes_page page;
+    page.next_cursor = 200;
+    page.more = true;
+    page.items = {{150, sample_change()}};
+    page.scope_epoch = 1ULL << 40;
+    page.backfill = {{2, sample_change()}, {170, sample_change()}, {1, sample_change()}};
+    page.backfill[2].body.collection = "client";
+    wire::changes_page_builder builder;
+    builder.add(150, wire::encode_change(sample_change()));
+    builder.set_scope_epoch(1ULL << 40);
+    for (const auto& item : page.backfill) builder.add_backfill(item.seq, wire::encode_change(item.body));
+    const auto built = builder.finish(200, true);
+    CHECK(built == wire::encode(page));
+    CHECK(builder.backfill_count() == 3);
+    CHECK(std::get<wire::changes_page>(decode_changes(built)) == page);
+  }
+  SECTION("a page without scope items ends with three zero bytes") {
+    const auto plain = wire::encode(wire::changes_page{{{4, sample_change()}}, 4, false});
+    CHECK(hex(plain).substr(hex(plain).size() - 6) == "000000");
+  }
+}
+
+TEST_CASE("codec: bad scope sections are malformed", "[protocol][scope][security]") {
+  const bytes head{0x01, 0x09, 0x00, 0x00, 0x00, 0x00};  // a changes page without items
+  const auto code_of = [](const bytes& payload) {
+    try {
+      (void)wire::decode(wire::message_type::changes, payload);
+    } catch (const protocol_error& e) {
+      return e.code();
+    }
+    return std::error_code{};
+  };
+  const auto with = [&](const bytes& tail) {
+    bytes b = head;
+    b.insert(b.end(), tail.begin(), tail.end());
+    return b;
+  };
+  const auto id = counting_id();
+  bytes purge{0x01, 0x06, 'v', 'i', 's', 'i', 't', 's'};
+  purge.insert(purge.end(), id.bytes.begin(), id.bytes.end());
+  // Valid: epoch 3, the purge, no backfill.
+  bytes valid{0x03};
+  valid.insert(valid.end(), purge.begin(), purge.end());
+  valid.push_back(0x00);
+  CHECK_FALSE(code_of(with(valid)));
+  SECTION("purges without an epoch") {
+    bytes b = valid;
+    b[0] = 0x00;
+    CHECK(code_of(with(b)) == protocol_errc::malformed);
+  }
+  SECTION("a purge naming an invalid collection") {
+    bytes b = valid;
+    b[3] = 'V';  // "Visits"
+    CHECK(code_of(with(b)) == protocol_errc::malformed);
+  }
+  SECTION("a purge count beyond the bytes left") {
+    bytes b = valid;
+    b[1] = 0x7f;
+    CHECK(code_of(with(b)) == protocol_errc::malformed);
+  }
+  SECTION("cut off, or the section missing (a version 4 page)") {
+    CHECK(code_of(with({0x03, 0x01})) == protocol_errc::malformed);
+    CHECK(code_of(head) == protocol_errc::malformed);
+  }
+  SECTION("a backfilled change with sequence number 0") {
+    bytes b{0x01, 0x00, 0x01, 0x00};
+    const auto stored = wire::encode_change(sample_change());
+    b.insert(b.end(), stored.begin() + 1, stored.end());
+    CHECK(code_of(with(b)) == protocol_errc::malformed);
+    b[3] = 0x05;
+    CHECK_FALSE(code_of(with(b)));
+  }
+  SECTION("pull: the scope epoch is read, and nothing may follow it") {
+    const auto p = wire::encode(wire::pull{7, 0, 0, {}, 42});
+    CHECK(std::get<wire::pull>(wire::decode(wire::message_type::pull, p)).scope_epoch == 42);
+    bytes longer = p;
+    longer.push_back(0x00);
+    CHECK_THROWS_AS(wire::decode(wire::message_type::pull, longer), protocol_error);
   }
 }

@@ -161,7 +161,8 @@ TEST_CASE("hostile: the marker byte must be 0x01", "[protocol][security]") {
 }
 
 TEST_CASE("hostile: varints", "[protocol][security]") {
-  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // pull's two u32 and empty prime spec after the cursor
+  // pull's two u32, empty prime spec and scope epoch 0 (version 5) after the cursor
+  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   SECTION("the longest valid varint is accepted") {
     const auto m = wire::decode(message_type::pull,
                                 concat({{0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, tail}));

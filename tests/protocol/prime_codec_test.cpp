@@ -138,7 +138,7 @@ bytes prime_payload(std::uint64_t until, const std::vector<raw_tier>& tiers) {
 }
 /// A pull payload by hand: cursor 7, max_changes 0, max_bytes 0, spec.
 bytes pull_payload(std::uint64_t until, const std::vector<raw_tier>& tiers) {
-  return concat({{0x01}, varint(7), u32_le(0), u32_le(0), spec_bytes(until, tiers)});
+  return concat({{0x01}, varint(7), u32_le(0), u32_le(0), spec_bytes(until, tiers), varint(0)});  // scope epoch 0 (version 5)
 }
 
 /// Checks that a spec of `tiers` is refused as malformed in both messages that carry one.
@@ -283,7 +283,8 @@ TEST_CASE("prime codec: a prime spec is encoded as documented", "[protocol]") {
   }
   SECTION("pull: the spec follows the two u32") {
     const wire::pull m{5, 0, 0, wire::prime_spec{128, {tier_all("visit")}}};
-    CHECK(hex(wire::encode(m)) == "01" "05" "00000000" "00000000" "8001" "01" "05" "7669736974" "00" "00" "00");
+    // ..., then (version 5) scope epoch 0
+    CHECK(hex(wire::encode(m)) == "01" "05" "00000000" "00000000" "8001" "01" "05" "7669736974" "00" "00" "00" "00");
   }
   SECTION("changes_page: remaining counts come between the more flag and the item count") {
     wire::changes_page page;
@@ -291,9 +292,10 @@ TEST_CASE("prime codec: a prime spec is encoded as documented", "[protocol]") {
     page.more = true;
     page.remaining_changes = 300;
     page.remaining_bytes = 16384;
-    CHECK(hex(wire::encode(page)) == "01" "09" "01" "ac02" "808001" "00");
+    // ..., item count 0, then (version 5) scope epoch 0, no purge, no backfill
+    CHECK(hex(wire::encode(page)) == "01" "09" "01" "ac02" "808001" "00" "000000");
     wire::changes_page_builder builder;
-    CHECK(hex(builder.finish(9, true, 300, 16384)) == "01" "09" "01" "ac02" "808001" "00");
+    CHECK(hex(builder.finish(9, true, 300, 16384)) == "01" "09" "01" "ac02" "808001" "00" "000000");
   }
 }
 

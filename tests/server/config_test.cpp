@@ -234,3 +234,65 @@ TEST_CASE("the packaged example config loads and validates", "[config]") {
   // The example states the defaults.
   CHECK(c.max_connections_per_address == server::server_config{}.max_connections_per_address);
 }
+
+TEST_CASE("[scopes] replaces the default rules table by table, and a mistake is named", "[config][scope]") {
+  temp_dir dir;
+  SECTION("defaults: the care schema") {
+    const auto c = server::load_config(write_config(dir, minimal()));
+    CHECK(c.scopes == server::scope_rules::care_defaults());
+    CHECK(c.scopes.fields_of("referrals")->size() == 2);
+    CHECK(c.scopes.fields_of("services")->empty());
+    CHECK(c.scopes.fields_of("notes") == nullptr);
+    CHECK(c.scopes.read.at("admin").empty());
+  }
+  SECTION("a table given replaces that table; the others keep their defaults") {
+    const auto path = write_config(dir, minimal() +
+                                            "[scopes.unit_fields]\nclients = [\"team\"]\nservices = []\n"
+                                            "[scopes.read]\nfield_worker = [\"clients\", \"services\"]\n");
+    const auto c = server::load_config(path);
+    CHECK(c.scopes.unit_fields.size() == 2);
+    CHECK(*c.scopes.fields_of("clients") == std::vector<std::string>{"team"});
+    CHECK(c.scopes.read.size() == 1);
+    // The default write table names collections the new unit_fields lack: refused.
+    CHECK_THAT(error_of([&] { server::validate(c); }), Catch::Contains("scopes.write"));
+  }
+  SECTION("mistakes") {
+    const auto refused = [&](const std::string& toml, const std::string& named) {
+      const auto path = write_config(dir, minimal() + toml);
+      CHECK_THAT(error_of([&] { server::validate(server::load_config(path)); }), Catch::Contains(named));
+    };
+    refused("[scopes]\nroles = 1\n", "scopes.roles");
+    refused("[scopes.read]\nfield_worker = \"clients\"\n", "scopes.read.field_worker");
+    refused("[scopes.read]\nsuperuser = [\"clients\"]\n", "superuser");
+    refused("[scopes.read]\nfield_worker = [\"notes\"]\n", "'notes'");
+    refused("[scopes.unit_fields]\nClients = [\"org_unit\"]\n", "'Clients'");
+    refused("[scopes.unit_fields]\nclients = [\"org unit\"]\n", "'org unit'");
+    refused("[scopes.unit_fields]\nclients = [1]\n", "scopes.unit_fields.clients");
+  }
+}
+
+TEST_CASE("a device's scope: the subtree of its unit, its role's collections, a fingerprint of both", "[scope]") {
+  const std::vector<server::org_unit> tree{{"kraj", "", "Kraj"},
+                                           {"kraj/a", "kraj", "A"},
+                                           {"kraj/a/1", "kraj/a", "A1"},
+                                           {"kraj/b", "kraj", "B"},
+                                           {"loop", "loop", "a unit its own parent"}};
+  const auto rules = server::scope_rules::care_defaults();
+  const auto coordinator = server::scope_of("eva", "coordinator", "kraj/a", tree, rules);
+  CHECK(coordinator.units == std::set<std::string, std::less<>>{"kraj/a", "kraj/a/1"});
+  CHECK(coordinator.may_read("referrals"));
+  CHECK(coordinator.sees("referrals", {std::string("kraj/b"), std::string("kraj/a/1")}));
+  CHECK_FALSE(coordinator.sees("referrals", {std::string("kraj/b"), std::nullopt}));
+  CHECK(coordinator.sees("services", {}));
+  CHECK_FALSE(coordinator.sees("notes", {std::string("kraj/a")}));
+  CHECK(server::subtree(tree, "loop") == std::set<std::string, std::less<>>{"loop"});
+  CHECK(server::subtree(tree, "nowhere") == std::set<std::string, std::less<>>{"nowhere"});
+  const auto worker = server::scope_of("eva", "field_worker", "kraj/a", tree, rules);
+  CHECK_FALSE(worker.may_read("referrals"));
+  CHECK(worker.fingerprint != coordinator.fingerprint);
+  CHECK(server::scope_of("eva", "coordinator", "kraj", tree, rules).fingerprint != coordinator.fingerprint);
+  CHECK(server::scope_of("other", "coordinator", "kraj/a", tree, rules).fingerprint == coordinator.fingerprint);
+  const auto admin = server::scope_of("root", "admin", "kraj", tree, rules);
+  CHECK(admin.read.empty());
+  CHECK(admin.write.empty());
+}

@@ -166,8 +166,11 @@ cs_status cs_dismiss_conflict(cs_store* store, const char* collection, const cha
  *  may be NULL. On success, if report_json_out is not NULL, *report_json_out is the
  *  report (cs_free it):
  *    {"pushed", "quarantined", "reverted", "batches", "pulled", "pages", "primed", "conflicts",
- *     "bytes_sent", "bytes_received", "duration_ms", "cursor", "attempts", "resolved"}
- *  (all numbers). Work done before a failure is kept; run it again. CS_REVOKED: the
+ *     "bytes_sent", "bytes_received", "duration_ms", "cursor", "attempts", "resolved",
+ *     "purged", "refused_out_of_scope"}
+ *  (all numbers; purged: records the server told this device to delete because they left
+ *  its scope; refused_out_of_scope: records deleted because a change to them was refused
+ *  as outside the device's scope, the change kept in the quarantine). Work done before a failure is kept; run it again. CS_REVOKED: the
  *  store was wiped. Errors: CS_NETWORK, CS_TLS, CS_AUTH, CS_SERVER_BUSY, CS_PROTOCOL,
  *  storage codes, CS_INVALID_ARGUMENT for bad options. */
 cs_status cs_sync(cs_store* store, const char* options_json, cs_progress_fn progress, void* user,

@@ -123,6 +123,16 @@ struct sync_report {
   unsigned attempts = 0;           ///< connections made (1 unless transient failures were retried)
   bool woken = false;              ///< live mode: new changes arrived while waiting
   std::size_t resolved = 0;        ///< open conflicts the app's resolvers settled (store_options::resolvers)
+  /// Scopes (docs/security.md, "Scopes and roles"): records the server told this device
+  /// to delete, because they left its user's scope (a client moved to another unit, the
+  /// user was reassigned). Nothing of them is left in the store.
+  std::size_t purged = 0;
+  /// Records deleted here because the server refused a change to them as outside this
+  /// device's scope. The refused change, and any later unsent change of the record, are
+  /// in store::quarantined() with code out_of_scope (counted in `quarantined` too), so
+  /// the app can show the worker what was not accepted; if the device may still see the
+  /// record, the server sends it back at the next pull.
+  std::size_t refused_out_of_scope = 0;
 };
 
 /// What enrollment gave this device. Keep device_id and token (the token in the

@@ -56,9 +56,26 @@ class changes_page_builder {
   bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
                std::uint64_t remaining_bytes = 0) const;
 
+  // --- scopes (protocol version 5): purges and backfilled records, sent after the items.
+  /// Appends a purge of one record.
+  void add_purge(std::string_view collection, const record_id& id);
+  /// Appends a backfilled change (stored form, as add()).
+  void add_backfill(std::uint64_t seq, std::span<const std::uint8_t> stored_change);
+  /// The page's scope epoch (0 unless it carries purges or backfilled changes).
+  void set_scope_epoch(std::uint64_t epoch) noexcept { scope_epoch_ = epoch; }
+  std::size_t purge_count() const noexcept { return purge_count_; }
+  std::size_t backfill_count() const noexcept { return backfill_count_; }
+  /// Bytes of purges and backfilled changes added so far.
+  std::size_t scope_bytes() const noexcept { return purges_.size() + backfill_.size(); }
+
  private:
   bytes items_;
   std::size_t count_ = 0;
+  bytes purges_;
+  bytes backfill_;
+  std::size_t purge_count_ = 0;
+  std::size_t backfill_count_ = 0;
+  std::uint64_t scope_epoch_ = 0;
 };
 
 }  // namespace caresync::wire

@@ -26,6 +26,7 @@ enum class protocol_errc {
   enrollment_refused = 13,  ///< the enrollment code is unknown, used or expired
   device_revoked = 14,      ///< an administrator revoked the device: it must wipe its local data
   server_only = 15,         ///< a change writes a field only the server side may write; the device reverts it
+  out_of_scope = 16,        ///< a pushed change touches a record or collection outside the device's scope
 };
 
 /// Faults of the link between a device and the server.

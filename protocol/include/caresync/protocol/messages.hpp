@@ -18,7 +18,8 @@ namespace caresync::wire {
 /// refused changes of push_result; version 3 the kept fields of a change (keep_both)
 /// and the open-conflict count in hello; version 4 the prioritised initial sync (prime,
 /// and pull's prime spec) and the remaining counts of a changes page; version 5 the
-/// restored fields of a refusal (server_only).
+/// restored fields of a refusal (server_only) and scopes (pull's scope epoch; a changes
+/// page's purges and backfilled records).
 inline constexpr std::uint16_t k_protocol_version = 5;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
@@ -173,6 +174,11 @@ struct pull {
   std::uint32_t max_changes = 0;  ///< 0: the server's default
   std::uint32_t max_bytes = 0;    ///< 0: the server's default
   prime_spec prime{};             ///< protocol version 4; until 0: none
+  // --- scopes (protocol version 5; docs/protocol.md, "Scopes"), after every other field.
+  /// The scope epoch of the last page carrying purges or backfilled records that the
+  /// device has stored (0: none). The server takes it as proof that the device applied
+  /// those pages, and sends again what a later, lost page carried.
+  std::uint64_t scope_epoch = 0;
   friend bool operator==(const pull&, const pull&) = default;
 };
 
@@ -199,6 +205,13 @@ struct wait {
   friend bool operator==(const wait&, const wait&) = default;
 };
 
+/// A record the device must delete: it left the device's scope (docs/protocol.md, "Scopes").
+struct scope_purge {
+  std::string collection;
+  record_id id;
+  friend bool operator==(const scope_purge&, const scope_purge&) = default;
+};
+
 /// One page of changes in sequence order, and where the next page starts.
 struct changes_page {
   std::vector<sequenced_change> items;
@@ -209,6 +222,17 @@ struct changes_page {
   /// After a prime page it includes the pull that follows. An estimate for progress.
   std::uint64_t remaining_changes = 0;
   std::uint64_t remaining_bytes = 0;
+  // --- scopes (protocol version 5; docs/protocol.md, "Scopes"), after every other field.
+  /// Non-zero when the page carries purges or backfilled records: the device stores it
+  /// with the page and sends it in its next pull (pull::scope_epoch).
+  std::uint64_t scope_epoch = 0;
+  /// Records that left the device's scope: delete them and everything kept of them.
+  std::vector<scope_purge> purges{};
+  /// Records that entered the device's scope: every change of each, record by record and
+  /// in sequence order within a record. A backfilled record replaces whatever the device
+  /// held of it. Sequence numbers are the log's and may lie at or below the cursor, or
+  /// above next_cursor (the server leaves those out of later pages).
+  std::vector<sequenced_change> backfill{};
   friend bool operator==(const changes_page&, const changes_page&) = default;
 };
 

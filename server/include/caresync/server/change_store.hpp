@@ -7,8 +7,10 @@
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/merge.hpp>
 #include <caresync/protocol/messages.hpp>
+#include <caresync/server/scope.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -50,8 +52,8 @@ struct device_health {
   std::uint64_t open_conflicts = 0;  ///< fields with concurrent values nobody resolved, likewise
 };
 
-/// A person who uses devices, as an administrator created her. Roles and org units are
-/// recorded; scopes by them are not enforced yet (docs/security.md).
+/// A person who uses devices, as an administrator created her. Her role and org unit
+/// decide the scope of her enrolled devices (docs/security.md, "Scopes and roles").
 struct user_record {
   std::string user_id;
   std::string name;
@@ -86,6 +88,8 @@ struct page_position {
 struct prime_item {
   std::uint64_t seq = 0;
   std::uint64_t bytes = 0;
+  std::string collection{};  ///< the record it changes (for scopes and the audit)
+  record_id id{};
 };
 
 /// How much of the log follows a cursor (for progress).
@@ -101,6 +105,48 @@ bool matches(const wire::prime_tier& tier, const record_state& state);
 
 /// The key of a record in materialised state.
 using record_key = std::pair<std::string, record_id>;
+
+// --- scopes and audit (docs/security.md, "Scopes and roles"; docs/operations.md, "Audit")
+
+/// Who asks the store for something, for scope checks and the audit.
+struct requester {
+  std::string device;
+  std::string user;                     ///< empty: a device listed in the config file
+  const device_scope* scope = nullptr;  ///< nullptr: not scoped (a device listed in the config file)
+};
+
+/// One line of the audit: who did what to which record, by id; never contents.
+struct audit_entry {
+  std::uint64_t at_ms = 0;
+  std::string device;
+  std::string user;
+  /// push (an accepted change), refused (a pushed change not stored), receive (a record
+  /// sent in a page; seq is its last change sent), purge (the device was told to delete
+  /// the record), purge_confirmed (the device stored the page that carried the purge)
+  std::string action;
+  std::string collection;
+  record_id record;
+  std::uint64_t seq = 0;  ///< the change's sequence number (0: none, e.g. refused or purge)
+};
+
+/// Which audit lines to export.
+struct audit_query {
+  std::uint64_t from_ms = 0;  ///< inclusive
+  std::uint64_t to_ms = 0;    ///< exclusive
+  std::string device;         ///< empty: every device
+  std::string user;           ///< empty: every user
+};
+
+/// A scoped pull: where from, what to leave out, how much, and which scope epoch the
+/// device has stored (wire::pull::scope_epoch).
+struct page_request {
+  std::uint64_t cursor = 0;
+  node_id node = 0;                      ///< the puller's own changes are left out
+  std::span<const std::uint64_t> skip;   ///< seqs a priority phase delivered, ascending
+  std::uint32_t max_changes = 0;
+  std::uint32_t max_bytes = 0;
+  std::uint64_t scope_epoch = 0;
+};
 
 /// An append-only log of accepted changes with global sequence numbers 1, 2, 3, ...
 class change_store {
@@ -178,6 +224,50 @@ class change_store {
   virtual bool revoke_device(std::string_view device_id, std::uint64_t now_ms) = 0;
   /// Records that a revoked device connected and was told to wipe.
   virtual void told_to_wipe(std::string_view device_id, std::uint64_t now_ms) = 0;
+
+  // --- scopes and audit. Each throws caresync::error (storage).
+
+  /// Tells the store the placement rules (which fields place each collection's records in
+  /// org units). The store keeps an index of each record's units, rebuilt from the log
+  /// when the rules differ from those it was built with (the first call after an upgrade
+  /// or a config change reads the whole log once).
+  virtual void set_scope_rules(const scope_rules& rules) = 0;
+
+  /// append() for a device: the changes `who.scope` does not allow are refused too, as
+  /// out_of_scope, each alone (docs/protocol.md, "Scopes"); every stored and refused
+  /// change is audited; the device holds what it wrote. A refused change's record is
+  /// sent back to the device at its next pull if it may see it (the device deletes the
+  /// record when its change is refused). Checked and stored in one transaction.
+  virtual push_outcome append_as(const requester& who, const batch_id& batch, std::span<const change> changes,
+                                 std::span<const wire::refusal> refused) = 0;
+
+  /// Called at a scoped device's hello: records the scope it is served with; when the
+  /// device's store is new (another node id) forgets what it held; when its scope
+  /// changed since it was last served, queues purges of the records it may no longer
+  /// see and backfills of those it now may.
+  virtual void open_scope(const requester& who, node_id node) = 0;
+
+  /// A page for a device. Unscoped: read_page(), audited. Scoped: first settles what the
+  /// device confirmed (scope_epoch), then sends queued purges and backfills, else the log
+  /// after the cursor with only the records it may see, a purge for each record it holds
+  /// that left its scope and the whole history of each record that entered it
+  /// (docs/protocol.md, "Scopes"). Audited; in one transaction.
+  virtual page_position serve_page(const requester& who, const page_request& request, wire::changes_page_builder& page) = 0;
+
+  /// prime_changes() leaving out the records `who` may not see.
+  virtual std::vector<prime_item> prime_changes_for(const requester& who, const wire::prime_spec& spec,
+                                                    node_id exclude_node) = 0;
+  /// Records that `items` were sent to `who` (audit, and the records it holds).
+  virtual void mark_sent(const requester& who, std::span<const prime_item> items) = 0;
+
+  /// Calls `line` for each audit line of `query`, oldest first.
+  virtual void audit(const audit_query& query, const std::function<void(const audit_entry&)>& line) = 0;
+
+  /// The org unit tree. add_org_unit throws storage_errc::constraint if the id exists.
+  virtual void add_org_unit(const org_unit& unit) = 0;
+  virtual std::vector<org_unit> org_units() = 0;
+  /// Replaces a user's name, role and org unit; false if there is no such user.
+  virtual bool update_user(const user_record& user) = 0;
 
   /// Folds the whole log through caresync::merge: the current state of every record.
   /// For tests, the demo and admin tools; reads everything.

@@ -2,6 +2,8 @@
 /// caresync-server configuration: defaults, the TOML file, and checks.
 /// Thread contract: plain values; load_config may be called from any thread.
 
+#include <caresync/server/scope.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -60,6 +62,10 @@ struct server_config {
   bool admin_enabled = false;
   std::string admin_listen_address = "127.0.0.1";
   std::uint16_t admin_port = 7444;         ///< 0: let the OS pick (tests)
+  /// Scopes of enrolled devices ([scopes]): which fields place each collection's records
+  /// in org units, and what each role reads and writes. Devices listed in [[devices]]
+  /// have no user and are not scoped (the pre-enrollment mode; docs/security.md).
+  scope_rules scopes = scope_rules::care_defaults();
 };
 
 /// Reads a TOML config file (see packaging/caresync-server.toml for every key).
