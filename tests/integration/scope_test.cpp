@@ -715,7 +715,7 @@ TEST_CASE("scope: org units, users and the audit with caresync-server; the audit
   CHECK(server_command("audit " + db + " --from 2026-13-01 --to 2026-12-01").second == 2);
 }
 
-TEST_CASE("scope: a page of purges or backfills that never arrived is sent again; a new store of the device gets everything",
+TEST_CASE("scope: a page of purges or backfills that never arrived is sent again, and a new store of the device gets everything",
           "[scope][faults][integration]") {
   temp_dir dir;
   test_server server(dir);
