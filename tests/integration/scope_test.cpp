@@ -635,7 +635,7 @@ std::string today() {
 
 }  // namespace
 
-TEST_CASE("scope: org units, users and the audit with caresync-server; the audit holds ids, never contents",
+TEST_CASE("scope: org units, users and the audit with caresync-server, and the audit holds ids, never contents",
           "[scope][security][integration]") {
   temp_dir dir;
   test_server server(dir);
