@@ -1,5 +1,6 @@
 #include <caresync/server/activity_report.hpp>
 
+#include <caresync/protocol/care_rules.hpp>
 #include <caresync/protocol/errors.hpp>
 
 #include <cstdio>
@@ -19,23 +20,6 @@ bool digits(const std::string& s, std::size_t at, std::size_t n) {
 }
 
 int number(const std::string& s, std::size_t at, std::size_t n) { return std::stoi(s.substr(at, n)); }
-
-bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int days_in_month(int y, int m) {
-  static constexpr int k_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && leap(y) ? 29 : k_days[m - 1];
-}
-
-/// Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil).
-std::int64_t days_from_civil(int y, int m, int d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * static_cast<unsigned>(m + (m > 2 ? -3 : 9)) + 2) / 5 + static_cast<unsigned>(d) - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
 
 bool is_month(const std::string& s) {
   return s.size() == 7 && digits(s, 0, 4) && s[4] == '-' && digits(s, 5, 2) && number(s, 5, 2) >= 1 && number(s, 5, 2) <= 12;
@@ -60,32 +44,6 @@ std::string csv_cell(const std::string& text) {
 }
 
 }  // namespace
-
-std::optional<std::int64_t> parse_utc_time(const std::string& s) {
-  // YYYY-MM-DDTHH:MM, then :SS and .fff optional, then Z optional.
-  if (!(digits(s, 0, 4) && s.size() >= 16 && s[4] == '-' && digits(s, 5, 2) && s[7] == '-' && digits(s, 8, 2) &&
-        (s[10] == 'T' || s[10] == ' ') && digits(s, 11, 2) && s[13] == ':' && digits(s, 14, 2))) {
-    return std::nullopt;
-  }
-  const int y = number(s, 0, 4), mo = number(s, 5, 2), d = number(s, 8, 2), h = number(s, 11, 2), mi = number(s, 14, 2);
-  int sec = 0;
-  std::size_t at = 16;
-  if (at < s.size() && s[at] == ':') {
-    if (!digits(s, at + 1, 2)) return std::nullopt;
-    sec = number(s, at + 1, 2);
-    at += 3;
-    if (at < s.size() && s[at] == '.') {
-      ++at;
-      const auto start = at;
-      while (at < s.size() && s[at] >= '0' && s[at] <= '9') ++at;
-      if (at == start) return std::nullopt;
-    }
-  }
-  if (at < s.size() && s[at] == 'Z') ++at;
-  if (at != s.size()) return std::nullopt;
-  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59) return std::nullopt;
-  return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60'000 + sec * 1000;
-}
 
 std::map<std::tuple<std::string, std::string, std::string>, activity_row> activity_figures(
     const std::map<record_key, record_state>& records, const activity_range& range) {
@@ -119,10 +77,11 @@ std::map<std::tuple<std::string, std::string, std::string>, activity_row> activi
     row.kind = std::get<2>(group);
     ++row.visits;
     const auto* end = text_field(r, "end_at");
-    const auto from_ms = parse_utc_time(*start);
-    const auto to_ms = end ? parse_utc_time(*end) : std::nullopt;
-    if (from_ms && to_ms && *to_ms >= *from_ms) {
-      row.hours += static_cast<double>(*to_ms - *from_ms) / 3'600'000.0;
+    // Times as the care schema stores them (care::parse_utc_time), else not counted.
+    const auto from_s = care::parse_utc_time(*start);
+    const auto to_s = end ? care::parse_utc_time(*end) : std::nullopt;
+    if (from_s && to_s && *to_s >= *from_s) {
+      row.hours += static_cast<double>(*to_s - *from_s) / 3600.0;
     } else {
       ++row.visits_without_times;
     }

@@ -29,15 +29,10 @@ struct activity_row {
   std::string kind;
   std::uint64_t visits = 0;
   double hours = 0;                       ///< of visits with a valid start and end
-  std::uint64_t visits_without_times = 0;  ///< done visits whose start or end is missing or invalid
+  std::uint64_t visits_without_times = 0;  ///< done visits whose start or end is missing, not "YYYY-MM-DDTHH:MM:SSZ", or ends first
   std::uint64_t distinct_clients = 0;
   std::uint64_t caregivers_supported = 0;  ///< live caregivers whose client is among those visited
 };
-
-/// Milliseconds since the Unix epoch of an ISO 8601 UTC time "YYYY-MM-DDTHH:MM[:SS[.fff]]Z"
-/// (a fraction of a second is ignored)
-/// (or without the Z), or std::nullopt if it is not one (a day that does not exist, too).
-std::optional<std::int64_t> parse_utc_time(const std::string& text);
 
 /// The report's rows, ordered by org unit, month and kind: done visits (status "done")
 /// that are not deleted and start within `range`. Throws caresync::error
