@@ -159,19 +159,17 @@ int main(int argc, char** argv) {
 
   sync_options server;
   std::string code;
-  auto* enroll_cmd = app.add_subcommand("enroll", "Enroll this tablet with a one-time code from the administrator");
-  for (auto* cmd : {enroll_cmd}) {
+  const auto server_options = [&](CLI::App* cmd) {
     cmd->add_option("--host", server.host, "The server's host name")->required();
     cmd->add_option("--port", server.port, "The server's port")->required();
     cmd->add_option("--ca", server.ca_file, "The CA file that signed the server's certificate")->check(CLI::ExistingFile);
     cmd->add_option("--pin", server.pinned_key_sha256, "The server's public-key SHA-256 (instead of --ca)");
-  }
+  };
+  auto* enroll_cmd = app.add_subcommand("enroll", "Enroll this tablet with a one-time code from the administrator");
+  server_options(enroll_cmd);
   enroll_cmd->add_option("--code", code, "The enrollment code")->required();
   auto* configure_cmd = app.add_subcommand("configure", "Use a device id and token from the server's config (before enrollment)");
-  configure_cmd->add_option("--host", server.host, "The server's host name")->required();
-  configure_cmd->add_option("--port", server.port, "The server's port")->required();
-  configure_cmd->add_option("--ca", server.ca_file, "The CA file")->check(CLI::ExistingFile);
-  configure_cmd->add_option("--pin", server.pinned_key_sha256, "The server's public-key SHA-256 (instead of --ca)");
+  server_options(configure_cmd);
   configure_cmd->add_option("--device-id", server.device_id, "The device id")->required();
   configure_cmd->add_option("--token", server.token, "The device token (keep it secret)")->required();
 
