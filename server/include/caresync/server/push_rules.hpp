@@ -1,7 +1,8 @@
 #pragma once
 /// What the server checks in each pushed change before storing the push. Shared by the
 /// session and by simulations that play the server without a network.
-/// Thread contract: pure function.
+/// Thread contract: screen_push, server_only_writes and strip_server_only are pure;
+/// fill_restores and refuse_illegal_transitions read the store (any thread the store allows).
 
 #include <caresync/protocol/change.hpp>
 #include <caresync/protocol/messages.hpp>
