@@ -239,7 +239,12 @@ void store::impl::create_tables() {
                // and the log positions it delivered, which the pull after it leaves out.
                "CREATE TABLE IF NOT EXISTS cs_prime(one INTEGER PRIMARY KEY CHECK(one = 1), spec BLOB NOT NULL,"
                " position INTEGER NOT NULL, done INTEGER NOT NULL);"
-               "CREATE TABLE IF NOT EXISTS cs_primed(seq INTEGER PRIMARY KEY);");
+               "CREATE TABLE IF NOT EXISTS cs_primed(seq INTEGER PRIMARY KEY);"
+               // Versions a server_only refusal put back that the store may not have
+               // pulled yet (the server's newest); its deletes do not cover them until a
+               // pull reaches the log's head (docs/conflicts.md, "server_only").
+               "CREATE TABLE IF NOT EXISTS cs_unpulled(collection TEXT NOT NULL, id BLOB NOT NULL,"
+               " stamp INTEGER NOT NULL, node INTEGER NOT NULL, PRIMARY KEY(collection, id, stamp, node)) WITHOUT ROWID;");
   {
     // Stores made before frozen outbox entries existed lack the column.
     sqlite::statement has_frozen(db.get(), "SELECT 1 FROM pragma_table_info('cs_outbox') WHERE name='frozen'");
@@ -954,6 +959,18 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   }
   std::sort(c.covers->begin(), c.covers->end());
   c.covers->erase(std::unique(c.covers->begin(), c.covers->end()), c.covers->end());
+  // Not what a server_only refusal put back before a pull brought the write it came
+  // from: the write's other fields, still on their way here, would be covered on the
+  // server but arrive here as edits the delete had not seen.
+  {
+    sqlite::statement unpulled(db.get(), "SELECT stamp, node FROM cs_unpulled WHERE collection=? AND id=?");
+    unpulled.bind(1, collection).bind(2, id_bytes(id));
+    while (unpulled.step()) {
+      const auto v = version_at(unpulled, 0);
+      const auto at = std::lower_bound(c.covers->begin(), c.covers->end(), v);
+      if (at != c.covers->end() && *at == v) c.covers->erase(at);
+    }
+  }
   const bool was_live = !meta.deleted;
   const auto outcome = merge(state, c);
   std::vector<std::string> all;
@@ -1530,9 +1547,22 @@ void store::impl::revert_server_only(const change& c, const std::vector<wire::re
   }
   std::vector<field_write> back;
   bool removed = false;
+  sqlite::statement unpulled(db.get(), "INSERT OR IGNORE INTO cs_unpulled(collection, id, stamp, node) VALUES(?,?,?,?)");
+  const auto note_unpulled = [&](const version& v) {
+    if (v == version{}) return;
+    sqlite::reset_guard g(unpulled);
+    unpulled.bind(1, std::string_view(c.collection))
+        .bind(2, id_bytes(c.id))
+        .bind(3, static_cast<std::int64_t>(v.stamp.value))
+        .bind(4, static_cast<std::int64_t>(v.node))
+        .run();
+  };
   for (const auto& f : restore) {
     const auto it = meta->clock.find(f.name);
     if (it == meta->clock.end() || it->second.ver != c.ver) continue;
+    // The server's newest, which this store may not have pulled yet.
+    note_unpulled(f.ver);
+    for (const auto& v : f.conflicts) note_unpulled(v.ver);
     if (meta->deleted) {
       // The tombstone shows what the server's state of the field becomes once this
       // store's deletes still on their way reach it: the server's open conflicts (or its
@@ -1908,6 +1938,8 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
     purged_total += page.purges.size();
     if (page.scope_epoch != 0) set_state("scope_epoch", std::to_string(page.scope_epoch));
     set_state("cursor", std::to_string(page.next_cursor));
+    // At the log's head: everything a server_only refusal put back has been pulled.
+    if (!page.more) sqlite::exec(db.get(), "DELETE FROM cs_unpulled");
     if (p.spec.until > 0 && page.next_cursor >= p.spec.until) {
       // The log is pulled past the priority phase: nothing is left to leave out.
       sqlite::exec(db.get(), "DELETE FROM cs_primed; DELETE FROM cs_prime;");
@@ -1929,8 +1961,10 @@ void store::impl::purge_record(std::string_view collection, const record_id& id)
     sqlite::reset_guard g(*stmt);
     stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
   }
-  sqlite::statement outbox(db.get(), "DELETE FROM cs_outbox WHERE collection=? AND id=?");
-  outbox.bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  for (const char* sql : {"DELETE FROM cs_outbox WHERE collection=? AND id=?", "DELETE FROM cs_unpulled WHERE collection=? AND id=?"}) {
+    sqlite::statement q(db.get(), sql);
+    q.bind_static(1, collection).bind_static(2, id_bytes(id)).run();
+  }
 }
 
 std::uint64_t store::impl::scope_epoch() {
