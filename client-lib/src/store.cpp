@@ -1374,9 +1374,10 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
       drop.reset();
     }
     batch.id = record_id::generate();
-    wire::push message{batch.id, std::move(batch.changes)};
+    // Made as the message variant itself: encode() taking a push would copy every change.
+    wire::message message{wire::push{batch.id, std::move(batch.changes)}};
     batch.payload = wire::encode(message);
-    batch.changes = std::move(message.changes);
+    batch.changes = std::move(std::get<wire::push>(message).changes);
     sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload) VALUES(?,?,?)");
     pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.payload)).run();
     return batch;
