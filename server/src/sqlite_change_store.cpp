@@ -107,8 +107,15 @@ class sqlite_change_store final : public change_store {
     // A record's first change, by the index on (collection, record_id, seq).
     first_seq_.emplace(db_.get(), "SELECT min(seq) FROM changes WHERE collection=? AND record_id=?");
     units_of_.emplace(db_.get(), "SELECT field, unit, stamp, node FROM record_units WHERE collection=? AND record_id=?");
+    // Written only over an older version (stamp, then node, both compared as the unsigned
+    // numbers they are: SQLite holds them as signed), so a push needs no read first.
     put_unit_.emplace(db_.get(),
-                      "INSERT OR REPLACE INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)");
+                      "INSERT INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)"
+                      " ON CONFLICT(collection, record_id, field) DO UPDATE SET unit=excluded.unit, stamp=excluded.stamp,"
+                      " node=excluded.node WHERE"
+                      " CASE WHEN (stamp < 0) = (excluded.stamp < 0) THEN stamp < excluded.stamp ELSE excluded.stamp < 0 END"
+                      " OR (stamp = excluded.stamp AND"
+                      " CASE WHEN (node < 0) = (excluded.node < 0) THEN node < excluded.node ELSE excluded.node < 0 END)");
     held_.emplace(db_.get(), "SELECT through FROM device_records WHERE device=? AND collection=? AND record_id=?");
     hold_.emplace(db_.get(), "INSERT OR REPLACE INTO device_records(device, collection, record_id, through) VALUES(?,?,?,?)");
     hold_if_new_.emplace(db_.get(),
@@ -687,12 +694,9 @@ class sqlite_change_store final : public change_store {
   void index_change(const change& c) {
     const auto fields = unit_fields_.find(c.collection);
     if (fields == unit_fields_.end() || fields->second.empty() || c.fields.empty()) return;
-    std::optional<std::map<std::string, unit_value, std::less<>>> current;
     for (const auto& f : c.fields) {
       if (std::find(fields->second.begin(), fields->second.end(), f.name) == fields->second.end()) continue;
-      if (!current) current = unit_rows(c.collection, c.id);
-      const auto it = current->find(f.name);
-      if (it != current->end() && !(it->second.ver < c.ver)) continue;  // a newer write placed it
+      // put_unit_ leaves a row a newer write placed as it is.
       const auto unit = unit_written(f.val);
       sqlite::reset_guard g(*put_unit_);
       put_unit_->bind(1, std::string_view(c.collection)).bind(2, id_span(c.id)).bind(3, std::string_view(f.name));
