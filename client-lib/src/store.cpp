@@ -1258,6 +1258,7 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   std::vector<std::string> extra_names;
   std::vector<std::string> kept_names;
   const bool has_items = t.def->has_items();
+  c.fields.reserve(t.def->fields.size());  // a create writes every field: one allocation, not several
   for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
     any_entry = true;
     if (e.ver != c.ver) return;
