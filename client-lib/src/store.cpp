@@ -1275,6 +1275,7 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   std::vector<std::string> extra_names;
   std::vector<std::string> kept_names;
   const bool has_items = t.def->has_items();
+  c.fields.reserve(t.def->fields.size());  // a create writes every field: one allocation, not several
   for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
     any_entry = true;
     if (e.ver != c.ver) return;
@@ -1391,9 +1392,10 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
       drop.reset();
     }
     batch.id = record_id::generate();
-    wire::push message{batch.id, std::move(batch.changes)};
+    // Made as the message variant itself: encode() taking a push would copy every change.
+    wire::message message{wire::push{batch.id, std::move(batch.changes)}};
     batch.payload = wire::encode(message);
-    batch.changes = std::move(message.changes);
+    batch.changes = std::move(std::get<wire::push>(message).changes);
     sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload) VALUES(?,?,?)");
     pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.payload)).run();
     return batch;

@@ -242,17 +242,42 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
-      const auto acked = s.ack_batch(result.batch, sent.changes, result.refused);
+      // The next batch is pinned in the acknowledgement's transaction: one commit (and one
+      // fsync) where there were two. Either way the pin is durable before the batch is sent.
+      bool pinning = false;
+      store::impl::ack_result acked;
+      try {
+        acked = s.in_transaction([&] {
+          const auto a = s.ack_batch(result.batch, sent.changes, result.refused);
+          // Changes re-stamped after a clock_ahead refusal are back in the outbox: send
+          // them in this sync too, once.
+          if (a.requeued > 0 && !resent_restamped) {
+            resent_restamped = true;
+            outbox_done = false;
+          }
+          if (unsent.empty() && !outbox_done) {
+            pinning = true;
+            if (auto b = s.pin_batch(batch_max)) {
+              unsent.push_back(std::move(*b));
+            } else {
+              outbox_done = true;
+            }
+          }
+          return a;
+        });
+      } catch (...) {
+        // A pin that failed (a damaged outbox entry, a full disk) undid the acknowledgement
+        // with it: the acknowledgement is stored alone, as the server has the batch, and
+        // the sync ends with the pin's error.
+        if (!pinning) throw;
+        s.ack_batch(result.batch, sent.changes, result.refused);
+        s.checkpoint_after_purge();
+        throw;
+      }
       s.checkpoint_after_purge();
       report.pushed += result.accepted;
       report.quarantined += result.refused.size() - acked.requeued - acked.reverted;
       report.reverted += acked.reverted;
-      // Changes re-stamped after a clock_ahead refusal are back in the outbox: send them
-      // in this sync too, once.
-      if (acked.requeued > 0 && !resent_restamped) {
-        resent_restamped = true;
-        outbox_done = false;
-      }
       progress.pushed += result.accepted;
       in_flight.pop_front();
       tell();

@@ -107,8 +107,15 @@ class sqlite_change_store final : public change_store {
     // A record's first change, by the index on (collection, record_id, seq).
     first_seq_.emplace(db_.get(), "SELECT min(seq) FROM changes WHERE collection=? AND record_id=?");
     units_of_.emplace(db_.get(), "SELECT field, unit, stamp, node FROM record_units WHERE collection=? AND record_id=?");
+    // Written only over an older version (stamp, then node, both compared as the unsigned
+    // numbers they are: SQLite holds them as signed), so a push needs no read first.
     put_unit_.emplace(db_.get(),
-                      "INSERT OR REPLACE INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)");
+                      "INSERT INTO record_units(collection, record_id, field, unit, stamp, node) VALUES(?,?,?,?,?,?)"
+                      " ON CONFLICT(collection, record_id, field) DO UPDATE SET unit=excluded.unit, stamp=excluded.stamp,"
+                      " node=excluded.node WHERE"
+                      " CASE WHEN (stamp < 0) = (excluded.stamp < 0) THEN stamp < excluded.stamp ELSE excluded.stamp < 0 END"
+                      " OR (stamp = excluded.stamp AND"
+                      " CASE WHEN (node < 0) = (excluded.node < 0) THEN node < excluded.node ELSE excluded.node < 0 END)");
     held_.emplace(db_.get(), "SELECT through FROM device_records WHERE device=? AND collection=? AND record_id=?");
     hold_.emplace(db_.get(), "INSERT OR REPLACE INTO device_records(device, collection, record_id, through) VALUES(?,?,?,?)");
     hold_if_new_.emplace(db_.get(),
@@ -616,13 +623,14 @@ class sqlite_change_store final : public change_store {
   /// Appends one change to the log; its sequence number.
   std::uint64_t store_change(std::string_view device, const change& c, std::uint64_t now) {
     const auto encoded = wire::encode_change(c);
+    // Bound without copies: everything bound outlives run() (a push's hot path).
     sqlite::reset_guard g(*insert_change_);
-    insert_change_->bind(1, device)
+    insert_change_->bind_static(1, device)
         .bind(2, static_cast<std::int64_t>(c.ver.node))
-        .bind(3, std::string_view(c.collection))
-        .bind(4, id_span(c.id))
+        .bind_static(3, std::string_view(c.collection))
+        .bind_static(4, id_span(c.id))
         .bind(5, static_cast<std::int64_t>(c.ver.stamp.value))
-        .bind(6, std::span<const std::uint8_t>(encoded))
+        .bind_static(6, std::span<const std::uint8_t>(encoded))
         .bind(7, static_cast<std::int64_t>(now))
         .run();
     return static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
@@ -687,17 +695,17 @@ class sqlite_change_store final : public change_store {
   void index_change(const change& c) {
     const auto fields = unit_fields_.find(c.collection);
     if (fields == unit_fields_.end() || fields->second.empty() || c.fields.empty()) return;
-    std::optional<std::map<std::string, unit_value, std::less<>>> current;
     for (const auto& f : c.fields) {
       if (std::find(fields->second.begin(), fields->second.end(), f.name) == fields->second.end()) continue;
-      if (!current) current = unit_rows(c.collection, c.id);
-      const auto it = current->find(f.name);
-      if (it != current->end() && !(it->second.ver < c.ver)) continue;  // a newer write placed it
+      // put_unit_ leaves a row a newer write placed as it is.
       const auto unit = unit_written(f.val);
       sqlite::reset_guard g(*put_unit_);
-      put_unit_->bind(1, std::string_view(c.collection)).bind(2, id_span(c.id)).bind(3, std::string_view(f.name));
+      // Bound without copies: the change and `unit` outlive run().
+      put_unit_->bind_static(1, std::string_view(c.collection))
+          .bind_static(2, id_span(c.id))
+          .bind_static(3, std::string_view(f.name));
       if (unit) {
-        put_unit_->bind(4, std::string_view(*unit));
+        put_unit_->bind_static(4, std::string_view(*unit));
       } else {
         put_unit_->bind_null(4);
       }
@@ -787,12 +795,13 @@ class sqlite_change_store final : public change_store {
   void audit_row(std::uint64_t now, const requester& who, std::string_view action, std::string_view collection,
                  const record_id& id, std::uint64_t seq) {
     sqlite::reset_guard g(*insert_audit_);
+    // Bound without copies: everything bound outlives run() (one line per record sent).
     insert_audit_->bind(1, static_cast<std::int64_t>(now))
-        .bind(2, std::string_view(who.device))
-        .bind(3, std::string_view(who.user))
-        .bind(4, action)
-        .bind(5, collection)
-        .bind(6, id_span(id))
+        .bind_static(2, std::string_view(who.device))
+        .bind_static(3, std::string_view(who.user))
+        .bind_static(4, action)
+        .bind_static(5, collection)
+        .bind_static(6, id_span(id))
         .bind(7, static_cast<std::int64_t>(seq))
         .run();
   }

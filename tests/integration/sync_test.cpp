@@ -6,7 +6,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <sqlite3.h>
+
+#include <memory>
 #include <thread>
+#include <vector>
 
 using namespace caresync;
 using caresync::testing::open_tablet;
@@ -194,4 +198,35 @@ TEST_CASE("many tablets sync at once and converge", "[sync]") {
     CHECK(t->count("visits") == 400);
     CHECK(t->state_digest() == server.digest());
   }
+}
+
+TEST_CASE("a batch acknowledged before a damaged outbox entry stops the push stays acknowledged", "[sync][faults]") {
+  // The next batch is pinned in the transaction that acknowledges the last: a pin that
+  // fails must not take the acknowledgement with it.
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  std::vector<record_id> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(a->create("visits", visit(i)));
+  {
+    // The newest outbox entry names a change kind no store writes.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(dir.file("a.db").c_str(), &raw) == SQLITE_OK);
+    const std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+    REQUIRE(sqlite3_exec(raw, "UPDATE cs_outbox SET kind=9 WHERE seq=(SELECT max(seq) FROM cs_outbox)", nullptr, nullptr,
+                         nullptr) == SQLITE_OK);
+  }
+  auto o = server.options(0);
+  o.push_batch_changes = 1;  // batches 1 and 2 go out; acknowledging 1 pins 3, which fails
+  o.retry.max_attempts = 1;
+  try {
+    sync_client(*a, o).sync();
+    FAIL("the push should stop at the damaged outbox entry");
+  } catch (const caresync::error& e) {
+    CHECK(e.code() == storage_errc::corrupt);
+  }
+  CHECK(server.get().store().head() == 2);
+  CHECK(a->is_synced("visits", ids[0]));
+  CHECK_FALSE(a->is_synced("visits", ids[1]));  // sent, its answer never read
+  CHECK_FALSE(a->is_synced("visits", ids[2]));
 }

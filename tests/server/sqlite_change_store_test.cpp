@@ -7,6 +7,7 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/merge.hpp>
 #include <caresync/server/change_store.hpp>
+#include <caresync/server/scope.hpp>
 
 #include "../support/temp_dir.hpp"
 #include "page_reader.hpp"
@@ -612,3 +613,36 @@ TEST_CASE("the store's file is in WAL mode", "[store]") {
   store.reset();
   CHECK(sqlite_query(path, "PRAGMA journal_mode") == "wal");
 }
+
+TEST_CASE("a record's org unit is its newest write by version, node ids compared as unsigned", "[store][scope]") {
+  // SQLite holds a node id of 2^63 or more as a negative number: the newest write must
+  // still win, whichever order the writes arrive in.
+  temp_dir dir;
+  auto store = server::open_sqlite_change_store(dir.file("server.db"));
+  const auto rules = server::scope_rules::care_defaults();
+  store->set_scope_rules(rules);
+  constexpr node_id k_high = 0x8000000000000001;
+  const auto id = record_id::generate();
+  const auto newer = upsert(k_high, 1000, id, {{"org_unit", value{std::string("unit-a")}}}, "visits");
+  const auto older = upsert(k_node_b, 1000, id, {{"org_unit", value{std::string("unit-b")}}}, "visits");
+  SECTION("newest first") {
+    store->append("desk", batch_id::generate(), std::vector<change>{newer});
+    store->append("desk", batch_id::generate(), std::vector<change>{older});
+  }
+  SECTION("newest last") {
+    store->append("desk", batch_id::generate(), std::vector<change>{older});
+    store->append("desk", batch_id::generate(), std::vector<change>{newer});
+  }
+  const auto in_a = server::scope_of("user-a", "field_worker", "unit-a", {}, rules);
+  const auto in_b = server::scope_of("user-b", "field_worker", "unit-b", {}, rules);
+  const auto edit = upsert(k_node_c, 2000, id, {{"note", value{std::string("seen")}}}, "visits");
+  const auto by_a = store->append_as(server::requester{"tablet-a", "user-a", &in_a}, batch_id::generate(),
+                                     std::vector<change>{edit}, {});
+  CHECK(by_a.accepted == 1);
+  const auto by_b = store->append_as(server::requester{"tablet-b", "user-b", &in_b}, batch_id::generate(),
+                                     std::vector<change>{edit}, {});
+  CHECK(by_b.accepted == 0);
+  REQUIRE(by_b.refused.size() == 1);
+  CHECK(by_b.refused[0].code == static_cast<std::uint16_t>(protocol_errc::out_of_scope));
+}
+
