@@ -45,6 +45,9 @@ void validate(const schema& s) {
       bad("collection name '" + c.name + "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
     }
     if (!collections.insert(c.name).second) bad("collection '" + c.name + "' is declared twice");
+    if (c.deletes != delete_policy::delete_wins && c.deletes != delete_policy::update_revives) {
+      bad("collection '" + c.name + "' has an unknown delete policy; use delete_wins or update_revives");
+    }
     std::set<std::string_view> fields;
     for (const auto& f : c.fields) {
       if (!is_valid_name(f.name)) bad("field name '" + f.name + "' in collection '" + c.name + "' is invalid");
