@@ -137,6 +137,21 @@ void store::impl::store_hidden(std::string_view collection, const record_id& id,
   put_removal(collection, id, state, removal_shown::hidden);
 }
 
+void store::impl::refresh_removal(std::string_view collection, const record_id& id, const meta_row& meta) {
+  auto state = read_state(collection, id, meta);
+  if (!state.removed && !state.dismissed) return;
+  std::vector<version> held;
+  for (const auto& [name, f] : state.fields) {
+    held.push_back(f.ver);
+    for (const auto& c : f.conflicts) held.push_back(c.ver);
+    for (const auto& i : f.items) held.push_back(i.ver);
+  }
+  std::sort(held.begin(), held.end());
+  const auto before = state.covered.size();
+  std::erase_if(state.covered, [&](const version& v) { return !std::binary_search(held.begin(), held.end(), v); });
+  if (state.covered.size() != before) store_removal(collection, id, state);
+}
+
 void store::impl::restamp_removal(std::string_view collection, const record_id& id, const version& from, const version& to) {
   record_state state;
   const auto shown = load_removal(collection, id, state);

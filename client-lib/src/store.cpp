@@ -864,6 +864,8 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
     values.push_back(&f);
   }
   store_live(collection, id, values, meta);
+  // A local write replaces versions, as a merged one does (revived records).
+  if (any_removed) refresh_removal(collection, id, meta);
 }
 
 void store::impl::add_kept(change& c, const std::vector<std::string>& names) {

@@ -181,6 +181,9 @@ struct store::impl {
   void store_hidden(std::string_view collection, const record_id& id, const record_state& state,
                     const std::vector<std::string>& conflicts_changed, const std::vector<std::string>& items_changed,
                     bool was_live);
+  /// After a local write to a live record: keeps in its revivable deletes' covered
+  /// versions only those it still holds, as merge() does for a received write.
+  void refresh_removal(std::string_view collection, const record_id& id, const meta_row& meta);
   /// Renames version `from` to `to` in the record's revivable deletes (a re-stamp).
   void restamp_removal(std::string_view collection, const record_id& id, const version& from, const version& to);
   /// A local delete of a record this replica holds: merged here, sent with what it covers.
