@@ -295,6 +295,9 @@ TEST_CASE("c_api: the schema comes as JSON and a bad one is refused", "[c_api][s
       {R"({"collections": [{"name": "Visits", "fields": []}]})", "collection name 'Visits' is invalid"},
       {R"({"collections": [{"name": "visits", "fields": [{"name": "n", "type": "integer", "policy": "append"}]}]})",
        "declare it text"},
+      {R"({"collections": [{"name": "clients", "deletes": "revive", "fields": []}]})", "deletes 'revive' is unknown"},
+      {R"({"collections": [{"name": "clients", "deletes": "update_revives", "fields": [{"name": "level", "type": "integer", "server_only": true}]}]})",
+       "update_revives"},
   };
   for (const auto& r : refused) {
     INFO(r.schema);

@@ -12,8 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -520,36 +518,6 @@ class simulation {
       auto& db = *replicas_[r].db;
       if (db.outbox_size() != 0) throw violation{replicas_[r].device + " still has changes in its outbox"};
       if (!db.quarantined().empty()) throw violation{replicas_[r].device + " holds quarantined changes"};
-      if (db.state_digest() != server_digest && std::getenv("CS_DEBUG")) {
-        auto& impl = db.internal();
-        auto show = [](const char* who, const record_state& st) {
-          std::fprintf(stderr, "  %s: deleted=%d removed=%d dismissed=%d covered=%zu hidden=%d\n", who, (int)st.deleted.has_value(),
-                       (int)st.removed.has_value(), (int)st.dismissed.has_value(), st.covered.size(), (int)is_hidden(st));
-          for (const auto& [n, f] : st.fields) {
-            std::fprintf(stderr, "    %s ver=%llu/%llu kept=%d val=%s conflicts=%zu items=%zu\n", n.c_str(),
-                         (unsigned long long)f.ver.stamp.value, (unsigned long long)f.ver.node, (int)f.kept,
-                         std::holds_alternative<std::string>(f.val) ? std::get<std::string>(f.val).c_str() : "-",
-                         f.conflicts.size(), f.items.size());
-            for (const auto& c : f.conflicts) std::fprintf(stderr, "      c %llu/%llu\n", (unsigned long long)c.ver.stamp.value, (unsigned long long)c.ver.node);
-          }
-          for (const auto& v : st.covered) std::fprintf(stderr, "    cov %llu/%llu\n", (unsigned long long)v.stamp.value, (unsigned long long)v.node);
-        };
-        for (const auto& [key, meta] : impl.all_records()) {
-          const auto mine = impl.read_state(key.first, key.second, meta);
-          const auto it = server_state.find(key);
-          if (it == server_state.end()) { std::fprintf(stderr, "extra record\n"); continue; }
-          if (!(mine == it->second)) {
-            std::fprintf(stderr, "record %s differs on %s\n", key.second.to_string().c_str(), replicas_[r].device.c_str());
-            show("replica", mine);
-            show("server", it->second);
-            for (const auto& c : log_->history(key.first, key.second)) {
-              std::fprintf(stderr, "   log kind=%d ver=%llu/%llu rev=%d dis=%d covers=%zu fields=%zu\n", (int)c.body.kind,
-                           (unsigned long long)c.body.ver.stamp.value, (unsigned long long)c.body.ver.node, (int)c.body.revivable,
-                           (int)c.body.dismisses.has_value(), c.body.covers ? c.body.covers->size() : 0, c.body.fields.size());
-            }
-          }
-        }
-      }
       if (db.state_digest() != server_digest) {
         throw violation{replicas_[r].device + " does not hold the server's state after the final sync"};
       }
@@ -676,6 +644,7 @@ class simulation {
         const bool dismissed = st.removed && st.dismissed && !(*st.dismissed < *st.removed);
         if (!is_revived(st) && !dismissed) throw violation{"a revived record does not show the delete as an open conflict"};
         ++result_.deletes_surfaced;
+        ++result_.revived;
         continue;
       }
       if (it == server_state.end() || !it->second.deleted) throw violation{"a deleted record is not deleted on the server"};

@@ -633,6 +633,7 @@ TEST_CASE("codec: a revivable delete and a dismissal round trip, byte for byte (
   del.revivable = true;
   CHECK(check_change(del).empty());
   CHECK(hex(wire::encode_change(del)) == k_revivable_delete_hex);
+  CHECK(wire::encode_change(del).size() == 58);
   CHECK(wire::decode_change(unhex(k_revivable_delete_hex)) == del);
 
   change dismissal;
@@ -642,6 +643,7 @@ TEST_CASE("codec: a revivable delete and a dismissal round trip, byte for byte (
   dismissal.dismisses = del.ver;
   CHECK(check_change(dismissal).empty());
   CHECK(hex(wire::encode_change(dismissal)) == k_dismissal_hex);
+  CHECK(wire::encode_change(dismissal).size() == 57);
   CHECK(wire::decode_change(unhex(k_dismissal_hex)) == dismissal);
 
   SECTION("inside a push") {
