@@ -1188,7 +1188,8 @@ void store::dismiss_conflict(std::string_view collection, const record_id& id, s
   }
   if (auto meta = impl_->load_meta(collection, id); meta && meta->deleted) {
     if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
-    if (impl_->field_conflicts(collection, id, field).empty()) {
+    // A record hidden by revivable deletes shows no conflict: its deletes cover everything.
+    if (impl_->field_conflicts(collection, id, field).empty() || !impl_->read_state(collection, id, *meta).deleted) {
       throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of deleted record " +
                                                                  id.to_string() + " has no open conflict");
     }

@@ -337,3 +337,37 @@ TEST_CASE("update_revives: a delete nobody edited against stays hidden, and is s
   b.reopen();
   CHECK(b->state_digest() == server.digest());
 }
+
+TEST_CASE("update_revives: a hidden record's kept conflicts are neither listed nor dismissable until it comes back",
+          "[store][revive]") {
+  temp_dir dir;
+  tablet a{dir, "a"};
+  tablet b{dir, "b"};
+  relay server;
+  const auto id = a->create("clients", {{"note", std::string("first")}});
+  server.push(*a.s);
+  server.pull(*b.s);
+  // Concurrent notes: an open conflict on both.
+  *a.now += 10;
+  *b.now += 20;
+  a->update("clients", id, {{"note", std::string("A's")}});
+  b->update("clients", id, {{"note", std::string("B's")}});
+  server.push(*a.s);
+  server.push(*b.s);
+  server.pull(*a.s);
+  server.pull(*b.s);
+  REQUIRE(a->conflict_count() == 1);
+  // a deletes, having seen both notes: hidden, the conflict with it.
+  *a.now += 100;
+  a->remove("clients", id);
+  CHECK(a->conflict_count() == 0);
+  CHECK(a->conflicts().empty());
+  CHECK(refusal_of([&] { a->dismiss_conflict("clients", id, "note"); }) == make_error_code(storage_errc::not_found));
+  CHECK(a->outbox_size() == 1);
+  server.push(*a.s);
+  server.pull(*b.s);
+  CHECK(b->conflict_count() == 0);
+  CHECK_FALSE(b->get("clients", id));
+  CHECK(a->state_digest() == server.digest());
+  CHECK(b->state_digest() == server.digest());
+}
