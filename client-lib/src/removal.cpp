@@ -138,8 +138,9 @@ void store::impl::store_hidden(std::string_view collection, const record_id& id,
 }
 
 void store::impl::refresh_removal(std::string_view collection, const record_id& id, const meta_row& meta) {
+  record_state probe;
+  if (!load_removal(collection, id, probe)) return;
   auto state = read_state(collection, id, meta);
-  if (!state.removed && !state.dismissed) return;
   std::vector<version> held;
   for (const auto& [name, f] : state.fields) {
     held.push_back(f.ver);

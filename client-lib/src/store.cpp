@@ -1812,8 +1812,13 @@ std::size_t store::impl::apply(const change& c) {
   if (!known_record && fast && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
   bool tracked = !c.kept.empty() || !c.items.empty() || any_conflicts || any_items ||
-                 c.kind == change_kind::remove || meta->deleted.has_value() || any_removed || c.dismisses.has_value();
+                 c.kind == change_kind::remove || meta->deleted.has_value() || c.dismisses.has_value();
   for (const auto& [name, entry] : meta->clock) tracked = tracked || entry.kept;
+  if (!tracked && any_removed && known_record) {
+    // A record revived after revivable deletes: what they cover is pruned by the merge.
+    record_state probe;
+    tracked = load_removal(c.collection, c.id, probe).has_value();
+  }
   if (tracked) return apply_tracked(c, *meta, known_record);
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
