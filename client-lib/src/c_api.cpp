@@ -309,9 +309,17 @@ caresync::schema to_schema(const char* schema_json) {
   caresync::schema s;
   for (const auto& c : j["collections"]) {
     if (!c.is_object()) refuse("each collection in schema_json must be an object with \"name\" and \"fields\"");
-    only_keys(c, {"name", "fields"}, "a collection");
+    only_keys(c, {"name", "fields", "deletes"}, "a collection");
     caresync::collection_def def;
     def.name = string_member(c, "name", "a collection");
+    if (c.contains("deletes")) {
+      const auto& deletes = string_member(c, "deletes", "collection '" + def.name + "'");
+      if (deletes == "update_revives") {
+        def.deletes = caresync::delete_policy::update_revives;
+      } else if (deletes != "delete_wins") {
+        refuse("collection '" + def.name + "': deletes '" + deletes + "' is unknown; use delete_wins or update_revives");
+      }
+    }
     const auto fields = c.find("fields");
     if (fields == c.end() || !fields->is_array()) refuse("collection '" + def.name + "' needs a \"fields\" array");
     for (const auto& f : *fields) {
@@ -518,6 +526,7 @@ cs_status cs_conflicts(cs_store* store, char** json_out) {
                                  {"id", c.record.to_string()},
                                  {"field", c.field},
                                  {"record_deleted", c.record_deleted},
+                                 {"record_revived", c.record_revived},
                                  {"current", to_json(c.current)},
                                  {"others", std::move(others)}});
     }

@@ -45,6 +45,9 @@ void validate(const schema& s) {
       bad("collection name '" + c.name + "' is invalid: use 1-63 characters of a-z, 0-9 and _, starting with a letter, not 'cs_'");
     }
     if (!collections.insert(c.name).second) bad("collection '" + c.name + "' is declared twice");
+    if (c.deletes != delete_policy::delete_wins && c.deletes != delete_policy::update_revives) {
+      bad("collection '" + c.name + "' has an unknown delete policy; use delete_wins or update_revives");
+    }
     std::set<std::string_view> fields;
     for (const auto& f : c.fields) {
       if (!is_valid_name(f.name)) bad("field name '" + f.name + "' in collection '" + c.name + "' is invalid");
@@ -58,6 +61,12 @@ void validate(const schema& s) {
       }
       if ((f.policy == merge_policy::append || f.policy == merge_policy::set_union) && f.type != value_kind::text) {
         bad("field '" + f.name + "' in collection '" + c.name + "' is append or set_union, which holds text items; declare it text");
+      }
+      if (f.server_only && c.deletes == delete_policy::update_revives) {
+        // The store's put-back of a refused server_only write (revert_server_only) knows
+        // only final tombstones; docs/conflicts.md, "Not built yet".
+        bad("field '" + f.name + "' in collection '" + c.name +
+            "' is server_only, which a collection whose deletes revive (update_revives) cannot declare yet; use delete_wins");
       }
       if (f.server_only && f.policy != merge_policy::last_writer_wins) {
         bad("field '" + f.name + "' in collection '" + c.name + "' is server_only, which takes last_writer_wins only");

@@ -244,7 +244,11 @@ void store::impl::create_tables() {
                // pulled yet (the server's newest); its deletes do not cover them until a
                // pull reaches the log's head (docs/conflicts.md, "server_only").
                "CREATE TABLE IF NOT EXISTS cs_unpulled(collection TEXT NOT NULL, id BLOB NOT NULL,"
-               " stamp INTEGER NOT NULL, node INTEGER NOT NULL, PRIMARY KEY(collection, id, stamp, node)) WITHOUT ROWID;");
+               " stamp INTEGER NOT NULL, node INTEGER NOT NULL, PRIMARY KEY(collection, id, stamp, node)) WITHOUT ROWID;"
+               // Revivable deletes (update_revives; removal.cpp).
+               "CREATE TABLE IF NOT EXISTS cs_removed(collection TEXT NOT NULL, id BLOB NOT NULL, removed_stamp INTEGER,"
+               " removed_node INTEGER, dismissed_stamp INTEGER, dismissed_node INTEGER, covered BLOB NOT NULL,"
+               " shown INTEGER NOT NULL, PRIMARY KEY(collection, id)) WITHOUT ROWID;");
   {
     // Stores made before frozen outbox entries existed lack the column.
     sqlite::statement has_frozen(db.get(), "SELECT 1 FROM pragma_table_info('cs_outbox') WHERE name='frozen'");
@@ -313,6 +317,7 @@ void store::impl::load_state() {
   item_delete_record.emplace(db.get(), "DELETE FROM cs_item WHERE collection=? AND id=?");
   item_select_write.emplace(db.get(), "SELECT field, value FROM cs_item WHERE collection=? AND id=? AND stamp=? AND node=?");
   pred_select_write.emplace(db.get(), "SELECT field, pred_stamp, pred_node FROM cs_pred WHERE collection=? AND id=? AND stamp=?");
+  prepare_removal_statements();
   {
     sqlite::statement any(db.get(), "SELECT 1 FROM cs_conflict LIMIT 1");
     any_conflicts = any.step();
@@ -615,8 +620,10 @@ void store::impl::store_deleted(std::string_view collection, const record_id& id
       sqlite::reset_guard g(*t->delete_row);
       t->delete_row->bind_static(1, text_of(text)).run();
     }
-    // Values go; a local write waiting to replace one will never be sent.
-    for (auto* stmt : {&*extra_delete_record, &*pred_delete_record}) {
+    // Values go; a local write waiting to replace one will never be sent. What a local
+    // delete still on its way covers (field "") stays: it is sent (update_revives: the
+    // record was deleted here, then brought back).
+    for (auto* stmt : {&*extra_delete_record, &*pred_delete_values}) {
       sqlite::reset_guard g(*stmt);
       stmt->bind_static(1, collection).bind_static(2, id_bytes(id)).run();
     }
@@ -631,11 +638,14 @@ void store::impl::store_deleted(std::string_view collection, const record_id& id
   put_meta(collection, id, m);
   for (const auto& name : conflicts_changed) store_conflicts(collection, id, name, state.fields.at(name).conflicts);
   for (const auto& name : items_changed) store_items(collection, id, name, state.fields.at(name).items);
+  store_removal(collection, id, state);
 }
 
 record_state store::impl::read_state(std::string_view collection, const record_id& id, const meta_row& meta) {
   record_state state;
   state.deleted = meta.deleted;
+  // A hidden record's tombstone in cs_meta is its revivable delete, not a final one.
+  if (load_removal(collection, id, state) == removal_shown::hidden) state.deleted.reset();
   bool any_extra = false;
   for (const auto& [name, entry] : meta.clock) any_extra = any_extra || entry.extra;
   std::map<std::string, value, std::less<>> extras;
@@ -859,6 +869,8 @@ void store::impl::write_fields(table_statements& t, const record_id& id, const v
     values.push_back(&f);
   }
   store_live(collection, id, values, meta);
+  // A local write replaces versions, as a merged one does (revived records).
+  if (any_removed) refresh_removal(collection, id, meta);
 }
 
 void store::impl::add_kept(change& c, const std::vector<std::string>& names) {
@@ -952,6 +964,8 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   // conflicts and items. Other replicas keep an edit it does not cover visible.
   auto state = read_state(collection, id, meta);
   change c{std::string(collection), id, ver, change_kind::remove, {}, {}, {}, std::vector<version>{}};
+  const table_statements* t = table(collection);
+  c.revivable = t && t->def->deletes == delete_policy::update_revives;
   for (const auto& [name, f] : state.fields) {
     c.covers->push_back(f.ver);
     for (const auto& v : f.conflicts) c.covers->push_back(v.ver);
@@ -961,8 +975,10 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   c.covers->erase(std::unique(c.covers->begin(), c.covers->end()), c.covers->end());
   // Not what a server_only refusal put back before a pull brought the write it came
   // from: the write's other fields, still on their way here, would be covered on the
-  // server but arrive here as edits the delete had not seen.
-  {
+  // server but arrive here as edits the delete had not seen. (A revivable delete covers
+  // everything here, so that it hides the record: server_only fields in a collection
+  // whose deletes revive are a limit, docs/conflicts.md.)
+  if (!c.revivable) {
     sqlite::statement unpulled(db.get(), "SELECT stamp, node FROM cs_unpulled WHERE collection=? AND id=?");
     unpulled.bind(1, collection).bind(2, id_bytes(id));
     while (unpulled.step()) {
@@ -975,9 +991,17 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   const auto outcome = merge(state, c);
   std::vector<std::string> all;
   for (const auto& [name, f] : state.fields) all.push_back(name);
-  store_deleted(collection, id, state, all, outcome.items_changed, was_live);
-  // What it covers is sent with it (cs_pred, field "").
-  store_preds(collection, id, k_record_level, ver, *c.covers);
+  if (state.deleted) {
+    store_deleted(collection, id, state, all, outcome.items_changed, was_live);
+  } else {
+    // Revivable: it covers every version here, so the record is hidden, values kept.
+    store_hidden(collection, id, state, outcome.conflicts_changed, outcome.items_changed, was_live);
+  }
+  // What it covers is sent with it (cs_pred, field ""); a revivable delete also names
+  // version zero there, which no write has (rebuild() reads it as the flag).
+  auto preds = *c.covers;
+  if (c.revivable) preds.insert(preds.begin(), version{});
+  store_preds(collection, id, k_record_level, ver, preds);
   append_outbox(collection, id, ver, change_kind::remove);
 }
 
@@ -1067,11 +1091,17 @@ std::vector<open_conflict> list_conflicts(store::impl& s, sqlite::statement& q) 
     auto meta = s.load_meta(collection, id);
     if (!meta) continue;
     auto state = s.read_state(collection, id, *meta);
+    if (field.empty()) {
+      // A record revived after a revivable delete: the delete is the conflict.
+      if (is_revived(state)) out.push_back(open_conflict{collection, id, field, conflict_value{value{}, *state.removed}, {}, false, true});
+      continue;
+    }
+    if (!state.deleted && is_hidden(state)) continue;  // every version covered: nothing concurrent
     auto it = state.fields.find(field);
     if (it == state.fields.end() || it->second.conflicts.empty()) continue;
-    const bool deleted = meta->deleted.has_value();
+    const bool deleted = state.deleted.has_value();
     out.push_back(open_conflict{collection, id, field,
-                                conflict_value{deleted ? value{} : std::move(it->second.val), deleted ? *meta->deleted : it->second.ver},
+                                conflict_value{deleted ? value{} : std::move(it->second.val), deleted ? *state.deleted : it->second.ver},
                                 std::move(it->second.conflicts), deleted});
   }
   return out;
@@ -1079,14 +1109,23 @@ std::vector<open_conflict> list_conflicts(store::impl& s, sqlite::statement& q) 
 
 }  // namespace
 
+/// The fields with open conflicts, as (collection, id, field) rows: cs_conflict's, less
+/// those of hidden records (their kept conflicts wait for a revival), and field "" of
+/// revived records (cs_removed, docs/conflicts.md "Deletes").
+constexpr const char* k_conflict_rows =
+    "SELECT collection, id, field FROM cs_conflict c WHERE NOT EXISTS (SELECT 1 FROM cs_removed r"
+    " WHERE r.collection=c.collection AND r.id=c.id AND r.shown=0)"
+    " UNION SELECT collection, id, '' FROM cs_removed WHERE shown=1";
+
 std::vector<open_conflict> store::conflicts() const {
-  sqlite::statement q(impl_->db.get(), "SELECT DISTINCT collection, id, field FROM cs_conflict ORDER BY collection, id, field");
+  sqlite::statement q(impl_->db.get(), std::string("SELECT collection, id, field FROM (") + k_conflict_rows +
+                                           ") ORDER BY collection, id, field");
   return list_conflicts(*impl_, q);
 }
 
 std::vector<open_conflict> store::conflicts(std::string_view collection, const record_id& id) const {
-  sqlite::statement q(impl_->db.get(),
-                      "SELECT DISTINCT collection, id, field FROM cs_conflict WHERE collection=? AND id=? ORDER BY field");
+  sqlite::statement q(impl_->db.get(), std::string("SELECT collection, id, field FROM (") + k_conflict_rows +
+                                           ") WHERE collection=? AND id=? ORDER BY field");
   q.bind(1, collection).bind(2, id_bytes(id));
   return list_conflicts(*impl_, q);
 }
@@ -1096,7 +1135,7 @@ std::size_t store::run_resolvers() {
   if (resolvers.empty() || !impl_->any_conflicts) return 0;
   std::size_t resolved = 0;
   for (const auto& c : conflicts()) {
-    if (c.record_deleted || c.current.ver.node != impl_->node) continue;
+    if (c.record_deleted || c.record_revived || c.current.ver.node != impl_->node) continue;
     const auto it = resolvers.find(c.collection);
     if (it == resolvers.end() || !it->second) continue;
     if (auto v = it->second(c)) {
@@ -1108,7 +1147,7 @@ std::size_t store::run_resolvers() {
 }
 
 std::size_t store::conflict_count() const {
-  sqlite::statement q(impl_->db.get(), "SELECT count(*) FROM (SELECT DISTINCT collection, id, field FROM cs_conflict)");
+  sqlite::statement q(impl_->db.get(), std::string("SELECT count(*) FROM (") + k_conflict_rows + ")");
   q.step();
   return static_cast<std::size_t>(q.column_int64(0));
 }
@@ -1116,6 +1155,10 @@ std::size_t store::conflict_count() const {
 void store::resolve_conflict(std::string_view collection, const record_id& id, std::string_view field, const value& v) {
   table_statements* t = impl_->table(collection);
   if (!t) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
+  if (field.empty()) {
+    throw error(make_error_code(storage_errc::not_found),
+                "a revived record's delete has no value to resolve with; dismiss it, or delete the record");
+  }
   const std::vector<field_write> fields{field_write{std::string(field), v}};
   impl_->check_fields(*t->def, fields);
   auto meta = impl_->load_meta(collection, id);
@@ -1137,9 +1180,35 @@ void store::resolve_conflict(std::string_view collection, const record_id& id, s
 }
 
 void store::dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field) {
+  if (field.empty()) {
+    if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
+    auto meta = impl_->load_meta(collection, id);
+    auto state = meta ? impl_->read_state(collection, id, *meta) : record_state{};
+    if (!is_revived(state)) {
+      throw error(make_error_code(storage_errc::not_found),
+                  "record " + id.to_string() + " in '" + std::string(collection) + "' was not revived after a delete");
+    }
+    // An edit writing nothing that says the delete is dismissed. It is kept as sent
+    // (frozen): there is no field to rebuild it from.
+    impl_->in_transaction([&] {
+      change c;
+      c.collection = std::string(collection);
+      c.id = id;
+      c.ver = impl_->local_version();
+      c.dismisses = state.removed;
+      merge(state, c);
+      impl_->store_removal(collection, id, state);
+      impl_->append_outbox(collection, id, c.ver, change_kind::upsert);
+      const auto encoded = wire::encode_change(c);
+      sqlite::statement freeze(impl_->db.get(), "UPDATE cs_outbox SET frozen=? WHERE seq=last_insert_rowid()");
+      freeze.bind(1, std::span<const std::uint8_t>(encoded)).run();
+    });
+    return;
+  }
   if (auto meta = impl_->load_meta(collection, id); meta && meta->deleted) {
     if (!impl_->table(collection)) invalid("collection '" + std::string(collection) + "' is not declared in the schema");
-    if (impl_->field_conflicts(collection, id, field).empty()) {
+    // A record hidden by revivable deletes shows no conflict: its deletes cover everything.
+    if (impl_->field_conflicts(collection, id, field).empty() || !impl_->read_state(collection, id, *meta).deleted) {
       throw error(make_error_code(storage_errc::not_found), "field '" + std::string(field) + "' of deleted record " +
                                                                  id.to_string() + " has no open conflict");
     }
@@ -1238,6 +1307,11 @@ std::optional<change> store::impl::rebuild(std::string_view collection, const re
     }
     std::sort(c.covers->begin(), c.covers->end());
     drop_unsent_newer(*c.covers, c.ver);
+    // Version zero marks a revivable delete (delete_locally).
+    if (!c.covers->empty() && c.covers->front() == version{}) {
+      c.revivable = true;
+      c.covers->erase(c.covers->begin());
+    }
     return c;
   }
   if (table_statements* t = table(collection)) {
@@ -1437,7 +1511,7 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
         if (c.kind == change_kind::upsert) {
           // An edit of a record deleted since cannot be rebuilt: it goes as it was sent.
           const auto meta = load_meta(c.collection, c.id);
-          if (meta && meta->deleted) {
+          if ((meta && meta->deleted) || c.dismisses) {
             change again = c;
             give_version(again, to);
             const auto encoded = wire::encode_change(again);
@@ -1620,6 +1694,7 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
       store_live(collection, id, {}, *meta);
     }
   }
+  restamp_removal(collection, id, from, to);
   // The items it added carry its new version, and so does its value where it lost
   // locally before it was sent (an open conflict here).
   for (const char* sql : {"UPDATE cs_item SET stamp=? WHERE collection=? AND id=? AND stamp=? AND node=?",
@@ -1661,6 +1736,10 @@ void store::impl::restamp(std::string_view collection, const record_id& id, cons
       for (auto& k : c.kept) rename(k.supersedes);
       for (auto& op : c.items) rename(op.remove);
       if (c.covers) rename(*c.covers);
+      if (c.dismisses && *c.dismisses == from) {
+        c.dismisses = to;
+        named = true;
+      }
       if (!named) continue;
       const auto encoded = wire::encode_change(c);
       refreeze.bind(1, std::span<const std::uint8_t>(encoded)).bind(2, frozen.column_int64(0)).run();
@@ -1760,15 +1839,20 @@ std::size_t store::impl::apply(const change& c) {
   clock_dirty = true;
   // Most pulled records are new to the store (an initial sync): try to insert them first,
   // before reading anything.
-  const bool fast = c.kind == change_kind::upsert && c.items.empty();
+  const bool fast = c.kind == change_kind::upsert && c.items.empty() && !c.dismisses;
   if (fast && apply_new(c, false)) return 0;
   auto meta = load_meta(c.collection, c.id);
   const bool known_record = meta.has_value();
   if (!known_record && fast && apply_new(c, true)) return 0;
   if (!meta) meta.emplace();
   bool tracked = !c.kept.empty() || !c.items.empty() || any_conflicts || any_items ||
-                 c.kind == change_kind::remove || meta->deleted.has_value();
+                 c.kind == change_kind::remove || meta->deleted.has_value() || c.dismisses.has_value();
   for (const auto& [name, entry] : meta->clock) tracked = tracked || entry.kept;
+  if (!tracked && any_removed && known_record) {
+    // A record revived after revivable deletes: what they cover is pruned by the merge.
+    record_state probe;
+    tracked = load_removal(c.collection, c.id, probe).has_value();
+  }
   if (tracked) return apply_tracked(c, *meta, known_record);
   // Merge on versions only: values are not needed to decide who wins.
   record_state state;
@@ -1810,6 +1894,8 @@ std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool kno
   // Values matter here: a current value that loses is kept as an open conflict.
   record_state state = read_state(c.collection, c.id, meta);
   const bool was_live = known_record && !meta.deleted;
+  // Removed by revivable deletes and hidden: its values wait in cs_extra.
+  const bool was_hidden = known_record && meta.deleted && !state.deleted;
   const auto outcome = merge(state, c);
   if (state.deleted) {
     // A delete, or an edit of a deleted record: kept visible if the delete overrode it.
@@ -1818,18 +1904,31 @@ std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool kno
       conflicts.clear();
       for (const auto& [name, f] : state.fields) conflicts.push_back(name);
     }
-    store_deleted(c.collection, c.id, state, conflicts, outcome.items_changed, was_live);
+    store_deleted(c.collection, c.id, state, conflicts, outcome.items_changed, was_live || was_hidden);
+    return outcome.superseded + outcome.conflicts_opened;
+  }
+  if (is_hidden(state)) {
+    store_hidden(c.collection, c.id, state, outcome.conflicts_changed, outcome.items_changed, was_live);
     return outcome.superseded + outcome.conflicts_opened;
   }
   const table_statements* t = table(c.collection);
   std::vector<field_write> written;
   written.reserve(outcome.updated.size());
-  for (const auto& name : outcome.updated) {
-    const field_state& f = state.fields.at(name);
-    place_received(t, c, name, f.val, field_clock_entry{f.ver, false, f.kept}, meta);
-    written.push_back(field_write{name, f.val});
+  if (was_hidden) {
+    // Revived by an edit its deletes did not cover: every value goes back to its table.
+    meta.deleted.reset();
+    for (const auto& [name, f] : state.fields) {
+      place_received(t, c, name, f.val, field_clock_entry{f.ver, false, f.kept}, meta);
+      written.push_back(field_write{name, f.val});
+    }
+  } else {
+    for (const auto& name : outcome.updated) {
+      const field_state& f = state.fields.at(name);
+      place_received(t, c, name, f.val, field_clock_entry{f.ver, false, f.kept}, meta);
+      written.push_back(field_write{name, f.val});
+    }
   }
-  if (!written.empty()) {
+  if (!written.empty() || was_hidden) {
     std::vector<const field_write*> values;
     for (const auto& w : written) values.push_back(&w);
     store_live(c.collection, c.id, values, meta);
@@ -1838,6 +1937,7 @@ std::size_t store::impl::apply_tracked(const change& c, meta_row& meta, bool kno
     store_conflicts(c.collection, c.id, name, state.fields.at(name).conflicts);
   }
   for (const auto& name : outcome.items_changed) store_items(c.collection, c.id, name, state.fields.at(name).items);
+  store_removal(c.collection, c.id, state);
   return outcome.superseded + outcome.conflicts_opened;
 }
 
@@ -1958,6 +2058,10 @@ void store::impl::purge_record(std::string_view collection, const record_id& id)
     const auto text = id.to_chars();
     sqlite::reset_guard g(*t->delete_row);
     t->delete_row->bind_static(1, text_of(text)).run();
+  }
+  if (any_removed) {
+    sqlite::statement gone(db.get(), "DELETE FROM cs_removed WHERE collection=? AND id=?");
+    gone.bind(1, collection).bind(2, id_bytes(id)).run();
   }
   for (auto* stmt : {&*meta_delete, &*extra_delete_record, &*pred_delete_record, &*conflict_delete_record, &*item_delete_record}) {
     sqlite::reset_guard g(*stmt);

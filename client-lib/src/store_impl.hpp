@@ -19,6 +19,10 @@
 //   cs_item       (collection, id, field, version, value): the live items of append and
 //                 set_union fields; the field's column shows them rendered
 //   cs_state      key -> value: node id, hybrid clock, cursor
+//   cs_removed    (collection, id) -> revivable deletes (update_revives): the greatest
+//                 one, the greatest dismissed, the versions they cover, and whether the
+//                 record is hidden (its values then wait in cs_extra, and cs_meta's
+//                 tombstone is the removal) or revived (an open conflict); removal.cpp
 
 #include "field_clock.hpp"
 #include "sqlite.hpp"
@@ -92,6 +96,9 @@ struct store::impl {
       state_set, conflict_select_record, conflict_insert, conflict_delete_field, conflict_delete_record, pred_select,
       pred_insert, pred_delete_write, pred_delete_record, outbox_seq_of, pinned_last_seq, item_select_record,
       item_insert, item_delete_field, item_delete_record, item_select_write, pred_select_write;
+  std::optional<sqlite::statement> removal_select, removal_upsert, pred_delete_values;
+  /// Whether cs_removed may hold rows (as any_conflicts).
+  bool any_removed = true;
   /// Whether cs_conflict may hold rows: checked at open, set by every insert, never
   /// cleared. While false, no record has open conflicts and none are read.
   bool any_conflicts = true;
@@ -154,6 +161,31 @@ struct store::impl {
   void store_deleted(std::string_view collection, const record_id& id, const record_state& state,
                      const std::vector<std::string>& conflicts_changed, const std::vector<std::string>& items_changed,
                      bool was_live);
+  // --- revivable deletes (update_revives; removal.cpp)
+  /// How a record with revivable deletes shows (cs_removed.shown).
+  enum class removal_shown : std::int64_t {
+    hidden = 0,   ///< gone for the app; values in cs_extra, cs_meta's tombstone is the removal
+    revived = 1,  ///< live, with the delete as an open conflict
+    settled = 2,  ///< live with the delete dismissed, or deleted for good
+  };
+  void prepare_removal_statements();
+  /// Adds to `state` its revivable deletes, if any; returns how the record shows, or
+  /// std::nullopt when it has none.
+  std::optional<removal_shown> load_removal(std::string_view collection, const record_id& id, record_state& state);
+  /// Writes the revivable-delete part of `state` (nothing when it has none).
+  void store_removal(std::string_view collection, const record_id& id, const record_state& state);
+  void put_removal(std::string_view collection, const record_id& id, const record_state& state, removal_shown shown);
+  /// Stores a removed record every version of which its revivable deletes cover: out of
+  /// its table (`was_live`: it was there), its values kept in cs_extra for a revival, the
+  /// open conflicts of `conflicts_changed` and the items of `items_changed`.
+  void store_hidden(std::string_view collection, const record_id& id, const record_state& state,
+                    const std::vector<std::string>& conflicts_changed, const std::vector<std::string>& items_changed,
+                    bool was_live);
+  /// After a local write to a live record: keeps in its revivable deletes' covered
+  /// versions only those it still holds, as merge() does for a received write.
+  void refresh_removal(std::string_view collection, const record_id& id, const meta_row& meta);
+  /// Renames version `from` to `to` in the record's revivable deletes (a re-stamp).
+  void restamp_removal(std::string_view collection, const record_id& id, const version& from, const version& to);
   /// A local delete of a record this replica holds: merged here, sent with what it covers.
   void delete_locally(std::string_view collection, const record_id& id, const version& ver, meta_row& meta);
   /// How put_row treats a row the table already holds: overwrite the columns written, or

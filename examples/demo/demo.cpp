@@ -201,7 +201,7 @@ class simulation {
     auto& coordinator = *tablets_.back();
     std::size_t resolved = 0;
     for (const auto& c : coordinator.local().conflicts()) {
-      if (c.record_deleted) continue;
+      if (c.record_deleted || c.record_revived) continue;
       std::string merged = std::get<std::string>(c.current.val);
       for (const auto& o : c.others) merged += "\n" + std::get<std::string>(o.val);
       coordinator.local().resolve_conflict(c.collection, c.record, c.field, value{merged});

@@ -300,6 +300,7 @@ int main(int argc, char** argv) {
     } else if (*conflicts_cmd) {
       for (const auto& c : local->conflicts()) {
         std::cout << c.collection << " " << c.record.to_string() << " " << c.field << (c.record_deleted ? " (record deleted)" : "")
+                  << (c.record_revived ? "(record brought back after a delete; dismiss with field \"\")" : "")
                   << "\n  shown: " << value_text(c.current.val) << "\n";
         for (const auto& o : c.others) std::cout << "  also:  " << value_text(o.val) << "\n";
       }

@@ -40,6 +40,15 @@ std::string check_change(const change& c, const change_limits& limits) {
       }
     }
   }
+  if (c.revivable && c.kind != change_kind::remove) {
+    return "an edit in collection '" + c.collection + "' is flagged as a revivable delete";
+  }
+  if (c.dismisses) {
+    if (c.kind != change_kind::upsert) return "a delete in collection '" + c.collection + "' dismisses a revived record's delete";
+    if (!(*c.dismisses < c.ver)) {
+      return "an edit in collection '" + c.collection + "' dismisses a delete that is not older than the edit";
+    }
+  }
   for (std::size_t i = 0; i < c.kept.size(); ++i) {
     const auto& k = c.kept[i];
     const auto where = "field '" + k.name + "' in collection '" + c.collection + "'";

@@ -28,6 +28,11 @@ constexpr std::uint8_t k_kept_flag = 0x80;
 constexpr std::uint8_t k_items_flag = 0x40;
 /// Bit 5, on a remove: the versions the delete covers follow its (empty) field list.
 constexpr std::uint8_t k_covers_flag = 0x20;
+/// Bit 4, on a remove (protocol version 6): the delete is revivable (update_revives).
+constexpr std::uint8_t k_revivable_flag = 0x10;
+/// Bit 3, on an upsert (protocol version 6): the version of the revivable delete it
+/// dismisses follows the covered versions' place (before any item list).
+constexpr std::uint8_t k_dismisses_flag = 0x08;
 
 /// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
 class vector_sink final : public std::streambuf {
@@ -136,7 +141,8 @@ class writer {
     u64(c.ver.node);
     // Bit 7 of the kind byte says a kept list follows the fields (protocol version 3).
     u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag) |
-                                 (c.items.empty() ? 0 : k_items_flag) | (c.covers ? k_covers_flag : 0)));
+                                 (c.items.empty() ? 0 : k_items_flag) | (c.covers ? k_covers_flag : 0) |
+                                 (c.revivable ? k_revivable_flag : 0) | (c.dismisses ? k_dismisses_flag : 0)));
     uvarint(c.fields.size());
     for (const auto& f : c.fields) {
       text(f.name);
@@ -150,6 +156,10 @@ class writer {
       }
     }
     if (c.covers) versions(*c.covers);
+    if (c.dismisses) {
+      u64(c.dismisses->stamp.value);
+      u64(c.dismisses->node);
+    }
     if (!c.items.empty()) {
       uvarint(c.items.size());
       for (const auto& op : c.items) {
@@ -301,7 +311,7 @@ class reader {
     c.ver.stamp.value = u64("stamp");
     c.ver.node = u64("node id");
     const auto kind_byte = u8("change kind");
-    const auto kind = kind_byte & ~(k_kept_flag | k_items_flag | k_covers_flag);
+    const auto kind = kind_byte & ~(k_kept_flag | k_items_flag | k_covers_flag | k_revivable_flag | k_dismisses_flag);
     if (kind > 1) malformed("change kind " + std::to_string(kind) + " is not 0 or 1");
     c.kind = static_cast<change_kind>(kind);
     const bool has_kept = (kind_byte & k_kept_flag) != 0;
@@ -309,6 +319,10 @@ class reader {
     if ((has_kept || has_items) && c.kind == change_kind::remove) malformed("a delete carries kept fields or item operations");
     const bool has_covers = (kind_byte & k_covers_flag) != 0;
     if (has_covers && c.kind != change_kind::remove) malformed("an edit carries a delete's covered versions");
+    c.revivable = (kind_byte & k_revivable_flag) != 0;
+    if (c.revivable && c.kind != change_kind::remove) malformed("an edit is flagged as a revivable delete");
+    const bool has_dismisses = (kind_byte & k_dismisses_flag) != 0;
+    if (has_dismisses && c.kind != change_kind::upsert) malformed("a delete carries a dismissed delete's version");
     // Each field needs at least 2 bytes: a name length and a value tag. The count is also
     // held to the per-change limit before allocating: a field takes ~36 times its least
     // wire size in memory, so the frame's size alone bounds too little.
@@ -328,6 +342,12 @@ class reader {
     }
     if (has_covers) {
       c.covers = versions("covered version count", "covered stamp", "covered node id");
+    }
+    if (has_dismisses) {
+      version d;
+      d.stamp.value = u64("dismissed stamp");
+      d.node = u64("dismissed node id");
+      c.dismisses = d;
     }
     if (has_items) {
       // Each op needs at least 4 bytes: a name length, a name byte, the policy, two counts.

@@ -192,7 +192,50 @@ void merge_into_deleted(record_state& state, const change& incoming, merge_outco
   }
 }
 
+/// Every version the record holds (current values, open conflicts, items), ascending,
+/// without repeats.
+std::vector<version> held_versions(const record_state& state) {
+  std::vector<version> held;
+  for (const auto& [name, f] : state.fields) {
+    held.push_back(f.ver);
+    for (const auto& c : f.conflicts) held.push_back(c.ver);
+    for (const auto& i : f.items) held.push_back(i.ver);
+  }
+  std::sort(held.begin(), held.end());
+  held.erase(std::unique(held.begin(), held.end()), held.end());
+  return held;
+}
+
+/// Keeps in `covered` only the versions the record still holds: a version an edit
+/// replaced never comes back, so the set stays the union of the revivable deletes'
+/// covers intersected with what the record holds, whatever the order of arrival.
+void prune_covered(record_state& state) {
+  if (state.covered.empty()) return;
+  const auto held = held_versions(state);
+  std::erase_if(state.covered, [&](const version& v) { return !std::binary_search(held.begin(), held.end(), v); });
+}
+
 }  // namespace
+
+bool is_hidden(const record_state& state) noexcept {
+  if (state.deleted) return true;
+  if (!state.removed) return false;
+  const auto covered = [&](const version& v) { return std::binary_search(state.covered.begin(), state.covered.end(), v); };
+  for (const auto& [name, f] : state.fields) {
+    if (!covered(f.ver)) return false;
+    for (const auto& c : f.conflicts) {
+      if (!covered(c.ver)) return false;
+    }
+    for (const auto& i : f.items) {
+      if (!covered(i.ver)) return false;
+    }
+  }
+  return true;
+}
+
+bool is_revived(const record_state& state) noexcept {
+  return !state.deleted && state.removed && !(state.dismissed && !(*state.dismissed < *state.removed)) && !is_hidden(state);
+}
 
 merge_outcome merge(record_state& state, const change& incoming) {
   merge_outcome out;
@@ -202,13 +245,39 @@ merge_outcome merge(record_state& state, const change& incoming) {
     const auto covered = [&](const version& v) {
       return incoming.covers && std::binary_search(incoming.covers->begin(), incoming.covers->end(), v);
     };
+    if (incoming.revivable) {
+      if (!state.removed || *state.removed < incoming.ver) state.removed = incoming.ver;
+      if (state.deleted) {
+        // A record deleted for good stays so; like any later delete, this one closes the
+        // open conflicts it covers.
+        for (auto& [name, f] : state.fields) {
+          if (std::erase_if(f.conflicts, [&](const conflict_value& c) { return covered(c.ver); }) > 0) {
+            out.conflicts_changed.push_back(name);
+          }
+        }
+        return out;
+      }
+      // The values stay: an edit this delete did not cover (a newer version, by causal
+      // delivery) brings the record back with them.
+      for (const auto& v : held_versions(state)) {
+        if (covered(v)) state.covered.push_back(v);
+      }
+      std::sort(state.covered.begin(), state.covered.end());
+      state.covered.erase(std::unique(state.covered.begin(), state.covered.end()), state.covered.end());
+      return out;
+    }
+    // A final delete also treats what earlier revivable deletes covered as covered, so
+    // the result does not depend on which of them arrived first.
+    const auto covered_now = [&](const version& v) {
+      return covered(v) || std::binary_search(state.covered.begin(), state.covered.end(), v);
+    };
     for (auto& [name, f] : state.fields) {
       // What the delete's writer had is gone; values she had not seen (the current one
       // and open conflicts of a live record) stay visible as open conflicts. A later
       // delete that saw them closes them.
       const auto before = f.conflicts;
       if (!state.deleted) f.conflicts.push_back(conflict_value{std::move(f.val), f.ver});
-      std::erase_if(f.conflicts, [&](const conflict_value& c) { return covered(c.ver); });
+      std::erase_if(f.conflicts, [&](const conflict_value& c) { return covered_now(c.ver); });
       std::sort(f.conflicts.begin(), f.conflicts.end(),
                 [](const conflict_value& a, const conflict_value& b) { return a.ver < b.ver; });
       f.val = value{};
@@ -217,10 +286,13 @@ merge_outcome merge(record_state& state, const change& incoming) {
         out.conflicts_changed.push_back(name);
       }
     }
+    state.covered.clear();
     if (!state.deleted) out.deleted_now = true;
     if (!state.deleted || *state.deleted < incoming.ver) state.deleted = incoming.ver;
     return out;
   }
+  // A dismissal is a maximum: order-free, whatever the record's state.
+  if (incoming.dismisses && (!state.dismissed || *state.dismissed < *incoming.dismisses)) state.dismissed = incoming.dismisses;
   // Delete wins: a tombstone is final, whatever the stamps of later field writes; an edit
   // made concurrently is kept visible on the deleted record.
   if (state.deleted) {
@@ -237,6 +309,7 @@ merge_outcome merge(record_state& state, const change& incoming) {
     }
   }
   for (const auto& op : incoming.items) merge_items(state, op, incoming.ver, out);
+  prune_covered(state);
   return out;
 }
 

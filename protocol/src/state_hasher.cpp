@@ -64,9 +64,18 @@ void state_hasher::add(std::string_view collection, const record_id& id, const r
   void* ctx = ctx_.get();
   feed_text(ctx, collection);
   feed(ctx, id.bytes.data(), id.bytes.size());
-  const unsigned char deleted = state.deleted ? 1 : 0;
+  // Bit 0: a final tombstone; bits 1 and 2 (protocol version 6): revivable deletes and a
+  // dismissal, so the digest of a record without them is as before.
+  const unsigned char deleted =
+      static_cast<unsigned char>((state.deleted ? 1 : 0) | (state.removed ? 2 : 0) | (state.dismissed ? 4 : 0));
   feed(ctx, &deleted, 1);
   if (state.deleted) feed_version(ctx, *state.deleted);
+  if (state.removed || state.dismissed) {
+    if (state.removed) feed_version(ctx, *state.removed);
+    if (state.dismissed) feed_version(ctx, *state.dismissed);
+    feed_u64(ctx, state.covered.size());
+    for (const auto& v : state.covered) feed_version(ctx, v);
+  }
   feed_u64(ctx, state.fields.size());
   for (const auto& [name, field] : state.fields) {  // std::map: sorted by name
     feed_text(ctx, name);

@@ -56,13 +56,13 @@ std::map<std::tuple<std::string, std::string, std::string>, activity_row> activi
   // Live caregivers by the client they care for.
   std::map<std::string, std::uint64_t> caregivers_of;
   for (const auto& [key, r] : records) {
-    if (key.first != "caregivers" || r.deleted) continue;
+    if (key.first != "caregivers" || is_hidden(r)) continue;
     if (const auto* client = text_field(r, "client_id")) ++caregivers_of[*client];
   }
   std::map<std::tuple<std::string, std::string, std::string>, activity_row> rows;
   std::map<std::tuple<std::string, std::string, std::string>, std::set<std::string>> clients;
   for (const auto& [key, r] : records) {
-    if (key.first != "visits" || r.deleted) continue;
+    if (key.first != "visits" || is_hidden(r)) continue;
     const auto* status = text_field(r, "status");
     const auto* start = text_field(r, "start_at");
     if (!status || *status != "done" || !start || start->size() < 7 || !is_month(start->substr(0, 7))) continue;

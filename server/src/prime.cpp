@@ -49,7 +49,7 @@ std::partial_ordering compare(const value& a, const value& b) {
 }  // namespace
 
 bool matches(const wire::prime_tier& tier, const record_state& state) {
-  if (state.deleted) return false;
+  if (is_hidden(state)) return false;
   if (tier.match == wire::prime_match::all) return true;
   const auto f = state.fields.find(tier.field);
   if (f == state.fields.end()) return false;

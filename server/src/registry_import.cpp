@@ -155,7 +155,7 @@ registry_import_result import_registry(change_store& store, const std::string& c
     if (k.first != options.collection) continue;
     used.insert(k.second);
     for (const auto& v : versions_of(state)) clock.observe(v.stamp);  // the import's writes are newer
-    if (state.deleted) continue;
+    if (is_hidden(state)) continue;
     const auto f = state.fields.find(options.key);
     const auto* key = f == state.fields.end() ? nullptr : std::get_if<std::string>(&f->second.val);
     if (key) live.emplace(*key, std::make_pair(k.second, std::move(state)));

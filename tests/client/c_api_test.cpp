@@ -295,6 +295,9 @@ TEST_CASE("c_api: the schema comes as JSON and a bad one is refused", "[c_api][s
       {R"({"collections": [{"name": "Visits", "fields": []}]})", "collection name 'Visits' is invalid"},
       {R"({"collections": [{"name": "visits", "fields": [{"name": "n", "type": "integer", "policy": "append"}]}]})",
        "declare it text"},
+      {R"({"collections": [{"name": "clients", "deletes": "revive", "fields": []}]})", "deletes 'revive' is unknown"},
+      {R"({"collections": [{"name": "clients", "deletes": "update_revives", "fields": [{"name": "level", "type": "integer", "server_only": true}]}]})",
+       "update_revives"},
   };
   for (const auto& r : refused) {
     INFO(r.schema);
@@ -400,4 +403,25 @@ TEST_CASE("c_api: status names and which statuses are transient", "[c_api]") {
     if (cs_is_transient(status)) transient.push_back(status);
   }
   CHECK(transient == std::vector<cs_status>{CS_STORAGE_BUSY, CS_NETWORK, CS_SERVER_BUSY});
+}
+
+TEST_CASE("c_api: a collection's deletes may revive, and a revived record's conflict is dismissed with field \"\"",
+          "[c_api][store][revive]") {
+  temp_dir dir;
+  c_store s;
+  const char* schema = R"({"collections": [{"name": "clients", "deletes": "update_revives",
+                                            "fields": [{"name": "name", "type": "text"}]},
+                                           {"name": "visits", "deletes": "delete_wins",
+                                            "fields": [{"name": "date", "type": "text"}]}]})";
+  REQUIRE(cs_store_open(dir.file("tablet.db").c_str(), schema, &s.p) == CS_OK);
+  c_string id;
+  REQUIRE(cs_create(s, "clients", R"({"name": "Synthetic"})", id.out()) == CS_OK);
+  REQUIRE(cs_remove(s, "clients", id.p) == CS_OK);
+  // Hidden as any deleted record; nothing revived it, so there is nothing to dismiss.
+  c_string record;
+  CHECK(cs_get(s, "clients", id.p, record.out()) == CS_NOT_FOUND);
+  CHECK(cs_dismiss_conflict(s, "clients", id.p, "") == CS_NOT_FOUND);
+  c_string listed;
+  REQUIRE(cs_conflicts(s, listed.out()) == CS_OK);
+  CHECK(json::parse(listed.p).empty());
 }

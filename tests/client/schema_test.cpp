@@ -108,6 +108,15 @@ TEST_CASE("validate refuses bad schemas with invalid_argument naming the fault",
     s.collections[0].fields[3].type = static_cast<value_kind>(9);
     culprit = "signature";
   }
+  SECTION("a delete policy that does not exist") {
+    s.collections[1].deletes = static_cast<caresync::delete_policy>(7);
+    culprit = "delete policy";
+  }
+  SECTION("a server_only field in a collection whose deletes revive") {
+    s.collections[1].deletes = caresync::delete_policy::update_revives;
+    s.collections[1].fields[0].server_only = true;
+    culprit = "update_revives";
+  }
 
   const auto r = refusal_of(s);
   CHECK(r.code == make_error_code(storage_errc::invalid_argument));

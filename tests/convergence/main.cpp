@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
                                    {"steps_per_seed", steps}, {"operations", 0},  {"syncs", 0},
                                    {"failed_syncs", 0},   {"faults", 0},         {"restamped", 0}, {"reverted", 0},
                                    {"open_conflicts_at_end", 0}, {"conflicts_closed", 0}, {"changes_logged", 0},
-                                   {"values_checked", 0}, {"deletes_with_concurrent_edits", 0},
+                                   {"values_checked", 0}, {"deletes_with_concurrent_edits", 0}, {"revived", 0},
                                    {"prime_phases", 0}, {"primed", 0}};
   nlohmann::ordered_json failures = nlohmann::ordered_json::array();
   const auto started = std::chrono::steady_clock::now();
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     totals["changes_logged"] = totals["changes_logged"].get<std::uint64_t>() + r.changes_logged;
     totals["values_checked"] = totals["values_checked"].get<std::uint64_t>() + r.values_checked;
     totals["deletes_with_concurrent_edits"] = totals["deletes_with_concurrent_edits"].get<std::uint64_t>() + r.deletes_surfaced;
+    totals["revived"] = totals["revived"].get<std::uint64_t>() + r.revived;
     totals["prime_phases"] = totals["prime_phases"].get<std::uint64_t>() + r.prime_phases;
     totals["primed"] = totals["primed"].get<std::uint64_t>() + r.primed;
     if (!r.ok) {

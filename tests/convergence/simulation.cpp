@@ -39,6 +39,8 @@ schema simulation_schema() {
                             {"note", value_kind::text, merge_policy::keep_both},
                             {"minutes", value_kind::integer},
                             {"followups", value_kind::text, merge_policy::append}}});
+  // Visits revive (update_revives), clients are deleted for good: both delete policies.
+  s.collections.back().deletes = delete_policy::update_revives;
   return s;
 }
 
@@ -291,6 +293,13 @@ class simulation {
     const auto open = replicas_[r].db->conflicts();
     if (open.empty()) return;
     const auto& c = open[static_cast<std::size_t>(pick(static_cast<int>(open.size())))];
+    if (c.record_revived) {
+      // A record an edit brought back after a delete: kept as it is.
+      replicas_[r].db->dismiss_conflict(c.collection, c.record, "");
+      ++result_.conflicts_closed;
+      ++result_.operations;
+      return;
+    }
     if (c.record_deleted) {
       // An edit the delete overrode, seen: dismissing it is a delete that covers it.
       replicas_[r].db->dismiss_conflict(c.collection, c.record, c.field);
@@ -555,7 +564,8 @@ class simulation {
       if (!in_history.count(t) && !replaced.count(t) && !overwritten_locally(w) && !was_deleted) {
         throw violation{"value " + t + " of " + w.collection + "." + w.field + " never reached the server"};
       }
-      if (!w.kept || was_deleted || replaced.count(t)) continue;
+      // A revivable delete keeps the record's values: only a final one excuses a value.
+      if (!w.kept || (was_deleted && !revives(w.collection)) || replaced.count(t)) continue;
       // A keep_both value nobody knowingly replaced: current, or an open conflict.
       const auto it = server_state.find({w.collection, w.id});
       if (it == server_state.end()) throw violation{"a written record is missing on the server"};
@@ -580,7 +590,7 @@ class simulation {
   ///    concurrent with a remove wins), and only elements ever added.
   void check_items(const std::map<server::record_key, record_state>& server_state) {
     for (const auto& [rec, entries] : appended_) {
-      if (deleted_.count(rec)) continue;
+      if (deleted_.count(rec) && !revives(rec.first)) continue;
       const auto it = server_state.find(rec);
       if (it == server_state.end()) throw violation{"a visit with follow-ups is missing on the server"};
       const auto f = it->second.fields.find("followups");
@@ -615,7 +625,9 @@ class simulation {
 
   /// 4. An edit made after a delete by someone who had not received it is not dropped
   ///    silently: a record deleted once and given a keep_both edit later (in the run's
-  ///    order, so concurrently) shows at least one open conflict on every replica.
+  ///    order, so concurrently) shows at least one open conflict on every replica; in a
+  ///    collection whose deletes revive, it is live again, with the delete as its open
+  ///    conflict unless someone dismissed it.
   void check_deletes(const std::map<server::record_key, record_state>& server_state) {
     for (const auto& [rec, events] : record_events_) {
       const auto deletes = std::count_if(events.begin(), events.end(), [](const auto& e) { return e.first; });
@@ -624,6 +636,17 @@ class simulation {
       const bool edited_after = std::any_of(d, events.end(), [](const auto& e) { return !e.first; });
       if (!edited_after) continue;
       const auto it = server_state.find(rec);
+      if (revives(rec.first)) {
+        if (it == server_state.end() || is_hidden(it->second)) {
+          throw violation{"an edit concurrent with a revivable delete did not bring the record back"};
+        }
+        const auto& st = it->second;
+        const bool dismissed = st.removed && st.dismissed && !(*st.dismissed < *st.removed);
+        if (!is_revived(st) && !dismissed) throw violation{"a revived record does not show the delete as an open conflict"};
+        ++result_.deletes_surfaced;
+        ++result_.revived;
+        continue;
+      }
       if (it == server_state.end() || !it->second.deleted) throw violation{"a deleted record is not deleted on the server"};
       const bool visible = std::any_of(it->second.fields.begin(), it->second.fields.end(),
                                        [](const auto& f) { return !f.second.conflicts.empty(); });
@@ -631,6 +654,9 @@ class simulation {
       ++result_.deletes_surfaced;
     }
   }
+
+  /// Whether the collection's deletes are revivable (update_revives).
+  static bool revives(const std::string& collection) { return collection == "visits"; }
 
   /// A value its own writer may have overwritten before it left the device: a later
   /// write by the same replica to the same field. Such a value is not sent (the outbox

@@ -32,6 +32,7 @@ struct simulation_result {
   std::size_t changes_logged = 0;    ///< the server's log head at the end
   std::size_t values_checked = 0;    ///< written values traced to the final state or history
   std::size_t deletes_surfaced = 0;  ///< deleted records whose concurrent edits stay visible
+  std::size_t revived = 0;           ///< of those, records brought back (update_revives)
   std::size_t prime_phases = 0;      ///< prioritised initial syncs begun (by the late joiner)
   std::size_t primed = 0;            ///< changes those delivered
 };

@@ -131,6 +131,7 @@ TEST_CASE("c_api: two stores sync a visit and settle a conflict over TLS", "[c_a
     CHECK(c.at("id") == id);
     CHECK(c.at("field") == "note");
     CHECK(c.at("record_deleted") == false);
+    CHECK(c.at("record_revived") == false);
     REQUIRE(c.at("others").size() == 1);
     // One value each, the two stores listing the same pair.
     std::vector<std::string> notes{c.at("current").at("value").get<std::string>(),

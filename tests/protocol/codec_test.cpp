@@ -338,7 +338,7 @@ TEST_CASE("codec: hello ends with the open-conflict count", "[protocol]") {
   h.open_conflicts = 300;
   h.quarantined = 1;
   const auto hx = hex(wire::encode(h));
-  CHECK(hx.substr(0, 6) == "01" "0500");  // marker, protocol version 5 (u16 LE)
+  CHECK(hx.substr(0, 6) == "01" "0600");  // marker, protocol version 6 (u16 LE)
   // ..., app_version "", outbox 0, quarantined 1, open_conflicts 300
   CHECK(hx.substr(hx.size() - 2 * 5) == "00" "00" "01" "ac02");
   CHECK(round_trip(h).open_conflicts == 300);
@@ -595,4 +595,95 @@ TEST_CASE("codec: bad scope sections are malformed", "[protocol][scope][security
     longer.push_back(0x00);
     CHECK_THROWS_AS(wire::decode(wire::message_type::pull, longer), protocol_error);
   }
+}
+
+// docs/protocol.md, "Revivable deletes": these bytes are pasted there.
+const char* const k_revivable_delete_hex =
+    "01"                                               // marker
+    "05" "7669736974"                                  // collection "visit"
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 // record id
+    "03000068e5cf8b01"                                 // stamp (1700000000000 << 16) | 3
+    "8877665544332211"                                 // node 0x1122334455667788
+    "31"                                               // kind: remove, bit 5: covers, bit 4: revivable
+    "00"                                               // no fields
+    "01"                                               // covers 1 version:
+    "01000068e5cf8b01"                                 //   stamp (1700000000000 << 16) | 1
+    "0807060504030201";                                //   node 0x0102030405060708
+
+const char* const k_dismissal_hex =
+    "01"                                               // marker
+    "05" "7669736974"                                  // collection "visit"
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 // record id
+    "04000068e5cf8b01"                                 // stamp (1700000000000 << 16) | 4
+    "0807060504030201"                                 // node 0x0102030405060708
+    "08"                                               // kind: upsert, bit 3: dismisses
+    "00"                                               // no fields
+    "03000068e5cf8b01"                                 // the dismissed delete: stamp
+    "8877665544332211";                                //   and node
+
+TEST_CASE("codec: a revivable delete and a dismissal round trip, byte for byte (protocol version 6)", "[protocol][revive]") {
+  const auto id = record_id::parse("0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3");
+  REQUIRE(id);
+  change del;
+  del.collection = "visit";
+  del.id = *id;
+  del.ver = v(1'700'000'000'000ULL, 3, 0x1122334455667788ULL);
+  del.kind = change_kind::remove;
+  del.covers = std::vector<version>{v(1'700'000'000'000ULL, 1, 0x0102030405060708ULL)};
+  del.revivable = true;
+  CHECK(check_change(del).empty());
+  CHECK(hex(wire::encode_change(del)) == k_revivable_delete_hex);
+  CHECK(wire::encode_change(del).size() == 58);
+  CHECK(wire::decode_change(unhex(k_revivable_delete_hex)) == del);
+
+  change dismissal;
+  dismissal.collection = "visit";
+  dismissal.id = *id;
+  dismissal.ver = v(1'700'000'000'000ULL, 4, 0x0102030405060708ULL);
+  dismissal.dismisses = del.ver;
+  CHECK(check_change(dismissal).empty());
+  CHECK(hex(wire::encode_change(dismissal)) == k_dismissal_hex);
+  CHECK(wire::encode_change(dismissal).size() == 57);
+  CHECK(wire::decode_change(unhex(k_dismissal_hex)) == dismissal);
+
+  SECTION("inside a push") {
+    wire::push p;
+    p.batch = rid(0x21);
+    p.changes = {del, dismissal, sample_change()};
+    CHECK(round_trip(p) == p);
+  }
+}
+
+TEST_CASE("codec: the revivable and dismissal bits on the wrong kind are malformed", "[protocol][revive][security]") {
+  const auto expect_malformed = [](bytes stored, const char* what) {
+    try {
+      (void)wire::decode_change(stored);
+      FAIL("decoded " << what);
+    } catch (const protocol_error& e) {
+      CHECK(e.code() == protocol_errc::malformed);
+      CHECK(std::string(e.what()).find(what) != std::string::npos);
+    }
+  };
+  const std::size_t kind_at = 1 + 1 + 5 + 16 + 8 + 8;
+  auto on_upsert = unhex(k_dismissal_hex);
+  on_upsert[kind_at] = 0x10;  // revivable on an upsert
+  expect_malformed(on_upsert, "an edit is flagged as a revivable delete");
+  auto on_remove = unhex(k_revivable_delete_hex);
+  on_remove[kind_at] = 0x39;  // a dismissed version on a remove
+  expect_malformed(on_remove, "a delete carries a dismissed delete's version");
+
+  // check_change says the same of a change built in memory, and of a dismissal of a
+  // delete not older than itself.
+  change c = sample_change();
+  c.revivable = true;
+  CHECK_FALSE(check_change(c).empty());
+  c.revivable = false;
+  c.dismisses = c.ver;
+  CHECK_FALSE(check_change(c).empty());
+  change del;
+  del.collection = "visit";
+  del.ver = v(5, 0, 1);
+  del.kind = change_kind::remove;
+  del.dismisses = v(1, 0, 1);
+  CHECK_FALSE(check_change(del).empty());
 }

@@ -485,7 +485,7 @@ causal_history make_history(std::mt19937_64& rng) {
         w.last = std::max(w.last + 1, hlc_stamp::make(wall, 0).value);
         const auto record = rid(static_cast<std::uint8_t>(rng() % 2));
         auto& st = w.local[record];
-        if (st.deleted) break;  // as a store: nobody edits or deletes a record she holds deleted
+        if (is_hidden(st)) break;  // as a store: nobody edits or deletes a record she holds deleted
         change c;
         c.collection = "visit";
         c.id = record;
@@ -500,6 +500,9 @@ causal_history make_history(std::mt19937_64& rng) {
           }
           std::sort(c.covers->begin(), c.covers->end());
           c.covers->erase(std::unique(c.covers->begin(), c.covers->end()), c.covers->end());
+          // Half of them revivable (update_revives): mixed with final ones on one record,
+          // as across app versions that changed the policy.
+          c.revivable = rng() % 2 == 0;
         } else {
           // keep_both fields, a last-writer-wins field, and a field written either way.
           for (const auto& name : {"note", "mood", "minutes", "place"}) {
@@ -529,6 +532,7 @@ causal_history make_history(std::mt19937_64& rng) {
             c.kept.push_back(std::move(k));
           }
           if (c.fields.empty()) c.fields.push_back({"minutes", value{std::int64_t{-1}}});
+          if (is_revived(st) && rng() % 2) c.dismisses = st.removed;
         }
         INFO(check_change(c));
         REQUIRE(check_change(c).empty());
@@ -556,6 +560,12 @@ std::vector<change> causal_order(const std::vector<change>& changes, int duplica
   const auto n = changes.size();
   std::vector<std::vector<std::size_t>> needs(n);  // the changes each one replaces
   for (std::size_t i = 0; i < n; ++i) {
+    // A dismissal comes after the delete it dismisses.
+    if (changes[i].dismisses) {
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j != i && changes[j].id == changes[i].id && changes[j].ver == *changes[i].dismisses) needs[i].push_back(j);
+      }
+    }
     // A delete comes after the writes it covers.
     if (changes[i].covers) {
       for (std::size_t j = 0; j < n; ++j) {
@@ -617,13 +627,16 @@ std::map<record_id, record_state> replay_all(const std::vector<change>& order) {
 TEST_CASE("merge keep_both: every causal order of a random history, with repeats, gives identical records",
           "[protocol][keep_both][property]") {
   std::mt19937_64 rng(20261123);
-  std::size_t open_conflicts = 0, resolves = 0, kept_writes = 0;
+  std::size_t open_conflicts = 0, resolves = 0, kept_writes = 0, revived = 0, hidden_removed = 0, dismissed = 0;
   for (int round = 0; round < 200; ++round) {
     INFO("round " << round);
     const auto history = make_history(rng);
     const auto reference = replay_all(history.changes);  // the server's view, in log order
     for (const auto& [id, st] : reference) {
       for (const auto& [name, f] : st.fields) open_conflicts += f.conflicts.size();
+      revived += is_revived(st) ? 1 : 0;
+      hidden_removed += !st.deleted && is_hidden(st) ? 1 : 0;
+      dismissed += st.dismissed ? 1 : 0;
     }
     for (const auto& c : history.changes) {
       kept_writes += c.kept.size();
@@ -645,4 +658,131 @@ TEST_CASE("merge keep_both: every causal order of a random history, with repeats
   CHECK(kept_writes > 1000);
   CHECK(open_conflicts > 50);
   CHECK(resolves > 50);
+  // And revivable deletes: records hidden, revived, and revivals dismissed.
+  INFO("revived " << revived << ", hidden " << hidden_removed << ", dismissed " << dismissed);
+  CHECK(revived > 0);
+  CHECK(hidden_removed > 0);
+  CHECK(dismissed > 0);
+}
+
+namespace {
+
+version ver_at(std::uint64_t ms, node_id node) { return version{hlc_stamp::make(ms, 0), node}; }
+
+change revivable(std::uint64_t ms, node_id node, std::vector<version> covers) {
+  auto c = removal(ms, node);
+  std::sort(covers.begin(), covers.end());
+  c.covers = std::move(covers);
+  c.revivable = true;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("merge update_revives: an edit the delete did not cover revives the record, in either order",
+          "[protocol][revive]") {
+  const auto base = upsert(100, 1, {{"name", text("Aino")}, {"note", text("first")}});
+  const auto del = revivable(200, 1, {ver_at(100, 1)});
+  const auto edit = upsert(150, 2, {{"note", text("concurrent")}});  // by a writer who had not seen the delete
+
+  SECTION("the delete alone hides the record and keeps its values") {
+    const auto st = replay({base, del});
+    CHECK(is_hidden(st));
+    CHECK_FALSE(st.deleted);
+    CHECK_FALSE(is_revived(st));
+    REQUIRE(st.removed);
+    CHECK(*st.removed == del.ver);
+    CHECK(st.fields.at("name").val == text("Aino"));
+    CHECK(st.covered == std::vector<version>{ver_at(100, 1)});
+  }
+  SECTION("delete then edit, edit then delete: the same live record, the delete an open conflict") {
+    const auto a = replay({base, del, edit});
+    const auto b = replay({base, edit, del});
+    CHECK(a == b);
+    CHECK_FALSE(is_hidden(a));
+    CHECK(is_revived(a));
+    CHECK(a.fields.at("name").val == text("Aino"));
+    CHECK(a.fields.at("note").val == text("concurrent"));
+    // The version the edit replaced is gone, and so is its mark as covered.
+    CHECK(a.covered == std::vector<version>{ver_at(100, 1)});
+  }
+  SECTION("a delete that saw the revival hides the record again, whatever the order") {
+    const auto again = revivable(300, 2, {ver_at(100, 1), ver_at(150, 2)});
+    const auto a = replay({base, del, edit, again});
+    const auto b = replay({base, edit, again, del});
+    const auto c = replay({base, edit, del, again});
+    CHECK(a == b);
+    CHECK(a == c);
+    CHECK(is_hidden(a));
+    CHECK(*a.removed == again.ver);
+    CHECK(a.fields.at("note").val == text("concurrent"));
+  }
+  SECTION("an edit older than the value the delete covered loses, and does not revive") {
+    const auto late = upsert(90, 3, {{"name", text("old")}});
+    const auto st = replay({base, del, late});
+    CHECK(is_hidden(st));
+    CHECK(st.fields.at("name").val == text("Aino"));
+  }
+}
+
+TEST_CASE("merge update_revives: a dismissal closes the revived conflict on every replica, order-free",
+          "[protocol][revive]") {
+  const auto base = upsert(100, 1, {{"note", text("first")}});
+  const auto del = revivable(200, 1, {ver_at(100, 1)});
+  const auto edit = upsert(150, 2, {{"note", text("concurrent")}});
+  auto dismiss = upsert(300, 2, {});
+  dismiss.dismisses = del.ver;
+  REQUIRE(check_change(dismiss).empty());
+
+  const auto a = replay({base, del, edit, dismiss});
+  const auto b = replay({base, edit, del, dismiss});
+  CHECK(a == b);
+  CHECK_FALSE(is_hidden(a));
+  CHECK_FALSE(is_revived(a));
+  REQUIRE(a.dismissed);
+  CHECK(*a.dismissed == del.ver);
+  CHECK(a.fields.at("note").val == text("concurrent"));
+
+  SECTION("a later delete and another concurrent edit open it again") {
+    const auto del2 = revivable(400, 1, {ver_at(150, 2)});
+    const auto edit2 = upsert(350, 3, {{"note", text("third")}});
+    const auto x = replay({base, del, edit, dismiss, del2, edit2});
+    const auto y = replay({base, del, edit, dismiss, edit2, del2});
+    CHECK(x == y);
+    CHECK(is_revived(x));
+    CHECK(x.fields.at("note").val == text("third"));
+  }
+}
+
+TEST_CASE("merge update_revives: a final delete wins over revivable ones in any order", "[protocol][revive]") {
+  const auto base = upsert(100, 1, {{"note", text("first")}, {"minutes", value{std::int64_t{30}}}});
+  const auto rev = revivable(200, 1, {ver_at(100, 1)});
+  const auto edit = upsert(150, 2, {{"note", text("concurrent")}});
+  auto final_del = removal(250, 3);
+  final_del.covers = std::vector<version>{ver_at(100, 1)};
+
+  const std::vector<std::vector<change>> orders{
+      {base, rev, edit, final_del}, {base, edit, rev, final_del}, {base, final_del, rev, edit},
+      {base, final_del, edit, rev}, {base, edit, final_del, rev},  {base, rev, final_del, edit}};
+  const auto reference = replay(orders.front());
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    INFO("order " << i);
+    CHECK(replay(orders[i]) == reference);
+  }
+  CHECK(reference.deleted);
+  CHECK(is_hidden(reference));
+  CHECK_FALSE(is_revived(reference));
+  CHECK(reference.covered.empty());
+  // The edit neither delete covered stays visible on the tombstone, as under delete_wins.
+  REQUIRE(reference.fields.at("note").conflicts.size() == 1);
+  CHECK(reference.fields.at("note").conflicts[0].val == text("concurrent"));
+  CHECK(reference.fields.at("minutes").conflicts.empty());
+
+  SECTION("a final delete that says nothing of what it covers still counts what the revivable one covered") {
+    const auto old_peer = removal(260, 4);  // protocol version 2: covers nothing
+    const auto x = replay({base, rev, old_peer});
+    const auto y = replay({base, old_peer, rev});
+    CHECK(x == y);
+    CHECK(x.fields.at("note").conflicts.empty());
+  }
 }

@@ -107,7 +107,9 @@ void cs_free(char* text);
  *  type: "integer", "real", "text" or "bytes"; policy (optional): "last_writer_wins"
  *  (the default), "keep_both", "append" or "set_union" (docs/conflicts.md); "server_only":
  *  true (optional) for a field only the server side writes, which this store refuses to
- *  write (a field device's store). Every commit
+ *  write (a field device's store). A collection may add "deletes": "delete_wins" (the
+ *  default) or "update_revives" (an edit made without seeing a delete brings the record
+ *  back; docs/conflicts.md, "Deletes"). Every commit
  *  is made durable (fsync). On success *out is the new store, the caller's to close.
  *  CS_INVALID_ARGUMENT (bad schema), CS_STORAGE, CS_STORAGE_BUSY; message: cs_open_error(). */
 cs_status cs_store_open(const char* path, const char* schema_json, cs_store** out);
@@ -136,13 +138,16 @@ cs_status cs_get(cs_store* store, const char* collection, const char* id, char**
 
 /** Writes every open conflict (keep_both fields two people wrote offline) to *json_out
  *  (cs_free it) as a JSON array, ordered by collection, record id and field:
- *    [{"collection": "visits", "id": "...", "field": "note", "record_deleted": false,
+ *    [{"collection": "visits", "id": "...", "field": "note", "record_deleted": false, "record_revived": false,
  *      "current": {"value": ..., "at_ms": 1763856000000, "node": "3f2a..."},
  *      "others": [{"value": ..., "at_ms": ..., "node": "..."}]}]
  *  "current" is the value the record shows, "others" the concurrent values that lost;
  *  at_ms is when the value was written (the writer's clock, ms since the Unix epoch) and
  *  node the writing store's id (16 hex digits). record_deleted: the record was deleted
- *  while someone edited it (current is null); the delete stands. */
+ *  while someone edited it (current is null); the delete stands. record_revived (field
+ *  ""): the record was deleted (current: null, the delete's at_ms and node) and brought
+ *  back by an edit made without seeing the delete (collections with "deletes":
+ *  "update_revives"); dismiss it to accept the record as it is, or delete the record. */
 cs_status cs_conflicts(cs_store* store, char** json_out);
 
 /** Resolves the open conflict of `field` by writing `value_json` (one JSON value, e.g.
@@ -152,7 +157,8 @@ cs_status cs_resolve_conflict(cs_store* store, const char* collection, const cha
                               const char* value_json);
 
 /** Closes the open conflict of `field` keeping the value the record shows; on a deleted
- *  record, keeps the delete. CS_NOT_FOUND when there is none. */
+ *  record, keeps the delete; field "" of a revived record keeps the record.
+ *  CS_NOT_FOUND when there is none. */
 cs_status cs_dismiss_conflict(cs_store* store, const char* collection, const char* id, const char* field);
 
 /** Synchronises the store with a server: pushes the outbox, pulls what changed, retrying

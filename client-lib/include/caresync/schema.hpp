@@ -28,6 +28,17 @@ enum class merge_policy {
   set_union,
 };
 
+/// What a delete does against a concurrent edit (docs/conflicts.md, "Deletes"). Either
+/// way the other side's change is shown as an open conflict.
+enum class delete_policy {
+  /// The delete is final: the record stays deleted, and an edit made without seeing the
+  /// delete is kept on the tombstone as an open conflict (open_conflict::record_deleted).
+  delete_wins,
+  /// An edit made without seeing the delete brings the record back with all its values;
+  /// the delete is then an open conflict (open_conflict::record_revived) until dismissed.
+  update_revives,
+};
+
 /// One field of a collection: a column of its table. Every field may also hold null.
 struct field_def {
   std::string name;  ///< 1-63 characters of [a-z0-9_], starting with a letter
@@ -45,6 +56,9 @@ struct field_def {
 struct collection_def {
   std::string name;
   std::vector<field_def> fields;
+  /// What this app's deletes do against concurrent edits. Each delete carries it, so
+  /// replicas with another app version (or the server) merge it the same way.
+  delete_policy deletes = delete_policy::delete_wins;
 
   /// The field named `name`, or nullptr.
   const field_def* find(std::string_view name) const noexcept;

@@ -90,6 +90,11 @@ struct open_conflict {
   /// delete's version). The delete stands (docs/conflicts.md, "Deletes"); to keep the
   /// words, create a new record with them, then dismiss.
   bool record_deleted = false;
+  /// The record was deleted (collection_def::deletes is update_revives) and brought back
+  /// by an edit made without seeing the delete: `field` is "", `current` is null with
+  /// the delete's version, `others` is empty. store::dismiss_conflict(collection, record,
+  /// "") accepts the record as it is (on every replica); store::remove deletes it again.
+  bool record_revived = false;
 };
 
 class store {
@@ -147,7 +152,7 @@ class store {
   std::vector<open_conflict> conflicts() const;
   /// The open conflicts of one record.
   std::vector<open_conflict> conflicts(std::string_view collection, const record_id& id) const;
-  /// Number of fields with open conflicts.
+  /// Number of fields with open conflicts (a revived record counts once, as field "").
   std::size_t conflict_count() const;
   /// Resolves the open conflict of a field by writing `v` (one of the values, or a merge
   /// of them): a normal change that replaces the current value and every value of the
@@ -157,8 +162,9 @@ class store {
   void resolve_conflict(std::string_view collection, const record_id& id, std::string_view field, const value& v);
   /// Closes the open conflict of a field keeping the current value (a change like
   /// resolve_conflict with that value); on a deleted record, a delete that covers the
-  /// edits it overrode (closes every conflict of the record). Throws not_found when
-  /// there is none.
+  /// edits it overrode (closes every conflict of the record); field "" of a revived
+  /// record (open_conflict::record_revived), an edit saying its delete is dismissed.
+  /// Throws not_found when there is none.
   void dismiss_conflict(std::string_view collection, const record_id& id, std::string_view field);
 
   /// Gives each open conflict to its collection's resolver, when this device wrote the

@@ -68,6 +68,15 @@ struct change {
   /// concurrent with the delete and is kept visible (docs/conflicts.md, "Deletes").
   /// std::nullopt: a delete that does not say (version 2 peers): it covers everything.
   std::optional<std::vector<version>> covers{};
+  /// A remove of a collection whose deletes an edit revives (collection_def::deletes,
+  /// update_revives): the record is only hidden while every version it holds is covered
+  /// by such deletes, and comes back, with its values, when an edit they do not cover
+  /// arrives (docs/conflicts.md, "Deletes"). False: the tombstone is final. Set by the
+  /// writer from its schema; replicas merge it without knowing the schema.
+  bool revivable = false;
+  /// An edit that dismisses a revived record's open conflict: the greatest revivable
+  /// delete of the record its writer had (record_state::removed). Upserts only.
+  std::optional<version> dismisses{};
   friend bool operator==(const change&, const change&) = default;
 
   /// The kept entry of field `name`, or nullptr (a last-writer-wins write).

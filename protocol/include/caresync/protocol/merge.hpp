@@ -3,7 +3,8 @@
 /// docs/conflicts.md): per-field last-writer-wins by version (stamp, then node id); a
 /// field written under keep_both also keeps every concurrent value that lost, as an open
 /// conflict, until a write that saw it replaces it; a tombstone deletes the record for
-/// good and later field writes to it are ignored. Last-writer-wins and tombstones are
+/// good and later field writes to it are ignored; a revivable delete only hides the
+/// record until an edit it did not cover arrives. Last-writer-wins and tombstones are
 /// commutative, associative and idempotent; kept conflicts are a function of the set of
 /// changes given that each change arrives after the changes it replaces (which sync
 /// guarantees: a replica only replaces what it has received).
@@ -43,10 +44,25 @@ struct field_state {
 
 /// The merged state of one record.
 struct record_state {
-  std::map<std::string, field_state> fields;  ///< cleared once deleted
-  std::optional<version> deleted;             ///< the greatest tombstone seen
+  std::map<std::string, field_state> fields;  ///< values cleared once deleted; kept while only removed
+  std::optional<version> deleted;             ///< the greatest final tombstone seen
+  /// The greatest revivable delete seen (change::revivable, update_revives).
+  std::optional<version> removed{};
+  /// The versions held in `fields` (current values, open conflicts, items) that
+  /// revivable deletes cover, ascending; empty once deleted.
+  std::vector<version> covered{};
+  /// The greatest revivable delete dismissed (change::dismisses).
+  std::optional<version> dismissed{};
   friend bool operator==(const record_state&, const record_state&) = default;
 };
+
+/// Whether the record is gone for the app: it has a final tombstone, or it was removed
+/// by revivable deletes and every version it holds is covered by them.
+bool is_hidden(const record_state& state) noexcept;
+
+/// Whether the record came back after a revivable delete (an edit the deletes did not
+/// cover) and nobody has dismissed that delete yet: the delete is an open conflict.
+bool is_revived(const record_state& state) noexcept;
 
 /// What merging one change did.
 struct merge_outcome {
@@ -55,7 +71,7 @@ struct merge_outcome {
   std::vector<std::string> items_changed;      ///< append and set_union fields whose items changed
   std::size_t superseded = 0;        ///< field writes that lost to a newer stored version
   std::size_t conflicts_opened = 0;  ///< values newly kept as open conflicts
-  bool deleted_now = false;          ///< the change deleted a live record
+  bool deleted_now = false;          ///< the change deleted a live record (a final tombstone)
 };
 
 /// Merges `incoming` into `state` by the rule above.

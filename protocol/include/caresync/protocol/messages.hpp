@@ -19,8 +19,9 @@ namespace caresync::wire {
 /// and the open-conflict count in hello; version 4 the prioritised initial sync (prime,
 /// and pull's prime spec) and the remaining counts of a changes page; version 5 the
 /// restored fields of a refusal (server_only) and scopes (pull's scope epoch; a changes
-/// page's purges and backfilled records).
-inline constexpr std::uint16_t k_protocol_version = 5;
+/// page's purges and backfilled records); version 6 revivable deletes and the
+/// dismissal of a revived record (bits 4 and 3 of a change's kind byte).
+inline constexpr std::uint16_t k_protocol_version = 6;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
