@@ -110,13 +110,7 @@ void store::impl::store_removal(std::string_view collection, const record_id& id
 void store::impl::store_hidden(std::string_view collection, const record_id& id, const record_state& state,
                                const std::vector<std::string>& conflicts_changed,
                                const std::vector<std::string>& items_changed, bool was_live) {
-  if (was_live) {
-    if (table_statements* t = table(collection)) {
-      const auto text = id.to_chars();
-      sqlite::reset_guard g(*t->delete_row);
-      t->delete_row->bind_static(1, std::string_view(text.data(), text.size())).run();
-    }
-  }
+  if (was_live) delete_row(collection, id);
   // Every value waits in cs_extra for a revival; the tombstone in cs_meta is the
   // removal, so the record is gone for every read of the app.
   {
@@ -141,13 +135,7 @@ void store::impl::refresh_removal(std::string_view collection, const record_id& 
   record_state probe;
   if (!load_removal(collection, id, probe)) return;
   auto state = read_state(collection, id, meta);
-  std::vector<version> held;
-  for (const auto& [name, f] : state.fields) {
-    held.push_back(f.ver);
-    for (const auto& c : f.conflicts) held.push_back(c.ver);
-    for (const auto& i : f.items) held.push_back(i.ver);
-  }
-  std::sort(held.begin(), held.end());
+  const auto held = held_versions(state);
   const auto before = state.covered.size();
   std::erase_if(state.covered, [&](const version& v) { return !std::binary_search(held.begin(), held.end(), v); });
   if (state.covered.size() != before) store_removal(collection, id, state);

@@ -615,11 +615,7 @@ void store::impl::store_deleted(std::string_view collection, const record_id& id
                                 const std::vector<std::string>& conflicts_changed,
                                 const std::vector<std::string>& items_changed, bool was_live) {
   if (was_live) {
-    if (table_statements* t = table(collection)) {
-      const auto text = id.to_chars();
-      sqlite::reset_guard g(*t->delete_row);
-      t->delete_row->bind_static(1, text_of(text)).run();
-    }
+    delete_row(collection, id);
     // Values go; a local write waiting to replace one will never be sent. What a local
     // delete still on its way covers (field "") stays: it is sent (update_revives: the
     // record was deleted here, then brought back).
@@ -963,16 +959,9 @@ void store::impl::delete_locally(std::string_view collection, const record_id& i
   // The delete covers every version this replica holds of the record: its values, open
   // conflicts and items. Other replicas keep an edit it does not cover visible.
   auto state = read_state(collection, id, meta);
-  change c{std::string(collection), id, ver, change_kind::remove, {}, {}, {}, std::vector<version>{}};
+  change c{std::string(collection), id, ver, change_kind::remove, {}, {}, {}, held_versions(state)};
   const table_statements* t = table(collection);
   c.revivable = t && t->def->deletes == delete_policy::update_revives;
-  for (const auto& [name, f] : state.fields) {
-    c.covers->push_back(f.ver);
-    for (const auto& v : f.conflicts) c.covers->push_back(v.ver);
-    for (const auto& i : f.items) c.covers->push_back(i.ver);
-  }
-  std::sort(c.covers->begin(), c.covers->end());
-  c.covers->erase(std::unique(c.covers->begin(), c.covers->end()), c.covers->end());
   // Not what a server_only refusal put back before a pull brought the write it came
   // from: the write's other fields, still on their way here, would be covered on the
   // server but arrive here as edits the delete had not seen. (A revivable delete covers
@@ -2053,12 +2042,16 @@ std::size_t store::impl::apply_page(const wire::changes_page& page) {
   return conflicts;
 }
 
-void store::impl::purge_record(std::string_view collection, const record_id& id) {
+void store::impl::delete_row(std::string_view collection, const record_id& id) {
   if (table_statements* t = table(collection)) {
     const auto text = id.to_chars();
     sqlite::reset_guard g(*t->delete_row);
     t->delete_row->bind_static(1, text_of(text)).run();
   }
+}
+
+void store::impl::purge_record(std::string_view collection, const record_id& id) {
+  delete_row(collection, id);
   if (any_removed) {
     sqlite::statement gone(db.get(), "DELETE FROM cs_removed WHERE collection=? AND id=?");
     gone.bind(1, collection).bind(2, id_bytes(id)).run();

@@ -155,6 +155,8 @@ struct store::impl {
   /// in its row and cs_extra as their clock entries say, and the clock itself.
   void store_live(std::string_view collection, const record_id& id, const std::vector<const field_write*>& values,
                   const meta_row& meta);
+  /// Removes the record's row from its collection's table (when the app declares it).
+  void delete_row(std::string_view collection, const record_id& id);
   /// Stores a deleted record's state: its tombstone with each field's greatest version,
   /// the open conflicts of `conflicts_changed` (edits the delete overrode), the items of
   /// `items_changed`; when `was_live`, removes its row and values first.

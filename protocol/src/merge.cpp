@@ -192,19 +192,6 @@ void merge_into_deleted(record_state& state, const change& incoming, merge_outco
   }
 }
 
-/// Every version the record holds (current values, open conflicts, items), ascending,
-/// without repeats.
-std::vector<version> held_versions(const record_state& state) {
-  std::vector<version> held;
-  for (const auto& [name, f] : state.fields) {
-    held.push_back(f.ver);
-    for (const auto& c : f.conflicts) held.push_back(c.ver);
-    for (const auto& i : f.items) held.push_back(i.ver);
-  }
-  std::sort(held.begin(), held.end());
-  held.erase(std::unique(held.begin(), held.end()), held.end());
-  return held;
-}
 
 /// Keeps in `covered` only the versions the record still holds: a version an edit
 /// replaced never comes back, so the set stays the union of the revivable deletes'
@@ -216,6 +203,18 @@ void prune_covered(record_state& state) {
 }
 
 }  // namespace
+
+std::vector<version> held_versions(const record_state& state) {
+  std::vector<version> held;
+  for (const auto& [name, f] : state.fields) {
+    held.push_back(f.ver);
+    for (const auto& c : f.conflicts) held.push_back(c.ver);
+    for (const auto& i : f.items) held.push_back(i.ver);
+  }
+  std::sort(held.begin(), held.end());
+  held.erase(std::unique(held.begin(), held.end()), held.end());
+  return held;
+}
 
 bool is_hidden(const record_state& state) noexcept {
   if (state.deleted) return true;

@@ -56,6 +56,10 @@ struct record_state {
   friend bool operator==(const record_state&, const record_state&) = default;
 };
 
+/// Every version the record holds (current values, open conflicts, items), ascending,
+/// without repeats: what a delete written now covers.
+std::vector<version> held_versions(const record_state& state);
+
 /// Whether the record is gone for the app: it has a final tombstone, or it was removed
 /// by revivable deletes and every version it holds is covered by them.
 bool is_hidden(const record_state& state) noexcept;
