@@ -110,19 +110,6 @@ std::vector<column> read_header(const std::vector<std::string>& header, const st
   return columns;
 }
 
-/// Every version a record holds: what a delete of it covers.
-std::vector<version> versions_of(const record_state& r) {
-  std::vector<version> out;
-  for (const auto& [name, f] : r.fields) {
-    out.push_back(f.ver);
-    for (const auto& c : f.conflicts) out.push_back(c.ver);
-    for (const auto& i : f.items) out.push_back(i.ver);
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 }  // namespace
 
 record_id registry_record_id(const std::string& collection, const std::string& key) {
@@ -154,7 +141,7 @@ registry_import_result import_registry(change_store& store, const std::string& c
   for (auto& [k, state] : store.materialize()) {
     if (k.first != options.collection) continue;
     used.insert(k.second);
-    for (const auto& v : versions_of(state)) clock.observe(v.stamp);  // the import's writes are newer
+    for (const auto& v : held_versions(state)) clock.observe(v.stamp);  // the import's writes are newer
     if (is_hidden(state)) continue;
     const auto f = state.fields.find(options.key);
     const auto* key = f == state.fields.end() ? nullptr : std::get_if<std::string>(&f->second.val);
@@ -228,7 +215,7 @@ registry_import_result import_registry(change_store& store, const std::string& c
     c.id = entry.first;
     c.kind = change_kind::remove;
     c.ver = version{clock.now(), node};
-    c.covers = versions_of(entry.second);  // the importer saw all of it
+    c.covers = held_versions(entry.second);  // the importer saw all of it
     changes.push_back(std::move(c));
     ++result.deleted;
   }
