@@ -225,7 +225,9 @@ TEST_CASE("a batch acknowledged before a damaged outbox entry stops the push sta
   } catch (const caresync::error& e) {
     CHECK(e.code() == storage_errc::corrupt);
   }
-  CHECK(server.get().store().head() == 2);
+  // Batch 2 was sent before the push stopped: the server may store it, or not yet.
+  CHECK(server.get().store().head() >= 1);
+  CHECK(server.get().store().head() <= 2);
   CHECK(a->is_synced("visits", ids[0]));
   CHECK_FALSE(a->is_synced("visits", ids[1]));  // sent, its answer never read
   CHECK_FALSE(a->is_synced("visits", ids[2]));
