@@ -256,6 +256,12 @@ int history(const std::string& config_path, const std::string& db_override, cons
   return entries.empty() ? k_exit_failure : 0;
 }
 
+/// The two ways a maintenance command finds the server's database: --config or --db.
+void add_database_options(CLI::App* cmd, std::string& config, std::string& db) {
+  cmd->add_option("-c,--config", config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
+  cmd->add_option("--db", db, "The server's database file (instead of --config)");
+}
+
 /// The database a command works on: --db, else the config's database_file.
 std::string database_of(const std::string& config_path, const std::string& db_override) {
   return db_override.empty() ? server::load_config(config_path).database_file : db_override;
@@ -538,8 +544,7 @@ int main(int argc, char** argv) {
   std::string history_config, history_db, history_collection, history_id;
   auto* history_cmd = app.add_subcommand(
       "history", "Print every accepted change of one record, oldest first, as JSON lines (contains record contents)");
-  history_cmd->add_option("-c,--config", history_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  history_cmd->add_option("--db", history_db, "The server's database file (instead of --config)");
+  add_database_options(history_cmd, history_config, history_db);
   history_cmd->add_option("--collection", history_collection, "The record's collection")->required();
   history_cmd->add_option("--id", history_id, "The record's id")->required();
 
@@ -560,8 +565,7 @@ int main(int argc, char** argv) {
   server::user_record new_user;
   int code_hours = 72;
   auto* user_cmd = app.add_subcommand("add-user", "Add a user and print a one-time enrollment code for her device");
-  user_cmd->add_option("-c,--config", user_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  user_cmd->add_option("--db", user_db, "The server's database file (instead of --config)");
+  add_database_options(user_cmd, user_config, user_db);
   user_cmd->add_option("--user", new_user.user_id, "The user's id, e.g. jana.novakova")->required();
   user_cmd->add_option("--name", new_user.name, "The user's name, as the app greets her")->required();
   user_cmd->add_option("--role", new_user.role, "field_worker, coordinator, registry_admin or admin")->required();
@@ -573,8 +577,7 @@ int main(int argc, char** argv) {
   std::string code_config, code_db, code_user;
   int more_code_hours = 72;
   auto* code_cmd = app.add_subcommand("enroll-code", "Print a new one-time enrollment code for an existing user (another device)");
-  code_cmd->add_option("-c,--config", code_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  code_cmd->add_option("--db", code_db, "The server's database file (instead of --config)");
+  add_database_options(code_cmd, code_config, code_db);
   code_cmd->add_option("--user", code_user, "The user's id")->required();
   code_cmd->add_option("--code-hours", more_code_hours, "Hours the code stays valid")
       ->check(CLI::Range(1, 24 * 90))
@@ -583,8 +586,7 @@ int main(int argc, char** argv) {
   std::string revoke_config, revoke_db, revoke_id;
   auto* revoke_cmd = app.add_subcommand(
       "revoke-device", "Revoke an enrolled device (lost or stolen): its next connection is refused and told to wipe");
-  revoke_cmd->add_option("-c,--config", revoke_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  revoke_cmd->add_option("--db", revoke_db, "The server's database file (instead of --config)");
+  add_database_options(revoke_cmd, revoke_config, revoke_db);
   revoke_cmd->add_option("--device", revoke_id, "The device's id (caresync-server devices lists them)")->required();
 
   std::string report_config, report_db;
@@ -593,8 +595,7 @@ int main(int argc, char** argv) {
       "report",
       "Print activity figures as CSV: per org unit, month and visit kind, the done visits, hours, distinct clients and "
       "caregivers supported (figures only; reads the whole log)");
-  report_cmd->add_option("-c,--config", report_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  report_cmd->add_option("--db", report_db, "The server's database file (instead of --config)");
+  add_database_options(report_cmd, report_config, report_db);
   report_cmd->add_option("--from", report_range.from, "First month, YYYY-MM (default: the first there is)");
   report_cmd->add_option("--to", report_range.to, "Last month, YYYY-MM (default: the last there is)");
 
@@ -604,8 +605,7 @@ int main(int argc, char** argv) {
       "import-registry",
       "Import the services registry from CSV (a header of field[:type] names; one key column) as server-side writes: "
       "only what changed is written, in one transaction");
-  import_cmd->add_option("-c,--config", import_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  import_cmd->add_option("--db", import_db, "The server's database file (instead of --config)");
+  add_database_options(import_cmd, import_config, import_db);
   import_cmd->add_option("--csv", import_csv, "The CSV file (UTF-8, RFC 4180)")->required()->check(CLI::ExistingFile);
   import_cmd->add_option("--collection", import_options.collection, "The registry's collection")->capture_default_str();
   import_cmd->add_option("--key", import_options.key, "The column that identifies a service")->capture_default_str();
@@ -615,43 +615,37 @@ int main(int argc, char** argv) {
   std::string backup_config, backup_db, backup_to;
   auto* backup_cmd = app.add_subcommand(
       "backup", "Copy the change store to a new file while the server runs (SQLite online backup; consistent snapshot)");
-  backup_cmd->add_option("-c,--config", backup_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  backup_cmd->add_option("--db", backup_db, "The server's database file (instead of --config)");
+  add_database_options(backup_cmd, backup_config, backup_db);
   backup_cmd->add_option("--to", backup_to, "The new backup file")->required();
 
   std::string unit_config, unit_db;
   server::org_unit new_unit;
   auto* unit_cmd = app.add_subcommand("add-org-unit", "Add an org unit to the tree (no --parent: a root, e.g. a region)");
-  unit_cmd->add_option("-c,--config", unit_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  unit_cmd->add_option("--db", unit_db, "The server's database file (instead of --config)");
+  add_database_options(unit_cmd, unit_config, unit_db);
   unit_cmd->add_option("--id", new_unit.id, "The unit's id, e.g. kraj/orp-benesov/team-2")->required();
   unit_cmd->add_option("--parent", new_unit.parent, "The parent unit's id (none: a root)");
   unit_cmd->add_option("--name", new_unit.name, "The unit's name, for people")->required();
 
   std::string units_config, units_db;
   auto* units_cmd = app.add_subcommand("org-units", "Print the org unit tree");
-  units_cmd->add_option("-c,--config", units_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  units_cmd->add_option("--db", units_db, "The server's database file (instead of --config)");
+  add_database_options(units_cmd, units_config, units_db);
 
   std::string move_config, move_db, move_user, move_unit;
   auto* move_cmd = app.add_subcommand("move-user", "Reassign a user to another org unit (at her devices' next sync)");
-  move_cmd->add_option("-c,--config", move_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  move_cmd->add_option("--db", move_db, "The server's database file (instead of --config)");
+  add_database_options(move_cmd, move_config, move_db);
   move_cmd->add_option("--user", move_user, "The user's id")->required();
   move_cmd->add_option("--org-unit", move_unit, "Her new org unit")->required();
 
   std::string role_config, role_db, role_user, role_name;
   auto* role_cmd = app.add_subcommand("set-role", "Give a user another role (at her devices' next sync)");
-  role_cmd->add_option("-c,--config", role_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  role_cmd->add_option("--db", role_db, "The server's database file (instead of --config)");
+  add_database_options(role_cmd, role_config, role_db);
   role_cmd->add_option("--user", role_user, "The user's id")->required();
   role_cmd->add_option("--role", role_name, "field_worker, coordinator, registry_admin or admin")->required();
 
   std::string audit_config, audit_db, audit_from, audit_to, audit_device, audit_user;
   auto* audit_cmd = app.add_subcommand(
       "audit", "Print who pushed and received which record ids from --from to --to (UTC days, inclusive) as CSV; no contents");
-  audit_cmd->add_option("-c,--config", audit_config, "Config file (TOML), for database_file")->check(CLI::ExistingFile);
-  audit_cmd->add_option("--db", audit_db, "The server's database file (instead of --config)");
+  add_database_options(audit_cmd, audit_config, audit_db);
   audit_cmd->add_option("--from", audit_from, "First day, YYYY-MM-DD")->required();
   audit_cmd->add_option("--to", audit_to, "Last day, YYYY-MM-DD")->required();
   audit_cmd->add_option("--device", audit_device, "Only this device");
