@@ -15,6 +15,7 @@ namespace {
 
 constexpr std::size_t k_clients = 2000;
 constexpr std::size_t k_workers = 50;
+constexpr std::uint64_t k_first_id_ms = 1704067200000;  ///< 2024-01-01T00:00:00Z
 
 // Words a caregiver types into a visit note, in Czech and English, short connectives
 // included: the note must compress like real free text, not like a repeated constant.
@@ -70,6 +71,21 @@ std::string uuid_from(std::mt19937_64& rng) {
     for (std::size_t j = 0; j < 8; ++j) id.bytes[i + j] = static_cast<std::uint8_t>(word >> (8 * j));
   }
   id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0f) | 0x40);  // version 4
+  id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3f) | 0x80);  // RFC 9562 variant
+  return id.to_string();
+}
+
+/// A visit's id as record_id::generate() makes them (RFC 9562 version 7): made one after
+/// another, they sort one after another. The raw SQLite baseline inserts these ids, so
+/// it gets the same index locality as caresync's own.
+std::string time_ordered_id(std::mt19937_64& rng, std::uint64_t ms) {
+  record_id id;
+  for (std::size_t i = 0; i < id.bytes.size(); i += 8) {
+    const std::uint64_t word = rng();
+    for (std::size_t j = 0; j < 8; ++j) id.bytes[i + j] = static_cast<std::uint8_t>(word >> (8 * j));
+  }
+  for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));
+  id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0f) | 0x70);  // version 7
   id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3f) | 0x80);  // RFC 9562 variant
   return id.to_string();
 }
@@ -173,7 +189,7 @@ std::vector<visit> make_visits(std::size_t count, std::uint64_t seed) {
   visits.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
     visit v;
-    v.id = uuid_from(rng);
+    v.id = time_ordered_id(rng, k_first_id_ms + i);  // one per millisecond, in order
     v.client_id = pick(rng, clients);
     v.worker_id = pick(rng, workers);
     v.org_unit = pick(rng, org_units);

@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
+#include <mutex>
 #include <stdexcept>
 
 namespace caresync {
@@ -24,7 +26,35 @@ record_id record_id::generate() {
   if (RAND_bytes(id.bytes.data(), static_cast<int>(id.bytes.size())) != 1) {
     throw std::runtime_error("the system's random source failed; cannot make a record id");
   }
-  id.bytes[6] = static_cast<std::uint8_t>((id.bytes[6] & 0x0f) | 0x40);  // version 4
+  // RFC 9562 version 7: the Unix time in milliseconds, then a 12-bit sequence that
+  // orders ids made in the same millisecond (method 1, "fixed bit-length dedicated
+  // counter"), then 62 random bits. Ids made one after another sort one after another,
+  // so every index keyed by them grows at its end (see the header).
+  static std::mutex m;
+  static std::uint64_t last_ms = 0;
+  static std::uint32_t sequence = 0;
+  // A millisecond's first sequence number: random, below half the range, so that many
+  // ids fit after it.
+  const std::uint32_t random_start = static_cast<std::uint32_t>(id.bytes[6] & 0x07) << 8 | id.bytes[7];
+  std::uint64_t ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  std::uint32_t seq = 0;  // this id's, read under the lock (another thread moves `sequence` on)
+  {
+    const std::lock_guard lock(m);
+    if (ms > last_ms) {
+      sequence = random_start;
+    } else if (++sequence <= 0xfff) {
+      ms = last_ms;  // the same millisecond (or the clock went back): the next number
+    } else {
+      ms = last_ms + 1;  // this millisecond's numbers are used up: the next one's
+      sequence = random_start;
+    }
+    last_ms = ms;
+    seq = sequence;
+  }
+  for (int i = 0; i < 6; ++i) id.bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));
+  id.bytes[6] = static_cast<std::uint8_t>(0x70 | (seq >> 8));  // version 7
+  id.bytes[7] = static_cast<std::uint8_t>(seq);
   id.bytes[8] = static_cast<std::uint8_t>((id.bytes[8] & 0x3f) | 0x80);  // RFC variant
   return id;
 }

@@ -17,7 +17,7 @@ execute_process(COMMAND "${EXAMPLE}" "${WORK_DIR}/field_note.db"
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "field_note exited with ${rc}\nstdout:\n${out}\nstderr:\n${err}")
 endif()
-set(uuid "[0-9a-f]+-[0-9a-f]+-4[0-9a-f]+-[0-9a-f]+-[0-9a-f]+")
+set(uuid "[0-9a-f]+-[0-9a-f]+-7[0-9a-f]+-[0-9a-f]+-[0-9a-f]+")  # RFC 9562 version 7 (docs/protocol.md, "Record id")
 expect_match("stdout" "${out}" "opened store [^\n]*field_note.db\n")
 expect_match("stdout" "${out}" "recorded visit (${uuid})\n")
 string(REGEX MATCH "recorded visit (${uuid})" ignored "${out}")

@@ -2,21 +2,57 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <set>
+#include <thread>
+#include <vector>
 
 using namespace caresync;
 
-TEST_CASE("generated record ids are version-4 RFC-variant UUIDs and distinct", "[protocol]") {
+TEST_CASE("generated record ids are version-7 RFC-variant UUIDs, distinct and in the order made", "[protocol]") {
   std::set<record_id> seen;
-  for (int i = 0; i < 1000; ++i) {
-    const auto id = record_id::generate();
-    CHECK((id.bytes[6] & 0xf0) == 0x40);
+  std::vector<record_id> made;
+  const auto now_ms = [] {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  };
+  const auto before = now_ms();
+  // Far more than one millisecond's worth of sequence numbers (4096): the sequence runs
+  // out within a millisecond and the next ids must still sort after the earlier ones.
+  for (int i = 0; i < 20000; ++i) made.push_back(record_id::generate());
+  const auto after = now_ms();
+  for (const auto& id : made) {
+    CHECK((id.bytes[6] & 0xf0) == 0x70);
     CHECK((id.bytes[8] & 0xc0) == 0x80);
-    const auto text = id.to_string();
-    CHECK(text[14] == '4');
+    CHECK(id.to_string()[14] == '7');
     CHECK(seen.insert(id).second);
   }
-  CHECK(seen.size() == 1000);
+  CHECK(seen.size() == made.size());
+  CHECK(std::is_sorted(made.begin(), made.end()));
+  // The first 48 bits are the Unix time in milliseconds when it was made (a run of ids
+  // may borrow a few milliseconds ahead when one millisecond's sequence runs out).
+  std::uint64_t first_ms = 0;
+  for (int i = 0; i < 6; ++i) first_ms = first_ms << 8 | made.front().bytes[static_cast<std::size_t>(i)];
+  CHECK(first_ms >= before);
+  CHECK(first_ms <= after);
+}
+
+TEST_CASE("record ids made on several threads at once are distinct", "[protocol]") {
+  std::vector<std::vector<record_id>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& out : per_thread) {
+    threads.emplace_back([&out] {
+      for (int i = 0; i < 5000; ++i) out.push_back(record_id::generate());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<record_id> all;
+  for (const auto& ids : per_thread) {
+    CHECK(std::is_sorted(ids.begin(), ids.end()));
+    all.insert(ids.begin(), ids.end());
+  }
+  CHECK(all.size() == 20000);
 }
 
 TEST_CASE("record id text form is canonical lowercase and parses back", "[protocol]") {

@@ -1,5 +1,6 @@
 #pragma once
-/// 128-bit record identifiers, made offline from a cryptographic random source.
+/// 128-bit record identifiers, made offline: time-ordered RFC 9562 version-7 UUIDs with
+/// 62 bits from a cryptographic random source (docs/protocol.md, "Record id").
 /// Thread contract: plain value; generate() may be called from any thread.
 
 #include <array>
@@ -11,13 +12,15 @@
 
 namespace caresync {
 
-/// A record's identity: 16 random bytes laid out as an RFC 9562 version-4 UUID, so two
-/// tablets that never talked still never collide.
+/// A record's identity: an RFC 9562 version-7 UUID (the time it was made, a sequence,
+/// random bits), so two tablets that never talked still never collide, and ids made one
+/// after another sort one after another (indexes keyed by them grow at their end).
 struct record_id {
   std::array<std::uint8_t, 16> bytes{};
 
-  /// Makes a new random id (OpenSSL RAND_bytes). Throws std::runtime_error if the
-  /// system random source fails, which leaves nothing half-written.
+  /// Makes a new id, after every id this process made before (OpenSSL RAND_bytes for
+  /// its random bits). Throws std::runtime_error if the system random source fails,
+  /// which leaves nothing half-written.
   static record_id generate();
 
   /// Parses the canonical text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (hex, any case).
