@@ -1386,8 +1386,10 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
       if (auto it = extras.find(name); it != extras.end() && f != c.fields.end()) f->val = it->second;
     }
   }
-  // Name order, as the record's clock and merge() see fields.
-  std::sort(c.fields.begin(), c.fields.end(), [](const field_write& a, const field_write& b) { return a.name < b.name; });
+  // Name order, as the record's clock and merge() see fields (a create's clock lists them
+  // in that order already).
+  const auto by_name = [](const field_write& a, const field_write& b) { return a.name < b.name; };
+  if (!std::is_sorted(c.fields.begin(), c.fields.end(), by_name)) std::sort(c.fields.begin(), c.fields.end(), by_name);
   if (!kept_names.empty()) add_kept(c, kept_names);
   return c;
 }
@@ -2001,6 +2003,19 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor) {
 std::size_t store::impl::apply_page(const wire::changes_page& page) {
   check_page(page, cursor());
   const auto p = prime();
+  // A page of the log is committed without an fsync of its own (docs/durability.md,
+  // "Pulled pages"): a power cut may undo it, with its cursor, and the next sync pulls it
+  // again; the next commit that is synced (any local write) makes it durable too. A page
+  // with a scope epoch stays synced: the next pull tells the server it arrived.
+  const bool unsynced_commit = page.scope_epoch == 0 && depth == 0 && options.durability == durability::full;
+  if (unsynced_commit) sqlite::exec(db.get(), "PRAGMA synchronous=NORMAL");
+  struct restore_sync {
+    sqlite3* db;
+    bool active;
+    ~restore_sync() {
+      if (active) sqlite3_exec(db, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+    }
+  } restore{db.get(), unsynced_commit};
   const auto conflicts = in_transaction([&] {
     std::size_t conflicts = 0;
     // Records that entered the device's scope: each one's whole history replaces
