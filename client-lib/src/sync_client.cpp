@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <random>
 #include <thread>
 
@@ -17,8 +18,9 @@ namespace caresync {
 namespace {
 
 constexpr const char* k_client_name = "caresync-client/0.1";
-/// Push batches sent before the first one's answer is awaited.
-constexpr std::size_t k_push_window = 2;
+/// Push batches sent before the first one's answer is awaited: the store pins the next
+/// batches while the server stores the first (bench/README.md, "Pipelining").
+constexpr std::size_t k_push_window = 3;
 
 /// Turns an error message from the server into an exception with its code.
 [[noreturn]] void server_refused(const wire::error& e) {
@@ -204,13 +206,24 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
     std::deque<outbox_batch> in_flight;
     bool outbox_done = false;
+    // A batch that cannot be pinned (a damaged outbox entry, a full disk) ends the push,
+    // but only once the batches already on the way are answered and acknowledged.
+    std::exception_ptr pin_failed;
+    const auto stop_pinning = [&] {
+      pin_failed = std::current_exception();
+      outbox_done = true;
+    };
     for (;;) {
       while (in_flight.size() < k_push_window) {
         if (unsent.empty() && !outbox_done) {
-          if (auto b = s.pin_batch(batch_max)) {
-            unsent.push_back(std::move(*b));
-          } else {
-            outbox_done = true;
+          try {
+            if (auto b = s.pin_batch(batch_max)) {
+              unsent.push_back(std::move(*b));
+            } else {
+              outbox_done = true;
+            }
+          } catch (const error&) {
+            stop_pinning();
           }
         }
         if (unsent.empty()) break;
@@ -251,7 +264,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           const auto a = s.ack_batch(result.batch, sent.changes, result.refused);
           // Changes re-stamped after a clock_ahead refusal are back in the outbox: send
           // them in this sync too, once.
-          if (a.requeued > 0 && !resent_restamped) {
+          if (a.requeued > 0 && !resent_restamped && !pin_failed) {
             resent_restamped = true;
             outbox_done = false;
           }
@@ -265,14 +278,12 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           }
           return a;
         });
-      } catch (...) {
-        // A pin that failed (a damaged outbox entry, a full disk) undid the acknowledgement
-        // with it: the acknowledgement is stored alone, as the server has the batch, and
-        // the sync ends with the pin's error.
+      } catch (const error&) {
+        // A pin that failed undid the acknowledgement with it: the acknowledgement is
+        // stored alone, as the server has the batch.
         if (!pinning) throw;
-        s.ack_batch(result.batch, sent.changes, result.refused);
-        s.checkpoint_after_purge();
-        throw;
+        stop_pinning();
+        acked = s.ack_batch(result.batch, sent.changes, result.refused);
       }
       s.checkpoint_after_purge();
       report.pushed += result.accepted;
@@ -282,6 +293,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       in_flight.pop_front();
       tell();
     }
+    if (pin_failed) std::rethrow_exception(pin_failed);
   };
   // Conflicts the app's resolvers settle go out with this push (those opened by the
   // pull below, with the push after it).

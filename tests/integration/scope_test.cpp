@@ -489,13 +489,18 @@ TEST_CASE("scope: a change refused as out of scope is reverted on the tablet and
     CHECK(tablet->quarantined().size() == 2);
   }
   SECTION("in later batches: her unsent changes of the record are set aside with it") {
-    // One change a batch: when the move's refusal arrives, the rename is not sent yet.
+    // One change a batch, and more visits between the move and the rename than batches
+    // go out before the first answer is read: when the move's refusal arrives, the
+    // rename is not sent yet.
     worker.push_batch_changes = 1;
     tablet->update("clients", mine, {{"org_unit", k_unit_b}});
-    tablet->create("visits", {{"note", std::string("a visit of A")}, {"org_unit", k_unit_a}});
+    constexpr int visits = 4;
+    for (int i = 0; i < visits; ++i) {
+      tablet->create("visits", {{"note", std::string("a visit of A")}, {"org_unit", k_unit_a}});
+    }
     tablet->update("clients", mine, {{"name", std::string("words written after the move")}});
     const auto r = sync_client(*tablet, worker).sync();
-    CHECK(r.pushed == 1);
+    CHECK(r.pushed == visits);
     CHECK(r.refused_out_of_scope == 1);
     const auto back = tablet->get("clients", mine);
     REQUIRE(back);
