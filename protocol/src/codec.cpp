@@ -224,6 +224,8 @@ class reader {
   explicit reader(std::span<const std::uint8_t> in) : source_(in), stream_(&source_), ar_(make_archive(in)) {}
 
   std::size_t left() const noexcept { return source_.left(); }
+  /// The next unread byte of the input.
+  const std::uint8_t* position() const noexcept { return source_.next(); }
   void need(std::size_t n, const char* what) const {
     if (n > left()) malformed(std::string("message ends inside ") + what);
   }
@@ -592,6 +594,23 @@ std::uint16_t version(reader& r, const char* peer, const char* self) {
   return v;
 }
 
+/// A push; with `sent`, also each change's bytes in the input (decode_push).
+push read_push(reader& r, std::vector<std::span<const std::uint8_t>>* sent) {
+  push m;
+  m.batch = r.id("batch id");
+  m.changes.resize(r.count("change count", k_min_change));
+  if (sent) {
+    sent->clear();
+    sent->reserve(m.changes.size());
+  }
+  for (auto& c : m.changes) {
+    const std::uint8_t* start = r.position();
+    c = r.body();
+    if (sent) sent->emplace_back(start, r.position());
+  }
+  return m;
+}
+
 message decode_body(message_type type, reader& r) {
   switch (type) {
     case message_type::hello: {
@@ -636,13 +655,7 @@ message decode_body(message_type type, reader& r) {
       m.max_clock_ahead_ms = r.uvarint("clock bound");
       return m;
     }
-    case message_type::push: {
-      push m;
-      m.batch = r.id("batch id");
-      m.changes.resize(r.count("change count", k_min_change));
-      for (auto& c : m.changes) c = r.body();
-      return m;
-    }
+    case message_type::push: return read_push(r, nullptr);
     case message_type::push_result: {
       push_result m;
       m.batch = r.id("batch id");
@@ -764,6 +777,17 @@ message decode(message_type type, std::span<const std::uint8_t> payload) {
   } catch (const cereal::Exception& e) {
     // Unreachable while every read checks its length first; kept so that a slip can
     // only ever end one connection with a clear error.
+    malformed(std::string("payload could not be decoded: ") + e.what());
+  }
+}
+
+push decode_push(std::span<const std::uint8_t> payload, std::vector<std::span<const std::uint8_t>>& sent) {
+  try {
+    reader r(payload);
+    auto m = read_push(r, &sent);
+    r.finish();
+    return m;
+  } catch (const cereal::Exception& e) {
     malformed(std::string("payload could not be decoded: ") + e.what());
   }
 }

@@ -177,14 +177,20 @@ bytes make_frame(message_type type, std::span<const std::uint8_t> payload, codec
 
 bytes make_frame(const message& m, codec compression) { return make_frame(type_of(m), encode(m), compression); }
 
-message read_payload(const frame_header& h, std::span<const std::uint8_t> payload, std::uint32_t max_frame,
-                     codec agreed) {
-  if (h.compression == codec::none) return decode(h.type, payload);
+std::span<const std::uint8_t> plain_payload(const frame_header& h, std::span<const std::uint8_t> payload,
+                                           std::uint32_t max_frame, codec agreed, bytes& scratch) {
+  if (h.compression == codec::none) return payload;
   if (h.compression != agreed) {
     throw protocol_error(protocol_errc::malformed, "a compressed frame was sent but compression was not agreed");
   }
-  const bytes plain = h.compression == codec::zstd ? zstd_bounded(payload, max_frame) : inflate_bounded(payload, max_frame);
-  return decode(h.type, plain);
+  scratch = h.compression == codec::zstd ? zstd_bounded(payload, max_frame) : inflate_bounded(payload, max_frame);
+  return scratch;
+}
+
+message read_payload(const frame_header& h, std::span<const std::uint8_t> payload, std::uint32_t max_frame,
+                     codec agreed) {
+  bytes scratch;
+  return decode(h.type, plain_payload(h, payload, max_frame, agreed, scratch));
 }
 
 }  // namespace caresync::wire

@@ -171,16 +171,26 @@ void session::read_payload(const wire::frame_header& h) {
 
 void session::on_payload(const wire::frame_header& h) {
   wire::message m;
+  wire::bytes plain;                                 // a compressed frame's payload
+  std::vector<std::span<const std::uint8_t>> sent;  // a push's changes: spans into payload_ or plain
   try {
-    m = wire::read_payload(h, payload_, frame_limit(), compression_);
+    const auto body = wire::plain_payload(h, payload_, frame_limit(), compression_, plain);
+    // A push keeps each change's bytes: the store keeps them as they came.
+    m = h.type == wire::message_type::push && !device_.empty() ? wire::message{wire::decode_push(body, sent)}
+                                                                : wire::decode(h.type, body);
   } catch (const protocol_error& e) {
     return refuse(e.code(), e.what());
   }
-  payload_.clear();
-  payload_.shrink_to_fit();
+  // Released when this returns (the next frame's header read clears it before use).
+  const auto release = [this] {
+    payload_.clear();
+    payload_.shrink_to_fit();
+  };
   try {
-    handle(m);
+    handle(m, sent);
+    release();
   } catch (const std::exception& e) {
+    release();
     // Not a fault of the device's bytes (those are protocol_errors, answered above) but
     // of this server, e.g. memory: this session ends, the others go on.
     log::error("handler_failed", {{"device", device_}, {"message", wire::to_string(wire::type_of(m))}, {"reason", e.what()}},
@@ -191,14 +201,14 @@ void session::on_payload(const wire::frame_header& h) {
   }
 }
 
-void session::handle(const wire::message& m) {
+void session::handle(const wire::message& m, std::span<const std::span<const std::uint8_t>> sent) {
   if (device_.empty()) {
     if (const auto* hello = std::get_if<wire::hello>(&m)) return on_hello(*hello);
     if (const auto* enroll = std::get_if<wire::enroll>(&m)) return on_enroll(*enroll);
     ++context_.sessions_refused;
     return refuse(make_error_code(protocol_errc::unexpected_message), "the first message must be hello");
   }
-  if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push);
+  if (const auto* push = std::get_if<wire::push>(&m)) return on_push(*push, sent);
   if (const auto* pull = std::get_if<wire::pull>(&m)) return on_pull(*pull);
   if (const auto* wait = std::get_if<wire::wait>(&m)) return on_wait(*wait);
   if (const auto* prime = std::get_if<wire::prime>(&m)) return on_prime(*prime);
@@ -324,7 +334,7 @@ void session::on_hello(const wire::hello& m) {
   send(wire::make_frame(w), false);
 }
 
-void session::on_push(const wire::push& m) {
+void session::on_push(const wire::push& m, std::span<const std::span<const std::uint8_t>> sent) {
   const auto push_started = std::chrono::steady_clock::now();
   if (m.changes.size() > context_.config.max_push_changes) {
     return refuse(make_error_code(protocol_errc::limit_exceeded),
@@ -354,16 +364,21 @@ void session::on_push(const wire::push& m) {
   // A change writing a server_only field is stored without it (a copy only then).
   std::vector<change> stripped;
   std::span<const change> to_store = m.changes;
+  std::vector<std::span<const std::uint8_t>> as_sent(sent.begin(), sent.end());
   if (std::any_of(refused.begin(), refused.end(), [](const wire::refusal& r) {
         return r.code == static_cast<std::uint16_t>(protocol_errc::server_only);
       })) {
     stripped = m.changes;
     strip_server_only(stripped, refused);
     to_store = stripped;
+    // A change stored without some of its fields is encoded anew.
+    for (const auto& r : refused) {
+      if (r.code == static_cast<std::uint16_t>(protocol_errc::server_only) && r.index < as_sent.size()) as_sent[r.index] = {};
+    }
   }
   push_outcome outcome;
   try {
-    outcome = context_.store.append_as(who_, m.batch, to_store, refused);
+    outcome = context_.store.append_as(who_, m.batch, to_store, refused, as_sent);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");

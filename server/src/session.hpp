@@ -93,10 +93,11 @@ class session : public std::enable_shared_from_this<session> {
   /// Reads the payload of `h` into payload_ in chunks, then calls on_payload().
   void read_payload(const wire::frame_header& h);
   void on_payload(const wire::frame_header& h);
-  void handle(const wire::message& m);
+  /// `sent`: a push's changes as the device sent them (wire::decode_push), else empty.
+  void handle(const wire::message& m, std::span<const std::span<const std::uint8_t>> sent);
   void on_hello(const wire::hello& m);
   void on_enroll(const wire::enroll& m);
-  void on_push(const wire::push& m);
+  void on_push(const wire::push& m, std::span<const std::span<const std::uint8_t>> sent);
   void on_pull(const wire::pull& m);
   void on_wait(const wire::wait& m);
   void on_prime(const wire::prime& m);

@@ -164,8 +164,10 @@ class sqlite_change_store final : public change_store {
     tx.commit();
   }
 
+  using change_store::append_as;
   push_outcome append_as(const requester& who, const batch_id& batch, std::span<const change> changes,
-                         std::span<const wire::refusal> refused) override {
+                         std::span<const wire::refusal> refused,
+                         std::span<const std::span<const std::uint8_t>> sent) override {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
@@ -200,7 +202,7 @@ class sqlite_change_store final : public change_store {
           continue;
         }
       }
-      const auto seq = store_change(who.device, c, now);
+      const auto seq = store_change(who.device, c, i < sent.size() ? sent[i] : std::span<const std::uint8_t>{}, now);
       index_change(c);
       if (who.scope) hold_if_new(who.device, c.collection, c.id);
       // Its audit line is the log's own row: device, collection, record, seq, time.
@@ -621,8 +623,17 @@ class sqlite_change_store final : public change_store {
   }
 
   /// Appends one change to the log; its sequence number.
-  std::uint64_t store_change(std::string_view device, const change& c, std::uint64_t now) {
-    const auto encoded = wire::encode_change(c);
+  /// Appends `c` to the log; `sent`: its bytes as the device sent them (no marker byte),
+  /// or empty to encode it.
+  std::uint64_t store_change(std::string_view device, const change& c, std::span<const std::uint8_t> sent,
+                             std::uint64_t now) {
+    if (sent.empty()) {
+      encoded_ = wire::encode_change(c);
+    } else {
+      encoded_.assign(1, std::uint8_t{1});  // the archive's marker byte (little-endian)
+      encoded_.insert(encoded_.end(), sent.begin(), sent.end());
+    }
+    const auto& encoded = encoded_;
     // Bound without copies: everything bound outlives run() (a push's hot path).
     sqlite::reset_guard g(*insert_change_);
     insert_change_->bind_static(1, device)
@@ -1113,6 +1124,7 @@ class sqlite_change_store final : public change_store {
       enqueue_, history_upto_, insert_audit_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
   std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
+  wire::bytes encoded_;  ///< store_change()'s buffer, kept between changes
 };
 
 }  // namespace

@@ -57,6 +57,14 @@ T round_trip(const T& m) {
   return std::get<T>(out);
 }
 
+/// sample_change with one keep_both entry (kept_change() below has more).
+change kept_change_for_push() {
+  change c = sample_change();
+  c.id = rid(0xcd);
+  c.kept = {kept_field{"note", {version{hlc_stamp::make(1'600'000'000'000ULL, 0), 7}}}};
+  return c;
+}
+
 std::string hex(const bytes& b) {
   std::string s;
   char buf[4];
@@ -273,6 +281,41 @@ TEST_CASE("codec: encode_change and decode_change round trip", "[protocol]") {
     // marker, batch id (16), count (1), change body
     const bytes body(payload.begin() + 18, payload.end());
     CHECK(body == bytes(stored.begin() + 1, stored.end()));
+  }
+}
+
+TEST_CASE("codec: decode_push gives each change's own bytes, which are its stored form less the marker", "[protocol]") {
+  wire::push p;
+  p.batch = rid(0x01);
+  change del;
+  del.collection = "referral";
+  del.id = rid(0x5a);
+  del.ver = version{hlc_stamp::make(9, 9), 9};
+  del.kind = change_kind::remove;
+  del.covers = std::vector<version>{version{hlc_stamp::make(8, 1), 9}};
+  p.changes = {sample_change(), del, kept_change_for_push()};
+  const auto payload = wire::encode(p);
+  std::vector<std::span<const std::uint8_t>> sent{std::span<const std::uint8_t>()};  // replaced, not appended to
+  const auto decoded = wire::decode_push(payload, sent);
+  CHECK(decoded == p);
+  REQUIRE(sent.size() == p.changes.size());
+  const auto* end = payload.data() + payload.size();
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    CAPTURE(i);
+    CHECK(sent[i].data() >= payload.data());
+    CHECK(sent[i].data() + sent[i].size() <= end);
+    const auto stored = wire::encode_change(p.changes[i]);
+    CHECK(bytes(sent[i].begin(), sent[i].end()) == bytes(stored.begin() + 1, stored.end()));
+  }
+  // The last change ends the payload: nothing is left out between or after them.
+  CHECK(sent.back().data() + sent.back().size() == end);
+
+  SECTION("a bad push is refused as decode() refuses it") {
+    bytes cut(payload.begin(), payload.end() - 1);
+    CHECK_THROWS_AS(wire::decode_push(cut, sent), protocol_error);
+    bytes extra = payload;
+    extra.push_back(0);
+    CHECK_THROWS_AS(wire::decode_push(extra, sent), protocol_error);
   }
 }
 

@@ -24,6 +24,11 @@ bytes encode(const message& m);
 /// allocates past `payload`.
 message decode(message_type type, std::span<const std::uint8_t> payload);
 
+/// Decodes a push payload as decode() does, and sets `sent` to each change's own bytes in
+/// `payload` (spans into it): a change's stored form (encode_change) less its marker byte,
+/// as the device wrote it, so a server can store it without encoding it again.
+push decode_push(std::span<const std::uint8_t> payload, std::vector<std::span<const std::uint8_t>>& sent);
+
 /// Encodes one change as stored by outboxes and the server's log: the archive's
 /// endianness byte followed by the change (docs/protocol.md, "change").
 bytes encode_change(const change& c);

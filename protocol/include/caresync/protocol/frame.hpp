@@ -45,6 +45,11 @@ bytes make_frame(const message& m, codec compression = codec::none);
 /// Makes a frame from an already-encoded payload (see changes_page_builder).
 bytes make_frame(message_type type, std::span<const std::uint8_t> payload, codec compression = codec::none);
 
+/// A frame's payload as encoded: `payload` itself, or decompressed into `scratch` if the
+/// header says so (the checks and limits of read_payload). Throws protocol_error.
+std::span<const std::uint8_t> plain_payload(const frame_header& h, std::span<const std::uint8_t> payload,
+                                           std::uint32_t max_frame, codec agreed, bytes& scratch);
+
 /// Decodes a frame's payload, decompressing it first if the header says so; the
 /// decompressed size may not exceed `max_frame`. A frame compressed with another codec
 /// than `agreed` is refused (malformed: "compression was not agreed"). Throws

@@ -238,8 +238,17 @@ class change_store {
   /// change is audited; the device holds what it wrote. A refused change's record is
   /// sent back to the device at its next pull if it may see it (the device deletes the
   /// record when its change is refused). Checked and stored in one transaction.
+  /// `sent`: empty, or for each change its bytes as the device sent them (encode_change
+  /// form less the marker byte, wire::decode_push), stored as they are; an empty span
+  /// for a change the server altered (stored without server_only fields): encoded anew.
   virtual push_outcome append_as(const requester& who, const batch_id& batch, std::span<const change> changes,
-                                 std::span<const wire::refusal> refused) = 0;
+                                 std::span<const wire::refusal> refused,
+                                 std::span<const std::span<const std::uint8_t>> sent) = 0;
+  /// append_as() with every change encoded by the store.
+  push_outcome append_as(const requester& who, const batch_id& batch, std::span<const change> changes,
+                         std::span<const wire::refusal> refused) {
+    return append_as(who, batch, changes, refused, {});
+  }
 
   /// Called at a scoped device's hello: records the scope it is served with; when the
   /// device's store is new (another node id) forgets what it held; when its scope
