@@ -3,6 +3,7 @@
 #include <caresync/server/change_store.hpp>
 
 #include "sqlite.hpp"
+#include "wal_checkpointer.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/hlc.hpp>
@@ -136,7 +137,12 @@ class sqlite_change_store final : public change_store {
                     "SELECT count(*), coalesce(sum(length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
                     " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END), 0)"
                     " FROM changes WHERE seq > ? AND node != ?");
+    // Last: its thread checkpoints from now on, and the writer's commits no longer do.
+    checkpointer_ = std::make_unique<wal_checkpointer>(path);
+    checkpointer_->attach(db_.get());
   }
+
+  ~sqlite_change_store() override { wal_checkpointer::detach(db_.get()); }
 
   push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
                       std::span<const wire::refusal> refused) override {
@@ -1113,6 +1119,8 @@ class sqlite_change_store final : public change_store {
       enqueue_, history_upto_, insert_audit_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
   std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
+  // Declared last: stopped before the connections close.
+  std::unique_ptr<wal_checkpointer> checkpointer_;
 };
 
 }  // namespace
