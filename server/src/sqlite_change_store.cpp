@@ -23,6 +23,12 @@ const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server databas
                                        "point database_file at the server's own file",
                                        "upgrade this server"};
 
+// A stored change's bytes as a page item (wire::page_item_bytes), in SQL: the seq as a
+// uvarint, then the change less its marker byte; exact for seqs below 2^35.
+constexpr const char* k_item_bytes_sql =
+    "length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
+    " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END";
+
 class sqlite_change_store final : public change_store {
  public:
   explicit sqlite_change_store(const std::string& path) {
@@ -85,12 +91,18 @@ class sqlite_change_store final : public change_store {
                    " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL);"
                    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at_ms);"
                    "CREATE INDEX IF NOT EXISTS changes_by_record ON changes(collection, record_id, seq);"
+                   // Per writing node: its changes in the log, their bytes as page items, and
+                   // the last seq counted; kept by append, so a new device's extent(0, node)
+                   // needs no scan of the log.
+                   "CREATE TABLE IF NOT EXISTS log_totals(node INTEGER PRIMARY KEY NOT NULL, changes INTEGER NOT NULL,"
+                   " bytes INTEGER NOT NULL, through INTEGER NOT NULL);"
                    "CREATE TABLE IF NOT EXISTS server_state(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;");
       // Added with protocol version 3: stores made before lack the column.
       sqlite::statement has_conflicts(db_.get(), "SELECT 1 FROM pragma_table_info('device_health') WHERE name='open_conflicts'");
       if (!has_conflicts.step()) {
         sqlite::exec(db_.get(), "ALTER TABLE device_health ADD COLUMN open_conflicts INTEGER NOT NULL DEFAULT 0");
       }
+      count_log_totals();
       tx.commit();
     }
     // A second connection for long reads (a priority phase reads the log up to its
@@ -131,12 +143,14 @@ class sqlite_change_store final : public change_store {
                           "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq) VALUES(?,?,?,?,?,?,?)");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
     by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
-    // Page item bytes (wire::page_item_bytes): the seq as a uvarint, then the change
-    // less its marker byte; exact for seqs below 2^35.
-    extent_.emplace(reader_.get(),
-                    "SELECT count(*), coalesce(sum(length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
-                    " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END), 0)"
-                    " FROM changes WHERE seq > ? AND node != ?");
+    extent_.emplace(reader_.get(), std::string("SELECT count(*), coalesce(sum(") + k_item_bytes_sql +
+                                       "), 0) FROM changes WHERE seq > ? AND node != ?");
+    whole_extent_.emplace(reader_.get(),
+                          "SELECT coalesce(sum(changes), 0), coalesce(sum(bytes), 0) FROM log_totals WHERE node != ?");
+    add_totals_.emplace(db_.get(),
+                        "INSERT INTO log_totals(node, changes, bytes, through) VALUES(?,?,?,?) ON CONFLICT(node) DO UPDATE"
+                        " SET changes = changes + excluded.changes, bytes = bytes + excluded.bytes,"
+                        " through = max(through, excluded.through)");
     // Last: its thread checkpoints from now on, and the writer's commits no longer do.
     checkpointer_ = std::make_unique<wal_checkpointer>(path);
     checkpointer_->attach(db_.get());
@@ -176,6 +190,7 @@ class sqlite_change_store final : public change_store {
     sqlite::transaction tx(db_.get());
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
     const auto now = system_time_ms();
+    node_totals totals;
     // The refusals of the screen, and those of the scope, in index order.
     std::vector<wire::refusal> all;
     auto next_refused = refused.begin();
@@ -206,7 +221,7 @@ class sqlite_change_store final : public change_store {
           continue;
         }
       }
-      const auto seq = store_change(who.device, c, now);
+      const auto seq = store_change(who.device, c, now, totals);
       index_change(c);
       if (who.scope) hold_if_new(who.device, c.collection, c.id);
       // Its audit line is the log's own row: device, collection, record, seq, time.
@@ -215,6 +230,7 @@ class sqlite_change_store final : public change_store {
       ++out.accepted;
     }
     out.refused = std::move(all);
+    add_totals(totals);
     remember_batch(who.device, batch, out);
     tx.commit();
     return out;
@@ -410,6 +426,15 @@ class sqlite_change_store final : public change_store {
 
   log_extent extent(std::uint64_t cursor, node_id exclude_node) override {
     const std::lock_guard lock(reader_mutex_);  // a long read for a new device: not in the way of pushes
+    if (cursor == 0) {
+      // The whole log (seqs start at 1): the running totals of the other nodes.
+      sqlite::reset_guard g(*whole_extent_);
+      whole_extent_->bind(1, static_cast<std::int64_t>(exclude_node));
+      whole_extent_->step();
+      return log_extent{static_cast<std::uint64_t>(whole_extent_->column_int64(0)),
+                        static_cast<std::uint64_t>(whole_extent_->column_int64(1))};
+    }
+    // A scan of what follows the cursor: it costs what the pull that follows reads.
     sqlite::reset_guard g(*extent_);
     extent_->bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(cursor, INT64_MAX)))
         .bind(2, static_cast<std::int64_t>(exclude_node));
@@ -626,8 +651,15 @@ class sqlite_change_store final : public change_store {
     return stored;
   }
 
-  /// Appends one change to the log; its sequence number.
-  std::uint64_t store_change(std::string_view device, const change& c, std::uint64_t now) {
+  /// What a batch adds to log_totals, per writing node.
+  struct node_total {
+    log_extent added;
+    std::uint64_t through = 0;
+  };
+  using node_totals = std::map<node_id, node_total>;
+
+  /// Appends one change to the log and counts it in `totals`; its sequence number.
+  std::uint64_t store_change(std::string_view device, const change& c, std::uint64_t now, node_totals& totals) {
     const auto encoded = wire::encode_change(c);
     // Bound without copies: everything bound outlives run() (a push's hot path).
     sqlite::reset_guard g(*insert_change_);
@@ -639,7 +671,35 @@ class sqlite_change_store final : public change_store {
         .bind_static(6, std::span<const std::uint8_t>(encoded))
         .bind(7, static_cast<std::int64_t>(now))
         .run();
-    return static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+    const auto seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+    auto& total = totals[c.ver.node];
+    ++total.added.changes;
+    total.added.bytes += wire::page_item_bytes(seq, encoded);
+    total.through = seq;
+    return seq;
+  }
+
+  /// Adds a batch's counts to log_totals (in the batch's transaction): one row per node.
+  void add_totals(const node_totals& totals) {
+    for (const auto& [node, total] : totals) {
+      sqlite::reset_guard g(*add_totals_);
+      add_totals_->bind(1, static_cast<std::int64_t>(node))
+          .bind(2, static_cast<std::int64_t>(total.added.changes))
+          .bind(3, static_cast<std::int64_t>(total.added.bytes))
+          .bind(4, static_cast<std::int64_t>(total.through))
+          .run();
+    }
+  }
+
+  /// At open: counts log_totals from the log when they do not cover it (a store made
+  /// before them, or appended to by an older build since), in one read of the log.
+  void count_log_totals() {
+    sqlite::statement current(db_.get(),
+                              "SELECT (SELECT coalesce(max(through), 0) FROM log_totals) = (SELECT coalesce(max(seq), 0) FROM changes)");
+    if (current.step() && current.column_int64(0) == 1) return;
+    sqlite::exec(db_.get(), "DELETE FROM log_totals");
+    sqlite::exec(db_.get(), (std::string("INSERT INTO log_totals(node, changes, bytes, through) SELECT node, count(*), sum(") +
+                             k_item_bytes_sql + "), max(seq) FROM changes GROUP BY node").c_str());
   }
 
   /// Remembers a batch's outcome and refusals, so that a resend is answered with them.
@@ -1113,7 +1173,7 @@ class sqlite_change_store final : public change_store {
   std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)
   sqlite::db_handle reader_;
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, head_, by_seq_,
-      extent_;
+      extent_, whole_extent_, add_totals_;
   // Scopes and audit (also guarded by mutex_).
   std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
       enqueue_, history_upto_, insert_audit_;
