@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
+#include <vector>
 
 namespace caresync::server {
 
@@ -87,8 +89,11 @@ class sqlite_change_store final : public change_store {
                    " through INTEGER NOT NULL DEFAULT 0,"  // a purge's: what the device held, if it was not applied
                    " PRIMARY KEY(device, collection, record_id)) WITHOUT ROWID;"
                    // Who pushed and received which record, by id (docs/operations.md, "Audit").
+                   // A row names one record, or (`records` not null) the records of one
+                   // collection a page sent: k_receipt_bytes each, read back one by one.
                    "CREATE TABLE IF NOT EXISTS audit(at_ms INTEGER NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,"
-                   " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL);"
+                   " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL,"
+                   " records BLOB);"
                    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at_ms);"
                    "CREATE INDEX IF NOT EXISTS changes_by_record ON changes(collection, record_id, seq);"
                    // Per writing node: its changes in the log, their bytes as page items, and
@@ -102,6 +107,9 @@ class sqlite_change_store final : public change_store {
       if (!has_conflicts.step()) {
         sqlite::exec(db_.get(), "ALTER TABLE device_health ADD COLUMN open_conflicts INTEGER NOT NULL DEFAULT 0");
       }
+      // Receipts by page: stores made before have one row per record, read as they are.
+      sqlite::statement has_records(db_.get(), "SELECT 1 FROM pragma_table_info('audit') WHERE name='records'");
+      if (!has_records.step()) sqlite::exec(db_.get(), "ALTER TABLE audit ADD COLUMN records BLOB");
       count_log_totals();
       tx.commit();
     }
@@ -141,6 +149,9 @@ class sqlite_change_store final : public change_store {
                           "SELECT seq, change FROM changes WHERE collection=? AND record_id=? AND seq <= ? ORDER BY seq");
     insert_audit_.emplace(db_.get(),
                           "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq) VALUES(?,?,?,?,?,?,?)");
+    insert_receipts_.emplace(db_.get(),
+                             "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq, records)"
+                             " VALUES(?,?,?,'receive',?,x'',0,?)");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
     by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
     extent_.emplace(reader_.get(), std::string("SELECT count(*), coalesce(sum(") + k_item_bytes_sql +
@@ -306,13 +317,14 @@ class sqlite_change_store final : public change_store {
   void audit(const audit_query& query, const std::function<void(const audit_entry&)>& line) override {
     const std::lock_guard lock(mutex_);
     // Pushes are the log's own rows (append-only, never pruned): not written twice.
+    // A row of receipts stands for its records' lines, in the order they were written.
     sqlite::statement q(db_.get(),
-                        "SELECT at_ms, device, user, action, collection, record_id, seq FROM ("
-                        " SELECT at_ms, device, user, action, collection, record_id, seq, 1 AS src, rowid AS k FROM audit"
-                        "  WHERE at_ms >= ?1 AND at_ms < ?2"
+                        "SELECT at_ms, device, user, action, collection, record_id, seq, records FROM ("
+                        " SELECT at_ms, device, user, action, collection, record_id, seq, records, 1 AS src, rowid AS k"
+                        "  FROM audit WHERE at_ms >= ?1 AND at_ms < ?2"
                         " UNION ALL"
                         " SELECT c.received_ms, c.device, coalesce(d.user_id, ''), 'push', c.collection, c.record_id, c.seq,"
-                        "  0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
+                        "  NULL, 0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
                         "  WHERE c.received_ms >= ?1 AND c.received_ms < ?2)"
                         " WHERE (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4) ORDER BY at_ms, src, k");
     q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(query.from_ms, INT64_MAX)))
@@ -326,10 +338,25 @@ class sqlite_change_store final : public change_store {
       e.user = q.column_text(2);
       e.action = q.column_text(3);
       e.collection = q.column_text(4);
-      const auto id = q.column_blob(5);
-      if (id.size() == e.record.bytes.size()) std::copy(id.begin(), id.end(), e.record.bytes.begin());
-      e.seq = static_cast<std::uint64_t>(q.column_int64(6));
-      line(e);
+      if (q.column_type(7) == SQLITE_NULL) {
+        e.record = id_of(q.column_blob(5));
+        e.seq = static_cast<std::uint64_t>(q.column_int64(6));
+        line(e);
+        continue;
+      }
+      const auto records = q.column_blob(7);
+      if (records.size() % k_receipt_bytes != 0) {
+        throw error(make_error_code(storage_errc::corrupt),
+                    "an audit row of receipts has a length that is not a whole number of records; check the database"
+                    " with PRAGMA integrity_check and restore it from a backup if it fails");
+      }
+      for (std::size_t at = 0; at < records.size(); at += k_receipt_bytes) {
+        const auto receipt = records.subspan(at, k_receipt_bytes);
+        e.record = id_of(receipt.first(k_id_bytes));
+        e.seq = 0;
+        for (const auto b : receipt.subspan(k_id_bytes)) e.seq = e.seq << 8 | b;
+        line(e);
+      }
     }
   }
 
@@ -625,6 +652,10 @@ class sqlite_change_store final : public change_store {
   static constexpr std::int64_t k_purge = 1;
   static constexpr std::int64_t k_backfill = 2;
 
+  static constexpr std::size_t k_id_bytes = std::tuple_size_v<decltype(record_id::bytes)>;
+  /// A receipt in an audit row: the record's id, then the seq.
+  static constexpr std::size_t k_receipt_bytes = k_id_bytes + 8;
+
   static std::span<const std::uint8_t> id_span(const record_id& id) { return std::span<const std::uint8_t>(id.bytes); }
   static record_id id_of(std::span<const std::uint8_t> blob) {
     record_id id;
@@ -872,9 +903,26 @@ class sqlite_change_store final : public change_store {
         .run();
   }
 
-  /// Writes one `receive` line per record of audit_batch_ (its last seq sent), and empties it.
+  /// Writes the `receive` lines of audit_batch_ (each record and its last seq sent), and
+  /// empties it: one row per collection, its records in the order of audit_batch_, each
+  /// as its id and then its seq (8 bytes, most significant first).
   void flush_receipts(const requester& who, std::uint64_t now) {
-    for (const auto& [key, seq] : audit_batch_) audit_row(now, who, "receive", key.first, key.second, seq);
+    for (auto it = audit_batch_.begin(); it != audit_batch_.end();) {
+      const std::string& collection = it->first.first;
+      receipts_.clear();
+      for (; it != audit_batch_.end() && it->first.first == collection; ++it) {
+        receipts_.insert(receipts_.end(), it->first.second.bytes.begin(), it->first.second.bytes.end());
+        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(it->second >> shift));
+      }
+      sqlite::reset_guard g(*insert_receipts_);
+      // Bound without copies: `collection` and receipts_ outlive run().
+      insert_receipts_->bind(1, static_cast<std::int64_t>(now))
+          .bind_static(2, std::string_view(who.device))
+          .bind_static(3, std::string_view(who.user))
+          .bind_static(4, std::string_view(collection))
+          .bind_static(5, std::span<const std::uint8_t>(receipts_))
+          .run();
+    }
     audit_batch_.clear();
   }
 
@@ -1176,9 +1224,10 @@ class sqlite_change_store final : public change_store {
       extent_, whole_extent_, add_totals_;
   // Scopes and audit (also guarded by mutex_).
   std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
-      enqueue_, history_upto_, insert_audit_;
+      enqueue_, history_upto_, insert_audit_, insert_receipts_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
   std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
+  std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
   // Declared last: stopped before the connections close.
   std::unique_ptr<wal_checkpointer> checkpointer_;
 };
