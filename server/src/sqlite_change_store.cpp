@@ -278,7 +278,7 @@ class sqlite_change_store final : public change_store {
     const auto now = system_time_ms();
     page_position pos{r.cursor, false};
     if (!who.scope) {
-      pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &audit_batch_);
+      pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &sent_);
     } else {
       pos = serve_scoped(who, r, page, now);
     }
@@ -306,8 +306,7 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     for (const auto& item : items) {
-      auto& seq = audit_batch_[{item.collection, item.id}];
-      seq = std::max(seq, item.seq);
+      sent_.push_back(sent_record{item.collection, item.id, item.seq});
       if (who.scope) hold_if_new(who.device, item.collection, item.id);
     }
     flush_receipts(who, system_time_ms());
@@ -653,6 +652,13 @@ class sqlite_change_store final : public change_store {
   static constexpr std::int64_t k_backfill = 2;
 
   static constexpr std::size_t k_id_bytes = std::tuple_size_v<decltype(record_id::bytes)>;
+  /// A change a page sends, for the audit: the record, and the change's seq.
+  struct sent_record {
+    std::string collection;
+    record_id id;
+    std::uint64_t seq = 0;
+    friend auto operator<=>(const sent_record&, const sent_record&) = default;
+  };
   /// A receipt in an audit row: the record's id, then the seq.
   static constexpr std::size_t k_receipt_bytes = k_id_bytes + 8;
 
@@ -903,16 +909,20 @@ class sqlite_change_store final : public change_store {
         .run();
   }
 
-  /// Writes the `receive` lines of audit_batch_ (each record and its last seq sent), and
-  /// empties it: one row per collection, its records in the order of audit_batch_, each
-  /// as its id and then its seq (8 bytes, most significant first).
+  /// Writes the `receive` lines of sent_, one per record with the last seq sent of it,
+  /// and empties it: one row per collection, its records in order of id, each as its id
+  /// and then its seq (8 bytes, most significant first).
   void flush_receipts(const requester& who, std::uint64_t now) {
-    for (auto it = audit_batch_.begin(); it != audit_batch_.end();) {
-      const std::string& collection = it->first.first;
+    // Sorted once (by collection, record, seq): a map kept sorted cost a node per change.
+    std::sort(sent_.begin(), sent_.end());
+    for (auto it = sent_.begin(); it != sent_.end();) {
+      const std::string& collection = it->collection;
       receipts_.clear();
-      for (; it != audit_batch_.end() && it->first.first == collection; ++it) {
-        receipts_.insert(receipts_.end(), it->first.second.bytes.begin(), it->first.second.bytes.end());
-        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(it->second >> shift));
+      for (; it != sent_.end() && it->collection == collection; ++it) {
+        const auto next = it + 1;
+        if (next != sent_.end() && next->collection == collection && next->id == it->id) continue;  // not its last seq
+        receipts_.insert(receipts_.end(), it->id.bytes.begin(), it->id.bytes.end());
+        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(it->seq >> shift));
       }
       sqlite::reset_guard g(*insert_receipts_);
       // Bound without copies: `collection` and receipts_ outlive run().
@@ -923,7 +933,7 @@ class sqlite_change_store final : public change_store {
           .bind_static(5, std::span<const std::uint8_t>(receipts_))
           .run();
     }
-    audit_batch_.clear();
+    sent_.clear();
   }
 
   void forget_device(std::string_view device) {
@@ -1086,7 +1096,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, e.collection, e.id, head);
           hold(device, e.collection, e.id, head);
           enqueue(device, e.collection, e.id, k_backfill, page_epoch());
-          audit_batch_[{e.collection, e.id}] = head;
+          sent_.push_back(sent_record{e.collection, e.id, head});
           ++taken;
         } else {
           // Nothing to do any more: a purge of a record it may see again, a backfill of
@@ -1146,7 +1156,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, key.first, key.second, head);
           hold(device, key.first, key.second, head);
           enqueue(device, key.first, key.second, k_backfill, page_epoch());
-          audit_batch_[key] = head;
+          sent_.push_back(sent_record{key.first, key.second, head});
           view.through = head;
         } else {
           // New to the device with this change: the log brings the rest.
@@ -1164,8 +1174,7 @@ class sqlite_change_store final : public change_store {
             break;
           }
           page.add(seq, stored);
-          auto& last = audit_batch_[key];
-          last = std::max(last, seq);
+          sent_.push_back(sent_record{key.first, key.second, seq});
         }
       }
       ++scanned;
@@ -1174,10 +1183,10 @@ class sqlite_change_store final : public change_store {
     return pos;
   }
 
-  /// read_page() with mutex_ held; with `receipts`, notes each record sent and its last seq.
+  /// read_page() with mutex_ held; with `sent`, notes each change sent.
   page_position read_page_locked(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
                                  std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page,
-                                 std::map<record_key, std::uint64_t>* receipts) {
+                                 std::vector<sent_record>* sent) {
     max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
@@ -1205,10 +1214,7 @@ class sqlite_change_store final : public change_store {
           break;
         }
         page.add(seq, stored);
-        if (receipts) {
-          auto& last = (*receipts)[{scan_->column_text(3), id_of(scan_->column_blob(4))}];
-          last = std::max(last, seq);
-        }
+        if (sent) sent->push_back(sent_record{scan_->column_text(3), id_of(scan_->column_blob(4)), seq});
       }
       ++scanned;
       pos.next_cursor = seq;
@@ -1226,7 +1232,7 @@ class sqlite_change_store final : public change_store {
   std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
       enqueue_, history_upto_, insert_audit_, insert_receipts_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
-  std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
+  std::vector<sent_record> sent_;  ///< what the page being made sends (flush_receipts)
   std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
   // Declared last: stopped before the connections close.
   std::unique_ptr<wal_checkpointer> checkpointer_;
