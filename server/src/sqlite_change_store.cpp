@@ -31,6 +31,10 @@ constexpr const char* k_item_bytes_sql =
     "length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
     " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END";
 
+// Marks server_state's unit_fields as written by a build that indexes record units when
+// they are read (catch_up_units), not at every push.
+constexpr const char* k_deferred_units_mark = "indexed-on-read:";
+
 class sqlite_change_store final : public change_store {
  public:
   explicit sqlite_change_store(const std::string& path) {
@@ -179,19 +183,29 @@ class sqlite_change_store final : public change_store {
   void set_scope_rules(const scope_rules& rules) override {
     const std::lock_guard lock(mutex_);
     unit_fields_ = rules.unit_fields;
+    rules_known_ = true;
     const auto fingerprint = unit_fields_fingerprint(rules);
-    sqlite::statement q(db_.get(), "SELECT value FROM server_state WHERE key='unit_fields'");
-    if (q.step() && q.column_text(0) == fingerprint) return;
-    // New placement rules (or a store made before them): the units of every record,
-    // from the whole log, once.
+    // Stored marked as this build's: an older build, which trusts the index to follow
+    // the whole log, finds another value and rebuilds it.
+    const auto marked = k_deferred_units_mark + fingerprint;
     sqlite::transaction tx(db_.get());
-    sqlite::exec(db_.get(), "DELETE FROM record_units");
-    sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
-    while (all.step()) {
-      index_change(wire::decode_change(all.column_blob(0)));
+    sqlite::statement q(db_.get(), "SELECT value FROM server_state WHERE key='unit_fields'");
+    const auto stored = q.step() ? std::optional<std::string>(q.column_text(0)) : std::nullopt;
+    q.reset();
+    if (stored == marked) return;  // up to date through units_through(); the rest is caught up when read
+    if (stored != fingerprint) {
+      // New placement rules (or a store made before them): the units of every record,
+      // from the whole log, once.
+      sqlite::exec(db_.get(), "DELETE FROM record_units");
+      sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
+      while (all.step()) {
+        index_change(wire::decode_change(all.column_blob(0)));
+      }
     }
+    // (An older build's index with these rules followed the whole log.)
+    set_units_through(head_locked());
     sqlite::statement put(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('unit_fields', ?)");
-    put.bind(1, std::string_view(fingerprint)).run();
+    put.bind(1, std::string_view(marked)).run();
     tx.commit();
   }
 
@@ -200,6 +214,10 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
+    // A scoped push is checked against the units index, so it must follow the log and
+    // this push's changes go in at once; an unscoped one leaves them to the next reader.
+    const bool index_now = who.scope != nullptr;
+    if (index_now) catch_up_units();
     const auto now = system_time_ms();
     node_totals totals;
     // The refusals of the screen, and those of the scope, in index order.
@@ -233,7 +251,7 @@ class sqlite_change_store final : public change_store {
         }
       }
       const auto seq = store_change(who.device, c, now, totals);
-      index_change(c);
+      if (index_now) index_change(c);
       if (who.scope) hold_if_new(who.device, c.collection, c.id);
       // Its audit line is the log's own row: device, collection, record, seq, time.
       if (out.first_seq == 0) out.first_seq = seq;
@@ -242,6 +260,7 @@ class sqlite_change_store final : public change_store {
     }
     out.refused = std::move(all);
     add_totals(totals);
+    if (index_now && out.last_seq != 0) set_units_through(out.last_seq);
     remember_batch(who.device, batch, out);
     tx.commit();
     return out;
@@ -280,6 +299,7 @@ class sqlite_change_store final : public change_store {
     if (!who.scope) {
       pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &sent_);
     } else {
+      catch_up_units();
       pos = serve_scoped(who, r, page, now);
     }
     flush_receipts(who, now);
@@ -291,6 +311,11 @@ class sqlite_change_store final : public change_store {
     auto items = prime_changes(spec, exclude_node);
     if (!who.scope) return items;
     const std::lock_guard lock(mutex_);
+    {
+      sqlite::transaction tx(db_.get());
+      catch_up_units();
+      tx.commit();
+    }
     std::map<record_key, bool> seen;
     std::erase_if(items, [&](const prime_item& item) {
       const record_key key{item.collection, item.id};
@@ -816,6 +841,36 @@ class sqlite_change_store final : public change_store {
     }
   }
 
+  /// Through which seq record_units follows the log (it may hold later changes too:
+  /// indexing a change twice changes nothing).
+  std::uint64_t units_through() {
+    sqlite::statement q(db_.get(), "SELECT CAST(value AS INTEGER) FROM server_state WHERE key='units_through'");
+    return q.step() ? static_cast<std::uint64_t>(q.column_int64(0)) : 0;
+  }
+  void set_units_through(std::uint64_t seq) {
+    sqlite::statement q(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('units_through', ?)");
+    q.bind(1, std::string_view(std::to_string(seq))).run();
+  }
+
+  /// Brings record_units up to the log's head (in the caller's transaction): the changes
+  /// appended since it was last brought up, by unscoped pushes, the registry import or
+  /// another process, are indexed now. Every reader of record_units calls it first.
+  void catch_up_units() {
+    if (!rules_known_) return;  // no rules, no index (as before set_scope_rules)
+    const auto through = units_through();
+    const auto head = head_locked();
+    if (through >= head) return;
+    sqlite::statement q(db_.get(), "SELECT collection, change FROM changes WHERE seq > ? ORDER BY seq");
+    q.bind(1, static_cast<std::int64_t>(through));
+    while (q.step()) {
+      // Decoded only when its collection has unit fields.
+      const auto fields = unit_fields_.find(q.column_text(0));
+      if (fields == unit_fields_.end() || fields->second.empty()) continue;
+      index_change(wire::decode_change(q.column_blob(1)));
+    }
+    set_units_through(head);
+  }
+
   /// The seq of the record's first change in the log; 0 when the log does not know it.
   std::uint64_t first_seq(std::string_view collection, const record_id& id) {
     sqlite::reset_guard g(*first_seq_);
@@ -1232,6 +1287,7 @@ class sqlite_change_store final : public change_store {
   std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
       enqueue_, history_upto_, insert_audit_, insert_receipts_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
+  bool rules_known_ = false;  ///< set_scope_rules() was called: record_units is kept
   std::vector<sent_record> sent_;  ///< what the page being made sends (flush_receipts)
   std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
   // Declared last: stopped before the connections close.

@@ -750,3 +750,57 @@ TEST_CASE("a record's org unit is its newest write by version, node ids compared
   CHECK(by_b.refused[0].code == static_cast<std::uint16_t>(protocol_errc::out_of_scope));
 }
 
+
+TEST_CASE("a record's org unit follows changes appended without a scope, by this store or another process",
+          "[store][scope]") {
+  // Unscoped appends (devices of the config file, the registry import, another process
+  // on the same file) leave the units index to be brought up when a scoped request
+  // reads it: every scope decision still sees the whole log.
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  const auto rules = server::scope_rules::care_defaults();
+  auto store = server::open_sqlite_change_store(path);
+  store->set_scope_rules(rules);
+  const auto in_a = server::scope_of("user-a", "field_worker", "unit-a", {}, rules);
+  const auto in_b = server::scope_of("user-b", "field_worker", "unit-b", {}, rules);
+  const server::requester a{"tablet-a", "user-a", &in_a};
+  const server::requester b{"tablet-b", "user-b", &in_b};
+  const auto id = record_id::generate();
+  const auto place = [&](std::uint64_t wall_ms, const char* unit) {
+    return upsert(k_node_c, wall_ms, id, {{"org_unit", value{std::string(unit)}}}, "visits");
+  };
+  const auto edit_by = [&](const server::requester& who, std::uint64_t wall_ms) {
+    return store->append_as(who, batch_id::generate(),
+                            std::vector<change>{upsert(k_node_a, wall_ms, id, {{"note", value{std::string("x")}}}, "visits")}, {});
+  };
+  const auto pulls_it = [&](const server::requester& who) {
+    wire::changes_page_builder page;
+    store->serve_page(who, server::page_request{0, k_node_b, {}, 1000, 1u << 20, 0}, page);
+    return page.count() + page.backfill_count() > 0;
+  };
+
+  store->append("desk", batch_id::generate(), std::vector<change>{place(1000, "unit-a")});
+  CHECK(pulls_it(a));
+  CHECK_FALSE(pulls_it(b));
+  CHECK(edit_by(a, 1100).accepted == 1);
+  CHECK(edit_by(b, 1100).accepted == 0);
+
+  SECTION("moved by an unscoped append of this store") {
+    store->append("desk", batch_id::generate(), std::vector<change>{place(2000, "unit-b")});
+  }
+  SECTION("moved by another process on the same file, which knows no scope rules") {
+    auto other = server::open_sqlite_change_store(path);
+    other->append("registry-import", batch_id::generate(), std::vector<change>{place(2000, "unit-b")});
+  }
+  SECTION("moved by an unscoped append, then the server restarted") {
+    store->append("desk", batch_id::generate(), std::vector<change>{place(2000, "unit-b")});
+    store.reset();
+    store = server::open_sqlite_change_store(path);
+    store->set_scope_rules(rules);
+  }
+  CHECK(edit_by(a, 2100).accepted == 0);
+  CHECK(edit_by(b, 2100).accepted == 1);
+  // The index itself now holds the record's newest unit.
+  const auto units = sqlite_query(path, "SELECT group_concat(unit) FROM record_units");
+  CHECK(units == "unit-b");
+}
