@@ -3,6 +3,7 @@
 #include <caresync/server/change_store.hpp>
 
 #include "sqlite.hpp"
+#include "wal_checkpointer.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/hlc.hpp>
@@ -12,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
+#include <vector>
 
 namespace caresync::server {
 
@@ -21,6 +24,16 @@ namespace {
 const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server database",
                                        "point database_file at the server's own file",
                                        "upgrade this server"};
+
+// A stored change's bytes as a page item (wire::page_item_bytes), in SQL: the seq as a
+// uvarint, then the change less its marker byte; exact for seqs below 2^35.
+constexpr const char* k_item_bytes_sql =
+    "length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
+    " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END";
+
+// Marks server_state's unit_fields as written by a build that indexes record units when
+// they are read (catch_up_units), not at every push.
+constexpr const char* k_deferred_units_mark = "indexed-on-read:";
 
 class sqlite_change_store final : public change_store {
  public:
@@ -80,16 +93,28 @@ class sqlite_change_store final : public change_store {
                    " through INTEGER NOT NULL DEFAULT 0,"  // a purge's: what the device held, if it was not applied
                    " PRIMARY KEY(device, collection, record_id)) WITHOUT ROWID;"
                    // Who pushed and received which record, by id (docs/operations.md, "Audit").
+                   // A row names one record, or (`records` not null) the records of one
+                   // collection a page sent: k_receipt_bytes each, read back one by one.
                    "CREATE TABLE IF NOT EXISTS audit(at_ms INTEGER NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,"
-                   " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL);"
+                   " action TEXT NOT NULL, collection TEXT NOT NULL, record_id BLOB NOT NULL, seq INTEGER NOT NULL,"
+                   " records BLOB);"
                    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at_ms);"
                    "CREATE INDEX IF NOT EXISTS changes_by_record ON changes(collection, record_id, seq);"
+                   // Per writing node: its changes in the log, their bytes as page items, and
+                   // the last seq counted; kept by append, so a new device's extent(0, node)
+                   // needs no scan of the log.
+                   "CREATE TABLE IF NOT EXISTS log_totals(node INTEGER PRIMARY KEY NOT NULL, changes INTEGER NOT NULL,"
+                   " bytes INTEGER NOT NULL, through INTEGER NOT NULL);"
                    "CREATE TABLE IF NOT EXISTS server_state(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;");
       // Added with protocol version 3: stores made before lack the column.
       sqlite::statement has_conflicts(db_.get(), "SELECT 1 FROM pragma_table_info('device_health') WHERE name='open_conflicts'");
       if (!has_conflicts.step()) {
         sqlite::exec(db_.get(), "ALTER TABLE device_health ADD COLUMN open_conflicts INTEGER NOT NULL DEFAULT 0");
       }
+      // Receipts by page: stores made before have one row per record, read as they are.
+      sqlite::statement has_records(db_.get(), "SELECT 1 FROM pragma_table_info('audit') WHERE name='records'");
+      if (!has_records.step()) sqlite::exec(db_.get(), "ALTER TABLE audit ADD COLUMN records BLOB");
+      count_log_totals();
       tx.commit();
     }
     // A second connection for long reads (a priority phase reads the log up to its
@@ -128,15 +153,25 @@ class sqlite_change_store final : public change_store {
                           "SELECT seq, change FROM changes WHERE collection=? AND record_id=? AND seq <= ? ORDER BY seq");
     insert_audit_.emplace(db_.get(),
                           "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq) VALUES(?,?,?,?,?,?,?)");
+    insert_receipts_.emplace(db_.get(),
+                             "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq, records)"
+                             " VALUES(?,?,?,'receive',?,x'',0,?)");
     head_.emplace(db_.get(), "SELECT coalesce(max(seq), 0) FROM changes");
     by_seq_.emplace(db_.get(), "SELECT change FROM changes WHERE seq=?");
-    // Page item bytes (wire::page_item_bytes): the seq as a uvarint, then the change
-    // less its marker byte; exact for seqs below 2^35.
-    extent_.emplace(reader_.get(),
-                    "SELECT count(*), coalesce(sum(length(change) - 1 + CASE WHEN seq < 128 THEN 1 WHEN seq < 16384 THEN 2"
-                    " WHEN seq < 2097152 THEN 3 WHEN seq < 268435456 THEN 4 ELSE 5 END), 0)"
-                    " FROM changes WHERE seq > ? AND node != ?");
+    extent_.emplace(reader_.get(), std::string("SELECT count(*), coalesce(sum(") + k_item_bytes_sql +
+                                       "), 0) FROM changes WHERE seq > ? AND node != ?");
+    whole_extent_.emplace(reader_.get(),
+                          "SELECT coalesce(sum(changes), 0), coalesce(sum(bytes), 0) FROM log_totals WHERE node != ?");
+    add_totals_.emplace(db_.get(),
+                        "INSERT INTO log_totals(node, changes, bytes, through) VALUES(?,?,?,?) ON CONFLICT(node) DO UPDATE"
+                        " SET changes = changes + excluded.changes, bytes = bytes + excluded.bytes,"
+                        " through = max(through, excluded.through)");
+    // Last: its thread checkpoints from now on, and the writer's commits no longer do.
+    checkpointer_ = std::make_unique<wal_checkpointer>(path);
+    checkpointer_->attach(db_.get());
   }
+
+  ~sqlite_change_store() override { wal_checkpointer::detach(db_.get()); }
 
   push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
                       std::span<const wire::refusal> refused) override {
@@ -148,19 +183,29 @@ class sqlite_change_store final : public change_store {
   void set_scope_rules(const scope_rules& rules) override {
     const std::lock_guard lock(mutex_);
     unit_fields_ = rules.unit_fields;
+    rules_known_ = true;
     const auto fingerprint = unit_fields_fingerprint(rules);
-    sqlite::statement q(db_.get(), "SELECT value FROM server_state WHERE key='unit_fields'");
-    if (q.step() && q.column_text(0) == fingerprint) return;
-    // New placement rules (or a store made before them): the units of every record,
-    // from the whole log, once.
+    // Stored marked as this build's: an older build, which trusts the index to follow
+    // the whole log, finds another value and rebuilds it.
+    const auto marked = k_deferred_units_mark + fingerprint;
     sqlite::transaction tx(db_.get());
-    sqlite::exec(db_.get(), "DELETE FROM record_units");
-    sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
-    while (all.step()) {
-      index_change(wire::decode_change(all.column_blob(0)));
+    sqlite::statement q(db_.get(), "SELECT value FROM server_state WHERE key='unit_fields'");
+    const auto stored = q.step() ? std::optional<std::string>(q.column_text(0)) : std::nullopt;
+    q.reset();
+    if (stored == marked) return;  // up to date through units_through(); the rest is caught up when read
+    if (stored != fingerprint) {
+      // New placement rules (or a store made before them): the units of every record,
+      // from the whole log, once.
+      sqlite::exec(db_.get(), "DELETE FROM record_units");
+      sqlite::statement all(db_.get(), "SELECT change FROM changes ORDER BY seq");
+      while (all.step()) {
+        index_change(wire::decode_change(all.column_blob(0)));
+      }
     }
+    // (An older build's index with these rules followed the whole log.)
+    set_units_through(head_locked());
     sqlite::statement put(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('unit_fields', ?)");
-    put.bind(1, std::string_view(fingerprint)).run();
+    put.bind(1, std::string_view(marked)).run();
     tx.commit();
   }
 
@@ -171,7 +216,12 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
+    // A scoped push is checked against the units index, so it must follow the log and
+    // this push's changes go in at once; an unscoped one leaves them to the next reader.
+    const bool index_now = who.scope != nullptr;
+    if (index_now) catch_up_units();
     const auto now = system_time_ms();
+    node_totals totals;
     // The refusals of the screen, and those of the scope, in index order.
     std::vector<wire::refusal> all;
     auto next_refused = refused.begin();
@@ -202,8 +252,8 @@ class sqlite_change_store final : public change_store {
           continue;
         }
       }
-      const auto seq = store_change(who.device, c, i < sent.size() ? sent[i] : std::span<const std::uint8_t>{}, now);
-      index_change(c);
+      const auto seq = store_change(who.device, c, i < sent.size() ? sent[i] : std::span<const std::uint8_t>{}, now, totals);
+      if (index_now) index_change(c);
       if (who.scope) hold_if_new(who.device, c.collection, c.id);
       // Its audit line is the log's own row: device, collection, record, seq, time.
       if (out.first_seq == 0) out.first_seq = seq;
@@ -211,6 +261,8 @@ class sqlite_change_store final : public change_store {
       ++out.accepted;
     }
     out.refused = std::move(all);
+    add_totals(totals);
+    if (index_now && out.last_seq != 0) set_units_through(out.last_seq);
     remember_batch(who.device, batch, out);
     tx.commit();
     return out;
@@ -247,8 +299,9 @@ class sqlite_change_store final : public change_store {
     const auto now = system_time_ms();
     page_position pos{r.cursor, false};
     if (!who.scope) {
-      pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &audit_batch_);
+      pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &sent_);
     } else {
+      catch_up_units();
       pos = serve_scoped(who, r, page, now);
     }
     flush_receipts(who, now);
@@ -260,6 +313,11 @@ class sqlite_change_store final : public change_store {
     auto items = prime_changes(spec, exclude_node);
     if (!who.scope) return items;
     const std::lock_guard lock(mutex_);
+    {
+      sqlite::transaction tx(db_.get());
+      catch_up_units();
+      tx.commit();
+    }
     std::map<record_key, bool> seen;
     std::erase_if(items, [&](const prime_item& item) {
       const record_key key{item.collection, item.id};
@@ -275,8 +333,7 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     for (const auto& item : items) {
-      auto& seq = audit_batch_[{item.collection, item.id}];
-      seq = std::max(seq, item.seq);
+      sent_.push_back(sent_record{item.collection, item.id, item.seq});
       if (who.scope) hold_if_new(who.device, item.collection, item.id);
     }
     flush_receipts(who, system_time_ms());
@@ -286,13 +343,14 @@ class sqlite_change_store final : public change_store {
   void audit(const audit_query& query, const std::function<void(const audit_entry&)>& line) override {
     const std::lock_guard lock(mutex_);
     // Pushes are the log's own rows (append-only, never pruned): not written twice.
+    // A row of receipts stands for its records' lines, in the order they were written.
     sqlite::statement q(db_.get(),
-                        "SELECT at_ms, device, user, action, collection, record_id, seq FROM ("
-                        " SELECT at_ms, device, user, action, collection, record_id, seq, 1 AS src, rowid AS k FROM audit"
-                        "  WHERE at_ms >= ?1 AND at_ms < ?2"
+                        "SELECT at_ms, device, user, action, collection, record_id, seq, records FROM ("
+                        " SELECT at_ms, device, user, action, collection, record_id, seq, records, 1 AS src, rowid AS k"
+                        "  FROM audit WHERE at_ms >= ?1 AND at_ms < ?2"
                         " UNION ALL"
                         " SELECT c.received_ms, c.device, coalesce(d.user_id, ''), 'push', c.collection, c.record_id, c.seq,"
-                        "  0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
+                        "  NULL, 0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
                         "  WHERE c.received_ms >= ?1 AND c.received_ms < ?2)"
                         " WHERE (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4) ORDER BY at_ms, src, k");
     q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(query.from_ms, INT64_MAX)))
@@ -306,10 +364,25 @@ class sqlite_change_store final : public change_store {
       e.user = q.column_text(2);
       e.action = q.column_text(3);
       e.collection = q.column_text(4);
-      const auto id = q.column_blob(5);
-      if (id.size() == e.record.bytes.size()) std::copy(id.begin(), id.end(), e.record.bytes.begin());
-      e.seq = static_cast<std::uint64_t>(q.column_int64(6));
-      line(e);
+      if (q.column_type(7) == SQLITE_NULL) {
+        e.record = id_of(q.column_blob(5));
+        e.seq = static_cast<std::uint64_t>(q.column_int64(6));
+        line(e);
+        continue;
+      }
+      const auto records = q.column_blob(7);
+      if (records.size() % k_receipt_bytes != 0) {
+        throw error(make_error_code(storage_errc::corrupt),
+                    "an audit row of receipts has a length that is not a whole number of records; check the database"
+                    " with PRAGMA integrity_check and restore it from a backup if it fails");
+      }
+      for (std::size_t at = 0; at < records.size(); at += k_receipt_bytes) {
+        const auto receipt = records.subspan(at, k_receipt_bytes);
+        e.record = id_of(receipt.first(k_id_bytes));
+        e.seq = 0;
+        for (const auto b : receipt.subspan(k_id_bytes)) e.seq = e.seq << 8 | b;
+        line(e);
+      }
     }
   }
 
@@ -406,6 +479,15 @@ class sqlite_change_store final : public change_store {
 
   log_extent extent(std::uint64_t cursor, node_id exclude_node) override {
     const std::lock_guard lock(reader_mutex_);  // a long read for a new device: not in the way of pushes
+    if (cursor == 0) {
+      // The whole log (seqs start at 1): the running totals of the other nodes.
+      sqlite::reset_guard g(*whole_extent_);
+      whole_extent_->bind(1, static_cast<std::int64_t>(exclude_node));
+      whole_extent_->step();
+      return log_extent{static_cast<std::uint64_t>(whole_extent_->column_int64(0)),
+                        static_cast<std::uint64_t>(whole_extent_->column_int64(1))};
+    }
+    // A scan of what follows the cursor: it costs what the pull that follows reads.
     sqlite::reset_guard g(*extent_);
     extent_->bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(cursor, INT64_MAX)))
         .bind(2, static_cast<std::int64_t>(exclude_node));
@@ -596,6 +678,17 @@ class sqlite_change_store final : public change_store {
   static constexpr std::int64_t k_purge = 1;
   static constexpr std::int64_t k_backfill = 2;
 
+  static constexpr std::size_t k_id_bytes = std::tuple_size_v<decltype(record_id::bytes)>;
+  /// A change a page sends, for the audit: the record, and the change's seq.
+  struct sent_record {
+    std::string collection;
+    record_id id;
+    std::uint64_t seq = 0;
+    friend auto operator<=>(const sent_record&, const sent_record&) = default;
+  };
+  /// A receipt in an audit row: the record's id, then the seq.
+  static constexpr std::size_t k_receipt_bytes = k_id_bytes + 8;
+
   static std::span<const std::uint8_t> id_span(const record_id& id) { return std::span<const std::uint8_t>(id.bytes); }
   static record_id id_of(std::span<const std::uint8_t> blob) {
     record_id id;
@@ -622,11 +715,17 @@ class sqlite_change_store final : public change_store {
     return stored;
   }
 
-  /// Appends one change to the log; its sequence number.
-  /// Appends `c` to the log; `sent`: its bytes as the device sent them (no marker byte),
-  /// or empty to encode it.
+  /// What a batch adds to log_totals, per writing node.
+  struct node_total {
+    log_extent added;
+    std::uint64_t through = 0;
+  };
+  using node_totals = std::map<node_id, node_total>;
+
+  /// Appends `c` to the log and counts it in `totals`; its sequence number. `sent`: its
+  /// bytes as the device sent them (no marker byte), or empty to encode it.
   std::uint64_t store_change(std::string_view device, const change& c, std::span<const std::uint8_t> sent,
-                             std::uint64_t now) {
+                             std::uint64_t now, node_totals& totals) {
     if (sent.empty()) {
       encoded_ = wire::encode_change(c);
     } else {
@@ -644,7 +743,35 @@ class sqlite_change_store final : public change_store {
         .bind_static(6, std::span<const std::uint8_t>(encoded))
         .bind(7, static_cast<std::int64_t>(now))
         .run();
-    return static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+    const auto seq = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_.get()));
+    auto& total = totals[c.ver.node];
+    ++total.added.changes;
+    total.added.bytes += wire::page_item_bytes(seq, encoded);
+    total.through = seq;
+    return seq;
+  }
+
+  /// Adds a batch's counts to log_totals (in the batch's transaction): one row per node.
+  void add_totals(const node_totals& totals) {
+    for (const auto& [node, total] : totals) {
+      sqlite::reset_guard g(*add_totals_);
+      add_totals_->bind(1, static_cast<std::int64_t>(node))
+          .bind(2, static_cast<std::int64_t>(total.added.changes))
+          .bind(3, static_cast<std::int64_t>(total.added.bytes))
+          .bind(4, static_cast<std::int64_t>(total.through))
+          .run();
+    }
+  }
+
+  /// At open: counts log_totals from the log when they do not cover it (a store made
+  /// before them, or appended to by an older build since), in one read of the log.
+  void count_log_totals() {
+    sqlite::statement current(db_.get(),
+                              "SELECT (SELECT coalesce(max(through), 0) FROM log_totals) = (SELECT coalesce(max(seq), 0) FROM changes)");
+    if (current.step() && current.column_int64(0) == 1) return;
+    sqlite::exec(db_.get(), "DELETE FROM log_totals");
+    sqlite::exec(db_.get(), (std::string("INSERT INTO log_totals(node, changes, bytes, through) SELECT node, count(*), sum(") +
+                             k_item_bytes_sql + "), max(seq) FROM changes GROUP BY node").c_str());
   }
 
   /// Remembers a batch's outcome and refusals, so that a resend is answered with them.
@@ -722,6 +849,36 @@ class sqlite_change_store final : public change_store {
       }
       put_unit_->bind(5, static_cast<std::int64_t>(c.ver.stamp.value)).bind(6, static_cast<std::int64_t>(c.ver.node)).run();
     }
+  }
+
+  /// Through which seq record_units follows the log (it may hold later changes too:
+  /// indexing a change twice changes nothing).
+  std::uint64_t units_through() {
+    sqlite::statement q(db_.get(), "SELECT CAST(value AS INTEGER) FROM server_state WHERE key='units_through'");
+    return q.step() ? static_cast<std::uint64_t>(q.column_int64(0)) : 0;
+  }
+  void set_units_through(std::uint64_t seq) {
+    sqlite::statement q(db_.get(), "INSERT OR REPLACE INTO server_state(key, value) VALUES('units_through', ?)");
+    q.bind(1, std::string_view(std::to_string(seq))).run();
+  }
+
+  /// Brings record_units up to the log's head (in the caller's transaction): the changes
+  /// appended since it was last brought up, by unscoped pushes, the registry import or
+  /// another process, are indexed now. Every reader of record_units calls it first.
+  void catch_up_units() {
+    if (!rules_known_) return;  // no rules, no index (as before set_scope_rules)
+    const auto through = units_through();
+    const auto head = head_locked();
+    if (through >= head) return;
+    sqlite::statement q(db_.get(), "SELECT collection, change FROM changes WHERE seq > ? ORDER BY seq");
+    q.bind(1, static_cast<std::int64_t>(through));
+    while (q.step()) {
+      // Decoded only when its collection has unit fields.
+      const auto fields = unit_fields_.find(q.column_text(0));
+      if (fields == unit_fields_.end() || fields->second.empty()) continue;
+      index_change(wire::decode_change(q.column_blob(1)));
+    }
+    set_units_through(head);
   }
 
   /// The seq of the record's first change in the log; 0 when the log does not know it.
@@ -817,10 +974,31 @@ class sqlite_change_store final : public change_store {
         .run();
   }
 
-  /// Writes one `receive` line per record of audit_batch_ (its last seq sent), and empties it.
+  /// Writes the `receive` lines of sent_, one per record with the last seq sent of it,
+  /// and empties it: one row per collection, its records in order of id, each as its id
+  /// and then its seq (8 bytes, most significant first).
   void flush_receipts(const requester& who, std::uint64_t now) {
-    for (const auto& [key, seq] : audit_batch_) audit_row(now, who, "receive", key.first, key.second, seq);
-    audit_batch_.clear();
+    // Sorted once (by collection, record, seq): a map kept sorted cost a node per change.
+    std::sort(sent_.begin(), sent_.end());
+    for (auto it = sent_.begin(); it != sent_.end();) {
+      const std::string& collection = it->collection;
+      receipts_.clear();
+      for (; it != sent_.end() && it->collection == collection; ++it) {
+        const auto next = it + 1;
+        if (next != sent_.end() && next->collection == collection && next->id == it->id) continue;  // not its last seq
+        receipts_.insert(receipts_.end(), it->id.bytes.begin(), it->id.bytes.end());
+        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(it->seq >> shift));
+      }
+      sqlite::reset_guard g(*insert_receipts_);
+      // Bound without copies: `collection` and receipts_ outlive run().
+      insert_receipts_->bind(1, static_cast<std::int64_t>(now))
+          .bind_static(2, std::string_view(who.device))
+          .bind_static(3, std::string_view(who.user))
+          .bind_static(4, std::string_view(collection))
+          .bind_static(5, std::span<const std::uint8_t>(receipts_))
+          .run();
+    }
+    sent_.clear();
   }
 
   void forget_device(std::string_view device) {
@@ -983,7 +1161,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, e.collection, e.id, head);
           hold(device, e.collection, e.id, head);
           enqueue(device, e.collection, e.id, k_backfill, page_epoch());
-          audit_batch_[{e.collection, e.id}] = head;
+          sent_.push_back(sent_record{e.collection, e.id, head});
           ++taken;
         } else {
           // Nothing to do any more: a purge of a record it may see again, a backfill of
@@ -1043,7 +1221,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, key.first, key.second, head);
           hold(device, key.first, key.second, head);
           enqueue(device, key.first, key.second, k_backfill, page_epoch());
-          audit_batch_[key] = head;
+          sent_.push_back(sent_record{key.first, key.second, head});
           view.through = head;
         } else {
           // New to the device with this change: the log brings the rest.
@@ -1061,8 +1239,7 @@ class sqlite_change_store final : public change_store {
             break;
           }
           page.add(seq, stored);
-          auto& last = audit_batch_[key];
-          last = std::max(last, seq);
+          sent_.push_back(sent_record{key.first, key.second, seq});
         }
       }
       ++scanned;
@@ -1071,10 +1248,10 @@ class sqlite_change_store final : public change_store {
     return pos;
   }
 
-  /// read_page() with mutex_ held; with `receipts`, notes each record sent and its last seq.
+  /// read_page() with mutex_ held; with `sent`, notes each change sent.
   page_position read_page_locked(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
                                  std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page,
-                                 std::map<record_key, std::uint64_t>* receipts) {
+                                 std::vector<sent_record>* sent) {
     max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
@@ -1102,10 +1279,7 @@ class sqlite_change_store final : public change_store {
           break;
         }
         page.add(seq, stored);
-        if (receipts) {
-          auto& last = (*receipts)[{scan_->column_text(3), id_of(scan_->column_blob(4))}];
-          last = std::max(last, seq);
-        }
+        if (sent) sent->push_back(sent_record{scan_->column_text(3), id_of(scan_->column_blob(4)), seq});
       }
       ++scanned;
       pos.next_cursor = seq;
@@ -1118,13 +1292,17 @@ class sqlite_change_store final : public change_store {
   std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)
   sqlite::db_handle reader_;
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, head_, by_seq_,
-      extent_;
+      extent_, whole_extent_, add_totals_;
   // Scopes and audit (also guarded by mutex_).
   std::optional<sqlite::statement> scan_, first_seq_, units_of_, put_unit_, held_, hold_, hold_if_new_, unhold_,
-      enqueue_, history_upto_, insert_audit_;
+      enqueue_, history_upto_, insert_audit_, insert_receipts_;
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
-  std::map<record_key, std::uint64_t> audit_batch_;  ///< records sent in the page being made, and their last seq
   wire::bytes encoded_;  ///< store_change()'s buffer, kept between changes
+  bool rules_known_ = false;  ///< set_scope_rules() was called: record_units is kept
+  std::vector<sent_record> sent_;  ///< what the page being made sends (flush_receipts)
+  std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
+  // Declared last: stopped before the connections close.
+  std::unique_ptr<wal_checkpointer> checkpointer_;
 };
 
 }  // namespace

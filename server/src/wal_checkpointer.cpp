@@ -1,0 +1,116 @@
+#include "wal_checkpointer.hpp"
+
+#include "log.hpp"
+
+#include <caresync/protocol/errors.hpp>
+
+namespace caresync::server {
+
+namespace {
+
+int on_wal_commit(void* checkpointer, sqlite3*, const char*, int wal_pages) {
+  static_cast<wal_checkpointer*>(checkpointer)->notify_commit(wal_pages);
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+wal_checkpointer::wal_checkpointer(const std::string& path) {
+  sqlite3* raw = nullptr;
+  // The store made the file and put it in WAL mode (a persistent setting) first.
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_.reset(raw);
+  if (rc != SQLITE_OK) {
+    throw error(make_error_code(storage_errc::open_failed),
+                "cannot open '" + path + "' for checkpoints: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  // No busy handler: a checkpoint that meets a writer or a reader gives up at once and
+  // is tried again later, rather than holding up a push. The database file is synced
+  // before the WAL is reused, as with the automatic checkpoint.
+  sqlite::exec(db_.get(), "PRAGMA synchronous=FULL");
+  thread_ = std::thread([this] { run(); });
+}
+
+wal_checkpointer::~wal_checkpointer() {
+  {
+    const std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void wal_checkpointer::attach(sqlite3* writer) {
+  // The WAL hook replaces SQLite's automatic checkpoint (itself a WAL hook), so the
+  // writer's commits no longer checkpoint. (PRAGMA wal_autocheckpoint would remove
+  // this hook again: never set it on `writer`.)
+  sqlite3_wal_hook(writer, on_wal_commit, this);
+}
+
+void wal_checkpointer::detach(sqlite3* writer) noexcept { sqlite3_wal_hook(writer, nullptr, nullptr); }
+
+void wal_checkpointer::notify_commit(int wal_pages) noexcept {
+  bool wake = false;
+  {
+    const std::lock_guard lock(mutex_);
+    dirty_ = true;
+    last_commit_ = std::chrono::steady_clock::now();
+    if (wal_pages >= k_wake_pages && !full_) wake = full_ = true;
+  }
+  if (wake) wake_.notify_one();
+}
+
+std::uint64_t wal_checkpointer::completed() const noexcept {
+  const std::lock_guard lock(mutex_);
+  return completed_;
+}
+
+void wal_checkpointer::run() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    wake_.wait_for(lock, k_idle, [this] { return stop_ || full_; });
+    if (stop_) break;
+    int mode = 0;
+    if (full_) {
+      // Copies what it can while pushes go on; the next commit after it completed
+      // starts the WAL over from its beginning, so the file stops growing.
+      full_ = false;
+      mode = SQLITE_CHECKPOINT_PASSIVE;
+    } else if (dirty_ && std::chrono::steady_clock::now() - last_commit_ >= k_idle) {
+      // Quiet: empty the WAL file too (it keeps its largest size otherwise).
+      dirty_ = false;
+      mode = SQLITE_CHECKPOINT_TRUNCATE;
+    } else {
+      continue;
+    }
+    lock.unlock();
+    const bool done = checkpoint(mode);
+    lock.lock();
+    if (done) {
+      ++completed_;
+    } else if (mode == SQLITE_CHECKPOINT_TRUNCATE) {
+      dirty_ = true;  // a reader was in the way: at the next quiet tick
+    }
+  }
+}
+
+bool wal_checkpointer::checkpoint(int mode) {
+  int wal_frames = 0;
+  int copied = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, mode, &wal_frames, &copied);
+  if (rc == SQLITE_BUSY) return false;  // someone was in the way; not a fault
+  if (rc != SQLITE_OK) {
+    if (!failing_) {
+      log::error("checkpoint_failed", {{"reason", sqlite3_errmsg(db_.get())}},
+                 "copying the change store's WAL into its database file failed; it is tried again after the next "
+                 "commit; check the disk (the WAL grows meanwhile)");
+    }
+    failing_ = true;
+    return false;
+  }
+  if (failing_) log::info("checkpoint_recovered", {}, "the change store's WAL is checkpointed again");
+  failing_ = false;
+  return wal_frames == copied;
+}
+
+}  // namespace caresync::server
