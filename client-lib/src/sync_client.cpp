@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -258,6 +259,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       // The next batch is pinned in the acknowledgement's transaction: one commit (and one
       // fsync) where there were two. Either way the pin is durable before the batch is sent.
       bool pinning = false;
+      std::optional<outbox_batch> pinned;  // queued only once its transaction committed
       store::impl::ack_result acked;
       try {
         acked = s.in_transaction([&] {
@@ -270,14 +272,12 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           }
           if (unsent.empty() && !outbox_done) {
             pinning = true;
-            if (auto b = s.pin_batch(batch_max)) {
-              unsent.push_back(std::move(*b));
-            } else {
-              outbox_done = true;
-            }
+            pinned = s.pin_batch(batch_max);
+            if (!pinned) outbox_done = true;
           }
           return a;
         });
+        if (pinned) unsent.push_back(std::move(*pinned));
       } catch (const error&) {
         // A pin that failed undid the acknowledgement with it: the acknowledgement is
         // stored alone, as the server has the batch.
