@@ -197,17 +197,21 @@ void store::impl::open_database() {
   // because it left the device's scope must not stay readable in the file
   // (docs/security.md, "Scopes and roles").
   sqlite::exec(db.get(), "PRAGMA secure_delete=ON");
+  // Checkpoints run on a thread of their own, not inside the commit that fills the WAL:
+  // a sync's pages and an app's writes never wait for one (a failing checkpoint only lets
+  // the WAL grow, as SQLite's own would; the next one tries again).
+  checkpointer = std::make_unique<sqlite::wal_checkpointer>(options.path);
+  checkpointer->attach(db.get());
 }
 
 void store::impl::checkpoint_after_purge() {
   if (!purged_unflushed || depth > 0) return;
   purged_unflushed = false;
   // The WAL still holds the purged records' old pages: copy it into the database and
-  // empty it. A reader holding a snapshot may keep it from finishing; the next purge, or
-  // SQLite's own checkpoints, finish it.
-  sqlite::statement q(db.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
-  while (q.step()) {
-  }
+  // empty it (on this thread, never at the same time as a background checkpoint). A
+  // reader holding a snapshot may keep it from finishing; the next purge, or the
+  // background checkpoints, finish it.
+  checkpointer->checkpoint_now(SQLITE_CHECKPOINT_TRUNCATE);
 }
 
 void store::impl::create_tables() {

@@ -26,6 +26,7 @@
 
 #include "field_clock.hpp"
 #include "sqlite.hpp"
+#include "wal_checkpointer.hpp"
 
 #include <caresync/protocol/change.hpp>
 #include <caresync/protocol/hlc.hpp>
@@ -34,6 +35,7 @@
 #include <caresync/store.hpp>
 
 #include <map>
+#include <memory>
 #include <type_traits>
 #include <optional>
 #include <string>
@@ -75,6 +77,9 @@ void check_page(const wire::changes_page& page, std::uint64_t cursor);
 struct store::impl {
   store_options options;
   sqlite::db_handle db;
+  /// Checkpoints db's WAL on a thread of its own (docs/store.md, "Files"). Declared after
+  /// db: stopped before db closes.
+  std::unique_ptr<sqlite::wal_checkpointer> checkpointer;
   node_id node = 0;
   hybrid_clock clock;
   int depth = 0;            // open transaction()/write scopes

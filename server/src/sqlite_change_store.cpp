@@ -2,6 +2,7 @@
 
 #include <caresync/server/change_store.hpp>
 
+#include "log.hpp"
 #include "sqlite.hpp"
 #include "wal_checkpointer.hpp"
 
@@ -167,11 +168,17 @@ class sqlite_change_store final : public change_store {
                         " SET changes = changes + excluded.changes, bytes = bytes + excluded.bytes,"
                         " through = max(through, excluded.through)");
     // Last: its thread checkpoints from now on, and the writer's commits no longer do.
-    checkpointer_ = std::make_unique<wal_checkpointer>(path);
+    checkpointer_ = std::make_unique<sqlite::wal_checkpointer>(path, [](const std::string& failure) {
+      if (!failure.empty()) {
+        log::error("checkpoint_failed", {{"reason", failure}},
+                   "copying the change store's WAL into its database file failed; it is tried again after the next "
+                   "commit; check the disk (the WAL grows meanwhile)");
+      } else {
+        log::info("checkpoint_recovered", {}, "the change store's WAL is checkpointed again");
+      }
+    });
     checkpointer_->attach(db_.get());
   }
-
-  ~sqlite_change_store() override { wal_checkpointer::detach(db_.get()); }
 
   push_outcome append(std::string_view device, const batch_id& batch, std::span<const change> changes,
                       std::span<const wire::refusal> refused) override {
@@ -1302,7 +1309,7 @@ class sqlite_change_store final : public change_store {
   std::vector<sent_record> sent_;  ///< what the page being made sends (flush_receipts)
   std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
   // Declared last: stopped before the connections close.
-  std::unique_ptr<wal_checkpointer> checkpointer_;
+  std::unique_ptr<sqlite::wal_checkpointer> checkpointer_;
 };
 
 }  // namespace

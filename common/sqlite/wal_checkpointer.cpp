@@ -1,10 +1,8 @@
 #include "wal_checkpointer.hpp"
 
-#include "log.hpp"
-
 #include <caresync/protocol/errors.hpp>
 
-namespace caresync::server {
+namespace caresync::sqlite {
 
 namespace {
 
@@ -15,7 +13,7 @@ int on_wal_commit(void* checkpointer, sqlite3*, const char*, int wal_pages) {
 
 }  // namespace
 
-wal_checkpointer::wal_checkpointer(const std::string& path) {
+wal_checkpointer::wal_checkpointer(const std::string& path, listener on_trouble) : on_trouble_(std::move(on_trouble)) {
   sqlite3* raw = nullptr;
   // The store made the file and put it in WAL mode (a persistent setting) first.
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -25,13 +23,15 @@ wal_checkpointer::wal_checkpointer(const std::string& path) {
                 "cannot open '" + path + "' for checkpoints: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   }
   // No busy handler: a checkpoint that meets a writer or a reader gives up at once and
-  // is tried again later, rather than holding up a push. The database file is synced
+  // is tried again later, rather than holding up the writer. The database file is synced
   // before the WAL is reused, as with the automatic checkpoint.
-  sqlite::exec(db_.get(), "PRAGMA synchronous=FULL");
+  exec(db_.get(), "PRAGMA synchronous=FULL");
   thread_ = std::thread([this] { run(); });
 }
 
 wal_checkpointer::~wal_checkpointer() {
+  // The writer's hook points at this object: removed first.
+  if (writer_) sqlite3_wal_hook(writer_, nullptr, nullptr);
   {
     const std::lock_guard lock(mutex_);
     stop_ = true;
@@ -44,10 +44,9 @@ void wal_checkpointer::attach(sqlite3* writer) {
   // The WAL hook replaces SQLite's automatic checkpoint (itself a WAL hook), so the
   // writer's commits no longer checkpoint. (PRAGMA wal_autocheckpoint would remove
   // this hook again: never set it on `writer`.)
+  writer_ = writer;
   sqlite3_wal_hook(writer, on_wal_commit, this);
 }
-
-void wal_checkpointer::detach(sqlite3* writer) noexcept { sqlite3_wal_hook(writer, nullptr, nullptr); }
 
 void wal_checkpointer::notify_commit(int wal_pages) noexcept {
   bool wake = false;
@@ -65,6 +64,13 @@ std::uint64_t wal_checkpointer::completed() const noexcept {
   return completed_;
 }
 
+bool wal_checkpointer::checkpoint_now(int mode) {
+  const bool done = checkpoint(mode);
+  const std::lock_guard lock(mutex_);
+  if (done) ++completed_;
+  return done;
+}
+
 void wal_checkpointer::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
@@ -72,7 +78,7 @@ void wal_checkpointer::run() {
     if (stop_) break;
     int mode = 0;
     if (full_) {
-      // Copies what it can while pushes go on; the next commit after it completed
+      // Copies what it can while writes go on; the next commit after it completed
       // starts the WAL over from its beginning, so the file stops growing.
       full_ = false;
       mode = SQLITE_CHECKPOINT_PASSIVE;
@@ -95,22 +101,19 @@ void wal_checkpointer::run() {
 }
 
 bool wal_checkpointer::checkpoint(int mode) {
+  const std::lock_guard lock(checkpoint_mutex_);
   int wal_frames = 0;
   int copied = 0;
   const int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, mode, &wal_frames, &copied);
   if (rc == SQLITE_BUSY) return false;  // someone was in the way; not a fault
   if (rc != SQLITE_OK) {
-    if (!failing_) {
-      log::error("checkpoint_failed", {{"reason", sqlite3_errmsg(db_.get())}},
-                 "copying the change store's WAL into its database file failed; it is tried again after the next "
-                 "commit; check the disk (the WAL grows meanwhile)");
-    }
+    if (!failing_ && on_trouble_) on_trouble_(sqlite3_errmsg(db_.get()));
     failing_ = true;
     return false;
   }
-  if (failing_) log::info("checkpoint_recovered", {}, "the change store's WAL is checkpointed again");
+  if (failing_ && on_trouble_) on_trouble_("");
   failing_ = false;
   return wal_frames == copied;
 }
 
-}  // namespace caresync::server
+}  // namespace caresync::sqlite

@@ -1,21 +1,24 @@
 #pragma once
-// Checkpoints of a WAL database off the request path: SQLite's automatic checkpoint
+// Checkpoints of a WAL database off the writer's path: SQLite's automatic checkpoint
 // runs inside the COMMIT that crosses its threshold, so a push or a pull paid for
 // copying the WAL into the database file and its fsyncs. Here a thread of its own, with
-// a connection of its own, does it instead (docs/operations.md, "Durability").
-// Thread contract: the constructor and destructor on the owner's thread; notify_commit()
-// from the writer connection's thread (through the WAL hook installed by attach()).
+// a connection of its own, does it instead (docs/operations.md, "Durability"; the
+// tablet's store too, docs/store.md).
+// Thread contract: the constructor, checkpoint_now() and the destructor on the owner's
+// thread (the writer's); notify_commit() from the writer connection's thread (through
+// the WAL hook installed by attach()).
 
 #include "sqlite.hpp"
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 
-namespace caresync::server {
+namespace caresync::sqlite {
 
 class wal_checkpointer {
  public:
@@ -24,32 +27,43 @@ class wal_checkpointer {
   /// With no commit for this long, a truncating checkpoint empties the WAL file.
   static constexpr std::chrono::milliseconds k_idle{500};
 
+  /// Told, on the checkpointer's thread, when checkpoints start failing (SQLite's
+  /// message) and when one succeeds again after that (an empty string).
+  using listener = std::function<void(const std::string& failure)>;
+
   /// Opens a connection of its own to the WAL database at `path` and starts the thread.
   /// Throws caresync::error (storage_errc::open_failed) when the file cannot be opened.
-  explicit wal_checkpointer(const std::string& path);
-  /// Stops and joins the thread, then closes its connection.
+  explicit wal_checkpointer(const std::string& path, listener on_trouble = {});
+  /// Detaches from the writer, stops and joins the thread, then closes its connection.
   ~wal_checkpointer();
   wal_checkpointer(const wal_checkpointer&) = delete;
   wal_checkpointer& operator=(const wal_checkpointer&) = delete;
 
-  /// Turns off `writer`'s automatic checkpoints and has its commits wake this thread.
-  /// Call detach() before `writer` is closed or this object destroyed.
+  /// Turns off `writer`'s automatic checkpoints and has its commits wake this thread,
+  /// until this object is destroyed (destroy it before `writer` is closed).
   void attach(sqlite3* writer);
-  static void detach(sqlite3* writer) noexcept;
 
   /// Called after each commit with the pages in the WAL: wakes the thread past
   /// k_wake_pages. Any thread; never blocks on a checkpoint.
   void notify_commit(int wal_pages) noexcept;
+
+  /// A checkpoint of `mode` (SQLITE_CHECKPOINT_*) now, on the calling thread, never at
+  /// the same time as one of the thread's (SQLite refuses a second checkpoint at once).
+  /// True when every frame was copied (for TRUNCATE: the WAL file is empty).
+  bool checkpoint_now(int mode);
 
   /// Checkpoints that completed (every frame copied), for tests and metrics.
   std::uint64_t completed() const noexcept;
 
  private:
   void run();
-  /// One checkpoint of `mode`; true when it copied every frame. Logs a failure.
+  /// One checkpoint of `mode`; true when it copied every frame. Tells a failure.
   bool checkpoint(int mode);
 
-  sqlite::db_handle db_;  // only the thread uses it once started
+  db_handle db_;
+  listener on_trouble_;
+  sqlite3* writer_ = nullptr;
+  std::mutex checkpoint_mutex_;  // one checkpoint at a time on db_ (the thread's, checkpoint_now)
 
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable wake_;
@@ -59,9 +73,9 @@ class wal_checkpointer {
   std::chrono::steady_clock::time_point last_commit_{};
   std::uint64_t completed_ = 0;
 
-  bool failing_ = false;  ///< the thread's: the last checkpoint failed (logged once per run of failures)
+  bool failing_ = false;  ///< guarded by checkpoint_mutex_: the last checkpoint failed (told once per run of failures)
 
   std::thread thread_;  // last: started once everything above is ready
 };
 
-}  // namespace caresync::server
+}  // namespace caresync::sqlite
