@@ -49,15 +49,12 @@ class wal_checkpointer {
 
   /// A checkpoint of `mode` (SQLITE_CHECKPOINT_*) now, on the calling thread, never at
   /// the same time as one of the thread's (SQLite refuses a second checkpoint at once).
-  /// True when every frame was copied (for TRUNCATE: the WAL file is empty).
+  /// False when a reader or writer was in the way (SQLITE_BUSY) or it failed.
   bool checkpoint_now(int mode);
-
-  /// Checkpoints that completed (every frame copied), for tests and metrics.
-  std::uint64_t completed() const noexcept;
 
  private:
   void run();
-  /// One checkpoint of `mode`; true when it copied every frame. Tells a failure.
+  /// One checkpoint of `mode`; false when SQLite said busy or it failed (told).
   bool checkpoint(int mode);
 
   db_handle db_;
@@ -71,7 +68,6 @@ class wal_checkpointer {
   bool full_ = false;          ///< the WAL passed k_wake_pages since the last checkpoint
   bool dirty_ = false;         ///< a commit since the last truncating checkpoint
   std::chrono::steady_clock::time_point last_commit_{};
-  std::uint64_t completed_ = 0;
 
   bool failing_ = false;  ///< guarded by checkpoint_mutex_: the last checkpoint failed (told once per run of failures)
 

@@ -172,7 +172,7 @@ class sqlite_change_store final : public change_store {
       if (!failure.empty()) {
         log::error("checkpoint_failed", {{"reason", failure}},
                    "copying the change store's WAL into its database file failed; it is tried again after the next "
-                   "commit; check the disk (the WAL grows meanwhile)");
+                   "commits; check the disk (the WAL grows meanwhile)");
       } else {
         log::info("checkpoint_recovered", {}, "the change store's WAL is checkpointed again");
       }
