@@ -216,7 +216,7 @@ class sqlite_change_store final : public change_store {
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
     // A scoped push is checked against the units index, so it must follow the log and
     // this push's changes go in at once; an unscoped one leaves them to the next reader.
-    const bool index_now = who.scope != nullptr;
+    const bool index_now = who.scope != nullptr && rules_known_;
     if (index_now) catch_up_units();
     const auto now = system_time_ms();
     node_totals totals;
