@@ -295,6 +295,8 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     const auto now = system_time_ms();
+    // What a page that failed left here was never sent: it is not this page's receipt.
+    sent_.clear();
     page_position pos{r.cursor, false};
     if (!who.scope) {
       pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &sent_);
@@ -330,6 +332,7 @@ class sqlite_change_store final : public change_store {
     if (items.empty()) return;
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
+    sent_.clear();  // as in serve_page
     for (const auto& item : items) {
       sent_.push_back(sent_record{item.collection, item.id, item.seq});
       if (who.scope) hold_if_new(who.device, item.collection, item.id);
