@@ -60,11 +60,6 @@ void wal_checkpointer::notify_commit(int wal_pages) noexcept {
   if (wake) wake_.notify_one();
 }
 
-std::uint64_t wal_checkpointer::completed() const noexcept {
-  const std::lock_guard lock(mutex_);
-  return completed_;
-}
-
 void wal_checkpointer::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
@@ -86,31 +81,27 @@ void wal_checkpointer::run() {
     lock.unlock();
     const bool done = checkpoint(mode);
     lock.lock();
-    if (done) {
-      ++completed_;
-    } else if (mode == SQLITE_CHECKPOINT_TRUNCATE) {
-      dirty_ = true;  // a reader was in the way: at the next quiet tick
-    }
+    if (!done && mode == SQLITE_CHECKPOINT_TRUNCATE) dirty_ = true;  // someone was in the way: at the next quiet tick
   }
 }
 
 bool wal_checkpointer::checkpoint(int mode) {
-  int wal_frames = 0;
-  int copied = 0;
-  const int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, mode, &wal_frames, &copied);
+  // A passive checkpoint that meets a reader copies what it can and is done; a
+  // truncating one that meets a writer or a reader is SQLITE_BUSY.
+  const int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, mode, nullptr, nullptr);
   if (rc == SQLITE_BUSY) return false;  // someone was in the way; not a fault
   if (rc != SQLITE_OK) {
     if (!failing_) {
       log::error("checkpoint_failed", {{"reason", sqlite3_errmsg(db_.get())}},
                  "copying the change store's WAL into its database file failed; it is tried again after the next "
-                 "commit; check the disk (the WAL grows meanwhile)");
+                 "commits; check the disk (the WAL grows meanwhile)");
     }
     failing_ = true;
     return false;
   }
   if (failing_) log::info("checkpoint_recovered", {}, "the change store's WAL is checkpointed again");
   failing_ = false;
-  return wal_frames == copied;
+  return true;
 }
 
 }  // namespace caresync::server

@@ -41,23 +41,19 @@ class wal_checkpointer {
   /// k_wake_pages. Any thread; never blocks on a checkpoint.
   void notify_commit(int wal_pages) noexcept;
 
-  /// Checkpoints that completed (every frame copied), for tests and metrics.
-  std::uint64_t completed() const noexcept;
-
  private:
   void run();
-  /// One checkpoint of `mode`; true when it copied every frame. Logs a failure.
+  /// One checkpoint of `mode`; true when it succeeded. Logs a failure.
   bool checkpoint(int mode);
 
   sqlite::db_handle db_;  // only the thread uses it once started
 
-  mutable std::mutex mutex_;  // guards the fields below
+  std::mutex mutex_;  // guards the fields below
   std::condition_variable wake_;
   bool stop_ = false;
   bool full_ = false;          ///< the WAL passed k_wake_pages since the last checkpoint
   bool dirty_ = false;         ///< a commit since the last truncating checkpoint
   std::chrono::steady_clock::time_point last_commit_{};
-  std::uint64_t completed_ = 0;
 
   bool failing_ = false;  ///< the thread's: the last checkpoint failed (logged once per run of failures)
 
