@@ -3,6 +3,7 @@
 #include <caresync/server/change_store.hpp>
 
 #include "log.hpp"
+#include "page_receipts.hpp"
 #include "sqlite.hpp"
 #include "wal_checkpointer.hpp"
 
@@ -225,7 +226,7 @@ class sqlite_change_store final : public change_store {
     if (auto stored = stored_outcome(who.device, batch)) return std::move(*stored);
     // A scoped push is checked against the units index, so it must follow the log and
     // this push's changes go in at once; an unscoped one leaves them to the next reader.
-    const bool index_now = who.scope != nullptr;
+    const bool index_now = who.scope != nullptr && rules_known_;
     if (index_now) catch_up_units();
     const auto now = system_time_ms();
     node_totals totals;
@@ -304,6 +305,8 @@ class sqlite_change_store final : public change_store {
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
     const auto now = system_time_ms();
+    // What a page that failed left here was never sent: it is not this page's receipt.
+    sent_.clear();
     page_position pos{r.cursor, false};
     if (!who.scope) {
       pos = read_page_locked(r.cursor, r.node, r.skip, r.max_changes, r.max_bytes, page, &sent_);
@@ -339,8 +342,9 @@ class sqlite_change_store final : public change_store {
     if (items.empty()) return;
     const std::lock_guard lock(mutex_);
     sqlite::transaction tx(db_.get());
+    sent_.clear();  // as in serve_page
     for (const auto& item : items) {
-      sent_.push_back(sent_record{item.collection, item.id, item.seq});
+      sent_.add(item.collection, item.id, item.seq);
       if (who.scope) hold_if_new(who.device, item.collection, item.id);
     }
     flush_receipts(who, system_time_ms());
@@ -686,13 +690,6 @@ class sqlite_change_store final : public change_store {
   static constexpr std::int64_t k_backfill = 2;
 
   static constexpr std::size_t k_id_bytes = std::tuple_size_v<decltype(record_id::bytes)>;
-  /// A change a page sends, for the audit: the record, and the change's seq.
-  struct sent_record {
-    std::string collection;
-    record_id id;
-    std::uint64_t seq = 0;
-    friend auto operator<=>(const sent_record&, const sent_record&) = default;
-  };
   /// A receipt in an audit row: the record's id, then the seq.
   static constexpr std::size_t k_receipt_bytes = k_id_bytes + 8;
 
@@ -981,31 +978,25 @@ class sqlite_change_store final : public change_store {
         .run();
   }
 
-  /// Writes the `receive` lines of sent_, one per record with the last seq sent of it,
-  /// and empties it: one row per collection, its records in order of id, each as its id
-  /// and then its seq (8 bytes, most significant first).
+  /// Writes the `receive` lines of sent_ and empties it: one row per collection, its
+  /// records in order of id, each as its id and then the last seq of it sent (8 bytes,
+  /// most significant first).
   void flush_receipts(const requester& who, std::uint64_t now) {
-    // Sorted once (by collection, record, seq): a map kept sorted cost a node per change.
-    std::sort(sent_.begin(), sent_.end());
-    for (auto it = sent_.begin(); it != sent_.end();) {
-      const std::string& collection = it->collection;
+    sent_.drain([&](std::string_view collection, std::span<const page_receipts::receipt> receipts) {
       receipts_.clear();
-      for (; it != sent_.end() && it->collection == collection; ++it) {
-        const auto next = it + 1;
-        if (next != sent_.end() && next->collection == collection && next->id == it->id) continue;  // not its last seq
-        receipts_.insert(receipts_.end(), it->id.bytes.begin(), it->id.bytes.end());
-        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(it->seq >> shift));
+      for (const auto& r : receipts) {
+        receipts_.insert(receipts_.end(), r.id.bytes.begin(), r.id.bytes.end());
+        for (int shift = 56; shift >= 0; shift -= 8) receipts_.push_back(static_cast<std::uint8_t>(r.seq >> shift));
       }
       sqlite::reset_guard g(*insert_receipts_);
       // Bound without copies: `collection` and receipts_ outlive run().
       insert_receipts_->bind(1, static_cast<std::int64_t>(now))
           .bind_static(2, std::string_view(who.device))
           .bind_static(3, std::string_view(who.user))
-          .bind_static(4, std::string_view(collection))
+          .bind_static(4, collection)
           .bind_static(5, std::span<const std::uint8_t>(receipts_))
           .run();
-    }
-    sent_.clear();
+    });
   }
 
   void forget_device(std::string_view device) {
@@ -1168,7 +1159,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, e.collection, e.id, head);
           hold(device, e.collection, e.id, head);
           enqueue(device, e.collection, e.id, k_backfill, page_epoch());
-          sent_.push_back(sent_record{e.collection, e.id, head});
+          sent_.add(e.collection, e.id, head);
           ++taken;
         } else {
           // Nothing to do any more: a purge of a record it may see again, a backfill of
@@ -1228,7 +1219,7 @@ class sqlite_change_store final : public change_store {
           add_backfill_record(page, key.first, key.second, head);
           hold(device, key.first, key.second, head);
           enqueue(device, key.first, key.second, k_backfill, page_epoch());
-          sent_.push_back(sent_record{key.first, key.second, head});
+          sent_.add(key.first, key.second, head);
           view.through = head;
         } else {
           // New to the device with this change: the log brings the rest.
@@ -1246,7 +1237,7 @@ class sqlite_change_store final : public change_store {
             break;
           }
           page.add(seq, stored);
-          sent_.push_back(sent_record{key.first, key.second, seq});
+          sent_.add(key.first, key.second, seq);
         }
       }
       ++scanned;
@@ -1258,7 +1249,7 @@ class sqlite_change_store final : public change_store {
   /// read_page() with mutex_ held; with `sent`, notes each change sent.
   page_position read_page_locked(std::uint64_t cursor, node_id exclude_node, std::span<const std::uint64_t> skip,
                                  std::uint32_t max_changes, std::uint32_t max_bytes, wire::changes_page_builder& page,
-                                 std::vector<sent_record>* sent) {
+                                 page_receipts* sent) {
     max_changes = std::max<std::uint32_t>(max_changes, 1);  // a page holds a change when one is there
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
@@ -1286,7 +1277,7 @@ class sqlite_change_store final : public change_store {
           break;
         }
         page.add(seq, stored);
-        if (sent) sent->push_back(sent_record{scan_->column_text(3), id_of(scan_->column_blob(4)), seq});
+        if (sent) sent->add(scan_->column_text(3), id_of(scan_->column_blob(4)), seq);
       }
       ++scanned;
       pos.next_cursor = seq;
@@ -1306,7 +1297,7 @@ class sqlite_change_store final : public change_store {
   std::map<std::string, std::vector<std::string>, std::less<>> unit_fields_;  ///< collection -> its unit fields
   wire::bytes encoded_;  ///< store_change()'s buffer, kept between changes
   bool rules_known_ = false;  ///< set_scope_rules() was called: record_units is kept
-  std::vector<sent_record> sent_;  ///< what the page being made sends (flush_receipts)
+  page_receipts sent_;  ///< what the page being made sends (flush_receipts)
   std::vector<std::uint8_t> receipts_;  ///< flush_receipts()'s buffer, kept for its capacity
   // Declared last: stopped before the connections close.
   std::unique_ptr<sqlite::wal_checkpointer> checkpointer_;

@@ -804,3 +804,30 @@ TEST_CASE("a record's org unit follows changes appended without a scope, by this
   const auto units = sqlite_query(path, "SELECT group_concat(unit) FROM record_units");
   CHECK(units == "unit-b");
 }
+
+TEST_CASE("a page whose audit could not be written leaves no receipt for the next page", "[store][audit]") {
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  auto store = server::open_sqlite_change_store(path);
+  store->append("tablet-a", batch_id::generate(), std::vector<change>{note(k_node_a, 1, "x"), note(k_node_a, 2, "y")});
+  // The audit write of tablet-x's page fails (as on a full disk): its page is not sent.
+  sqlite_exec(path,
+              "CREATE TRIGGER audit_fails BEFORE INSERT ON audit WHEN NEW.device = 'tablet-x'"
+              " BEGIN SELECT RAISE(ABORT, 'disk full'); END;");
+  {
+    wire::changes_page_builder page;
+    CHECK_THROWS_AS(store->serve_page(server::requester{"tablet-x", "", nullptr},
+                                      server::page_request{0, k_node_b, {}, 100, 1u << 20, 0}, page),
+                    error);
+  }
+  sqlite_exec(path, "DROP TRIGGER audit_fails");
+  // tablet-y asks from the head: nothing is sent to it, and the audit says so.
+  wire::changes_page_builder page;
+  store->serve_page(server::requester{"tablet-y", "", nullptr}, server::page_request{2, k_node_b, {}, 100, 1u << 20, 0}, page);
+  CHECK(page.count() == 0);
+  int receipts = 0;
+  store->audit(server::audit_query{0, UINT64_MAX, "", ""}, [&](const server::audit_entry& e) {
+    if (e.action == "receive") ++receipts;
+  });
+  CHECK(receipts == 0);
+}
