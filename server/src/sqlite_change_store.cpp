@@ -23,7 +23,9 @@ namespace caresync::server {
 namespace {
 
 // PRAGMA application_id 'CSYS' marks a server store; user_version is its format.
-const sqlite::file_identity k_identity{0x43535953, 1, "a caresync server database",
+// Format 2: log_totals and audit.records (docs/operations.md, "Upgrade"); a format-1
+// file is brought up to it at open.
+const sqlite::file_identity k_identity{0x43535953, 2, "a caresync server database",
                                        "point database_file at the server's own file",
                                        "upgrade this server"};
 

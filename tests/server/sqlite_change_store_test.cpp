@@ -605,6 +605,24 @@ TEST_CASE("a file that is not ours is refused as corrupt and left byte-for-byte 
   CHECK(file_bytes(path) == before);
 }
 
+TEST_CASE("a format-1 server database opens, keeps its log and becomes format 2", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("server.db");
+  const record_id id = record_id::generate();
+  {
+    auto store = server::open_sqlite_change_store(path);
+    store->append("tablet-a", batch_id::generate(), std::vector<change>{note(k_node_a, 1, "x", id)});
+  }
+  CHECK(sqlite_query(path, "PRAGMA user_version") == "2");
+  // What a format-1 build left: no per-node totals, its own format number.
+  sqlite_exec(path, "DROP TABLE log_totals; PRAGMA user_version=1;");
+  auto store = server::open_sqlite_change_store(path);
+  CHECK(sqlite_query(path, "PRAGMA user_version") == "2");
+  CHECK(store->head() == 1);
+  CHECK(store->history("visit", id).size() == 1);
+  CHECK(store->extent(0, k_node_b).changes == 1);  // counted from the log again
+}
+
 TEST_CASE("the store's file is in WAL mode", "[store]") {
   temp_dir dir;
   const auto path = dir.file("server.db");
