@@ -1342,23 +1342,33 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   std::vector<std::string> extra_names;
   std::vector<std::string> kept_names;
   const bool has_items = t.def->has_items();
-  c.fields.reserve(t.def->fields.size());  // a create writes every field: one allocation, not several
+  // The fields this version wrote, found first and put in name order (as the record's
+  // clock and merge() see fields) while they are only names: then each is made once, in
+  // place, rather than sorted as strings and values.
+  // (scratch_written: names into the clock blob, valid until the statement moves on; the
+  // declared column, or null for a value kept in cs_extra.)
+  scratch_written.clear();
   for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
     any_entry = true;
     if (e.ver != c.ver) return;
-    if (has_items) {
-      // Item fields are sent as their operations (add_item_ops), not as the value shown.
-      if (const field_def* d = t.def->find(name); d && is_item_policy(d->policy)) return;
-    }
+    const field_def* d = t.def->find(name);
+    // Item fields are sent as their operations (add_item_ops), not as the value shown.
+    if (has_items && d && is_item_policy(d->policy)) return;
     if (e.kept) kept_names.push_back(std::string(name));
     if (e.extra) {
       needs_extras = true;
-      c.fields.push_back(field_write{std::string(name), value{}});  // its value is read from cs_extra below
-      extra_names.push_back(std::string(name));
-    } else if (const field_def* d = t.def->find(name)) {
-      c.fields.push_back(field_write{std::string(name), t.select_full->column_value(static_cast<int>(d - t.def->fields.data()) + 1)});
+      extra_names.push_back(std::string(name));  // its value is read from cs_extra below
+      scratch_written.push_back({name, nullptr});
+    } else if (d) {
+      scratch_written.push_back({name, d});
     }
   });
+  std::sort(scratch_written.begin(), scratch_written.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  c.fields.reserve(scratch_written.size());
+  for (const auto& w : scratch_written) {
+    c.fields.push_back(field_write{std::string(w.name), w.def ? t.select_full->column_value(static_cast<int>(w.def - t.def->fields.data()) + 1)
+                                                             : value{}});
+  }
   // A kept write of this replica that an incoming value beat before it was sent (it was
   // quarantined, or the store was synced by hand) is an open conflict here: it is still
   // sent, or other replicas would never see those words.
@@ -1390,8 +1400,8 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
       if (auto it = extras.find(name); it != extras.end() && f != c.fields.end()) f->val = it->second;
     }
   }
-  // Name order, as the record's clock and merge() see fields (a create's clock lists them
-  // in that order already).
+  // Name order, as the record's clock and merge() see fields: the lost kept writes above
+  // may have been added after the rest.
   const auto by_name = [](const field_write& a, const field_write& b) { return a.name < b.name; };
   if (!std::is_sorted(c.fields.begin(), c.fields.end(), by_name)) std::sort(c.fields.begin(), c.fields.end(), by_name);
   if (!kept_names.empty()) add_kept(c, kept_names);

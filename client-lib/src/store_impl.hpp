@@ -113,6 +113,12 @@ struct store::impl {
   std::vector<std::uint16_t> scratch_columns;
   std::vector<const value*> scratch_values;
   std::vector<std::uint8_t> scratch_clock;
+  /// rebuild_from_row()'s fields of one version, in name order before they are made.
+  struct written_field {
+    std::string_view name;
+    const field_def* def;
+  };
+  std::vector<written_field> scratch_written;
 
   // --- opening
   void open_database();
