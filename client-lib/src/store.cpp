@@ -1,6 +1,7 @@
 #include "store_impl.hpp"
 
 #include <caresync/protocol/codec.hpp>
+#include <caresync/protocol/frame.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -257,6 +258,10 @@ void store::impl::create_tables() {
     // Stores made before frozen outbox entries existed lack the column.
     sqlite::statement has_frozen(db.get(), "SELECT 1 FROM pragma_table_info('cs_outbox') WHERE name='frozen'");
     if (!has_frozen.step()) sqlite::exec(db.get(), "ALTER TABLE cs_outbox ADD COLUMN frozen BLOB");
+    // Stores made before pinned batches were kept as their (compressed) frames: their
+    // rows hold the push payload (framed = 0).
+    sqlite::statement has_framed(db.get(), "SELECT 1 FROM pragma_table_info('cs_batch') WHERE name='framed'");
+    if (!has_framed.step()) sqlite::exec(db.get(), "ALTER TABLE cs_batch ADD COLUMN framed INTEGER NOT NULL DEFAULT 0");
   }
   for (const auto& c : options.schema.collections) {
     const std::string q = sqlite::quote(c.name);
@@ -1410,25 +1415,44 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
 
 std::vector<outbox_batch> store::impl::pinned_batches() {
   std::vector<outbox_batch> out;
-  sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload FROM cs_batch ORDER BY last_seq");
+  sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload, framed FROM cs_batch ORDER BY last_seq");
   while (pinned.step()) {
     // Resent exactly as first sent: it may have reached the server.
     outbox_batch& batch = out.emplace_back();
     batch.id = id_from_blob(pinned.column_blob(0));
     batch.last_seq = pinned.column_int64(1);
-    const auto payload = pinned.column_blob(2);
-    batch.payload.assign(payload.begin(), payload.end());
-    auto decoded = wire::decode(wire::message_type::push, batch.payload);
-    auto* p = std::get_if<wire::push>(&decoded);
-    if (!p || p->batch != batch.id) {
+    const auto stored = pinned.column_blob(2);
+    try {
+      if (pinned.column_int64(3) != 0) {
+        // The whole frame as sent, compressed or not: its payload is read back from it.
+        batch.frame.assign(stored.begin(), stored.end());
+        if (batch.frame.size() < wire::k_frame_header_size) throw protocol_error(protocol_errc::malformed, "short frame");
+        const auto h = wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(batch.frame.data(),
+                                                                                                   wire::k_frame_header_size),
+                                          wire::k_default_max_frame);
+        const std::span<const std::uint8_t> body(batch.frame.data() + wire::k_frame_header_size,
+                                                 batch.frame.size() - wire::k_frame_header_size);
+        if (h.type != wire::message_type::push || h.length != body.size()) {
+          throw protocol_error(protocol_errc::malformed, "not a push frame");
+        }
+        wire::bytes scratch;
+        const auto plain = wire::plain_payload(h, body, wire::k_default_max_frame, h.compression, scratch);
+        batch.payload.assign(plain.begin(), plain.end());
+      } else {
+        batch.payload.assign(stored.begin(), stored.end());
+      }
+      auto decoded = wire::decode(wire::message_type::push, batch.payload);
+      auto* p = std::get_if<wire::push>(&decoded);
+      if (!p || p->batch != batch.id) throw protocol_error(protocol_errc::malformed, "another batch");
+      batch.changes = std::move(p->changes);
+    } catch (const protocol_error&) {
       throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
     }
-    batch.changes = std::move(p->changes);
   }
   return out;
 }
 
-std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
+std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire::codec compression) {
   return in_transaction([&]() -> std::optional<outbox_batch> {
     outbox_batch batch;
     {
@@ -1475,16 +1499,19 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes) {
     wire::message message{wire::push{batch.id, std::move(batch.changes)}};
     batch.payload = wire::encode(message);
     batch.changes = std::move(std::get<wire::push>(message).changes);
-    sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload) VALUES(?,?,?)");
-    pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.payload)).run();
+    // Pinned as the frame that is sent: compressed, it is a third of the payload's bytes
+    // to write now and to overwrite when the batch is acknowledged (secure_delete).
+    batch.frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
+    sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload, framed) VALUES(?,?,?,1)");
+    pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.frame)).run();
     return batch;
   });
 }
 
-std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes) {
+std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes, wire::codec compression) {
   auto pinned = pinned_batches();
   if (!pinned.empty()) return std::move(pinned.front());
-  return pin_batch(max_changes);
+  return pin_batch(max_changes, compression);
 }
 
 store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<const change> sent,

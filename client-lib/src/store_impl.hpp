@@ -10,7 +10,8 @@
 //   cs_extra      (collection, id, field) -> value, for undeclared fields / mistyped values
 //   cs_outbox     seq -> (collection, id, stamp, kind) of one local change, oldest first;
 //                 the change is rebuilt from the record when a push batch is made
-//   cs_batch      push batches sent and not yet acknowledged: id, last outbox seq, payload
+//   cs_batch      push batches sent and not yet acknowledged: id, last outbox seq, frame
+//                 (payload alone in rows of older builds: framed = 0)
 //   cs_conflict   (collection, id, field, version) -> value: open conflicts of keep_both
 //                 fields, the concurrent values that lost to the one in the record
 //   cs_pred       (collection, id, field, stamp) -> versions: what a local keep_both
@@ -31,6 +32,7 @@
 #include <caresync/protocol/change.hpp>
 #include <caresync/protocol/hlc.hpp>
 #include <caresync/protocol/merge.hpp>
+#include <caresync/protocol/frame.hpp>
 #include <caresync/protocol/messages.hpp>
 #include <caresync/store.hpp>
 
@@ -68,6 +70,9 @@ struct outbox_batch {
   std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
   std::vector<change> changes;
   std::vector<std::uint8_t> payload;  ///< the push message, encoded (wire::encode)
+  /// The whole frame as pinned and sent (compressed as pin_batch was told); empty for a
+  /// batch an older build pinned as its payload alone.
+  std::vector<std::uint8_t> frame;
 };
 
 /// A page must move forward and hold valid changes above `cursor`, in order. Throws
@@ -266,9 +271,11 @@ struct store::impl {
   std::vector<outbox_batch> pinned_batches();
   /// Makes and pins a new batch of at most `max_changes` outbox entries after the last
   /// pinned one; std::nullopt when no entry is left to send.
-  std::optional<outbox_batch> pin_batch(std::size_t max_changes);
+  /// The batch is pinned as its frame, compressed with `compression` (the codec the
+  /// server agreed to; it is resent as it is).
+  std::optional<outbox_batch> pin_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
   /// The oldest pinned batch, or else a new one.
-  std::optional<outbox_batch> next_batch(std::size_t max_changes);
+  std::optional<outbox_batch> next_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
   /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not the
   /// oldest pinned batch. `sent` are the batch's changes (empty: not known, e.g. in tests) and `refusals`
   /// what the server refused of them, by index, ascending. A change refused as

@@ -218,7 +218,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       while (in_flight.size() < k_push_window) {
         if (unsent.empty() && !outbox_done) {
           try {
-            if (auto b = s.pin_batch(batch_max)) {
+            if (auto b = s.pin_batch(batch_max, compression)) {
               unsent.push_back(std::move(*b));
             } else {
               outbox_done = true;
@@ -229,7 +229,18 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         }
         if (unsent.empty()) break;
         auto& batch = unsent.front();
-        const auto frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
+        // Sent as pinned; framed again only when pinned by an older build, or compressed
+        // with a codec this server did not agree to.
+        const auto pinned_codec = [&] {
+          if (batch.frame.size() < wire::k_frame_header_size) return std::optional<wire::codec>{};
+          return std::optional<wire::codec>{wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(
+                                                                   batch.frame.data(), wire::k_frame_header_size),
+                                                               wire::k_default_max_frame)
+                                                .compression};
+        }();
+        const auto frame = pinned_codec && (*pinned_codec == wire::codec::none || *pinned_codec == compression)
+                               ? std::move(batch.frame)
+                               : wire::make_frame(wire::message_type::push, batch.payload, compression);
         if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
           throw error(make_error_code(protocol_errc::limit_exceeded),
                       "a push batch of " + std::to_string(batch.changes.size()) +
@@ -272,7 +283,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           }
           if (unsent.empty() && !outbox_done) {
             pinning = true;
-            pinned = s.pin_batch(batch_max);
+            pinned = s.pin_batch(batch_max, compression);
             if (!pinned) outbox_done = true;
           }
           return a;

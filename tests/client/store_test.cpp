@@ -5,6 +5,7 @@
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
+#include <caresync/protocol/frame.hpp>
 #include <caresync/store.hpp>
 
 #include <catch2/catch.hpp>
@@ -17,6 +18,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -490,6 +492,61 @@ TEST_CASE("every write puts one change in the outbox and clears the receipt", "[
   REQUIRE(again);
   CHECK(again->id == batch->id);
   CHECK(again->payload == batch->payload);
+}
+
+TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and read back the same", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto s = open_store(path);
+  for (int i = 0; i < 50; ++i) {
+    s->create("visits", {{"client", std::string("Ana Ruiz")}, {"notes", std::string(300, 'a' + static_cast<char>(i % 3))}});
+  }
+  const auto batch = s->internal().next_batch(100, caresync::wire::codec::zstd);
+  REQUIRE(batch);
+  CHECK(batch->changes.size() == 50);
+  REQUIRE(batch->frame.size() > caresync::wire::k_frame_header_size);
+  const auto h = caresync::wire::parse_header(std::span<const std::uint8_t, caresync::wire::k_frame_header_size>(batch->frame.data(),
+                                                                                             caresync::wire::k_frame_header_size),
+                                    caresync::wire::k_default_max_frame);
+  CHECK(h.type == caresync::wire::message_type::push);
+  CHECK(h.compression == caresync::wire::codec::zstd);
+  CHECK(batch->frame.size() < batch->payload.size() / 2);
+  raw_db app(path);
+  CHECK(app.scalar("SELECT framed FROM cs_batch") == "1");
+  CHECK(app.scalar("SELECT length(payload) FROM cs_batch") == std::to_string(batch->frame.size()));
+  // Read back (as after a crash): the same id, frame, payload and changes.
+  const auto again = s->internal().next_batch(100, caresync::wire::codec::zstd);
+  REQUIRE(again);
+  CHECK(again->id == batch->id);
+  CHECK(again->frame == batch->frame);
+  CHECK(again->payload == batch->payload);
+  CHECK(again->changes == batch->changes);
+
+  SECTION("a batch an older build pinned as its payload alone is read back too") {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+    const std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(raw, "UPDATE cs_batch SET payload=?, framed=0", -1, &st, nullptr) == SQLITE_OK);
+    sqlite3_bind_blob(st, 1, batch->payload.data(), static_cast<int>(batch->payload.size()), SQLITE_TRANSIENT);
+    CHECK(sqlite3_step(st) == SQLITE_DONE);
+    sqlite3_finalize(st);
+    const auto old = s->internal().next_batch(100, caresync::wire::codec::zstd);
+    REQUIRE(old);
+    CHECK(old->id == batch->id);
+    CHECK(old->frame.empty());  // framed when sent
+    CHECK(old->payload == batch->payload);
+    CHECK(old->changes == batch->changes);
+  }
+  SECTION("a damaged pinned frame is reported, not sent") {
+    app.rows("UPDATE cs_batch SET payload=substr(payload, 1, 20)");
+    try {
+      s->internal().next_batch(100, caresync::wire::codec::zstd);
+      FAIL("a damaged batch was read");
+    } catch (const caresync::error& e) {
+      CHECK(e.code() == storage_errc::corrupt);
+    }
+  }
 }
 
 TEST_CASE("a transaction commits its writes together", "[store]") {
