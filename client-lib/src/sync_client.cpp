@@ -275,6 +275,14 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       try {
         acked = s.in_transaction([&] {
           const auto a = s.ack_batch(result.batch, sent.changes, result.refused);
+          // The batch's changes follow the cursor directly (their sequence numbers are
+          // consecutive, given in one transaction): no other device's change lies
+          // between, so the store holds the log up to the batch's last, and the pull
+          // after the push need not read this device's own changes back.
+          if (result.accepted > 0 && result.first_seq == s.cursor() + 1 && result.last_seq >= result.first_seq &&
+              result.last_seq - result.first_seq + 1 == result.accepted) {
+            s.set_state("cursor", std::to_string(result.last_seq));
+          }
           // Changes re-stamped after a clock_ahead refusal are back in the outbox: send
           // them in this sync too, once.
           if (a.requeued > 0 && !resent_restamped && !pin_failed) {

@@ -165,6 +165,50 @@ TEST_CASE("large syncs go in several batches and pages", "[sync]") {
   CHECK(b->state_digest() == a->state_digest());
 }
 
+TEST_CASE("a push whose batches follow the cursor moves it past them, and otherwise the pull reads on", "[sync]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  auto b = open_tablet(dir, "b");
+  auto oa = server.options(0);
+  oa.push_batch_changes = 100;
+  oa.pull_page_changes = 100;
+  auto ob = server.options(1);
+  ob.pull_page_changes = 100;
+  a->transaction([&] {
+    for (int i = 0; i < 450; ++i) a->create("visits", visit(i));
+  });
+  // Into an empty log: every batch directly follows A's cursor, which ends at the head
+  // without a page that reads A's own changes back.
+  const auto ra = sync_client(*a, oa).sync();
+  CHECK(ra.pushed == 450);
+  CHECK(ra.batches == 5);
+  CHECK(ra.pages == 1);
+  CHECK(ra.pulled == 0);
+  CHECK(ra.cursor == 450);
+  CHECK(server.get().store().head() == 450);
+
+  // B writes and pushes before pulling A's: its batch does not follow its cursor (0), so
+  // its cursor stays and its pull brings A's 450 visits, then passes its own.
+  const auto mine = b->create("visits", visit(1000));
+  const auto rb = sync_client(*b, ob).sync();
+  CHECK(rb.pushed == 1);
+  CHECK(rb.pulled == 450);
+  CHECK(rb.cursor == 451);
+  CHECK(b->get("visits", mine));
+  // A, behind B's visit now, pulls it; then a write of A's follows its cursor again.
+  const auto again = sync_client(*a, oa).sync();
+  CHECK(again.pulled == 1);
+  CHECK(again.cursor == 451);
+  a->create("visits", visit(1001));
+  const auto last = sync_client(*a, oa).sync();
+  CHECK(last.pushed == 1);
+  CHECK(last.pulled == 0);
+  CHECK(last.cursor == 452);
+  CHECK(sync_client(*b, ob).sync().pulled == 1);
+  CHECK(a->state_digest() == b->state_digest());
+}
+
 TEST_CASE("many tablets sync at once and converge", "[sync]") {
   temp_dir dir;
   test_server server(dir, 8);
