@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* k_client_name = "caresync-client/0.1";
 /// Push batches sent before the first one's answer is awaited: the store pins the next
-/// batches while the server stores the first (bench/README.md, "Pipelining").
+/// batches while the server stores the first (docs/protocol.md, "The conversation").
 constexpr std::size_t k_push_window = 3;
 
 /// Turns an error message from the server into an exception with its code.
