@@ -1413,6 +1413,17 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
   return c;
 }
 
+namespace {
+
+/// The header of a whole frame; throws protocol_error when it is not one.
+wire::frame_header header_of(std::span<const std::uint8_t> frame) {
+  if (frame.size() < wire::k_frame_header_size) throw protocol_error(protocol_errc::malformed, "short frame");
+  return wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(frame.data(), wire::k_frame_header_size),
+                            wire::k_default_max_frame);
+}
+
+}  // namespace
+
 std::vector<outbox_batch> store::impl::pinned_batches() {
   std::vector<outbox_batch> out;
   sqlite::statement pinned(db.get(), "SELECT id, last_seq, payload, framed FROM cs_batch ORDER BY last_seq");
@@ -1426,15 +1437,13 @@ std::vector<outbox_batch> store::impl::pinned_batches() {
       if (pinned.column_int64(3) != 0) {
         // The whole frame as sent, compressed or not: its payload is read back from it.
         batch.frame.assign(stored.begin(), stored.end());
-        if (batch.frame.size() < wire::k_frame_header_size) throw protocol_error(protocol_errc::malformed, "short frame");
-        const auto h = wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(batch.frame.data(),
-                                                                                                   wire::k_frame_header_size),
-                                          wire::k_default_max_frame);
+        const auto h = header_of(batch.frame);
         const std::span<const std::uint8_t> body(batch.frame.data() + wire::k_frame_header_size,
                                                  batch.frame.size() - wire::k_frame_header_size);
         if (h.type != wire::message_type::push || h.length != body.size()) {
           throw protocol_error(protocol_errc::malformed, "not a push frame");
         }
+        batch.frame_codec = h.compression;
         wire::bytes scratch;
         const auto plain = wire::plain_payload(h, body, wire::k_default_max_frame, h.compression, scratch);
         batch.payload.assign(plain.begin(), plain.end());
@@ -1502,6 +1511,7 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire
     // Pinned as the frame that is sent: compressed, it is a third of the payload's bytes
     // to write now and to overwrite when the batch is acknowledged (secure_delete).
     batch.frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
+    batch.frame_codec = header_of(batch.frame).compression;  // none when compressing would not shrink it
     sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload, framed) VALUES(?,?,?,1)");
     pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.frame)).run();
     return batch;

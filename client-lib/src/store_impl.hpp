@@ -70,9 +70,10 @@ struct outbox_batch {
   std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
   std::vector<change> changes;
   std::vector<std::uint8_t> payload;  ///< the push message, encoded (wire::encode)
-  /// The whole frame as pinned and sent (compressed as pin_batch was told); empty for a
-  /// batch an older build pinned as its payload alone.
+  /// The whole frame as pinned and sent (compressed as pin_batch was told, when that made
+  /// it smaller); empty for a batch an older build pinned as its payload alone.
   std::vector<std::uint8_t> frame;
+  wire::codec frame_codec = wire::codec::none;  ///< how `frame` is compressed
 };
 
 /// A page must move forward and hold valid changes above `cursor`, in order. Throws

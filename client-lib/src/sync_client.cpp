@@ -231,16 +231,10 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         auto& batch = unsent.front();
         // Sent as pinned; framed again only when pinned by an older build, or compressed
         // with a codec this server did not agree to.
-        const auto pinned_codec = [&] {
-          if (batch.frame.size() < wire::k_frame_header_size) return std::optional<wire::codec>{};
-          return std::optional<wire::codec>{wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(
-                                                                   batch.frame.data(), wire::k_frame_header_size),
-                                                               wire::k_default_max_frame)
-                                                .compression};
-        }();
-        const auto frame = pinned_codec && (*pinned_codec == wire::codec::none || *pinned_codec == compression)
-                               ? std::move(batch.frame)
-                               : wire::make_frame(wire::message_type::push, batch.payload, compression);
+        const bool as_pinned =
+            !batch.frame.empty() && (batch.frame_codec == wire::codec::none || batch.frame_codec == compression);
+        const auto frame =
+            as_pinned ? std::move(batch.frame) : wire::make_frame(wire::message_type::push, batch.payload, compression);
         if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
           throw error(make_error_code(protocol_errc::limit_exceeded),
                       "a push batch of " + std::to_string(batch.changes.size()) +

@@ -59,8 +59,6 @@ void wal_checkpointer::notify_commit(int wal_pages) noexcept {
   if (wake) wake_.notify_one();
 }
 
-bool wal_checkpointer::checkpoint_now(int mode) { return checkpoint(mode); }
-
 void wal_checkpointer::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
@@ -80,13 +78,13 @@ void wal_checkpointer::run() {
       continue;
     }
     lock.unlock();
-    const bool done = checkpoint(mode);
+    const bool done = checkpoint_now(mode);
     lock.lock();
     if (!done && mode == SQLITE_CHECKPOINT_TRUNCATE) dirty_ = true;  // someone was in the way: at the next quiet tick
   }
 }
 
-bool wal_checkpointer::checkpoint(int mode) {
+bool wal_checkpointer::checkpoint_now(int mode) {
   const std::lock_guard lock(checkpoint_mutex_);
   // A passive checkpoint that meets a reader copies what it can and is done; a
   // truncating one that meets a writer or a reader is SQLITE_BUSY.

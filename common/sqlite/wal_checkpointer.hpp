@@ -49,13 +49,12 @@ class wal_checkpointer {
 
   /// A checkpoint of `mode` (SQLITE_CHECKPOINT_*) now, on the calling thread, never at
   /// the same time as one of the thread's (SQLite refuses a second checkpoint at once).
-  /// False when a reader or writer was in the way (SQLITE_BUSY) or it failed.
+  /// False when a reader or writer was in the way (SQLITE_BUSY) or it failed (told to the
+  /// listener).
   bool checkpoint_now(int mode);
 
  private:
   void run();
-  /// One checkpoint of `mode`; false when SQLite said busy or it failed (told).
-  bool checkpoint(int mode);
 
   db_handle db_;
   listener on_trouble_;
