@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using caresync::blob;
@@ -510,6 +512,7 @@ TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and re
                                     caresync::wire::k_default_max_frame);
   CHECK(h.type == caresync::wire::message_type::push);
   CHECK(h.compression == caresync::wire::codec::zstd);
+  CHECK(batch->frame_codec == caresync::wire::codec::zstd);
   CHECK(batch->frame.size() < batch->payload.size() / 2);
   raw_db app(path);
   CHECK(app.scalar("SELECT framed FROM cs_batch") == "1");
@@ -519,6 +522,7 @@ TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and re
   REQUIRE(again);
   CHECK(again->id == batch->id);
   CHECK(again->frame == batch->frame);
+  CHECK(again->frame_codec == caresync::wire::codec::zstd);
   CHECK(again->payload == batch->payload);
   CHECK(again->changes == batch->changes);
 
@@ -547,6 +551,35 @@ TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and re
       CHECK(e.code() == storage_errc::corrupt);
     }
   }
+}
+
+TEST_CASE("the store's WAL is checkpointed by a thread of its own and emptied when the store is quiet", "[store]") {
+  temp_dir dir;
+  const auto path = dir.file("tablet.db");
+  const auto s = open_store(path);
+  // Well over 1,000 pages (4 MiB) of commits.
+  for (int t = 0; t < 8; ++t) {
+    s->transaction([&] {
+      for (int i = 0; i < 200; ++i) s->create("visits", {{"client", std::string("Ana Ruiz")}, {"notes", std::string(4000, 'n')}});
+    });
+  }
+  // SQLite's own checkpoint would leave the WAL file at its largest size; the store's
+  // thread copies it into the database file and then truncates it. Waited for, not timed.
+  const auto size = [](const std::string& p) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(p, ec);
+    return ec ? std::uintmax_t{0} : n;
+  };
+  for (int i = 0; i < 400 && !(size(path + "-wal") == 0 && size(path) > (6u << 20)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(size(path + "-wal") == 0);
+  CHECK(size(path) > (6u << 20));
+  raw_db app(path);
+  CHECK(app.scalar("SELECT count(*) FROM visits") == "1600");
+  // Writes go on after it.
+  s->create("visits", {{"client", std::string("Cai")}});
+  CHECK(app.scalar("SELECT count(*) FROM visits") == "1601");
 }
 
 TEST_CASE("a transaction commits its writes together", "[store]") {
