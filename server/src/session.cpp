@@ -364,7 +364,8 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
   // A change writing a server_only field is stored without it (a copy only then).
   std::vector<change> stripped;
   std::span<const change> to_store = m.changes;
-  std::vector<std::span<const std::uint8_t>> as_sent(sent.begin(), sent.end());
+  std::vector<std::span<const std::uint8_t>> stripped_sent;
+  std::span<const std::span<const std::uint8_t>> to_store_sent = sent;
   if (std::any_of(refused.begin(), refused.end(), [](const wire::refusal& r) {
         return r.code == static_cast<std::uint16_t>(protocol_errc::server_only);
       })) {
@@ -372,13 +373,17 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
     strip_server_only(stripped, refused);
     to_store = stripped;
     // A change stored without some of its fields is encoded anew.
+    stripped_sent.assign(sent.begin(), sent.end());
     for (const auto& r : refused) {
-      if (r.code == static_cast<std::uint16_t>(protocol_errc::server_only) && r.index < as_sent.size()) as_sent[r.index] = {};
+      if (r.code == static_cast<std::uint16_t>(protocol_errc::server_only) && r.index < stripped_sent.size()) {
+        stripped_sent[r.index] = {};
+      }
     }
+    to_store_sent = stripped_sent;
   }
   push_outcome outcome;
   try {
-    outcome = context_.store.append_as(who_, m.batch, to_store, refused, as_sent);
+    outcome = context_.store.append_as(who_, m.batch, to_store, refused, to_store_sent);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
