@@ -406,9 +406,9 @@ void store::impl::commit_top() {
     set_state("hlc", std::to_string(clock.last().value));
     set_state("hlc_remote", std::to_string(remote_max.value));
     set_state("hlc_acked", std::to_string(acked_max.value));
-    clock_dirty = false;
   }
   sqlite::exec(db.get(), "COMMIT");
+  clock_dirty = false;  // only once stored: a failed commit leaves it to the next one
 }
 
 void store::transaction(const std::function<void()>& body) {

@@ -139,18 +139,27 @@ struct store::impl {
   template <class Body>
   auto in_transaction(Body&& body) {
     begin();
-    try {
-      if constexpr (std::is_void_v<decltype(body())>) {
+    // end(true) is outside the try: a commit that fails has rolled back and closed the
+    // transaction already, and must not be ended twice.
+    if constexpr (std::is_void_v<decltype(body())>) {
+      try {
         body();
-        end(true);
-      } else {
-        auto result = body();
-        end(true);
-        return result;
+      } catch (...) {
+        end(false);
+        throw;
       }
-    } catch (...) {
-      end(false);
-      throw;
+      end(true);
+    } else {
+      auto result = [&] {
+        try {
+          return body();
+        } catch (...) {
+          end(false);
+          throw;
+        }
+      }();
+      end(true);
+      return result;
     }
   }
 

@@ -70,3 +70,20 @@ TEST_CASE("a full disk on the server fails the push transiently and loses nothin
   CHECK(sync_client(*b, server.options(1)).sync().pulled == 150);
   CHECK(b->state_digest() == a->state_digest());
 }
+
+TEST_CASE("a write whose commit fails on a full disk is undone and the store takes the next one", "[store][faults][disk]") {
+  failing_vfs::install();  // before the store is opened
+  temp_dir dir;
+  auto s = open_tablet(dir, "c");
+  const auto kept = s->create("visits", {{"worker", std::string("marie")}});
+  failing_vfs::fail_writes("c.db");
+  CHECK_THROWS_MATCHES(s->create("visits", {{"worker", std::string("jana")}}), caresync::error,
+                       Catch::Predicate<caresync::error>([](const caresync::error& e) { return e.code() == storage_errc::io_failed; }));
+  failing_vfs::heal();
+  // The failed commit closed its transaction: the next write opens and commits its own.
+  const auto next = s->create("visits", {{"worker", std::string("petra")}});
+  CHECK(s->count("visits") == 2);
+  CHECK(s->get("visits", kept).has_value());
+  CHECK(s->get("visits", next).has_value());
+  CHECK(s->outbox_size() == 2);
+}
