@@ -10,8 +10,12 @@
 #include <algorithm>
 #include <deque>
 #include <exception>
+#include <functional>
+#include <future>
 #include <optional>
 #include <random>
+#include <system_error>
+#include <type_traits>
 #include <thread>
 
 namespace caresync {
@@ -62,6 +66,24 @@ wire::prime_spec prime_spec_of(const std::vector<priority_tier>& tiers, std::uin
     spec.tiers.push_back(std::move(w));
   }
   return spec;
+}
+
+/// Runs `apply` (the store's part) on a thread of its own while `meanwhile` (the
+/// connection's part) runs on this one, and returns what apply returned once both are
+/// done; apply's failure is rethrown here. `meanwhile` must not use the store, and must
+/// not throw. Without a thread to be had, the two run one after the other.
+template <class Apply, class Meanwhile>
+auto apply_aside(Apply&& apply, Meanwhile&& meanwhile) {
+  std::future<std::invoke_result_t<Apply&>> applied;
+  try {
+    applied = std::async(std::launch::async, std::ref(apply));
+  } catch (const std::system_error&) {
+    auto result = apply();
+    meanwhile();
+    return result;
+  }
+  meanwhile();
+  return applied.get();
 }
 
 }  // namespace
@@ -180,6 +202,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.node = s.node;
   hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
   if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
+  if (o.stream_pulls) hello.features |= wire::k_feature_stream;
   hello.app_version = o.app_version;
   const std::size_t outbox_at_start = local.outbox_size();
   hello.outbox = outbox_at_start;
@@ -363,23 +386,47 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     return wire::pull{from, o.pull_page_changes, o.pull_page_bytes, from < prime.spec.until ? prime.spec : wire::prime_spec{},
                       s.scope_epoch()};
   };
-  // Applies a page; asks for the next one first when there is more (but after a page
-  // carrying purges or backfilled records only once it is stored: the pull's scope
-  // epoch tells the server it was). True: more to come.
-  const auto take = [&](const wire::changes_page& page) {
-    const bool pipelined = page.more && page.scope_epoch == 0;
-    if (pipelined) channel.send(wire::make_frame(pull_at(page.next_cursor)));
-    report.conflicts += s.apply_page(page);
-    if (page.more && !pipelined) channel.send(wire::make_frame(pull_at(page.next_cursor)));
+  const auto receive_page = [&] {
+    return expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+  };
+  // Streamed pulls (docs/protocol.md, "5 pull"): the server sends the next page of a
+  // pull's answer unasked, up to a page with more = 0 or a scope epoch.
+  const bool streamed = (welcome.features & wire::k_feature_stream) != 0;
+  // Applies a page; the next one, when there is more, comes first (asked for now, unless
+  // it is streamed), but after a page carrying purges or backfilled records only once it
+  // is stored: the pull's scope epoch tells the server it was. Coming first, the next
+  // page is received and decoded on this thread while the store applies this one on
+  // another (apply_aside). `answers_pull`: the page answers a pull (not a wait).
+  // Returns the next page, if there is one.
+  const auto take = [&](const wire::changes_page& page, bool answers_pull) -> std::optional<wire::changes_page> {
+    std::optional<wire::changes_page> next;
+    std::exception_ptr lost;  // the next page did not come: this one still counts
+    if (page.more && page.scope_epoch == 0) {
+      if (!(streamed && answers_pull)) channel.send(wire::make_frame(pull_at(page.next_cursor)));
+      report.conflicts += apply_aside([&] { return s.apply_page(page); }, [&] {
+        try {
+          next = receive_page();
+        } catch (...) {
+          lost = std::current_exception();
+        }
+      });
+    } else {
+      report.conflicts += s.apply_page(page);
+    }
     count_page(page);
     tell();
     cursor = page.next_cursor;
-    return page.more;
+    if (lost) std::rethrow_exception(lost);
+    if (page.more && !next) {
+      channel.send(wire::make_frame(pull_at(page.next_cursor)));
+      next = receive_page();
+    }
+    return next;
   };
   bool waited = false;
   channel.send(wire::make_frame(pull_at(cursor)));
-  for (;;) {
-    if (take(expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes"))) continue;
+  for (auto page = std::optional(receive_page());;) {
+    if ((page = take(*page, true))) continue;
     // Up to date. Live mode: wait, once, for what other devices push next.
     if (waited || o.live_wait.count() <= 0 || !(welcome.features & wire::k_feature_wait)) break;
     waited = true;
@@ -388,7 +435,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     const auto answer =
         expect<wire::changes_page>(channel.receive_after(o.live_wait, wire::k_default_max_frame, compression), "changes");
     report.woken = !answer.items.empty();
-    if (!take(answer)) break;
+    if (!(page = take(answer, false))) break;
   }
   if (const auto resolved = local.run_resolvers(); resolved > 0) {
     report.resolved += resolved;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <utility>
 
 namespace caresync::server {
 
@@ -317,7 +318,7 @@ void session::on_hello(const wire::hello& m) {
                                 : (m.features & wire::k_feature_deflate) ? wire::k_feature_deflate
                                                                          : 0;
   compression_ = wire::codec_of(granted);
-  granted_ = granted | (m.features & wire::k_feature_wait);
+  granted_ = granted | (m.features & (wire::k_feature_wait | wire::k_feature_stream));
   wire::welcome w;
   w.server_name = context_.config.server_name;
   w.server_time_ms = system_time_ms();
@@ -412,7 +413,7 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
 
 void session::on_pull(const wire::pull& m) {
   scope_epoch_ = m.scope_epoch;
-  answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime);
+  answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime, true);
 }
 
 const primed& session::primed_for(const wire::prime_spec& spec) {
@@ -478,7 +479,7 @@ void session::on_prime(const wire::prime& m) {
 }
 
 void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
-                          const wire::prime_spec& prime) {
+                          const wire::prime_spec& prime, bool pull) {
   const auto& c = context_.config;
   max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
   max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
@@ -518,6 +519,12 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   changes_out_ += page.count() + page.backfill_count();
   context_.changes_out += page.count() + page.backfill_count();
   records_purged_ += page.purge_count();
+  // A stream (docs/protocol.md, "5 pull") goes on with the next page once this one is
+  // written, as the device would have asked; it stops where the device must store a
+  // page before it asks again (one with a scope epoch), and at the end of the log.
+  if (pull && (granted_ & wire::k_feature_stream) && pos.more && page.scope_epoch() == 0) {
+    stream_next_ = wire::pull{pos.next_cursor, max_changes, max_bytes, prime, scope_epoch_};
+  }
   send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more, left.changes, left.bytes),
                         compression_),
        false);
@@ -613,6 +620,9 @@ void session::send(wire::bytes frame, bool last) {
     if (ec) return self->close("connection lost");
     if (last || self->closing_) return self->close(self->outcome_);
     self->arm_timer(self->context_.config.idle_timeout);
+    if (auto next = std::exchange(self->stream_next_, std::nullopt)) {
+      return self->answer_page(next->cursor, next->max_changes, next->max_bytes, next->prime, true);
+    }
     self->read_header();
   });
 }

@@ -102,9 +102,10 @@ class session : public std::enable_shared_from_this<session> {
   void on_wait(const wire::wait& m);
   void on_prime(const wire::prime& m);
   /// Answers a pull (or a wait) with the page after `cursor`, leaving out the changes of
-  /// `prime` (a completed priority phase; until 0: none).
+  /// `prime` (a completed priority phase; until 0: none). A pull's answer goes on as a
+  /// stream when the device was granted k_feature_stream (`pull` true).
   void answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
-                   const wire::prime_spec& prime = {});
+                   const wire::prime_spec& prime = {}, bool pull = false);
   /// The changes of `spec`'s priority phase, computed once per session and spec.
   /// Throws caresync::error (storage).
   const primed& primed_for(const wire::prime_spec& spec);
@@ -141,6 +142,7 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<primed> primed_;            // the last priority phase asked for
   unsigned primes_computed_ = 0;            // each costs a read of the log: bounded
   std::optional<pull_estimate> estimate_;   // for the remaining counts of pages
+  std::optional<wire::pull> stream_next_;   // a streamed pull's next page, sent once the last is written
   bool closing_ = false;
   bool closed_ = false;
   const char* outcome_ = "closed";

@@ -71,6 +71,43 @@ TEST_CASE("a full disk on the server fails the push transiently and loses nothin
   CHECK(b->state_digest() == a->state_digest());
 }
 
+TEST_CASE("a full disk on the tablet mid-pull keeps the pages applied and resumes after them", "[sync][faults][disk]") {
+  // Pages are applied on a thread of the sync's own while the next one is received
+  // (sync_client.cpp, apply_aside): a page that cannot be stored must still fail the sync
+  // with the store's error, and every page before it must stay, whole.
+  failing_vfs::install();  // before the tablet opens its store
+  temp_dir dir;
+  test_server server(dir);
+  auto a = open_tablet(dir, "a");
+  add_visits(*a, 100);
+  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == 100);
+
+  auto b = open_tablet(dir, "b");
+  auto options = server.options(1);
+  options.pull_page_changes = 20;
+  options.on_progress = [](const sync_progress& p) {
+    if (p.pulled == 40) failing_vfs::fail_writes("b.db");  // after the second page is stored
+  };
+  const auto refused_before = failing_vfs::refused_writes();
+  try {
+    sync_client(*b, options).sync();
+    FAIL("the pull should fail while the tablet's disk is full");
+  } catch (const caresync::error& e) {
+    CHECK(e.code() == storage_errc::io_failed);
+    CHECK(is_transient(e.code()));
+  }
+  failing_vfs::heal();
+  CHECK(failing_vfs::refused_writes() > refused_before);
+  CHECK(b->cursor() == 40);
+  CHECK(b->count("visits") == 40);
+
+  options.on_progress = nullptr;
+  const auto resumed = sync_client(*b, options).sync();
+  CHECK(resumed.pulled == 60);
+  CHECK(b->count("visits") == 100);
+  CHECK(b->state_digest() == a->state_digest());
+}
+
 TEST_CASE("a write whose commit fails on a full disk is undone and the store takes the next one", "[store][faults][disk]") {
   failing_vfs::install();  // before the store is opened
   temp_dir dir;

@@ -4,7 +4,10 @@
 /// the new cursor in one transaction. An interrupted sync loses nothing: run it again.
 ///
 /// Thread contract: sync() runs on the store's thread and blocks until done or failed;
-/// one sync at a time per store.
+/// one sync at a time per store. While it pulls, sync() applies each page to the store on
+/// a thread of its own as it receives the next one (never two at once, and never while
+/// on_progress or a resolver runs, which run on the calling thread); a time_source given
+/// in store_options may therefore be called on that thread.
 
 #include <caresync/store.hpp>
 
@@ -88,6 +91,9 @@ struct sync_options {
   std::uint32_t pull_page_changes = 2000;        ///< 0: the server's default
   std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
   bool compress = true;                          ///< offer compressed frames (zstd, else deflate)
+  /// Offer streamed pulls: the server sends the pages of a pull in a row, each as soon
+  /// as the last is written, rather than one per request (docs/protocol.md, "5 pull").
+  bool stream_pulls = true;
   caresync::retry_policy retry;                  ///< retries of transient failures
   /// Live mode: after pulling, hold the connection up to this long waiting for new
   /// changes from other devices, and apply them as soon as they arrive (so a coordinator

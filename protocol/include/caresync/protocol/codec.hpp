@@ -68,6 +68,7 @@ class changes_page_builder {
   void add_backfill(std::uint64_t seq, std::span<const std::uint8_t> stored_change);
   /// The page's scope epoch (0 unless it carries purges or backfilled changes).
   void set_scope_epoch(std::uint64_t epoch) noexcept { scope_epoch_ = epoch; }
+  std::uint64_t scope_epoch() const noexcept { return scope_epoch_; }
   std::size_t purge_count() const noexcept { return purge_count_; }
   std::size_t backfill_count() const noexcept { return backfill_count_; }
   /// Bytes of purges and backfilled changes added so far.

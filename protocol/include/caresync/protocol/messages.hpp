@@ -28,6 +28,9 @@ inline constexpr std::uint16_t k_protocol_version = 6;
 inline constexpr std::uint32_t k_feature_deflate = 1u << 0;  ///< frames may be deflate-compressed
 inline constexpr std::uint32_t k_feature_zstd = 1u << 1;     ///< frames may be zstd-compressed
 inline constexpr std::uint32_t k_feature_wait = 1u << 2;     ///< the server answers `wait` (live mode)
+/// The server answers a pull with its pages in a row, unasked after the first, until one
+/// has more = 0 or a scope epoch (docs/protocol.md, "5 pull").
+inline constexpr std::uint32_t k_feature_stream = 1u << 3;
 
 /// Message type numbers, the fifth byte of each frame's header.
 enum class message_type : std::uint8_t {
