@@ -1415,6 +1415,62 @@ std::optional<change> store::impl::rebuild_from_row(table_statements& t, change 
 
 namespace {
 
+/// A column of the current row as a view of its bytes, by SQLite's storage class (as
+/// statement::column_value() makes a value of it).
+wire::value_view column_view(const sqlite::statement& row, int i) {
+  switch (row.column_type(i)) {
+    case SQLITE_INTEGER: return row.column_int64(i);
+    case SQLITE_FLOAT: return row.column_double(i);
+    case SQLITE_TEXT: return row.column_text_view(i);
+    case SQLITE_BLOB: return row.column_blob(i);
+    default: return std::monostate{};
+  }
+}
+
+}  // namespace
+
+store::impl::row_push store::impl::push_from_row(table_statements& t, std::string_view collection, const record_id& id,
+                                                 const version& ver, wire::push_builder& out) {
+  // Item fields are sent as operations read from cs_item, a lost kept write from
+  // cs_conflict (rebuild_from_row): not from the row alone.
+  if (t.def->has_items() || (any_conflicts && t.def->keeps_conflicts())) return row_push::not_plain;
+  const auto text = id.to_chars();
+  sqlite::reset_guard g(*t.select_full);
+  t.select_full->bind_static(1, text_of(text));
+  if (!t.select_full->step()) return row_push::not_plain;
+  // rebuild_from_row()'s walk over the clock, stopping at anything that is not a declared
+  // column written plainly: a kept write (sent with what it replaces), a value in
+  // cs_extra, a name the table does not declare. Those go the general way.
+  bool any_entry = false;
+  bool plain = true;
+  scratch_written.clear();
+  for_each_clock_entry(t.select_full->column_blob(0), [&](std::string_view name, const field_clock_entry& e) {
+    any_entry = true;
+    if (!plain || e.ver != ver) return;
+    const field_def* d = t.def->find(name);
+    if (e.kept || e.extra || !d) {
+      plain = false;
+      return;
+    }
+    scratch_written.push_back({name, d});
+  });
+  if (!plain) return row_push::not_plain;
+  // Every field it wrote was overwritten since: later entries carry the record. A record
+  // without any field (created empty) is still sent, or the server would never know it.
+  if (scratch_written.empty() && any_entry) return row_push::overwritten;
+  // Name order, as rebuild_from_row() makes the fields (and merge() sees them).
+  std::sort(scratch_written.begin(), scratch_written.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  scratch_views.clear();
+  for (const auto& w : scratch_written) {
+    scratch_views.push_back({w.name, column_view(*t.select_full, static_cast<int>(w.def - t.def->fields.data()) + 1)});
+  }
+  // Written while the statement is on the row: the views point into it.
+  out.add_upsert(collection, id, ver, scratch_views);
+  return row_push::written;
+}
+
+namespace {
+
 /// The header of a whole frame; throws protocol_error when it is not one.
 wire::frame_header header_of(std::span<const std::uint8_t> frame) {
   if (frame.size() < wire::k_frame_header_size) throw protocol_error(protocol_errc::malformed, "short frame");
@@ -1450,15 +1506,26 @@ std::vector<outbox_batch> store::impl::pinned_batches() {
       } else {
         batch.payload.assign(stored.begin(), stored.end());
       }
-      auto decoded = wire::decode(wire::message_type::push, batch.payload);
-      auto* p = std::get_if<wire::push>(&decoded);
-      if (!p || p->batch != batch.id) throw protocol_error(protocol_errc::malformed, "another batch");
-      batch.changes = std::move(p->changes);
     } catch (const protocol_error&) {
       throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
     }
+    // Read through once: a damaged batch fails here, before it is sent.
+    const auto changes = batch.decode_changes();
+    batch.change_count = changes.size();
+    for (const auto& c : changes) batch.max_stamp = std::max(batch.max_stamp, c.ver.stamp);
   }
   return out;
+}
+
+std::vector<change> outbox_batch::decode_changes() const {
+  try {
+    auto decoded = wire::decode(wire::message_type::push, payload);
+    auto* p = std::get_if<wire::push>(&decoded);
+    if (!p || p->batch != id) throw protocol_error(protocol_errc::malformed, "another batch");
+    return std::move(p->changes);
+  } catch (const protocol_error&) {
+    throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
+  }
 }
 
 std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire::codec compression) {
@@ -1472,6 +1539,12 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire
     sqlite::statement entries(db.get(),
                               "SELECT seq, collection, id, stamp, kind, frozen FROM cs_outbox WHERE seq > ? ORDER BY seq LIMIT ?");
     sqlite::statement drop(db.get(), "DELETE FROM cs_outbox WHERE seq > ? AND seq <= ?");
+    // Each change goes into the payload as it is made; the batch keeps only its bytes.
+    wire::push_builder push;
+    const auto add = [&](const change& c) {
+      push.add(c);
+      batch.max_stamp = std::max(batch.max_stamp, c.ver.stamp);
+    };
     for (;;) {
       const std::int64_t start = batch.last_seq;
       entries.bind(1, start).bind(2, static_cast<std::int64_t>(max_changes));
@@ -1486,28 +1559,38 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire
         const version ver{hlc_stamp{static_cast<std::uint64_t>(entries.column_int64(3))}, node};
         if (entries.column_type(5) != SQLITE_NULL) {
           // Frozen when its record was deleted here before it was sent (delete_locally).
+          change frozen;
           try {
-            batch.changes.push_back(wire::decode_change(entries.column_blob(5)));
+            frozen = wire::decode_change(entries.column_blob(5));
           } catch (const protocol_error&) {
             throw error(make_error_code(storage_errc::corrupt), "an outbox entry in the store is damaged");
           }
-        } else if (auto c = rebuild(entries.column_text(1), id_from_blob(entries.column_blob(2)), ver,
-                                    static_cast<change_kind>(kind))) {
-          batch.changes.push_back(std::move(*c));
+          add(frozen);
+          continue;
+        }
+        const auto collection = entries.column_text_view(1);
+        const auto id = id_from_blob(entries.column_blob(2));
+        // Most entries are upserts of a record in its table: written straight from the row.
+        auto direct = row_push::not_plain;
+        if (kind == static_cast<std::int64_t>(change_kind::upsert)) {
+          if (table_statements* t = table(collection)) direct = push_from_row(*t, collection, id, ver, push);
+        }
+        if (direct == row_push::written) {
+          batch.max_stamp = std::max(batch.max_stamp, ver.stamp);
+        } else if (direct == row_push::not_plain) {
+          if (auto c = rebuild(collection, id, ver, static_cast<change_kind>(kind))) add(*c);
         }
       }
       entries.reset();
       if (read == 0) return std::nullopt;
-      if (!batch.changes.empty()) break;
+      if (push.count() > 0) break;
       // Entries whose writes were all overwritten since: nothing left to send for them.
       drop.bind(1, start).bind(2, batch.last_seq).run();
       drop.reset();
     }
     batch.id = record_id::generate();
-    // Made as the message variant itself: encode() taking a push would copy every change.
-    wire::message message{wire::push{batch.id, std::move(batch.changes)}};
-    batch.payload = wire::encode(message);
-    batch.changes = std::move(std::get<wire::push>(message).changes);
+    batch.change_count = push.count();
+    batch.payload = push.finish(batch.id);
     // Pinned as the frame that is sent: compressed, it is a third of the payload's bytes
     // to write now and to overwrite when the batch is acknowledged (secure_delete).
     batch.frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
@@ -1524,9 +1607,9 @@ std::optional<outbox_batch> store::impl::next_batch(std::size_t max_changes, wir
   return pin_batch(max_changes, compression);
 }
 
-store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<const change> sent,
-                                               const std::vector<wire::refusal>& refusals) {
+store::impl::ack_result store::impl::ack_batch(const outbox_batch& batch, const std::vector<wire::refusal>& refusals) {
   return in_transaction([&]() -> ack_result {
+    const batch_id& id = batch.id;
     // Answers come in the order batches were sent, so the acknowledged batch is the
     // oldest pinned one; its outbox entries are exactly those up to its last seq.
     sqlite::statement oldest(db.get(), "SELECT id, last_seq FROM cs_batch ORDER BY last_seq LIMIT 1");
@@ -1534,6 +1617,13 @@ store::impl::ack_result store::impl::ack_batch(const batch_id& id, std::span<con
       throw error(make_error_code(protocol_errc::unexpected_message),
                   "the server acknowledged a push batch this store did not send, or not in the order sent");
     }
+    // Every change stored: the greatest stamp is all the acknowledgement needs of them.
+    if (refusals.empty() && batch.change_count > 0) {
+      acked_max = std::max(acked_max, batch.max_stamp);
+      clock_dirty = true;
+    }
+    // Otherwise each change is looked at, decoded from the bytes sent.
+    const std::vector<change> sent = refusals.empty() ? std::vector<change>{} : batch.decode_changes();
     // A change stamped too far ahead of the server's clock gets a new stamp from the
     // corrected clock and goes back into the outbox; every other refusal is quarantined.
     std::vector<const change*> held;

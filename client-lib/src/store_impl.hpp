@@ -30,6 +30,7 @@
 #include "wal_checkpointer.hpp"
 
 #include <caresync/protocol/change.hpp>
+#include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/hlc.hpp>
 #include <caresync/protocol/merge.hpp>
 #include <caresync/protocol/frame.hpp>
@@ -64,16 +65,23 @@ struct table_statements {
 };
 
 /// A push batch, pinned in cs_batch from before it is sent until acknowledged, so a
-/// resend carries the same id and exactly the same changes.
+/// resend carries the same id and exactly the same changes. It holds its changes only as
+/// the bytes sent: what acknowledging it needs of them is counted when it is made, and the
+/// changes themselves are decoded again only when the server refuses some (ack_batch).
 struct outbox_batch {
   batch_id id;
   std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
-  std::vector<change> changes;
+  std::size_t change_count = 0;  ///< changes in the push
+  hlc_stamp max_stamp{};         ///< the greatest stamp of its changes
   std::vector<std::uint8_t> payload;  ///< the push message, encoded (wire::encode)
   /// The whole frame as pinned and sent (compressed as pin_batch was told, when that made
   /// it smaller); empty for a batch an older build pinned as its payload alone.
   std::vector<std::uint8_t> frame;
   wire::codec frame_codec = wire::codec::none;  ///< how `frame` is compressed
+
+  /// The batch's changes, decoded from `payload`. Throws caresync::error
+  /// (storage_errc::corrupt) when the payload is not a push of this batch.
+  std::vector<change> decode_changes() const;
 };
 
 /// A page must move forward and hold valid changes above `cursor`, in order. Throws
@@ -125,6 +133,8 @@ struct store::impl {
     const field_def* def;
   };
   std::vector<written_field> scratch_written;
+  /// push_from_row()'s fields, as views into the row.
+  std::vector<wire::field_view> scratch_views;
 
   // --- opening
   void open_database();
@@ -286,18 +296,17 @@ struct store::impl {
   std::optional<outbox_batch> pin_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
   /// The oldest pinned batch, or else a new one.
   std::optional<outbox_batch> next_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
-  /// Removes the oldest pinned batch and its outbox entries; throws if `id` is not the
-  /// oldest pinned batch. `sent` are the batch's changes (empty: not known, e.g. in tests) and `refusals`
-  /// what the server refused of them, by index, ascending. A change refused as
-  /// clock_ahead is re-stamped and back in the outbox; one the server stored without its
-  /// server_only fields shows the server's values of those (the refusal's restore list);
-  /// others are quarantined.
+  /// Removes the oldest pinned batch and its outbox entries; throws if `batch` is not the
+  /// oldest pinned batch. `refusals` are what the server refused of its changes, by
+  /// index, ascending (the changes are decoded from the batch's payload only then). A
+  /// change refused as clock_ahead is re-stamped and back in the outbox; one the server
+  /// stored without its server_only fields shows the server's values of those (the
+  /// refusal's restore list); others are quarantined.
   struct ack_result {
     std::size_t requeued = 0;  ///< refused changes re-stamped and back in the outbox (clock_ahead)
     std::size_t reverted = 0;  ///< changes stored without their server_only fields, put back here
   };
-  ack_result ack_batch(const batch_id& id, std::span<const change> sent = {},
-                       const std::vector<wire::refusal>& refusals = {});
+  ack_result ack_batch(const outbox_batch& batch, const std::vector<wire::refusal>& refusals = {});
   /// Puts back the server's values (and versions) of the fields a server_only refusal
   /// names, where `c` wrote the value shown or the tombstone's version.
   void revert_server_only(const change& c, const std::vector<wire::restored_field>& restore);
@@ -307,6 +316,18 @@ struct store::impl {
   /// rebuild() for a live record in its table: one row read, no clock map. std::nullopt
   /// in `found` when the record is not in its table.
   std::optional<change> rebuild_from_row(table_statements& t, change c, bool& found);
+  /// How push_from_row() fared with an outbox entry.
+  enum class row_push {
+    written,      ///< the upsert is in the push
+    overwritten,  ///< every field it wrote was overwritten since: nothing to send
+    not_plain,    ///< not a plain upsert of a row in its table: rebuild() makes it
+  };
+  /// pin_batch()'s way for the common upsert: when the record is in its table and the
+  /// fields `ver` wrote are all in its declared columns (nothing kept, in cs_extra, or in
+  /// items; no open conflicts to look for), writes the change into `out` straight from
+  /// the row, the same bytes rebuild() and push_builder::add() would make, and no `change`.
+  row_push push_from_row(table_statements& t, std::string_view collection, const record_id& id, const version& ver,
+                         wire::push_builder& out);
   std::optional<change> rebuild(std::string_view collection, const record_id& id, const version& ver,
                                 change_kind kind);
   /// Applies a page and moves the cursor, in one transaction, after check_page() against

@@ -260,7 +260,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
             as_pinned ? std::move(batch.frame) : wire::make_frame(wire::message_type::push, batch.payload, compression);
         if (welcome.max_frame_bytes && frame.size() > welcome.max_frame_bytes) {
           throw error(make_error_code(protocol_errc::limit_exceeded),
-                      "a push batch of " + std::to_string(batch.changes.size()) +
+                      "a push batch of " + std::to_string(batch.change_count) +
                           " changes is larger than the server accepts; lower push_batch_changes");
         }
         channel.send(frame);
@@ -280,8 +280,8 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           std::count_if(result.refused.begin(), result.refused.end(), [](const wire::refusal& r) {
             return r.code == static_cast<std::uint16_t>(protocol_errc::server_only);
           }));
-      if (result.accepted + result.refused.size() - stored_without != sent.changes.size() ||
-          (!result.refused.empty() && result.refused.back().index >= sent.changes.size())) {
+      if (result.accepted + result.refused.size() - stored_without != sent.change_count ||
+          (!result.refused.empty() && result.refused.back().index >= sent.change_count)) {
         throw protocol_error(protocol_errc::malformed, "the server's push_result does not account for the batch sent");
       }
       // The next batch is pinned in the acknowledgement's transaction: one commit (and one
@@ -291,7 +291,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       store::impl::ack_result acked;
       try {
         acked = s.in_transaction([&] {
-          const auto a = s.ack_batch(result.batch, sent.changes, result.refused);
+          const auto a = s.ack_batch(sent, result.refused);
           // The batch's changes follow the cursor directly (their sequence numbers are
           // consecutive, given in one transaction): no other device's change lies
           // between, so the store holds the log up to the batch's last, and the pull
@@ -319,7 +319,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
         // stored alone, as the server has the batch.
         if (!pinning) throw;
         stop_pinning();
-        acked = s.ack_batch(result.batch, sent.changes, result.refused);
+        acked = s.ack_batch(sent, result.refused);
       }
       s.checkpoint_after_purge();
       report.pushed += result.accepted;

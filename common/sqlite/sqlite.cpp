@@ -195,9 +195,12 @@ void statement::reset() noexcept {
   sqlite3_clear_bindings(stmt_.get());
 }
 
-std::string statement::column_text(int i) const {
+std::string statement::column_text(int i) const { return std::string(column_text_view(i)); }
+
+std::string_view statement::column_text_view(int i) const noexcept {
+  // sqlite3_column_bytes after sqlite3_column_text: the length of the text as converted.
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), i));
-  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), i))) : std::string();
+  return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), i))) : std::string_view();
 }
 
 std::span<const std::uint8_t> statement::column_blob(int i) const noexcept {
@@ -208,7 +211,7 @@ std::span<const std::uint8_t> statement::column_blob(int i) const noexcept {
 value statement::column_value(int i) const {
   switch (column_type(i)) {
     case SQLITE_INTEGER: return column_int64(i);
-    case SQLITE_FLOAT: return sqlite3_column_double(stmt_.get(), i);
+    case SQLITE_FLOAT: return column_double(i);
     case SQLITE_TEXT: return column_text(i);
     case SQLITE_BLOB: {
       const auto b = column_blob(i);

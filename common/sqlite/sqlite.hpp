@@ -85,7 +85,11 @@ class statement {
 
   int column_type(int i) const noexcept { return sqlite3_column_type(stmt_.get(), i); }
   std::int64_t column_int64(int i) const noexcept { return sqlite3_column_int64(stmt_.get(), i); }
+  double column_double(int i) const noexcept { return sqlite3_column_double(stmt_.get(), i); }
   std::string column_text(int i) const;
+  /// column_text() without a copy: valid until the statement steps, resets or converts the
+  /// column (as column_blob()).
+  std::string_view column_text_view(int i) const noexcept;
   std::span<const std::uint8_t> column_blob(int i) const noexcept;
   /// The column as a caresync value, by SQLite's storage class.
   value column_value(int i) const;

@@ -1,8 +1,9 @@
-// Payload encoding (docs/protocol.md, "Payload encoding"). cereal's portable binary
-// archive supplies the leading endianness byte and little-endian fixed-width numbers;
-// lengths, counts and sequence numbers are LEB128 varints written byte by byte, because
-// cereal's own size tags are 8 bytes each and its container loaders trust the length
-// on the wire. Every reader call checks the bytes left before it reads or allocates.
+// Payload encoding (docs/protocol.md, "Payload encoding"). The bytes are those of cereal's
+// portable binary archive with the little-endian option: a leading endianness byte and
+// little-endian fixed-width numbers. The reader reads them with that archive; the writer
+// writes the same bytes itself, without a stream call for each number. Lengths, counts
+// and sequence numbers are LEB128 varints written byte by byte, because cereal's own size
+// tags are 8 bytes each and its container loaders trust the length on the wire. Every reader call checks the bytes left before it reads or allocates.
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -10,13 +11,15 @@
 #include <cereal/archives/portable_binary.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <istream>
-#include <ostream>
+#include <limits>
 #include <streambuf>
+#include <type_traits>
+#include <variant>
 
 namespace caresync::wire {
 
@@ -33,30 +36,6 @@ constexpr std::uint8_t k_revivable_flag = 0x10;
 /// Bit 3, on an upsert (protocol version 6): the version of the revivable delete it
 /// dismisses follows the covered versions' place (before any item list).
 constexpr std::uint8_t k_dismisses_flag = 0x08;
-
-/// Appends to a byte vector; cheaper than std::ostringstream and no copy at the end.
-class vector_sink final : public std::streambuf {
- public:
-  explicit vector_sink(bytes& out) : out_(out) {}
-
-  /// The vector written to: the sink keeps no buffer of its own, so bytes appended here
-  /// directly stay in order with what goes through the stream.
-  bytes& target() noexcept { return out_; }
-
- protected:
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out_.push_back(static_cast<std::uint8_t>(c));
-    return traits_type::not_eof(c);
-  }
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_.insert(out_.end(), reinterpret_cast<const std::uint8_t*>(s),
-                reinterpret_cast<const std::uint8_t*>(s) + n);
-    return n;
-  }
-
- private:
-  bytes& out_;
-};
 
 /// Reads from a span; knows how many bytes are left.
 class span_source final : public std::streambuf {
@@ -81,17 +60,27 @@ constexpr std::size_t k_max_adds = 64;   // items one operation adds
   throw protocol_error(protocol_errc::malformed, what);
 }
 
+/// The archive's byte-order marker that opens every payload and stored change: 1, little
+/// endian (docs/protocol.md, "Payload encoding").
+constexpr std::uint8_t k_little_endian_marker = 1;
+
+/// Appends the encoding's parts to a byte vector: what encode(), encode_change() and the
+/// builders write with, so every path writes the same bytes. Fixed-width numbers are
+/// little-endian, byte for byte as cereal's portable archive writes them with the
+/// little-endian option (the reader reads them with it), without a stream call for each
+/// (they showed in profiles). Writes no marker byte: a payload's first byte is written
+/// by whoever starts the payload (payload_writer()).
 class writer {
  public:
-  explicit writer(bytes& out) : sink_(out), stream_(&sink_), ar_(stream_, cereal::PortableBinaryOutputArchive::Options::LittleEndian()) {}
+  explicit writer(bytes& out) noexcept : out_(out) {}
 
-  // Single bytes and byte runs (names, texts, varints: most of a change) go straight to
-  // the vector; through the archive each costs a stream call (it showed in profiles).
-  void u8(std::uint8_t v) { sink_.target().push_back(v); }
-  void u16(std::uint16_t v) { ar_(v); }
-  void u32(std::uint32_t v) { ar_(v); }
-  void u64(std::uint64_t v) { ar_(v); }
-  void f64(double v) { ar_(v); }
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void u16(std::uint16_t v) { little_endian(v); }
+  void u32(std::uint32_t v) { little_endian(v); }
+  void u64(std::uint64_t v) { little_endian(v); }
+  /// An IEEE-754 double as its bits, little-endian (as the archive writes it on a
+  /// little-endian host, and on any other after swapping).
+  void f64(double v) { little_endian(std::bit_cast<std::uint64_t>(v)); }
   void boolean(bool v) { u8(v ? 1 : 0); }
   void uvarint(std::uint64_t v) {
     std::uint8_t buf[10];
@@ -105,7 +94,7 @@ class writer {
   }
   void raw(const void* p, std::size_t n) {
     const auto* b = static_cast<const std::uint8_t*>(p);
-    sink_.target().insert(sink_.target().end(), b, b + n);
+    out_.insert(out_.end(), b, b + n);
   }
   void text(std::string_view s) {
     uvarint(s.size());
@@ -113,36 +102,23 @@ class writer {
   }
   void id(const record_id& r) { raw(r.bytes.data(), r.bytes.size()); }
 
+  /// A value: its tag (the variant's index), then what the kind carries. value and
+  /// value_view share the order of alternatives, so both write the same bytes.
   void val(const value& v) {
     u8(static_cast<std::uint8_t>(v.index()));
-    switch (kind_of(v)) {
-      case value_kind::null: break;
-      case value_kind::integer: {
-        const auto i = std::get<std::int64_t>(v);
-        // zigzag: small negative numbers stay small
-        uvarint((static_cast<std::uint64_t>(i) << 1) ^ static_cast<std::uint64_t>(i >> 63));
-        break;
-      }
-      case value_kind::real: f64(std::get<double>(v)); break;
-      case value_kind::text: text(std::get<std::string>(v)); break;
-      case value_kind::bytes: {
-        const auto& b = std::get<blob>(v).bytes;
-        uvarint(b.size());
-        raw(b.data(), b.size());
-        break;
-      }
-    }
+    std::visit([this](const auto& x) { value_body(x); }, v);
+  }
+  void val(const value_view& v) {
+    u8(static_cast<std::uint8_t>(v.index()));
+    std::visit([this](const auto& x) { value_body(x); }, v);
   }
 
   void body(const change& c) {
-    text(c.collection);
-    id(c.id);
-    u64(c.ver.stamp.value);
-    u64(c.ver.node);
     // Bit 7 of the kind byte says a kept list follows the fields (protocol version 3).
-    u8(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag) |
-                                 (c.items.empty() ? 0 : k_items_flag) | (c.covers ? k_covers_flag : 0) |
-                                 (c.revivable ? k_revivable_flag : 0) | (c.dismisses ? k_dismisses_flag : 0)));
+    head(c.collection, c.id, c.ver,
+         static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.kind) | (c.kept.empty() ? 0 : k_kept_flag) |
+                                   (c.items.empty() ? 0 : k_items_flag) | (c.covers ? k_covers_flag : 0) |
+                                   (c.revivable ? k_revivable_flag : 0) | (c.dismisses ? k_dismisses_flag : 0)));
     uvarint(c.fields.size());
     for (const auto& f : c.fields) {
       text(f.name);
@@ -169,6 +145,17 @@ class writer {
         for (const auto& a : op.add) text(a);
         versions(op.remove);
       }
+    }
+  }
+
+  /// body() of an upsert whose only parts are `fields` (push_builder::add_upsert): no
+  /// flag set in its kind byte, nothing after the fields.
+  void plain_upsert(std::string_view collection, const record_id& r, const version& ver, std::span<const field_view> fields) {
+    head(collection, r, ver, static_cast<std::uint8_t>(change_kind::upsert));
+    uvarint(fields.size());
+    for (const auto& f : fields) {
+      text(f.name);
+      val(f.val);
     }
   }
 
@@ -214,10 +201,51 @@ class writer {
   }
 
  private:
-  vector_sink sink_;
-  std::ostream stream_;
-  cereal::PortableBinaryOutputArchive ar_;
+  template <class T>
+  void little_endian(T v) {
+    std::uint8_t buf[sizeof(T)];
+    for (std::size_t i = 0; i < sizeof(T); ++i) buf[i] = static_cast<std::uint8_t>(v >> (8 * i));
+    raw(buf, sizeof(T));
+  }
+
+  /// A change's collection, id, version and kind byte: how every change begins.
+  void head(std::string_view collection, const record_id& r, const version& ver, std::uint8_t kind_byte) {
+    text(collection);
+    id(r);
+    u64(ver.stamp.value);
+    u64(ver.node);
+    u8(kind_byte);
+  }
+
+  // What follows a value's tag, by kind.
+  void value_body(std::monostate) {}
+  void value_body(std::int64_t i) {
+    // zigzag: small negative numbers stay small
+    uvarint((static_cast<std::uint64_t>(i) << 1) ^ static_cast<std::uint64_t>(i >> 63));
+  }
+  void value_body(double d) { f64(d); }
+  void value_body(std::string_view s) { text(s); }
+  void value_body(const std::string& s) { text(s); }
+  void value_body(std::span<const std::uint8_t> b) {
+    uvarint(b.size());
+    raw(b.data(), b.size());
+  }
+  void value_body(const blob& b) { value_body(std::span<const std::uint8_t>(b.bytes)); }
+
+  bytes& out_;
 };
+
+static_assert(std::variant_size_v<value> == std::variant_size_v<value_view>);
+static_assert(std::is_same_v<std::variant_alternative_t<1, value>, std::variant_alternative_t<1, value_view>> &&
+                  std::is_same_v<std::variant_alternative_t<2, value>, std::variant_alternative_t<2, value_view>>,
+              "value_view's alternatives are value's, in its order: the index is the wire tag");
+
+/// A writer of a new payload or stored change: writes the marker byte first.
+writer payload_writer(bytes& out) {
+  writer w(out);
+  w.u8(k_little_endian_marker);
+  return w;
+}
 
 class reader {
  public:
@@ -432,7 +460,7 @@ class reader {
     // The archive's first byte says the byte order; caresync senders always write
     // little-endian (1). Check it here: cereal would accept any value.
     if (in.empty()) malformed("empty payload");
-    if (in[0] != 1) malformed("payload does not start with the little-endian marker byte 0x01");
+    if (in[0] != k_little_endian_marker) malformed("payload does not start with the little-endian marker byte 0x01");
     return cereal::PortableBinaryInputArchive(stream_);
   }
 
@@ -761,10 +789,8 @@ message decode_body(message_type type, reader& r) {
 bytes encode(const message& m) {
   bytes out;
   out.reserve(64);
-  {
-    writer w(out);
-    std::visit(encoder{w}, m);
-  }
+  auto w = payload_writer(out);
+  std::visit(encoder{w}, m);
   return out;
 }
 
@@ -795,8 +821,7 @@ push decode_push(std::span<const std::uint8_t> payload, std::vector<std::span<co
 bytes encode_change(const change& c) {
   bytes out;
   out.reserve(64);
-  writer w(out);
-  w.body(c);
+  payload_writer(out).body(c);
   return out;
 }
 
@@ -825,69 +850,88 @@ std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> sto
 
 std::size_t page_item_bytes(const sequenced_change& item) { return page_item_bytes(item.seq, encode_change(item.body)); }
 
-void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
-  if (stored_change.empty() || stored_change[0] != 1) malformed("stored change lacks its marker byte");
-  std::uint8_t buf[10];
-  std::size_t n = 0;
-  while (seq >= 0x80) {
-    buf[n++] = static_cast<std::uint8_t>(seq | 0x80);
-    seq >>= 7;
-  }
-  buf[n++] = static_cast<std::uint8_t>(seq);
-  items_.insert(items_.end(), buf, buf + n);
-  // Skip the archive's marker byte: inside a page the change follows its sequence number.
-  items_.insert(items_.end(), stored_change.begin() + 1, stored_change.end());
-  ++count_;
-}
-
 namespace {
 
-/// A uvarint appended to a byte vector without an archive (an archive writes its marker
-/// byte first; these bytes go inside a payload).
-void append_uvarint(bytes& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<std::uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<std::uint8_t>(v));
+/// A stored change (encode_change) less its marker byte, as it goes inside a payload;
+/// throws protocol_error (malformed) when it lacks the marker.
+std::span<const std::uint8_t> unmarked(std::span<const std::uint8_t> stored_change) {
+  if (stored_change.empty() || stored_change[0] != k_little_endian_marker) malformed("stored change lacks its marker byte");
+  return stored_change.subspan(1);
 }
 
 }  // namespace
+
+void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
+  // Inside a page the change follows its sequence number.
+  const auto change = unmarked(stored_change);
+  writer w(items_);
+  w.uvarint(seq);
+  w.raw(change.data(), change.size());
+  ++count_;
+}
 
 bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
                                    std::uint64_t remaining_bytes) const {
   bytes out;
   out.reserve(items_.size() + purges_.size() + backfill_.size() + 48);
-  {
-    writer w(out);
-    w.uvarint(next_cursor);
-    w.boolean(more);
-    w.uvarint(remaining_changes);
-    w.uvarint(remaining_bytes);
-    w.uvarint(count_);
-  }
-  out.insert(out.end(), items_.begin(), items_.end());
+  auto w = payload_writer(out);
+  w.uvarint(next_cursor);
+  w.boolean(more);
+  w.uvarint(remaining_changes);
+  w.uvarint(remaining_bytes);
+  w.uvarint(count_);
+  w.raw(items_.data(), items_.size());
   // Version 5: the scope section, after the items.
-  append_uvarint(out, scope_epoch_);
-  append_uvarint(out, purge_count_);
-  out.insert(out.end(), purges_.begin(), purges_.end());
-  append_uvarint(out, backfill_count_);
-  out.insert(out.end(), backfill_.begin(), backfill_.end());
+  w.uvarint(scope_epoch_);
+  w.uvarint(purge_count_);
+  w.raw(purges_.data(), purges_.size());
+  w.uvarint(backfill_count_);
+  w.raw(backfill_.data(), backfill_.size());
   return out;
 }
 
 void changes_page_builder::add_purge(std::string_view collection, const record_id& id) {
-  append_uvarint(purges_, collection.size());
-  purges_.insert(purges_.end(), collection.begin(), collection.end());
-  purges_.insert(purges_.end(), id.bytes.begin(), id.bytes.end());
+  writer w(purges_);
+  w.text(collection);
+  w.id(id);
   ++purge_count_;
 }
 
 void changes_page_builder::add_backfill(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
-  if (stored_change.empty() || stored_change[0] != 1) malformed("stored change lacks its marker byte");
-  append_uvarint(backfill_, seq);
-  backfill_.insert(backfill_.end(), stored_change.begin() + 1, stored_change.end());
+  const auto change = unmarked(stored_change);
+  writer w(backfill_);
+  w.uvarint(seq);
+  w.raw(change.data(), change.size());
   ++backfill_count_;
+}
+
+void push_builder::add(const change& c) {
+  writer(changes_).body(c);
+  ++count_;
+}
+
+void push_builder::add_upsert(std::string_view collection, const record_id& id, const caresync::version& ver,
+                              std::span<const field_view> fields) {
+  // Checked before anything is written: the builder holds only whole changes.
+  for (std::size_t i = 1; i < fields.size(); ++i) {
+    if (!(fields[i - 1].name < fields[i].name)) {
+      throw protocol_error(protocol_errc::malformed,
+                           "a plain upsert's fields are not in ascending name order, or name one field twice");
+    }
+  }
+  writer(changes_).plain_upsert(collection, id, ver, fields);
+  ++count_;
+}
+
+bytes push_builder::finish(const batch_id& batch) const {
+  bytes out;
+  // marker, id, count (a uvarint of at most 10 bytes)
+  out.reserve(1 + batch.bytes.size() + 10 + changes_.size());
+  auto w = payload_writer(out);
+  w.id(batch);
+  w.uvarint(count_);
+  w.raw(changes_.data(), changes_.size());
+  return out;
 }
 
 }  // namespace caresync::wire

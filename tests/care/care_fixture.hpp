@@ -70,11 +70,11 @@ inline std::size_t transfer(store& from, store& to) {
   while (auto batch = from.internal().next_batch(500)) {
     wire::changes_page page;
     std::uint64_t seq = to.cursor();
-    for (const auto& c : batch->changes) page.items.push_back({++seq, c});
+    for (const auto& c : batch->decode_changes()) page.items.push_back({++seq, c});
     page.next_cursor = seq;
     to.internal().apply_page(page);
-    from.internal().ack_batch(batch->id);
-    moved += batch->changes.size();
+    from.internal().ack_batch(*batch);
+    moved += batch->change_count;
   }
   return moved;
 }

@@ -52,13 +52,13 @@ std::vector<std::string> pending_fields(store& s, const record_id& id) {
   std::vector<std::string> names;
   auto batch = s.internal().next_batch(1000);
   REQUIRE(batch);
-  for (const auto& c : batch->changes) {
+  for (const auto& c : batch->decode_changes()) {
     if (c.id != id) continue;
     names.clear();
     for (const auto& f : c.fields) names.push_back(f.name);
     for (const auto& op : c.items) names.push_back(op.field);
   }
-  s.internal().ack_batch(batch->id);
+  s.internal().ack_batch(*batch);
   std::sort(names.begin(), names.end());
   return names;
 }

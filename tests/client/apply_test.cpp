@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -74,7 +75,7 @@ std::string scalar(const std::string& path, const std::string& sql) { return car
 
 std::vector<change> pending_changes(store& s) {
   auto batch = s.internal().next_batch(1000);
-  return batch ? batch->changes : std::vector<change>{};
+  return batch ? batch->decode_changes() : std::vector<change>{};
 }
 
 }  // namespace
@@ -217,7 +218,7 @@ TEST_CASE("a push sends each record's latest writes, not the ones overwritten si
   CHECK(out[0].id == id);
   CHECK(out[0].fields == std::vector<field_write>{{"client", std::string("Ana")}, {"minutes", std::int64_t{3}}});
   // The entries with nothing left to send go with the batch when it is acknowledged.
-  s->internal().ack_batch(s->internal().next_batch(1000)->id);
+  s->internal().ack_batch(*s->internal().next_batch(1000));
   CHECK(s->outbox_size() == 0);
   CHECK(s->is_synced("visits", id));
 }
@@ -247,12 +248,74 @@ TEST_CASE("outbox entries with nothing left to send are dropped without a push",
   CHECK(s->outbox_size() == 0);
 }
 
+TEST_CASE("a pinned batch holds the bytes of its changes rebuilt and encoded one by one", "[store][outbox]") {
+  // Plain upserts are written into the push straight from their rows; the rest (kept
+  // writes, items, deletes, frozen edits) are rebuilt as changes. Both must give the
+  // bytes that encoding each rebuilt change gives.
+  using caresync::field_def;
+  using caresync::merge_policy;
+  temp_dir dir;
+  caresync::schema schema{{
+      collection_def{"visits",
+                     {{"client", value_kind::text}, {"minutes", value_kind::integer}, {"score", value_kind::real}, {"sig", value_kind::bytes}}},
+      collection_def{"referrals", {field_def{"reason", value_kind::text, merge_policy::keep_both}, {"urgent", value_kind::integer}}},
+      collection_def{"journals", {field_def{"entries", value_kind::text, merge_policy::append}, {"title", value_kind::text}}},
+  }};
+  const auto s = open_store(dir.file("tablet.db"), schema);
+  using bytes = std::vector<std::uint8_t>;
+  s->create("visits", {{"client", std::string("Ana")}, {"minutes", std::int64_t{-5}}, {"score", 2.5}, {"sig", caresync::blob{bytes{0, 1, 255}}}});
+  s->create("visits", {{"client", std::string()}, {"minutes", value{}}, {"score", -0.0}, {"sig", caresync::blob{}}});
+  s->create("visits", {});
+  const auto edited = s->create("visits", {{"client", std::string("Bo")}, {"minutes", std::int64_t{10}}});
+  s->update("visits", edited, {{"minutes", std::int64_t{11}}});
+  const auto overwritten = s->create("visits", {{"minutes", std::int64_t{1}}});
+  s->update("visits", overwritten, {{"minutes", std::int64_t{2}}});
+  const auto referral = s->create("referrals", {{"reason", std::string("falls")}, {"urgent", std::int64_t{1}}});
+  s->update("referrals", referral, {{"urgent", std::int64_t{0}}});
+  s->create("journals", {{"entries", std::string("arrived")}, {"title", std::string("day 1")}});
+  const auto removed = s->create("visits", {{"client", std::string("Cy")}});
+  s->update("visits", removed, {{"minutes", std::int64_t{7}}});
+  s->remove("visits", removed);
+
+  // What the batch must hold: each outbox entry's change as rebuild() makes it (or as
+  // frozen), encoded.
+  auto& in = s->internal();
+  std::vector<change> expected;
+  {
+    caresync::sqlite::statement entries(in.db.get(), "SELECT collection, id, stamp, kind, frozen FROM cs_outbox ORDER BY seq");
+    while (entries.step()) {
+      if (entries.column_type(4) != SQLITE_NULL) {
+        expected.push_back(wire::decode_change(entries.column_blob(4)));
+        continue;
+      }
+      const auto raw = entries.column_blob(1);
+      record_id id;
+      REQUIRE(raw.size() == id.bytes.size());
+      std::copy(raw.begin(), raw.end(), id.bytes.begin());
+      const version ver{hlc_stamp{static_cast<std::uint64_t>(entries.column_int64(2))}, in.node};
+      if (auto c = in.rebuild(entries.column_text(0), id, ver, static_cast<change_kind>(entries.column_int64(3)))) {
+        expected.push_back(std::move(*c));
+      }
+    }
+  }
+  REQUIRE(expected.size() == 12);  // the write overwritten since is not sent
+
+  const auto batch = in.pin_batch(1000);
+  REQUIRE(batch);
+  CHECK(batch->payload == wire::encode(wire::push{batch->id, expected}));
+  CHECK(batch->change_count == expected.size());
+  CHECK(batch->max_stamp == expected.back().ver.stamp);
+  CHECK(batch->decode_changes() == expected);
+}
+
 TEST_CASE("an acknowledgement for a batch the store did not send is refused", "[store][outbox]") {
   temp_dir dir;
   const auto s = open_store(dir.file("tablet.db"));
   s->create("visits", {{"minutes", std::int64_t{1}}});
   REQUIRE(s->internal().next_batch(1000));
-  CHECK_THROWS_AS(s->internal().ack_batch(record_id::generate()), caresync::error);
+  caresync::outbox_batch stranger;
+  stranger.id = record_id::generate();
+  CHECK_THROWS_AS(s->internal().ack_batch(stranger), caresync::error);
   CHECK(s->outbox_size() == 1);
 }
 
@@ -265,10 +328,11 @@ TEST_CASE("several batches may be pinned at once and are acknowledged oldest fir
   const auto second = in.pin_batch(2);
   REQUIRE(first);
   REQUIRE(second);
-  CHECK(first->changes.size() == 2);
-  CHECK(second->changes.size() == 2);
+  CHECK(first->change_count == 2);
+  CHECK(second->change_count == 2);
   CHECK(first->id != second->id);
-  CHECK(second->changes.front().ver.stamp > first->changes.back().ver.stamp);
+  CHECK(second->decode_changes().front().ver.stamp > first->decode_changes().back().ver.stamp);
+  CHECK(first->max_stamp == first->decode_changes().back().ver.stamp);
   // What an interrupted sync resends: both, oldest first, byte for byte.
   const auto pinned = in.pinned_batches();
   REQUIRE(pinned.size() == 2);
@@ -278,14 +342,14 @@ TEST_CASE("several batches may be pinned at once and are acknowledged oldest fir
   s->create("visits", {{"minutes", std::int64_t{99}}});
   CHECK(in.pinned_batches()[1].payload == second->payload);
 
-  CHECK_THROWS_AS(in.ack_batch(second->id), caresync::error);  // out of order
+  CHECK_THROWS_AS(in.ack_batch(*second), caresync::error);  // out of order
   CHECK(s->outbox_size() == 6);
-  in.ack_batch(first->id);
+  in.ack_batch(*first);
   CHECK(s->outbox_size() == 4);
-  in.ack_batch(second->id);
+  in.ack_batch(*second);
   CHECK(s->outbox_size() == 2);
   const auto third = in.pin_batch(10);
   REQUIRE(third);
-  CHECK(third->changes.size() == 2);
+  CHECK(third->change_count == 2);
   CHECK_FALSE(in.pin_batch(10).has_value());
 }

@@ -82,9 +82,9 @@ class relay {
   std::size_t push(store& s) {
     std::size_t pushed = 0;
     while (auto batch = s.internal().pin_batch(100)) {
-      for (const auto& c : batch->changes) log_.push_back(c);
-      pushed += batch->changes.size();
-      s.internal().ack_batch(batch->id, batch->changes);
+      for (const auto& c : batch->decode_changes()) log_.push_back(c);
+      pushed += batch->change_count;
+      s.internal().ack_batch(*batch);
     }
     return pushed;
   }
@@ -412,12 +412,12 @@ TEST_CASE("several local writes of a note before a push make no false conflict",
     // The pinned batch goes first, as the sync client resends it, then the rest.
     wire::changes_page page;
     std::uint64_t seq = b->cursor();
-    for (const auto& c : pinned->changes) page.items.push_back(caresync::sequenced_change{++seq, c});
-    a->internal().ack_batch(pinned->id, pinned->changes);
+    for (const auto& c : pinned->decode_changes()) page.items.push_back(caresync::sequenced_change{++seq, c});
+    a->internal().ack_batch(*pinned);
     auto rest = a->internal().pin_batch(100);
     REQUIRE(rest);
-    for (const auto& c : rest->changes) page.items.push_back(caresync::sequenced_change{++seq, c});
-    a->internal().ack_batch(rest->id, rest->changes);
+    for (const auto& c : rest->decode_changes()) page.items.push_back(caresync::sequenced_change{++seq, c});
+    a->internal().ack_batch(*rest);
     page.next_cursor = seq;
     CHECK(page.items.size() == 2);
     CHECK(b->internal().apply_page(page) == 0);
@@ -579,10 +579,10 @@ TEST_CASE("a local note that an incoming note beats before it is pushed is still
   SECTION("pulled while the write is quarantined, then retried") {
     auto batch = b->internal().pin_batch(100);
     REQUIRE(batch);
-    REQUIRE(batch->changes.size() == 1);
+    REQUIRE(batch->change_count == 1);
     const std::vector<wire::refusal> refused{
         {0, static_cast<std::uint16_t>(caresync::protocol_errc::limit_exceeded), "a value over the limit"}};
-    b->internal().ack_batch(batch->id, batch->changes, refused);
+    b->internal().ack_batch(*batch, refused);
     REQUIRE(b->quarantined().size() == 1);
   }
   // a's newer note arrives first: b's stays as an open conflict on b...

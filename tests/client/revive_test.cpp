@@ -75,8 +75,8 @@ class relay {
  public:
   void push(store& s) {
     while (auto batch = s.internal().pin_batch(100)) {
-      for (const auto& c : batch->changes) log_.push_back(c);
-      s.internal().ack_batch(batch->id, batch->changes);
+      for (const auto& c : batch->decode_changes()) log_.push_back(c);
+      s.internal().ack_batch(*batch);
     }
   }
   void pull(store& s) {
@@ -282,7 +282,7 @@ TEST_CASE("update_revives: deleting the revived record hides it again on every s
     auto batch = c->internal().pin_batch(10);
     REQUIRE(batch);
     wire::changes_page late;
-    late.items.push_back(caresync::sequenced_change{log.size() + 1, batch->changes.front()});
+    late.items.push_back(caresync::sequenced_change{log.size() + 1, batch->decode_changes().front()});
     late.next_cursor = log.size() + 1;
     t.a->internal().apply_page(late);
     CHECK(text_of(t.a->get("clients", t.id), "note") == "moved");

@@ -49,12 +49,13 @@ class harness {
       rules.server_side = d.server_side;
       const auto now_ms = static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-      const auto screen = server::screen_push(batch->changes, d.db->node(), rules, now_ms);
-      auto to_store = batch->changes;
+      const auto changes = batch->decode_changes();
+      const auto screen = server::screen_push(changes, d.db->node(), rules, now_ms);
+      auto to_store = changes;
       server::strip_server_only(to_store, screen.refused);
       auto outcome = log_->append(d.id, batch->id, to_store, screen.refused);
-      server::fill_restores(*log_, batch->changes, outcome.refused, rules);
-      const auto acked = s.ack_batch(batch->id, batch->changes, outcome.refused);
+      server::fill_restores(*log_, changes, outcome.refused, rules);
+      const auto acked = s.ack_batch(*batch, outcome.refused);
       REQUIRE(acked.requeued + acked.reverted == outcome.refused.size());  // nothing else refused
       reverted += acked.reverted;
     }

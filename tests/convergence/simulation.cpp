@@ -365,14 +365,15 @@ class simulation {
       if (unsent.empty()) break;
       const outbox_batch batch = std::move(unsent.front());
       unsent.pop_front();
-      const auto request = wire::encode(wire::push{batch.id, batch.changes});
+      const auto& request = batch.payload;  // as the sync client sends it
       if (fault(4)) return cut();  // lost on the way to the server
       rep.sent_pushes.push_back(request);
       const auto answer = server_push(r, request, false);
       if (fault(3)) server_push(r, request, true);  // delivered twice
       if (fault(4)) return cut();                   // the answer is lost
       const auto result = std::get<wire::push_result>(wire::decode(wire::message_type::push_result, answer));
-      const auto acked = s.ack_batch(result.batch, batch.changes, result.refused);
+      if (result.batch != batch.id) throw violation{"the server answered a push with another batch's id"};
+      const auto acked = s.ack_batch(batch, result.refused);
       if (result.refused.size() != acked.requeued + acked.reverted) {
         throw violation{"the server refused a change for another reason than its clock or server_only: " +
                         result.refused.front().reason};

@@ -37,7 +37,7 @@ void fill(store& s, int n, int offset = 0) {
 }
 
 wire::push_result push_raw(const sync_options& o, node_id node, const outbox_batch& batch) {
-  auto answer = caresync::testing::exchange_raw(o, node, wire::push{batch.id, batch.changes});
+  auto answer = caresync::testing::exchange_raw(o, node, wire::push{batch.id, batch.decode_changes()});
   REQUIRE(std::holds_alternative<wire::push_result>(answer));
   return std::get<wire::push_result>(answer);
 }
@@ -53,7 +53,7 @@ TEST_CASE("a push whose acknowledgement was lost is resent and not applied twice
   // First attempt: the server stores the batch, but the tablet never hears back.
   auto batch = a->internal().next_batch(100);
   REQUIRE(batch);
-  REQUIRE(batch->changes.size() == 5);
+  REQUIRE(batch->change_count == 5);
   const auto first = push_raw(server.options(0), a->node(), *batch);
   CHECK_FALSE(first.replayed);
   CHECK(first.accepted == 5);

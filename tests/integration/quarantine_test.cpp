@@ -109,7 +109,7 @@ TEST_CASE("a resent batch with a refused change is answered with the same refusa
   const auto bad = a->create("visits", visit_with_note(std::string(2000, 'y')));
   auto batch = a->internal().next_batch(1000);
   REQUIRE(batch);
-  const auto first = testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->changes});
+  const auto first = testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->decode_changes()});
   REQUIRE(std::holds_alternative<wire::push_result>(first));
   const auto& result = std::get<wire::push_result>(first);
   CHECK(result.accepted == 1);

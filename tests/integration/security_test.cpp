@@ -180,19 +180,20 @@ TEST_CASE("the server refuses forged versions and a node id of 0", "[sync][secur
   a->create("visits", {{"note", std::string("words that must not be overwritten by a forger")}});
   auto batch = a->internal().next_batch(10);
   REQUIRE(batch);
+  auto changes = batch->decode_changes();
 
   SECTION("a change stamped with another replica's node id") {
-    batch->changes[0].ver.node = a->node() ^ 1;
-    const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, batch->changes});
+    changes[0].ver.node = a->node() ^ 1;
+    const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, changes});
     REQUIRE(std::holds_alternative<wire::error>(answer));
     CHECK(std::get<wire::error>(answer).code == static_cast<std::uint16_t>(protocol_errc::malformed));
     CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("node id"));
   }
   SECTION("a compressed frame when compression was not agreed") {
     const auto compression = GENERATE(wire::codec::deflate, wire::codec::zstd);
-    batch->changes[0].fields[0].val = std::string(4000, 'x');  // large enough to be compressed
+    changes[0].fields[0].val = std::string(4000, 'x');  // large enough to be compressed
     const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(),
-                                                        wire::push{batch->id, batch->changes}, compression);
+                                                        wire::push{batch->id, changes}, compression);
     REQUIRE(std::holds_alternative<wire::error>(answer));
     CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("compression was not agreed"));
   }

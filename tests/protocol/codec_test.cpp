@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -424,6 +425,120 @@ TEST_CASE("codec: changes_page_builder makes the same payload as encoding the pa
     CHECK_THROWS_AS(builder.add(1, stored), protocol_error);
     CHECK_THROWS_AS(builder.add(1, bytes{}), protocol_error);
     CHECK(builder.count() == 0);
+  }
+}
+
+namespace {
+
+/// A value seen in place, as push_builder::add_upsert takes it.
+wire::value_view view_of(const value& v) {
+  switch (kind_of(v)) {
+    case value_kind::null: return std::monostate{};
+    case value_kind::integer: return std::get<std::int64_t>(v);
+    case value_kind::real: return std::get<double>(v);
+    case value_kind::text: return std::string_view(std::get<std::string>(v));
+    case value_kind::bytes: return std::span<const std::uint8_t>(std::get<blob>(v).bytes);
+  }
+  return std::monostate{};
+}
+
+/// The fields of a plain upsert as views, in the order given (the caller sorts them).
+std::vector<wire::field_view> views_of(const change& c) {
+  std::vector<wire::field_view> out;
+  for (const auto& f : c.fields) out.push_back({f.name, view_of(f.val)});
+  return out;
+}
+
+/// sample_change, its fields in name order: a plain upsert with every kind of value.
+change plain_upsert(std::uint8_t id_fill) {
+  change c = sample_change();
+  c.id = rid(id_fill);
+  std::sort(c.fields.begin(), c.fields.end(), [](const field_write& a, const field_write& b) { return a.name < b.name; });
+  return c;
+}
+
+/// Changes add_upsert cannot write: a delete with covers, a revivable delete, an edit
+/// with a kept list, one with items, a dismissal.
+std::vector<change> general_changes() {
+  change del;
+  del.collection = "referral";
+  del.id = rid(0x5a);
+  del.ver = version{hlc_stamp::make(9, 9), 9};
+  del.kind = change_kind::remove;
+  del.covers = std::vector<version>{version{hlc_stamp::make(8, 1), 9}, version{hlc_stamp::make(8, 2), k_max64}};
+  change revivable = del;
+  revivable.revivable = true;
+  revivable.covers->clear();
+  change items;
+  items.collection = "visit";
+  items.id = rid(0x77);
+  items.ver = version{hlc_stamp::make(1'700'000'000'001ULL, 0), 42};
+  items.fields = {{"status", value{std::string("done")}}};
+  items.items = {item_op{"notes", item_policy::append, {"arrived at 9"}, {}},
+                 item_op{"tags", item_policy::set_union, {"", "wound"}, {version{hlc_stamp::make(5, 0), 2}}}};
+  change dismissal = plain_upsert(0x99);
+  dismissal.dismisses = version{hlc_stamp::make(7, 0), 3};
+  return {del, kept_change_for_push(), revivable, items, dismissal};
+}
+
+}  // namespace
+
+TEST_CASE("codec: push_builder makes the same payload as encoding the push", "[protocol]") {
+  wire::push p;
+  p.batch = rid(0x42);
+  wire::push_builder builder;
+
+  SECTION("plain upserts written from views, between changes added whole") {
+    const auto general = general_changes();
+    change bare;  // an upsert of a record created without fields
+    bare.collection = "visit";
+    bare.id = rid(0x01);
+    bare.ver = version{hlc_stamp::make(1, 0), 1};
+    change negative = plain_upsert(0x02);
+    negative.fields = {{"a", value{std::int64_t{-2}}}, {"b", value{-0.0}}, {"c", value{std::string()}}, {"d", value{blob{}}}};
+    const std::vector<change> plain{plain_upsert(0x10), bare, negative, plain_upsert(0x11)};
+    // plain, general, plain, general, ...: the two kinds interleave in the payload.
+    for (std::size_t i = 0; i < std::max(plain.size(), general.size()); ++i) {
+      if (i < plain.size()) {
+        const auto views = views_of(plain[i]);
+        builder.add_upsert(plain[i].collection, plain[i].id, plain[i].ver, views);
+        p.changes.push_back(plain[i]);
+      }
+      if (i < general.size()) {
+        builder.add(general[i]);
+        p.changes.push_back(general[i]);
+      }
+    }
+    CHECK(builder.count() == p.changes.size());
+    const auto built = builder.finish(p.batch);
+    CHECK(built == wire::encode(p));
+    const auto decoded = wire::decode(wire::message_type::push, built);
+    REQUIRE(std::holds_alternative<wire::push>(decoded));
+    CHECK(std::get<wire::push>(decoded) == p);
+  }
+  SECTION("a count of two varint bytes") {
+    for (std::uint8_t i = 0; i < 200; ++i) {
+      const auto c = plain_upsert(i);
+      const auto views = views_of(c);
+      builder.add_upsert(c.collection, c.id, c.ver, views);
+      p.changes.push_back(c);
+    }
+    CHECK(builder.finish(p.batch) == wire::encode(p));
+  }
+  SECTION("empty") {
+    const auto built = builder.finish(p.batch);
+    CHECK(built == wire::encode(p));
+    CHECK(built.size() == 1 + 16 + 1);
+  }
+  SECTION("fields out of name order, or a name twice, are refused and nothing is added") {
+    const auto c = sample_change();  // not in name order
+    const auto views = views_of(c);
+    CHECK_THROWS_AS(builder.add_upsert(c.collection, c.id, c.ver, views), protocol_error);
+    const std::vector<wire::field_view> twice{{"note", std::int64_t{1}}, {"note", std::int64_t{2}}};
+    CHECK_THROWS_AS(builder.add_upsert(c.collection, c.id, c.ver, twice), protocol_error);
+    CHECK(builder.count() == 0);
+    CHECK(builder.size_bytes() == 0);
+    CHECK(builder.finish(p.batch) == wire::encode(p));
   }
 }
 

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 namespace caresync::wire {
@@ -82,6 +84,43 @@ class changes_page_builder {
   std::size_t purge_count_ = 0;
   std::size_t backfill_count_ = 0;
   std::uint64_t scope_epoch_ = 0;
+};
+
+/// A field value seen where it lies (a database row, a buffer) rather than copied into a
+/// `value`: the alternatives are value's, in its order (the index is the wire tag), with
+/// text as a string_view and bytes as a span. The viewed bytes must outlive its use.
+using value_view = std::variant<std::monostate, std::int64_t, double, std::string_view, std::span<const std::uint8_t>>;
+
+/// One field of a plain upsert given as views (push_builder::add_upsert).
+struct field_view {
+  std::string_view name;
+  value_view val;
+};
+
+/// Builds a push payload change by change, byte for byte as encode(push{batch, changes})
+/// would, so a device can write a change straight from where it keeps it (its record's
+/// row) without first making a `change`.
+/// Thread contract: one thread at a time.
+class push_builder {
+ public:
+  /// Appends any change.
+  void add(const change& c);
+  /// Appends a plain upsert: `fields` (views, read before this returns) and nothing else:
+  /// no kept list, no items, no covered or dismissed versions, not revivable. The same
+  /// bytes as add() of that change. Throws protocol_error (malformed), appending nothing,
+  /// unless the names are in strictly ascending order (as a change's fields are sent).
+  void add_upsert(std::string_view collection, const record_id& id, const version& ver,
+                  std::span<const field_view> fields);
+  /// Number of changes added so far.
+  std::size_t count() const noexcept { return count_; }
+  /// Bytes of changes added so far.
+  std::size_t size_bytes() const noexcept { return changes_.size(); }
+  /// Returns the payload of a push message of `batch` with the changes added, in order.
+  bytes finish(const batch_id& batch) const;
+
+ private:
+  bytes changes_;
+  std::size_t count_ = 0;
 };
 
 }  // namespace caresync::wire
