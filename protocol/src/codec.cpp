@@ -3,7 +3,8 @@
 // little-endian fixed-width numbers. The reader reads them with that archive; the writer
 // writes the same bytes itself, without a stream call for each number. Lengths, counts
 // and sequence numbers are LEB128 varints written byte by byte, because cereal's own size
-// tags are 8 bytes each and its container loaders trust the length on the wire. Every reader call checks the bytes left before it reads or allocates.
+// tags are 8 bytes each and its container loaders trust the length on the wire. Every
+// reader call checks the bytes left before it reads or allocates.
 
 #include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>

@@ -145,6 +145,39 @@ inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string
   return store::open(store_options{dir.file(name + ".db"), std::move(s), durability::normal});
 }
 
+/// A raw conversation with the server, message by message, for what a modified app could
+/// send: hello offering `features`, then requests; each answer decoded.
+class raw_session {
+ public:
+  raw_session(const sync_options& o, node_id node, std::uint32_t features, const std::string& client_name = "raw-test")
+      : channel_(o) {
+    channel_.connect();
+    wire::hello hello;
+    hello.client_name = client_name;
+    hello.device_id = o.device_id;
+    hello.token = o.token;
+    hello.node = node;
+    hello.features = features;
+    channel_.send(wire::make_frame(hello));
+    welcome_ = channel_.receive(wire::k_default_max_frame);
+  }
+  ~raw_session() { channel_.close(); }
+  raw_session(const raw_session&) = delete;
+  raw_session& operator=(const raw_session&) = delete;
+  const wire::message& welcome() const { return welcome_; }
+  void send(const wire::message& m) { channel_.send(wire::make_frame(m)); }
+  wire::message receive() { return channel_.receive(wire::k_default_max_frame); }
+  /// send(), then the answer.
+  wire::message ask(const wire::message& m) {
+    send(m);
+    return receive();
+  }
+
+ private:
+  tls_channel channel_;
+  wire::message welcome_;
+};
+
 /// Connects as `o` says, says hello with `node` (offering no features), sends `request`
 /// (compressed with `compression` if large enough) and returns the answer. Closes afterwards.
 inline wire::message exchange_raw(const sync_options& o, node_id node, const wire::message& request,

@@ -27,6 +27,7 @@
 
 using namespace caresync;
 using caresync::testing::sql_column;
+using caresync::testing::raw_session;
 using caresync::testing::temp_dir;
 using caresync::testing::test_server;
 
@@ -146,33 +147,6 @@ std::set<std::string> secrets_on_disk(const world& w, const std::string& path) {
   return out;
 }
 
-/// A raw conversation with the server, message by message, for what a modified app could
-/// send: hello (with the wait feature), then requests; each answer decoded.
-class raw_session {
- public:
-  raw_session(const sync_options& o, node_id node) : channel_(o) {
-    channel_.connect();
-    wire::hello hello;
-    hello.client_name = "scope-test";
-    hello.device_id = o.device_id;
-    hello.token = o.token;
-    hello.node = node;
-    hello.features = wire::k_feature_wait;
-    channel_.send(wire::make_frame(hello));
-    welcome_ = channel_.receive(wire::k_default_max_frame);
-  }
-  ~raw_session() { channel_.close(); }
-  const wire::message& welcome() const { return welcome_; }
-  wire::message ask(const wire::message& m) {
-    channel_.send(wire::make_frame(m));
-    return channel_.receive(wire::k_default_max_frame);
-  }
-
- private:
-  tls_channel channel_;
-  wire::message welcome_;
-};
-
 /// The records named in pages: items, backfilled changes and purges.
 struct page_records {
   std::set<record_id> sent;    ///< in items or backfill
@@ -197,7 +171,7 @@ void collect(const wire::message& m, page_records& out) {
 /// Pulls the whole log with raw pulls, from cursor 0, as node `node`.
 page_records raw_pull_all(const sync_options& o, node_id node) {
   page_records out;
-  raw_session s(o, node);
+  raw_session s(o, node, wire::k_feature_wait, "scope-test");
   if (const auto* e = std::get_if<wire::error>(&s.welcome())) {
     out.error = true;
     out.error_code = e->code;
@@ -219,7 +193,7 @@ page_records raw_pull_all(const sync_options& o, node_id node) {
 /// A prime of every collection (tier: all records) and a wait from cursor 0, raw.
 page_records raw_prime_and_wait(const sync_options& o, node_id node, std::uint64_t until) {
   page_records out;
-  raw_session s(o, node);
+  raw_session s(o, node, wire::k_feature_wait, "scope-test");
   if (const auto* e = std::get_if<wire::error>(&s.welcome())) {
     out.error = true;
     out.error_code = e->code;
@@ -249,7 +223,7 @@ page_records raw_prime_and_wait(const sync_options& o, node_id node, std::uint64
 
 /// Pushes `changes` raw as node `node`; the answer.
 wire::message raw_push(const sync_options& o, node_id node, std::vector<change> changes) {
-  raw_session s(o, node);
+  raw_session s(o, node, wire::k_feature_wait, "scope-test");
   if (std::holds_alternative<wire::error>(s.welcome())) return s.welcome();
   return s.ask(wire::push{batch_id::generate(), std::move(changes)});
 }
@@ -741,7 +715,7 @@ TEST_CASE("scope: a page of purges or backfills that never arrived is sent again
   // The pages for the tablet are made and lost (the connection drops before the tablet
   // stores them): same node, same cursor, its stored epoch.
   const auto lost = [&] {
-    raw_session s(worker, tablet->node());
+    raw_session s(worker, tablet->node(), wire::k_feature_wait, "scope-test");
     const auto m = s.ask(wire::pull{tablet->cursor(), 0, 0, {}, tablet->internal().scope_epoch()});
     REQUIRE(std::holds_alternative<wire::changes_page>(m));
     return std::get<wire::changes_page>(m);

@@ -9,11 +9,13 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
 
 using namespace caresync;
 using caresync::testing::open_tablet;
+using caresync::testing::raw_session;
 using caresync::testing::temp_dir;
 using caresync::testing::test_server;
 
@@ -29,37 +31,26 @@ void add_visits(store& s, std::uint64_t n) {
   });
 }
 
-/// A connection that says hello offering `features`, then sends and receives message by
-/// message.
-class raw_session {
- public:
-  raw_session(const sync_options& o, node_id node, std::uint32_t features) : channel_(o) {
-    channel_.connect();
-    wire::hello hello;
-    hello.client_name = "stream-test";
-    hello.device_id = o.device_id;
-    hello.token = o.token;
-    hello.node = node;
-    hello.features = features;
-    channel_.send(wire::make_frame(hello));
-    const auto m = channel_.receive(wire::k_default_max_frame);
-    REQUIRE(std::holds_alternative<wire::welcome>(m));
-    granted_ = std::get<wire::welcome>(m).features;
-  }
-  ~raw_session() { channel_.close(); }
-  std::uint32_t granted() const { return granted_; }
-  void send(const wire::message& m) { channel_.send(wire::make_frame(m)); }
-  wire::message receive() { return channel_.receive(wire::k_default_max_frame); }
-  wire::changes_page receive_page() {
-    auto m = receive();
-    REQUIRE(std::holds_alternative<wire::changes_page>(m));
-    return std::get<wire::changes_page>(std::move(m));
-  }
+/// The page that comes next; fails the test on anything else.
+wire::changes_page receive_page(raw_session& s) {
+  auto m = s.receive();
+  REQUIRE(std::holds_alternative<wire::changes_page>(m));
+  return std::get<wire::changes_page>(std::move(m));
+}
 
- private:
-  tls_channel channel_;
-  std::uint32_t granted_ = 0;
-};
+/// The features the server granted in its welcome.
+std::uint32_t granted(const raw_session& s) {
+  REQUIRE(std::holds_alternative<wire::welcome>(s.welcome()));
+  return std::get<wire::welcome>(s.welcome()).features;
+}
+
+/// Tablet A (device 0) records `n` visits and pushes them.
+std::unique_ptr<store> pushed_visits(const temp_dir& dir, test_server& server, std::uint64_t n) {
+  auto a = open_tablet(dir, "a");
+  add_visits(*a, n);
+  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == n);
+  return a;
+}
 
 /// After the last answer expected, a ping's pong must come next: nothing unasked is
 /// on the way.
@@ -75,17 +66,15 @@ void expect_nothing_more(raw_session& s) {
 TEST_CASE("a pull answered as a stream sends every page unasked, in order, and stops at the end", "[sync][stream]") {
   temp_dir dir;
   test_server server(dir);
-  auto a = open_tablet(dir, "a");
-  add_visits(*a, k_records);
-  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == k_records);
+  const auto a = pushed_visits(dir, server, k_records);
 
   raw_session s(server.options(1), 0x5eed, wire::k_feature_stream);
-  REQUIRE((s.granted() & wire::k_feature_stream) != 0);
+  REQUIRE((granted(s) & wire::k_feature_stream) != 0);
   s.send(wire::pull{0, 10, 0, {}, 0});
   std::uint64_t cursor = 0, items = 0;
   int pages = 0;
   for (;;) {
-    const auto page = s.receive_page();
+    const auto page = receive_page(s);
     ++pages;
     REQUIRE(page.scope_epoch == 0);
     for (const auto& item : page.items) {
@@ -103,22 +92,20 @@ TEST_CASE("a pull answered as a stream sends every page unasked, in order, and s
 
   // A pull after the stream ended is answered, as a stream again, from its cursor.
   s.send(wire::pull{30, 10, 0, {}, 0});
-  CHECK(s.receive_page().next_cursor == 40);
-  CHECK(!s.receive_page().more);
+  CHECK(receive_page(s).next_cursor == 40);
+  CHECK(!receive_page(s).more);
   expect_nothing_more(s);
 }
 
 TEST_CASE("without the stream feature a pull is answered by one page", "[sync][stream]") {
   temp_dir dir;
   test_server server(dir);
-  auto a = open_tablet(dir, "a");
-  add_visits(*a, k_records);
-  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == k_records);
+  const auto a = pushed_visits(dir, server, k_records);
 
   raw_session s(server.options(1), 0x5eed, 0);
-  CHECK((s.granted() & wire::k_feature_stream) == 0);
+  CHECK((granted(s) & wire::k_feature_stream) == 0);
   s.send(wire::pull{0, 10, 0, {}, 0});
-  const auto page = s.receive_page();
+  const auto page = receive_page(s);
   CHECK(page.items.size() == 10);
   CHECK(page.more);
   expect_nothing_more(s);
@@ -127,9 +114,7 @@ TEST_CASE("without the stream feature a pull is answered by one page", "[sync][s
 TEST_CASE("a sync with streamed pulls gets what one without gets, asking once", "[sync][stream]") {
   temp_dir dir;
   test_server server(dir);
-  auto a = open_tablet(dir, "a");
-  add_visits(*a, 1000);
-  REQUIRE(sync_client(*a, server.options(0)).sync().pushed == 1000);
+  const auto a = pushed_visits(dir, server, 1000);
 
   auto b = open_tablet(dir, "b");
   auto streamed = server.options(1);
