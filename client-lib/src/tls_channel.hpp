@@ -20,6 +20,7 @@ class tls_channel {
  public:
   /// Prepares the TLS context: TLS 1.2+, AEAD ciphers with forward secrecy, the CA file.
   /// Throws caresync::error (storage_errc::invalid_argument) if the CA file cannot be read.
+  /// Keeps a reference to `options`: they must outlive the channel.
   explicit tls_channel(const sync_options& options);
   ~tls_channel();
 

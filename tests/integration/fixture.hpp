@@ -150,7 +150,7 @@ inline std::unique_ptr<store> open_tablet(const temp_dir& dir, const std::string
 class raw_session {
  public:
   raw_session(const sync_options& o, node_id node, std::uint32_t features, const std::string& client_name = "raw-test")
-      : channel_(o) {
+      : options_(o), channel_(options_) {
     channel_.connect();
     wire::hello hello;
     hello.client_name = client_name;
@@ -174,6 +174,7 @@ class raw_session {
   }
 
  private:
+  sync_options options_;  // the channel keeps a reference: a copy of its own, before it
   tls_channel channel_;
   wire::message welcome_;
 };
