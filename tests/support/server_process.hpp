@@ -24,7 +24,8 @@ extern char** environ;
 namespace caresync::testing {
 
 /// Writes the keys of `c` that a test sets (listen address, port, certificate, key,
-/// database, threads, devices) as a caresync-server TOML config at `path`.
+/// database, threads, devices, and the per-address connection limit when not the
+/// default) as a caresync-server TOML config at `path`.
 inline void write_server_config(const std::string& path, const server::server_config& c) {
   std::ofstream out(path);
   out << "listen_address = \"" << c.listen_address << "\"\n"
@@ -37,6 +38,10 @@ inline void write_server_config(const std::string& path, const server::server_co
     out << "[[devices]]\n"
         << "device_id = \"" << d.device_id << "\"\n"
         << "token_sha256 = \"" << d.token_sha256 << "\"\n";
+  }
+  if (c.max_connections_per_address != server::server_config{}.max_connections_per_address) {
+    out << "[limits]\n"
+        << "max_connections_per_address = " << c.max_connections_per_address << "\n";
   }
   if (!out.flush()) throw std::runtime_error("cannot write " + path);
 }
