@@ -2,6 +2,17 @@
 
 #include <caresync/protocol/errors.hpp>
 
+#include <algorithm>
+#include <cerrno>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <unistd.h>
+#elif defined(__APPLE__)
+#include <pthread.h>
+#include <sys/qos.h>
+#endif
+
 namespace caresync::sqlite {
 
 namespace {
@@ -9,6 +20,21 @@ namespace {
 int on_wal_commit(void* checkpointer, sqlite3*, const char*, int wal_pages) {
   static_cast<wal_checkpointer*>(checkpointer)->notify_commit(wal_pages);
   return SQLITE_OK;
+}
+
+/// Lowers the calling thread's CPU priority to that of background work. Failing to is
+/// harmless: the thread then runs at its normal priority.
+void run_in_background() noexcept {
+#if defined(__linux__)
+  // Linux keeps a nice value per thread: this sets the calling thread's only, relative to
+  // the one it started with (the process's own, as the service or app was started).
+  const auto tid = static_cast<id_t>(::gettid());
+  errno = 0;
+  const int now = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) (void)::setpriority(PRIO_PROCESS, tid, std::min(now + wal_checkpointer::k_background_nice, 19));
+#elif defined(__APPLE__)
+  (void)::pthread_set_qos_class_self_np(QOS_CLASS_UTILITY, 0);
+#endif
 }
 
 }  // namespace
@@ -60,6 +86,7 @@ void wal_checkpointer::notify_commit(int wal_pages) noexcept {
 }
 
 void wal_checkpointer::run() {
+  run_in_background();
   std::unique_lock lock(mutex_);
   while (!stop_) {
     wake_.wait_for(lock, k_idle, [this] { return stop_ || full_; });

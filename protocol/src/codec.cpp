@@ -871,23 +871,49 @@ void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> 
   ++count_;
 }
 
-bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
-                                   std::uint64_t remaining_bytes) const {
-  bytes out;
-  out.reserve(items_.size() + purges_.size() + backfill_.size() + 48);
-  auto w = payload_writer(out);
+namespace {
+
+/// The part of a changes payload before its items.
+bytes page_head(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes, std::uint64_t remaining_bytes,
+                std::size_t count) {
+  bytes head;
+  auto w = payload_writer(head);
   w.uvarint(next_cursor);
   w.boolean(more);
   w.uvarint(remaining_changes);
   w.uvarint(remaining_bytes);
-  w.uvarint(count_);
-  w.raw(items_.data(), items_.size());
+  w.uvarint(count);
+  return head;
+}
+
+}  // namespace
+
+void changes_page_builder::write_scope_section(bytes& out) const {
   // Version 5: the scope section, after the items.
+  writer w(out);
   w.uvarint(scope_epoch_);
   w.uvarint(purge_count_);
   w.raw(purges_.data(), purges_.size());
   w.uvarint(backfill_count_);
   w.raw(backfill_.data(), backfill_.size());
+}
+
+bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
+                                   std::uint64_t remaining_bytes) const& {
+  bytes out = page_head(next_cursor, more, remaining_changes, remaining_bytes, count_);
+  out.reserve(out.size() + items_.size() + purges_.size() + backfill_.size() + 24);
+  out.insert(out.end(), items_.begin(), items_.end());
+  write_scope_section(out);
+  return out;
+}
+
+bytes changes_page_builder::finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes,
+                                   std::uint64_t remaining_bytes) && {
+  const bytes head = page_head(next_cursor, more, remaining_changes, remaining_bytes, count_);
+  bytes out = std::move(items_);
+  out.reserve(head.size() + out.size() + purges_.size() + backfill_.size() + 24);
+  out.insert(out.begin(), head.begin(), head.end());  // moves the items up within the buffer
+  write_scope_section(out);
   return out;
 }
 

@@ -38,6 +38,18 @@ void write_header(std::uint8_t* out, message_type type, codec compression, std::
 // as fast as level 1 (bench/README.md); pages are compressed on the server's hot path.
 constexpr int k_zstd_level = 2;
 
+/// A thread's scratch buffer stays allocated between frames, up to this size; one that
+/// grew past it (an unusually large frame) is given back once used.
+constexpr std::size_t k_scratch_keep = 4u << 20;
+
+/// Gives a scratch buffer's memory back when the scope ends if it grew past k_scratch_keep.
+struct reuse_guard {
+  bytes& buffer;
+  ~reuse_guard() {
+    if (buffer.capacity() > k_scratch_keep) bytes().swap(buffer);
+  }
+};
+
 struct zstd_cctx_deleter {
   void operator()(ZSTD_CCtx* c) const noexcept { ZSTD_freeCCtx(c); }
 };
@@ -61,17 +73,25 @@ std::size_t compress_into(bytes& out, std::span<const std::uint8_t> in, codec co
   // One context per thread, reused: a context holds a few hundred KiB of tables.
   thread_local const std::unique_ptr<ZSTD_CCtx, zstd_cctx_deleter> cctx(ZSTD_createCCtx());
   if (!cctx) return 0;
-  out.resize(k_frame_header_size + ZSTD_compressBound(in.size()));
-  const std::size_t packed =
-      ZSTD_compressCCtx(cctx.get(), out.data() + k_frame_header_size, out.size() - k_frame_header_size, in.data(),
-                        in.size(), k_zstd_level);
-  if (ZSTD_isError(packed)) return 0;
-  return packed < in.size() ? packed : 0;
+  // Compressed into the thread's scratch, sized for the worst case, then copied out at
+  // its real size: the frame holds a third of the bytes, and no fresh worst-case buffer
+  // is zeroed and faulted in for every page.
+  thread_local bytes scratch;
+  const reuse_guard keep(scratch);
+  const std::size_t bound = ZSTD_compressBound(in.size());
+  if (scratch.size() < bound) scratch.resize(bound);
+  const std::size_t packed = ZSTD_compressCCtx(cctx.get(), scratch.data(), bound, in.data(), in.size(), k_zstd_level);
+  if (ZSTD_isError(packed) || packed >= in.size()) return 0;
+  out.reserve(k_frame_header_size + packed);
+  out.resize(k_frame_header_size);
+  out.insert(out.end(), scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(packed));
+  return packed;
 }
 
 /// Decompresses one zstd frame into at most `limit` bytes. The frame must state its
 /// content size (ours always do), so the output is allocated once and never beyond it.
-bytes zstd_bounded(std::span<const std::uint8_t> in, std::uint32_t limit) {
+/// Decompresses into the front of `out`, growing it if needed; returns that part.
+std::span<const std::uint8_t> zstd_bounded(std::span<const std::uint8_t> in, std::uint32_t limit, bytes& out) {
   const unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
   if (size == ZSTD_CONTENTSIZE_ERROR) throw protocol_error(protocol_errc::malformed, "compressed frame is not a valid zstd frame");
   if (size == ZSTD_CONTENTSIZE_UNKNOWN) {
@@ -87,12 +107,14 @@ bytes zstd_bounded(std::span<const std::uint8_t> in, std::uint32_t limit) {
   if (frame_bytes != in.size()) throw protocol_error(protocol_errc::malformed, "compressed frame has bytes after its end");
   thread_local const std::unique_ptr<ZSTD_DCtx, zstd_dctx_deleter> dctx(ZSTD_createDCtx());
   if (!dctx) throw protocol_error(protocol_errc::malformed, "cannot start decompressing a frame");
-  bytes out(static_cast<std::size_t>(size));
-  const std::size_t produced = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), in.data(), in.size());
-  if (ZSTD_isError(produced) || produced != out.size()) {
+  // `out` keeps the room it has: a reused buffer is neither zeroed again nor reallocated.
+  const auto n = static_cast<std::size_t>(size);
+  if (out.size() < n) out.resize(n);
+  const std::size_t produced = ZSTD_decompressDCtx(dctx.get(), out.data(), n, in.data(), in.size());
+  if (ZSTD_isError(produced) || produced != n) {
     throw protocol_error(protocol_errc::malformed, "compressed frame is not a valid zstd frame");
   }
-  return out;
+  return std::span<const std::uint8_t>(out.data(), n);
 }
 
 /// Inflates a zlib stream (RFC 1950) into at most `limit` bytes.
@@ -183,13 +205,16 @@ std::span<const std::uint8_t> plain_payload(const frame_header& h, std::span<con
   if (h.compression != agreed) {
     throw protocol_error(protocol_errc::malformed, "a compressed frame was sent but compression was not agreed");
   }
-  scratch = h.compression == codec::zstd ? zstd_bounded(payload, max_frame) : inflate_bounded(payload, max_frame);
+  if (h.compression == codec::zstd) return zstd_bounded(payload, max_frame, scratch);
+  scratch = inflate_bounded(payload, max_frame);
   return scratch;
 }
 
 message read_payload(const frame_header& h, std::span<const std::uint8_t> payload, std::uint32_t max_frame,
                      codec agreed) {
-  bytes scratch;
+  // decode() copies what it keeps: the thread's buffer serves the next frame too.
+  thread_local bytes scratch;
+  const reuse_guard keep(scratch);
   return decode(h.type, plain_payload(h, payload, max_frame, agreed, scratch));
 }
 

@@ -444,6 +444,7 @@ void session::on_prime(const wire::prime& m) {
   const auto max_changes = m.max_changes == 0 ? c.page_max_changes : std::min(m.max_changes, c.page_max_changes);
   const auto max_bytes = m.max_bytes == 0 ? c.page_max_bytes : std::min(m.max_bytes, c.page_max_bytes);
   wire::changes_page_builder page;
+  page.reserve(max_bytes);
   std::uint64_t position = m.position;
   log_extent left;
   try {
@@ -474,7 +475,8 @@ void session::on_prime(const wire::prime& m) {
   changes_out_ += page.count();
   context_.changes_out += page.count();
   const bool more = position < primed_->items.size();
-  send(wire::make_frame(wire::message_type::changes, page.finish(position, more, left.changes, left.bytes), compression_),
+  send(wire::make_frame(wire::message_type::changes, std::move(page).finish(position, more, left.changes, left.bytes),
+                        compression_),
        false);
 }
 
@@ -484,6 +486,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
   max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
   wire::changes_page_builder page;
+  page.reserve(max_bytes);  // a full page then never moves (only the pages touched are faulted in)
   page_position pos;
   try {
     std::span<const std::uint64_t> skip;
@@ -525,7 +528,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   if (pull && (granted_ & wire::k_feature_stream) && pos.more && page.scope_epoch() == 0) {
     stream_next_ = wire::pull{pos.next_cursor, max_changes, max_bytes, prime, scope_epoch_};
   }
-  send(wire::make_frame(wire::message_type::changes, page.finish(pos.next_cursor, pos.more, left.changes, left.bytes),
+  send(wire::make_frame(wire::message_type::changes, std::move(page).finish(pos.next_cursor, pos.more, left.changes, left.bytes),
                         compression_),
        false);
 }

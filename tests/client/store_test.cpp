@@ -11,12 +11,14 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -25,6 +27,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 using caresync::blob;
 using caresync::change;
@@ -587,6 +591,50 @@ TEST_CASE("the store's WAL is checkpointed by a thread of its own and emptied wh
   s->create("visits", {{"client", std::string("Cai")}});
   CHECK(app.scalar("SELECT count(*) FROM visits") == "1601");
 }
+
+#if defined(__linux__)
+namespace {
+
+/// Each thread of this process and its nice value (/proc/self/task/<tid>/stat, field 19).
+std::map<std::string, int> thread_nice_values() {
+  std::map<std::string, int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto end_of_name = stat.rfind(')');
+    if (end_of_name == std::string::npos) continue;  // the thread ended meanwhile
+    std::istringstream fields(stat.substr(end_of_name + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+      if (i == 19) out[task.path().filename().string()] = std::stoi(field);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the store's checkpoint thread runs at a background priority, and the app's threads keep theirs", "[store]") {
+  temp_dir dir;
+  const auto before = thread_nice_values();
+  const int own = before.at(std::to_string(::gettid()));
+  const auto s = open_store(dir.file("tablet.db"));
+  // The thread lowers its own priority as it starts: waited for, not timed.
+  std::vector<int> started;
+  for (int i = 0; i < 400; ++i) {
+    started.clear();
+    for (const auto& [tid, nice] : thread_nice_values()) {
+      if (!before.contains(tid)) started.push_back(nice);
+    }
+    if (std::find(started.begin(), started.end(), std::min(own + 10, 19)) != started.end()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(std::count(started.begin(), started.end(), std::min(own + 10, 19)) == 1);
+  CHECK(thread_nice_values().at(std::to_string(::gettid())) == own);
+  s->create("visits", {{"client", std::string("Ana Ruiz")}});
+  CHECK(s->count("visits") == 1);
+}
+#endif
 
 TEST_CASE("a transaction commits its writes together", "[store]") {
   temp_dir dir;

@@ -690,6 +690,29 @@ TEST_CASE("codec: a changes page ends with its scope epoch, purges and backfille
     CHECK(builder.backfill_count() == 3);
     CHECK(std::get<wire::changes_page>(decode_changes(built)) == page);
   }
+  SECTION("finished in its own buffer, the page is the same") {
+    const auto fill = [](wire::changes_page_builder& b) {
+      b.add(150, wire::encode_change(sample_change()));
+      b.add(151, wire::encode_change(sample_change()));
+      b.set_scope_epoch(7);
+      b.add_purge("visits", counting_id());
+      b.add_backfill(3, wire::encode_change(sample_change()));
+    };
+    wire::changes_page_builder copied;
+    fill(copied);
+    const auto expected = copied.finish(200, true, 5, 900);
+    for (const std::size_t room : {std::size_t{0}, std::size_t{16}, std::size_t{1} << 20}) {
+      wire::changes_page_builder in_place;
+      in_place.reserve(room);
+      fill(in_place);
+      CHECK(std::move(in_place).finish(200, true, 5, 900) == expected);
+    }
+    const auto page = std::get<wire::changes_page>(decode_changes(expected));
+    CHECK(page.items.size() == 2);
+    CHECK(page.purges.size() == 1);
+    CHECK(page.backfill.size() == 1);
+    CHECK(page.remaining_changes == 5);
+  }
   SECTION("a page without scope items ends with three zero bytes") {
     const auto plain = wire::encode(wire::changes_page{{{4, sample_change()}}, 4, false});
     CHECK(hex(plain).substr(hex(plain).size() - 6) == "000000");

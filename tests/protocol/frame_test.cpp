@@ -183,6 +183,31 @@ TEST_CASE("frame: zstd frames", "[protocol]") {
   CHECK(prebuilt == packed);
 }
 
+TEST_CASE("frame: frames made and read one after another on a thread do not share bytes", "[protocol]") {
+  // The thread keeps its compression and decompression buffers between frames: a large
+  // frame, then a smaller one, then the large one again, each reads back as itself.
+  const auto compression = GENERATE(wire::codec::zstd, wire::codec::deflate);
+  const wire::push large = big_push(400);
+  const wire::push small = big_push(30);
+  const auto large_frame = wire::make_frame(large, compression);
+  const auto small_frame = wire::make_frame(small, compression);
+  REQUIRE(header_of(small_frame).compression == compression);
+  CHECK(small_frame.size() < large_frame.size() / 4);
+  CHECK(header_of(large_frame).length == large_frame.size() - 5);
+  CHECK(header_of(small_frame).length == small_frame.size() - 5);
+  CHECK(std::get<wire::push>(read_frame(large_frame)) == large);
+  CHECK(std::get<wire::push>(read_frame(small_frame)) == small);
+  CHECK(std::get<wire::push>(read_frame(large_frame)) == large);
+  CHECK(wire::make_frame(small, compression) == small_frame);
+  SECTION("plain_payload into a longer scratch gives exactly the payload") {
+    wire::bytes scratch(wire::encode(large).size() + 100, 0xee);
+    const auto h = header_of(small_frame);
+    const auto plain = wire::plain_payload(h, std::span(small_frame).subspan(5), wire::k_default_max_frame, compression, scratch);
+    const auto expected = wire::encode(small);
+    CHECK(wire::bytes(plain.begin(), plain.end()) == expected);
+  }
+}
+
 TEST_CASE("frame: a frame compressed with a codec the session did not agree on is refused", "[protocol]") {
   const wire::message m = big_push(200);
   const auto [sent, agreed] = GENERATE(std::pair{wire::codec::zstd, wire::codec::deflate},

@@ -59,9 +59,14 @@ class changes_page_builder {
   std::size_t count() const noexcept { return count_; }
   /// Bytes of changes added so far.
   std::size_t size_bytes() const noexcept { return items_.size(); }
+  /// Room for `bytes` bytes of changes, so that the page is not moved as it grows.
+  void reserve(std::size_t bytes) { items_.reserve(bytes); }
   /// Returns the payload of a `changes` message.
   bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
-               std::uint64_t remaining_bytes = 0) const;
+               std::uint64_t remaining_bytes = 0) const&;
+  /// The same payload, made in the builder's own buffer rather than a copy of it.
+  bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
+               std::uint64_t remaining_bytes = 0) &&;
 
   // --- scopes (protocol version 5): purges and backfilled records, sent after the items.
   /// Appends a purge of one record.
@@ -77,6 +82,8 @@ class changes_page_builder {
   std::size_t scope_bytes() const noexcept { return purges_.size() + backfill_.size(); }
 
  private:
+  void write_scope_section(bytes& out) const;
+
   bytes items_;
   std::size_t count_ = 0;
   bytes purges_;

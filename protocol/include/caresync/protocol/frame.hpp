@@ -45,8 +45,10 @@ bytes make_frame(const message& m, codec compression = codec::none);
 /// Makes a frame from an already-encoded payload (see changes_page_builder).
 bytes make_frame(message_type type, std::span<const std::uint8_t> payload, codec compression = codec::none);
 
-/// A frame's payload as encoded: `payload` itself, or decompressed into `scratch` if the
-/// header says so (the checks and limits of read_payload). Throws protocol_error.
+/// A frame's payload as encoded: `payload` itself, or decompressed into the front of
+/// `scratch` if the header says so (the checks and limits of read_payload). A `scratch`
+/// reused from an earlier frame is grown only when too small, never shrunk, so it may be
+/// longer than the span returned. Throws protocol_error.
 std::span<const std::uint8_t> plain_payload(const frame_header& h, std::span<const std::uint8_t> payload,
                                            std::uint32_t max_frame, codec agreed, bytes& scratch);
 
