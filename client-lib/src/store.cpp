@@ -200,8 +200,10 @@ void store::impl::open_database() {
   sqlite::exec(db.get(), "PRAGMA secure_delete=ON");
   // Checkpoints run on a thread of their own, not inside the commit that fills the WAL:
   // a sync's pages and an app's writes never wait for one (a failing checkpoint only lets
-  // the WAL grow, as SQLite's own would; the next one tries again).
-  checkpointer = std::make_unique<sqlite::wal_checkpointer>(options.path);
+  // the WAL grow, as SQLite's own would; the next one tries again). It runs at a
+  // background priority, yielding the cores to the app and its syncs.
+  checkpointer = std::make_unique<sqlite::wal_checkpointer>(options.path, sqlite::wal_checkpointer::listener{},
+                                                            sqlite::wal_checkpointer::thread_priority::background);
   checkpointer->attach(db.get());
 }
 

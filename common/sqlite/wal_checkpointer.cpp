@@ -39,7 +39,8 @@ void run_in_background() noexcept {
 
 }  // namespace
 
-wal_checkpointer::wal_checkpointer(const std::string& path, listener on_trouble) : on_trouble_(std::move(on_trouble)) {
+wal_checkpointer::wal_checkpointer(const std::string& path, listener on_trouble, thread_priority priority)
+    : on_trouble_(std::move(on_trouble)), priority_(priority) {
   sqlite3* raw = nullptr;
   // The store made the file and put it in WAL mode (a persistent setting) first.
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -86,7 +87,7 @@ void wal_checkpointer::notify_commit(int wal_pages) noexcept {
 }
 
 void wal_checkpointer::run() {
-  run_in_background();
+  if (priority_ == thread_priority::background) run_in_background();
   std::unique_lock lock(mutex_);
   while (!stop_) {
     wake_.wait_for(lock, k_idle, [this] { return stop_ || full_; });

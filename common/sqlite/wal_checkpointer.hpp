@@ -26,12 +26,22 @@ class wal_checkpointer {
   static constexpr int k_wake_pages = 1000;
   /// With no commit for this long, a truncating checkpoint empties the WAL file.
   static constexpr std::chrono::milliseconds k_idle{500};
-  /// Added to the thread's nice value (Linux, up to 19; on Apple platforms it takes the
-  /// utility QoS class): copying the WAL is background work, so when the cores are busy
-  /// it yields them to sessions and syncs, getting about a tenth of the time of each
-  /// busy thread it competes with. It is never starved: a WAL that grows while the cores
-  /// are saturated is copied at that share, and in full once they are not.
+  /// Added to the thread's nice value under thread_priority::background (Linux, up to
+  /// 19; on Apple platforms the thread takes the utility QoS class instead).
   static constexpr int k_background_nice = 10;
+
+  /// The CPU priority of the checkpoint thread.
+  enum class thread_priority {
+    /// As the thread that made it: for a server, whose WAL must not grow while its
+    /// sessions keep the cores busy (under caresync-load's 1,000 devices a background
+    /// checkpoint fell so far behind that the WAL grew to the size of the database).
+    normal,
+    /// Background work: when the cores are busy the thread yields them, getting about a
+    /// tenth of the time of each busy thread it competes with. For a tablet's store, where
+    /// the app and its syncs come first and the cores are busy only in bursts: the WAL a
+    /// large local transaction leaves is copied after a sync that follows it, not during.
+    background,
+  };
 
   /// Told, on the checkpointer's thread, when checkpoints start failing (SQLite's
   /// message) and when one succeeds again after that (an empty string).
@@ -39,7 +49,8 @@ class wal_checkpointer {
 
   /// Opens a connection of its own to the WAL database at `path` and starts the thread.
   /// Throws caresync::error (storage_errc::open_failed) when the file cannot be opened.
-  explicit wal_checkpointer(const std::string& path, listener on_trouble = {});
+  explicit wal_checkpointer(const std::string& path, listener on_trouble = {},
+                            thread_priority priority = thread_priority::normal);
   /// Detaches from the writer, stops and joins the thread, then closes its connection.
   ~wal_checkpointer();
   wal_checkpointer(const wal_checkpointer&) = delete;
@@ -64,6 +75,7 @@ class wal_checkpointer {
 
   db_handle db_;
   listener on_trouble_;
+  thread_priority priority_;
   sqlite3* writer_ = nullptr;
   std::mutex checkpoint_mutex_;  // one checkpoint at a time on db_ (the thread's, checkpoint_now)
 

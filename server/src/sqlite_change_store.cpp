@@ -170,7 +170,8 @@ class sqlite_change_store final : public change_store {
                         "INSERT INTO log_totals(node, changes, bytes, through) VALUES(?,?,?,?) ON CONFLICT(node) DO UPDATE"
                         " SET changes = changes + excluded.changes, bytes = bytes + excluded.bytes,"
                         " through = max(through, excluded.through)");
-    // Last: its thread checkpoints from now on, and the writer's commits no longer do.
+    // Last: its thread checkpoints from now on, and the writer's commits no longer do. At
+    // the server's own priority: under load a background one fell behind the sessions.
     checkpointer_ = std::make_unique<sqlite::wal_checkpointer>(path, [](const std::string& failure) {
       if (!failure.empty()) {
         log::error("checkpoint_failed", {{"reason", failure}},

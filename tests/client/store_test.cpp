@@ -1,6 +1,7 @@
 // The local SQLite store: real files in a fresh temporary directory per test, checked
 // both through the store's API and with plain SQL the way an app reads them.
 #include "../support/temp_dir.hpp"
+#include "../support/thread_nice.hpp"
 #include "store_impl.hpp"  // next_batch: the changes a sync would send
 
 #include <caresync/protocol/codec.hpp>
@@ -18,7 +19,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,8 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 using caresync::blob;
 using caresync::change;
@@ -593,31 +591,11 @@ TEST_CASE("the store's WAL is checkpointed by a thread of its own and emptied wh
 }
 
 #if defined(__linux__)
-namespace {
-
-/// Each thread of this process and its nice value (/proc/self/task/<tid>/stat, field 19).
-std::map<std::string, int> thread_nice_values() {
-  std::map<std::string, int> out;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto end_of_name = stat.rfind(')');
-    if (end_of_name == std::string::npos) continue;  // the thread ended meanwhile
-    std::istringstream fields(stat.substr(end_of_name + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && fields >> field; ++i) {
-      if (i == 19) out[task.path().filename().string()] = std::stoi(field);
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("the store's checkpoint thread runs at a background priority, and the app's threads keep theirs", "[store]") {
   temp_dir dir;
+  using caresync::testing::thread_nice_values;
   const auto before = thread_nice_values();
-  const int own = before.at(std::to_string(::gettid()));
+  const int own = before.at(caresync::testing::this_thread_id());
   const auto s = open_store(dir.file("tablet.db"));
   // The thread lowers its own priority as it starts: waited for, not timed.
   std::vector<int> started;
@@ -630,7 +608,7 @@ TEST_CASE("the store's checkpoint thread runs at a background priority, and the 
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   CHECK(std::count(started.begin(), started.end(), std::min(own + 10, 19)) == 1);
-  CHECK(thread_nice_values().at(std::to_string(::gettid())) == own);
+  CHECK(thread_nice_values().at(caresync::testing::this_thread_id()) == own);
   s->create("visits", {{"client", std::string("Ana Ruiz")}});
   CHECK(s->count("visits") == 1);
 }

@@ -10,6 +10,7 @@
 #include <caresync/server/scope.hpp>
 
 #include "../support/temp_dir.hpp"
+#include "../support/thread_nice.hpp"
 #include "page_reader.hpp"
 
 #include <catch2/catch.hpp>
@@ -640,6 +641,9 @@ TEST_CASE("the WAL is checkpointed by the store's own thread and emptied when th
   temp_dir dir;
   const auto path = dir.file("server.db");
   const auto wal = path + "-wal";
+#if defined(__linux__)
+  const auto threads_before = testing::thread_nice_values();
+#endif
   auto store = server::open_sqlite_change_store(path);
   // About 8 MB of changes in 40 commits: past the 1000-page (4 MB) mark that wakes a
   // passive checkpoint, more than once.
@@ -659,6 +663,14 @@ TEST_CASE("the WAL is checkpointed by the store's own thread and emptied when th
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   CHECK(std::filesystem::file_size(wal) == 0);
+#if defined(__linux__)
+  // The checkpoints ran at the server's own priority (unlike a tablet's, which yield the
+  // cores: wal_checkpointer::thread_priority): a busy server's WAL must not grow behind.
+  const int own = threads_before.at(testing::this_thread_id());
+  for (const auto& [tid, nice] : testing::thread_nice_values()) {
+    if (!threads_before.contains(tid)) CHECK(nice == own);
+  }
+#endif
   // Everything is in the database file, and a reopened store answers as before.
   CHECK(sqlite_query(path, "SELECT count(*) FROM changes") == std::to_string(written));
   store.reset();
