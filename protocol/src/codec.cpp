@@ -865,6 +865,10 @@ std::span<const std::uint8_t> unmarked(std::span<const std::uint8_t> stored_chan
 void changes_page_builder::add(std::uint64_t seq, std::span<const std::uint8_t> stored_change) {
   // Inside a page the change follows its sequence number.
   const auto change = unmarked(stored_change);
+  if (room_ > 0) {
+    items_.reserve(room_);
+    room_ = 0;
+  }
   writer w(items_);
   w.uvarint(seq);
   w.raw(change.data(), change.size());

@@ -486,7 +486,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
   max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
   wire::changes_page_builder page;
-  page.reserve(max_bytes);  // a full page then never moves (only the pages touched are faulted in)
+  page.reserve(max_bytes);  // a full page then never moves (only the memory touched is faulted in)
   page_position pos;
   try {
     std::span<const std::uint64_t> skip;

@@ -59,8 +59,9 @@ class changes_page_builder {
   std::size_t count() const noexcept { return count_; }
   /// Bytes of changes added so far.
   std::size_t size_bytes() const noexcept { return items_.size(); }
-  /// Room for `bytes` bytes of changes, so that the page is not moved as it grows.
-  void reserve(std::size_t bytes) { items_.reserve(bytes); }
+  /// Room for `bytes` bytes of changes, so that the page is not moved as it grows; taken
+  /// when the first change is added (an empty page takes none).
+  void reserve(std::size_t bytes) noexcept { room_ = bytes; }
   /// Returns the payload of a `changes` message.
   bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
                std::uint64_t remaining_bytes = 0) const&;
@@ -85,6 +86,7 @@ class changes_page_builder {
   void write_scope_section(bytes& out) const;
 
   bytes items_;
+  std::size_t room_ = 0;  ///< reserve()'s bytes, not yet taken
   std::size_t count_ = 0;
   bytes purges_;
   bytes backfill_;
