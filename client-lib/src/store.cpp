@@ -1489,10 +1489,13 @@ std::vector<outbox_batch> store::impl::pinned_batches() {
     // Resent exactly as first sent: it may have reached the server.
     outbox_batch& batch = out.emplace_back();
     batch.id = id_from_blob(pinned.column_blob(0));
+    batch.node = node;
     batch.last_seq = pinned.column_int64(1);
     const auto stored = pinned.column_blob(2);
+    // framed: 0, the payload of a version 6 push; 1, its frame; 2, the frame of a version 7 push.
+    const auto framed = pinned.column_int64(3);
     try {
-      if (pinned.column_int64(3) != 0) {
+      if (framed != 0) {
         // The whole frame as sent, compressed or not: its payload is read back from it.
         batch.frame.assign(stored.begin(), stored.end());
         const auto h = header_of(batch.frame);
@@ -1507,6 +1510,14 @@ std::vector<outbox_batch> store::impl::pinned_batches() {
         batch.payload.assign(plain.begin(), plain.end());
       } else {
         batch.payload.assign(stored.begin(), stored.end());
+      }
+      if (framed != 2) {
+        // Pinned before an upgrade: resent with its id and changes, in this version's form.
+        auto legacy = wire::decode_version6_push(batch.payload);
+        if (legacy.batch != batch.id) throw protocol_error(protocol_errc::malformed, "another batch");
+        batch.payload = wire::encode(legacy);
+        batch.frame.clear();
+        batch.frame_codec = wire::codec::none;
       }
     } catch (const protocol_error&) {
       throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
@@ -1524,15 +1535,18 @@ std::vector<change> outbox_batch::decode_changes() const {
     auto decoded = wire::decode(wire::message_type::push, payload);
     auto* p = std::get_if<wire::push>(&decoded);
     if (!p || p->batch != id) throw protocol_error(protocol_errc::malformed, "another batch");
+    for (auto& c : p->changes) c.ver.node = node;  // a push carries no node: they are this store's
     return std::move(p->changes);
   } catch (const protocol_error&) {
     throw error(make_error_code(storage_errc::corrupt), "the store's pending push batch is damaged");
   }
 }
 
-std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire::codec compression) {
+std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire::codec compression,
+                                                  std::size_t max_bytes) {
   return in_transaction([&]() -> std::optional<outbox_batch> {
     outbox_batch batch;
+    batch.node = node;
     {
       sqlite::statement last(db.get(), "SELECT coalesce(max(last_seq), 0) FROM cs_batch");
       last.step();
@@ -1582,6 +1596,7 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire
         } else if (direct == row_push::not_plain) {
           if (auto c = rebuild(collection, id, ver, static_cast<change_kind>(kind))) add(*c);
         }
+        if (push.size_bytes() >= max_bytes) break;  // the rest waits for the next batch
       }
       entries.reset();
       if (read == 0) return std::nullopt;
@@ -1590,14 +1605,25 @@ std::optional<outbox_batch> store::impl::pin_batch(std::size_t max_changes, wire
       drop.bind(1, start).bind(2, batch.last_seq).run();
       drop.reset();
     }
-    batch.id = record_id::generate();
+    // Numbered in the transaction that pins it: a store never reuses a number.
+    const auto number_text = get_state("batch_number");
+    std::uint64_t last_number = 0;
+    if (!number_text.empty()) {
+      const auto [end, ec] = std::from_chars(number_text.data(), number_text.data() + number_text.size(), last_number);
+      if (ec != std::errc{} || end != number_text.data() + number_text.size()) {
+        throw error(make_error_code(storage_errc::corrupt), "the store's batch number is damaged");
+      }
+    }
+    const std::uint64_t number = last_number + 1;
+    set_state("batch_number", std::to_string(number));
+    batch.id = numbered_batch(number);
     batch.change_count = push.count();
     batch.payload = push.finish(batch.id);
     // Pinned as the frame that is sent: compressed, it is a third of the payload's bytes
     // to write now and to overwrite when the batch is acknowledged (secure_delete).
     batch.frame = wire::make_frame(wire::message_type::push, batch.payload, compression);
     batch.frame_codec = header_of(batch.frame).compression;  // none when compressing would not shrink it
-    sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload, framed) VALUES(?,?,?,1)");
+    sqlite::statement pin(db.get(), "INSERT INTO cs_batch(id, last_seq, payload, framed) VALUES(?,?,?,2)");
     pin.bind(1, id_bytes(batch.id)).bind(2, batch.last_seq).bind_static(3, std::span<const std::uint8_t>(batch.frame)).run();
     return batch;
   });

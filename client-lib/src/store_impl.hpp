@@ -69,7 +69,8 @@ struct table_statements {
 /// the bytes sent: what acknowledging it needs of them is counted when it is made, and the
 /// changes themselves are decoded again only when the server refuses some (ack_batch).
 struct outbox_batch {
-  batch_id id;
+  batch_id id;                 ///< numbered (wire::numbered_batch) unless pinned by a version 6 store
+  node_id node = 0;            ///< the store's node: its changes' (a push carries none)
   std::int64_t last_seq = 0;   ///< outbox rows up to this seq belong to the batch
   std::size_t change_count = 0;  ///< changes in the push
   hlc_stamp max_stamp{};         ///< the greatest stamp of its changes
@@ -290,10 +291,13 @@ struct store::impl {
   /// Every batch pinned and not yet acknowledged, oldest first (to be resent as they are).
   std::vector<outbox_batch> pinned_batches();
   /// Makes and pins a new batch of at most `max_changes` outbox entries after the last
-  /// pinned one; std::nullopt when no entry is left to send.
+  /// pinned one, ending after the change that takes its changes past `max_bytes` (the
+  /// link's share: sync_client sizes batches to the link); std::nullopt when no entry is
+  /// left to send. The batch is numbered: the store's next batch number.
   /// The batch is pinned as its frame, compressed with `compression` (the codec the
   /// server agreed to; it is resent as it is).
-  std::optional<outbox_batch> pin_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
+  std::optional<outbox_batch> pin_batch(std::size_t max_changes, wire::codec compression = wire::codec::none,
+                                        std::size_t max_bytes = SIZE_MAX);
   /// The oldest pinned batch, or else a new one.
   std::optional<outbox_batch> next_batch(std::size_t max_changes, wire::codec compression = wire::codec::none);
   /// Removes the oldest pinned batch and its outbox entries; throws if `batch` is not the

@@ -1,5 +1,6 @@
 #include <caresync/sync_client.hpp>
 
+#include "link_meter.hpp"
 #include "store_impl.hpp"
 #include "tls_channel.hpp"
 
@@ -8,6 +9,7 @@
 #include <caresync/protocol/frame.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -86,19 +88,47 @@ auto apply_aside(Apply&& apply, Meanwhile&& meanwhile) {
   return applied.get();
 }
 
+/// A rate kept in the store's state (a decimal number of bytes per second), or 0.
+double stored_rate(store::impl& s, std::string_view key) {
+  const auto text = s.get_state(key);
+  double rate = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
+  return ec == std::errc{} && end == text.data() + text.size() && rate > 0 ? rate : 0;
+}
+
+/// A count kept in the store's state, or 0.
+std::uint64_t stored_count(store::impl& s, std::string_view key) {
+  const auto text = s.get_state(key);
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  return ec == std::errc{} && end == text.data() + text.size() ? n : 0;
+}
+
+// Keys of the store's state the sync keeps (cs_state).
+constexpr std::string_view k_down_rate_key = "link_down_rate";
+constexpr std::string_view k_up_rate_key = "link_up_rate";
+/// Changes applied since the store was last up to date (sync_progress::held).
+constexpr std::string_view k_held_key = "catchup_held";
+
 }  // namespace
 
 struct sync_client::impl {
   store& local;
   sync_options options;
+  /// The link as measured by this client's syncs (and, at first, by the store's last).
+  std::optional<link_meter> meter;
+  /// Progress as the last connection left it, for on_retry.
+  sync_progress last_progress;
 
   /// One connection: adds what it did to `report`, bytes included, even when it fails.
   void attempt(sync_report& report);
   void converse(tls_channel& channel, sync_report& report);
+  /// Keeps the measured rates in the store for the next sync; best effort.
+  void remember_link() noexcept;
 };
 
 sync_client::sync_client(store& local, sync_options options)
-    : impl_(std::make_unique<impl>(impl{local, std::move(options)})) {
+    : impl_(std::make_unique<impl>(impl{local, std::move(options), std::nullopt, {}})) {
   const auto& o = impl_->options;
   if (o.ca_file.empty() && o.pinned_key_sha256.empty()) {
     throw error(make_error_code(storage_errc::invalid_argument),
@@ -139,8 +169,11 @@ sync_report sync_client::sync() {
   const auto& retry = impl_->options.retry;
   sync_report report;
   auto backoff = retry.first_backoff;
+  unsigned fruitless = 0;  // attempts in a row that stored nothing
   for (;;) {
     ++report.attempts;
+    ++fruitless;
+    const auto stored_before = report.pushed + report.pulled + report.quarantined + report.purged;
     try {
       impl_->attempt(report);
       break;
@@ -156,13 +189,21 @@ sync_report sync_client::sync() {
         }
         throw error(e.code(), e.what() + wiped);
       }
-      if (!is_transient(e.code()) || report.attempts >= std::max(1u, retry.max_attempts)) throw;
+      const bool progressed = report.pushed + report.pulled + report.quarantined + report.purged > stored_before;
+      if (progressed) {
+        // The link works, if briefly: go on where this connection stopped, soon.
+        fruitless = 0;
+        backoff = retry.first_backoff / 2;
+      }
+      if (!is_transient(e.code()) || retry.max_attempts <= 1 || fruitless >= retry.max_attempts) throw;
+      // Full jitter: a random pause up to the current backoff, which doubles up to the cap.
+      thread_local std::mt19937_64 rng{std::random_device{}()};
+      const auto pause = std::chrono::milliseconds(
+          std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(0, backoff.count()))(rng));
+      if (impl_->options.on_retry) impl_->options.on_retry(e.code(), e.what(), impl_->last_progress, pause);
+      std::this_thread::sleep_for(pause);
+      backoff = progressed ? retry.first_backoff : std::min(backoff * 2, retry.max_backoff);
     }
-    // Full jitter: a random pause up to the current backoff, which doubles up to the cap.
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    const auto pause = std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(0, backoff.count()))(rng);
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
-    backoff = std::min(backoff * 2, retry.max_backoff);
   }
   report.cursor = impl_->local.cursor();
   report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
@@ -170,9 +211,17 @@ sync_report sync_client::sync() {
 }
 
 void sync_client::impl::attempt(sync_report& report) {
+  if (!meter) meter.emplace(stored_rate(local.internal(), k_down_rate_key), stored_rate(local.internal(), k_up_rate_key));
   tls_channel channel(options);
   try {
     converse(channel, report);
+  } catch (const error& e) {
+    report.bytes_sent += channel.bytes_sent();
+    report.bytes_received += channel.bytes_received();
+    // A link that broke or stalled is worse than measured: the next pages are smaller.
+    if (e.code() == network_errc::connection_lost || e.code() == network_errc::timeout) meter->cut();
+    remember_link();
+    throw;
   } catch (...) {
     report.bytes_sent += channel.bytes_sent();
     report.bytes_received += channel.bytes_received();
@@ -180,19 +229,37 @@ void sync_client::impl::attempt(sync_report& report) {
   }
   report.bytes_sent += channel.bytes_sent();
   report.bytes_received += channel.bytes_received();
+  remember_link();
+}
+
+void sync_client::impl::remember_link() noexcept {
+  try {
+    auto& s = local.internal();
+    if (meter->down_rate() > 0) s.set_state(k_down_rate_key, std::to_string(meter->down_rate()));
+    if (meter->up_rate() > 0) s.set_state(k_up_rate_key, std::to_string(meter->up_rate()));
+  } catch (...) {
+    // Only a hint for the next sync's first page; the sync's own outcome stands.
+  }
 }
 
 void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
+  using clock = std::chrono::steady_clock;
   const auto& o = options;
   auto& s = local.internal();
+  auto& link = *meter;
   const auto purged_before = s.purged_total;
   const auto refused_before = s.refused_out_of_scope_total;
   sync_progress progress;
+  // What earlier connections applied of a catch-up, for a bar that never starts again at
+  // zero; kept only when someone watches.
+  const bool watched = o.on_progress || o.on_retry;
+  if (watched) progress.held = stored_count(s, k_held_key);
   const auto tell = [&] {
-    if (!o.on_progress) return;
     progress.bytes_sent = channel.bytes_sent();
     progress.bytes_received = channel.bytes_received();
-    o.on_progress(progress);
+    progress.bytes_per_second = link.down_rate();
+    last_progress = progress;
+    if (o.on_progress) o.on_progress(progress);
   };
   channel.connect();
   wire::hello hello;
@@ -208,8 +275,10 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.outbox = outbox_at_start;
   hello.quarantined = local.quarantined().size();
   hello.open_conflicts = local.conflict_count();
+  const auto hello_sent = clock::now();
   channel.send(wire::make_frame(hello));
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
+  link.round_trip(clock::now() - hello_sent);
   // The client's clock never runs behind the server's, nor far ahead of it: writes
   // stamped too far ahead are re-stamped before they are sent (docs/conflicts.md).
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
@@ -218,17 +287,31 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   const wire::codec compression = wire::codec_of(welcome.features);
   progress.to_push = outbox_at_start;
   progress.to_pull = welcome.log_head > s.cursor() ? welcome.log_head - s.cursor() : 0;
+  progress.expected = progress.held + progress.to_pull;
+  last_progress = progress;
 
   // Push: the outbox in batches, oldest first; each acknowledged batch leaves the outbox.
   // Batches pinned by an earlier, interrupted sync go first, exactly as they were. Up to
   // k_push_window batches are on the way at once, so the store makes the next batch
-  // while the server stores the last one (pipelining; docs/protocol.md).
+  // while the server stores the last one (pipelining; docs/protocol.md). Each new batch
+  // holds about half a second of the link (link_meter), so a cut loses little.
   const std::size_t batch_max = std::max<std::size_t>(1, std::min<std::size_t>(o.push_batch_changes, welcome.max_push_changes));
+  // A batch's changes fit half a frame: compressing never lets a push past the limit.
+  const std::size_t batch_cap = welcome.max_frame_bytes ? welcome.max_frame_bytes / 2 : wire::k_default_max_frame / 2;
+  const auto batch_bytes = [&] { return o.size_to_link ? link.batch_bytes(batch_cap) : batch_cap; };
   bool resent_restamped = false;
   const auto push_outbox = [&] {
     std::deque<outbox_batch> unsent;
     for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
     std::deque<outbox_batch> in_flight;
+    // When each batch on the way was sent, and its size on the wire and before it.
+    struct flight {
+      clock::time_point at;
+      std::size_t wire = 0;
+      std::size_t plain = 0;
+    };
+    std::deque<flight> flights;
+    clock::time_point last_ack{};
     bool outbox_done = false;
     // A batch that cannot be pinned (a damaged outbox entry, a full disk) ends the push,
     // but only once the batches already on the way are answered and acknowledged.
@@ -241,7 +324,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
       while (in_flight.size() < k_push_window) {
         if (unsent.empty() && !outbox_done) {
           try {
-            if (auto b = s.pin_batch(batch_max, compression)) {
+            if (auto b = s.pin_batch(batch_max, compression, batch_bytes())) {
               unsent.push_back(std::move(*b));
             } else {
               outbox_done = true;
@@ -264,12 +347,22 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
                           " changes is larger than the server accepts; lower push_batch_changes");
         }
         channel.send(frame);
+        flights.push_back({clock::now(), frame.size(), batch.payload.size()});
         ++report.batches;
         in_flight.push_back(std::move(batch));
         unsent.pop_front();
       }
       if (in_flight.empty()) break;
       const auto result = expect<wire::push_result>(channel.receive(wire::k_default_max_frame, compression), "push_result");
+      {
+        // The batch went up from when it was sent, or from the last acknowledgement if it
+        // waited behind that batch.
+        const auto now = clock::now();
+        const auto& f = flights.front();
+        link.uploaded(f.wire, f.plain, now - std::max(f.at, last_ack));
+        last_ack = now;
+        flights.pop_front();
+      }
       const auto& sent = in_flight.front();
       if (result.batch != sent.id) {
         throw protocol_error(protocol_errc::unexpected_message, "the server acknowledged a different push batch");
@@ -308,7 +401,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
           }
           if (unsent.empty() && !outbox_done) {
             pinning = true;
-            pinned = s.pin_batch(batch_max, compression);
+            pinned = s.pin_batch(batch_max, compression, batch_bytes());
             if (!pinned) outbox_done = true;
           }
           return a;
@@ -341,17 +434,57 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // The next page is asked for before this one is applied, so the server reads it while
   // the store writes (pipelining; docs/protocol.md, "The conversation").
   std::uint64_t cursor = s.cursor();
-  // Progress of a page: what came, and what the server says is left.
-  const auto count_page = [&](const wire::changes_page& page) {
-    report.pulled += page.items.size() + page.backfill.size();
+  // Progress of a page: what came, and what the server says is left. `caught_up`: the
+  // page ends a pull (not a priority phase) with nothing more.
+  const auto count_page = [&](const wire::changes_page& page, bool caught_up) {
+    const auto n = page.items.size() + page.backfill.size();
+    report.pulled += n;
     ++report.pages;
-    progress.pulled += page.items.size() + page.backfill.size();
+    progress.pulled += n;
     progress.to_pull = progress.pulled + page.remaining_changes;
+    progress.held += n;
+    progress.expected = progress.held + page.remaining_changes;
     if (o.on_progress) {
       for (const auto& item : page.items) progress.pulled_bytes += wire::page_item_bytes(item);
       for (const auto& item : page.backfill) progress.pulled_bytes += wire::page_item_bytes(item);
       progress.to_pull_bytes = progress.pulled_bytes + page.remaining_bytes;
     }
+    progress.time_left = std::chrono::seconds(-1);
+    if (link.down_rate() > 0) {
+      const double seconds = static_cast<double>(page.remaining_bytes) / link.down_ratio() / link.down_rate();
+      progress.time_left = std::chrono::seconds(static_cast<std::int64_t>(std::ceil(seconds)));
+    }
+    if (watched) {
+      s.set_state(k_held_key, std::to_string(caught_up ? 0 : progress.held));
+    }
+  };
+
+  // Page bounds sized to the link (link_meter), asked afresh at each request; with no
+  // byte bound configured the server's defaults apply.
+  const bool sized = o.size_to_link && o.pull_page_bytes != 0;
+  const auto page_bytes = [&] { return sized ? static_cast<std::uint32_t>(link.page_bytes(o.pull_page_bytes)) : o.pull_page_bytes; };
+  const bool streamed = (welcome.features & wire::k_feature_stream) != 0;
+  clock::time_point asked_at{};    // when the request the next page answers was sent
+  clock::time_point arrived_at{};  // when the last page arrived
+  bool follows = false;            // the next page follows the last one unasked (a stream)
+  std::uint64_t stream_pages = 0;  // the pages the streamed pull asked for (0: no bound)
+  std::uint64_t stream_seen = 0;   // and those received so far
+  const auto sent_request = [&](const wire::bytes& frame) {
+    channel.send(frame);
+    asked_at = clock::now();
+    follows = false;
+  };
+  // Receives a page and times it: from the last page if it followed that one unasked,
+  // else from its request less a round trip. `answers_pull`: the page answers a pull
+  // (not a wait or prime), so it may be followed by the stream's next.
+  const auto receive_page = [&](bool answers_pull) {
+    auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+    const auto now = clock::now();
+    link.downloaded(channel.last_frame_bytes(), channel.last_plain_bytes(), now - (follows ? arrived_at : asked_at + link.rtt()));
+    arrived_at = now;
+    if (answers_pull) ++stream_seen;
+    follows = answers_pull && streamed && page.more && page.scope_epoch == 0 && (stream_pages == 0 || stream_seen < stream_pages);
+    return page;
   };
 
   // Prioritised initial sync (docs/protocol.md, "Prioritised initial sync"): a store
@@ -364,15 +497,15 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   }
   if (prime.spec.until > 0 && !prime.done) {
     const auto ask = [&](std::uint64_t position) {
-      channel.send(wire::make_frame(wire::prime{prime.spec, position, o.pull_page_changes, o.pull_page_bytes}));
+      sent_request(wire::make_frame(wire::prime{prime.spec, position, o.pull_page_changes, page_bytes()}));
     };
     ask(prime.position);
     for (;;) {
-      const auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+      const auto page = receive_page(false);
       if (page.more) ask(page.next_cursor);  // pipelined, as pulls are
       report.conflicts += s.apply_prime_page(page);
       report.primed += page.items.size();
-      count_page(page);
+      count_page(page, false);
       if (!page.more) break;
       tell();
     }
@@ -382,30 +515,30 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   if (progress.priority_ready) tell();
   // Pulls leave out what the priority phase delivered until past its log position.
   // Each pull also says which scope epoch the store holds (docs/protocol.md, "Scopes").
-  const auto pull_at = [&](std::uint64_t from) {
-    return wire::pull{from, o.pull_page_changes, o.pull_page_bytes, from < prime.spec.until ? prime.spec : wire::prime_spec{},
-                      s.scope_epoch()};
+  // Streamed, a pull asks for a few pages of the link's size and then asks again, so that
+  // its pages follow the link; until the link is measured, for one page; pages at their
+  // cap need no resizing and stream to the end.
+  const auto ask_pull = [&](std::uint64_t from) {
+    const auto bytes = page_bytes();
+    const std::uint64_t pages = !streamed || !sized ? 0 : link.down_rate() == 0 ? 1 : bytes < o.pull_page_bytes ? link_meter::k_stream_pages : 0;
+    stream_pages = pages;
+    stream_seen = 0;
+    sent_request(wire::make_frame(wire::pull{from, o.pull_page_changes, bytes,
+                                             from < prime.spec.until ? prime.spec : wire::prime_spec{}, s.scope_epoch(), pages}));
   };
-  const auto receive_page = [&] {
-    return expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
-  };
-  // Streamed pulls (docs/protocol.md, "5 pull"): the server sends the next page of a
-  // pull's answer unasked, up to a page with more = 0 or a scope epoch.
-  const bool streamed = (welcome.features & wire::k_feature_stream) != 0;
   // Applies a page; the next one, when there is more, comes first (asked for now, unless
-  // it is streamed), but after a page carrying purges or backfilled records only once it
-  // is stored: the pull's scope epoch tells the server it was. Coming first, the next
-  // page is received and decoded on this thread while the store applies this one on
-  // another (apply_aside). `answers_pull`: the page answers a pull (not a wait).
-  // Returns the next page, if there is one.
-  const auto take = [&](const wire::changes_page& page, bool answers_pull) -> std::optional<wire::changes_page> {
+  // the stream sends it unasked), but after a page carrying purges or backfilled records
+  // only once it is stored: the pull's scope epoch tells the server it was. Coming first,
+  // the next page is received and decoded on this thread while the store applies this
+  // one on another (apply_aside). Returns the next page, if there is one.
+  const auto take = [&](const wire::changes_page& page) -> std::optional<wire::changes_page> {
     std::optional<wire::changes_page> next;
     std::exception_ptr lost;  // the next page did not come: this one still counts
     if (page.more && page.scope_epoch == 0) {
-      if (!(streamed && answers_pull)) channel.send(wire::make_frame(pull_at(page.next_cursor)));
+      if (!follows) ask_pull(page.next_cursor);
       report.conflicts += apply_aside([&] { return s.apply_page(page); }, [&] {
         try {
-          next = receive_page();
+          next = receive_page(true);
         } catch (...) {
           lost = std::current_exception();
         }
@@ -413,29 +546,30 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     } else {
       report.conflicts += s.apply_page(page);
     }
-    count_page(page);
+    count_page(page, !page.more);
     tell();
     cursor = page.next_cursor;
     if (lost) std::rethrow_exception(lost);
     if (page.more && !next) {
-      channel.send(wire::make_frame(pull_at(page.next_cursor)));
-      next = receive_page();
+      ask_pull(page.next_cursor);
+      next = receive_page(true);
     }
     return next;
   };
   bool waited = false;
-  channel.send(wire::make_frame(pull_at(cursor)));
-  for (auto page = std::optional(receive_page());;) {
-    if ((page = take(*page, true))) continue;
+  ask_pull(cursor);
+  for (auto page = std::optional(receive_page(true));;) {
+    if ((page = take(*page))) continue;
     // Up to date. Live mode: wait, once, for what other devices push next.
     if (waited || o.live_wait.count() <= 0 || !(welcome.features & wire::k_feature_wait)) break;
     waited = true;
     const auto max_wait = static_cast<std::uint32_t>(std::min<std::int64_t>(o.live_wait.count(), 0xffffffff));
-    channel.send(wire::make_frame(wire::wait{cursor, max_wait, o.pull_page_changes, o.pull_page_bytes}));
+    sent_request(wire::make_frame(wire::wait{cursor, max_wait, o.pull_page_changes, page_bytes()}));
     const auto answer =
         expect<wire::changes_page>(channel.receive_after(o.live_wait, wire::k_default_max_frame, compression), "changes");
+    arrived_at = clock::now();
     report.woken = !answer.items.empty();
-    if (!(page = take(answer, false))) break;
+    if (!(page = take(answer))) break;
   }
   if (const auto resolved = local.run_resolvers(); resolved > 0) {
     report.resolved += resolved;

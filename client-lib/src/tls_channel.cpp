@@ -1,5 +1,6 @@
 #include "tls_channel.hpp"
 
+#include <caresync/protocol/codec.hpp>
 #include <caresync/protocol/errors.hpp>
 #include <caresync/protocol/sha256.hpp>
 
@@ -165,7 +166,10 @@ wire::message tls_channel::receive_after(std::chrono::milliseconds extra, std::u
            "receiving the server's answer");
   if (ec) network_failure(network_errc::connection_lost, "the connection to the server was lost while receiving: " + ec.message());
   received_ += header.size() + payload.size();
-  return wire::read_payload(h, payload, max_frame, agreed);
+  const auto plain = wire::plain_payload(h, payload, max_frame, agreed, scratch_);
+  last_frame_ = header.size() + payload.size();
+  last_plain_ = plain.size();
+  return wire::decode(h.type, plain);
 }
 
 void tls_channel::close() noexcept {

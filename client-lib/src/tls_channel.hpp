@@ -43,6 +43,10 @@ class tls_channel {
 
   std::uint64_t bytes_sent() const noexcept { return sent_; }
   std::uint64_t bytes_received() const noexcept { return received_; }
+  /// The last frame received: its bytes as sent (header included) and its payload's once
+  /// decompressed, for the link meter.
+  std::size_t last_frame_bytes() const noexcept { return last_frame_; }
+  std::size_t last_plain_bytes() const noexcept { return last_plain_; }
 
  private:
   template <class Start>
@@ -55,6 +59,9 @@ class tls_channel {
   std::optional<asio::ssl::stream<asio::ip::tcp::socket>> stream_;
   std::uint64_t sent_ = 0;
   std::uint64_t received_ = 0;
+  std::size_t last_frame_ = 0;
+  std::size_t last_plain_ = 0;
+  wire::bytes scratch_;  // a compressed frame's payload, kept between frames
 };
 
 }  // namespace caresync

@@ -6,10 +6,12 @@
 //   caresync-field --store jana.db add-client --name "…" --org-unit kraj/orp-a/team-1
 //   caresync-field --store jana.db record-visit --client ID --start … --end … --note "…"
 //   caresync-field --store jana.db visits [--date YYYY-MM-DD]
-//   caresync-field --store jana.db sync
+//   caresync-field --store jana.db sync [--until-done [--deadline 10m]]
 //
 // `caresync-field --help` lists every command. Record contents are printed only to the
 // terminal of the person using the tablet, never logged.
+
+#include "sync_command.hpp"
 
 #include <caresync/care.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -27,6 +29,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -131,16 +134,6 @@ int list_visits(const std::string& store_path, const std::string& day) {
   return 0;
 }
 
-/// A one-line progress bar on stderr while a sync runs.
-void show_progress(const sync_progress& p) {
-  const auto total = std::max<std::uint64_t>(p.to_pull, p.pulled);
-  const int width = 30;
-  const int filled = total ? static_cast<int>(width * p.pulled / total) : width;
-  std::fprintf(stderr, "\r[%.*s%*s] pushed %zu/%zu, pulled %zu/%llu", filled, "##############################",
-               width - filled, "", p.pushed, p.to_push, p.pulled, static_cast<unsigned long long>(total));
-  std::fflush(stderr);
-}
-
 std::string value_text(const value& v) {
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
   if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
@@ -221,6 +214,15 @@ int main(int argc, char** argv) {
   inbox_cmd->add_option("--unit", inbox_unit, "The receiving unit")->required();
 
   auto* sync_cmd = app.add_subcommand("sync", "Exchange changes with the server, with a progress bar");
+  field::sync_command_options sync_how;
+  sync_cmd->add_flag("--until-done", sync_how.until_done,
+                     "Keep trying, with pauses, until the tablet has everything (for a weak signal)");
+  std::int64_t deadline_seconds = 0;
+  sync_cmd
+      ->add_option("--deadline", deadline_seconds, "With --until-done: stop trying after this long (e.g. 90, 90s, 10m, 1h)")
+      ->transform(CLI::AsNumberWithUnit(std::map<std::string, std::int64_t>{{"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}},
+                                        CLI::AsNumberWithUnit::CASE_INSENSITIVE))
+      ->check(CLI::PositiveNumber);
 
   auto* conflicts_cmd = app.add_subcommand("conflicts", "List open conflicts (concurrent edits kept for a person)");
   std::string resolve_collection, resolve_id, resolve_field, resolve_value;
@@ -290,13 +292,12 @@ int main(int argc, char** argv) {
         std::cout << r.id.to_string() << "  client " << r.client_id.to_string() << "  from " << r.from_unit << "  " << r.reason << "\n";
       }
     } else if (*sync_cmd) {
-      auto o = load_device(store_path);
-      o.on_progress = show_progress;
-      const auto r = sync_client(*local, o).sync();
-      std::fprintf(stderr, "\n");
-      std::cout << "synced: " << r.pushed << " pushed, " << r.pulled << " pulled, " << r.conflicts << " conflicting, "
-                << r.quarantined << " refused (see the quarantine), " << local->conflict_count() << " open conflict(s), "
-                << r.bytes_sent + r.bytes_received << " bytes in " << r.duration.count() << " ms\n";
+      if (deadline_seconds > 0) sync_how.deadline = std::chrono::seconds(deadline_seconds);
+      if (sync_how.deadline && !sync_how.until_done) {
+        std::cerr << "caresync-field: --deadline goes with --until-done\n";
+        return k_exit_usage;
+      }
+      return field::run_sync(*local, load_device(store_path), sync_how);
     } else if (*conflicts_cmd) {
       for (const auto& c : local->conflicts()) {
         std::cout << c.collection << " " << c.record.to_string() << " " << c.field << (c.record_deleted ? " (record deleted)" : "")

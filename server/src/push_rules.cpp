@@ -201,4 +201,11 @@ void fill_restores(change_store& store, std::span<const change> changes, std::ve
   }
 }
 
+batch_id batch_key(const batch_id& sent, node_id node) noexcept {
+  if (batch_number(sent) == 0) return sent;
+  batch_id key = sent;
+  for (int i = 0; i < 8; ++i) key.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(node >> (56 - 8 * i));
+  return key;
+}
+
 }  // namespace caresync::server

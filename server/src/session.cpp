@@ -177,7 +177,7 @@ void session::on_payload(const wire::frame_header& h) {
   try {
     const auto body = wire::plain_payload(h, payload_, frame_limit(), compression_, plain);
     // A push keeps each change's bytes: the store keeps them as they came.
-    m = h.type == wire::message_type::push && !device_.empty() ? wire::message{wire::decode_push(body, sent)}
+    m = h.type == wire::message_type::push && !device_.empty() ? wire::message{wire::decode_push(body, node_, pushed_, sent)}
                                                                 : wire::decode(h.type, body);
   } catch (const protocol_error& e) {
     return refuse(e.code(), e.what());
@@ -186,6 +186,8 @@ void session::on_payload(const wire::frame_header& h) {
   const auto release = [this] {
     payload_.clear();
     payload_.shrink_to_fit();
+    pushed_.clear();
+    pushed_.shrink_to_fit();
   };
   try {
     handle(m, sent);
@@ -384,7 +386,7 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
   }
   push_outcome outcome;
   try {
-    outcome = context_.store.append_as(who_, m.batch, to_store, refused, to_store_sent);
+    outcome = context_.store.append_as(who_, batch_key(m.batch, node_), to_store, refused, to_store_sent);
     context_.observe_push(std::chrono::steady_clock::now() - push_started);
   } catch (const error& e) {
     log::error("store_write_failed", {{"device", device_}, {"reason", e.what()}}, "storing a push failed");
@@ -413,7 +415,7 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
 
 void session::on_pull(const wire::pull& m) {
   scope_epoch_ = m.scope_epoch;
-  answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime, true);
+  answer_page(m.cursor, m.max_changes, m.max_bytes, m.prime, true, m.max_pages);
 }
 
 const primed& session::primed_for(const wire::prime_spec& spec) {
@@ -481,7 +483,7 @@ void session::on_prime(const wire::prime& m) {
 }
 
 void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
-                          const wire::prime_spec& prime, bool pull) {
+                          const wire::prime_spec& prime, bool pull, std::uint64_t max_pages) {
   const auto& c = context_.config;
   max_changes = max_changes == 0 ? c.page_max_changes : std::min(max_changes, c.page_max_changes);
   max_bytes = max_bytes == 0 ? c.page_max_bytes : std::min(max_bytes, c.page_max_bytes);
@@ -524,9 +526,10 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   records_purged_ += page.purge_count();
   // A stream (docs/protocol.md, "5 pull") goes on with the next page once this one is
   // written, as the device would have asked; it stops where the device must store a
-  // page before it asks again (one with a scope epoch), and at the end of the log.
-  if (pull && (granted_ & wire::k_feature_stream) && pos.more && page.scope_epoch() == 0) {
-    stream_next_ = wire::pull{pos.next_cursor, max_changes, max_bytes, prime, scope_epoch_};
+  // page before it asks again (one with a scope epoch), at the end of the log, and
+  // after the pages the pull asked for (version 7: the device then resizes its pages).
+  if (pull && (granted_ & wire::k_feature_stream) && pos.more && page.scope_epoch() == 0 && max_pages != 1) {
+    stream_next_ = wire::pull{pos.next_cursor, max_changes, max_bytes, prime, scope_epoch_, max_pages ? max_pages - 1 : 0};
   }
   send(wire::make_frame(wire::message_type::changes, std::move(page).finish(pos.next_cursor, pos.more, left.changes, left.bytes),
                         compression_),
@@ -624,7 +627,7 @@ void session::send(wire::bytes frame, bool last) {
     if (last || self->closing_) return self->close(self->outcome_);
     self->arm_timer(self->context_.config.idle_timeout);
     if (auto next = std::exchange(self->stream_next_, std::nullopt)) {
-      return self->answer_page(next->cursor, next->max_changes, next->max_bytes, next->prime, true);
+      return self->answer_page(next->cursor, next->max_changes, next->max_bytes, next->prime, true, next->max_pages);
     }
     self->read_header();
   });

@@ -103,9 +103,10 @@ class session : public std::enable_shared_from_this<session> {
   void on_prime(const wire::prime& m);
   /// Answers a pull (or a wait) with the page after `cursor`, leaving out the changes of
   /// `prime` (a completed priority phase; until 0: none). A pull's answer goes on as a
-  /// stream when the device was granted k_feature_stream (`pull` true).
+  /// stream when the device was granted k_feature_stream (`pull` true), of at most
+  /// `max_pages` pages (0: no bound; version 7).
   void answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
-                   const wire::prime_spec& prime = {}, bool pull = false);
+                   const wire::prime_spec& prime = {}, bool pull = false, std::uint64_t max_pages = 0);
   /// The changes of `spec`'s priority phase, computed once per session and spec.
   /// Throws caresync::error (storage).
   const primed& primed_for(const wire::prime_spec& spec);
@@ -128,6 +129,7 @@ class session : public std::enable_shared_from_this<session> {
   session_context& context_;
   std::array<std::uint8_t, wire::k_frame_header_size> header_{};
   wire::bytes payload_;
+  wire::bytes pushed_;  // a push's changes in stored form (wire::decode_push), while it is handled
   wire::bytes out_;
   std::string peer_;
   std::string device_;  // empty until hello is accepted

@@ -519,7 +519,8 @@ TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and re
   CHECK(batch->frame_codec == caresync::wire::codec::zstd);
   CHECK(batch->frame.size() < batch->payload.size() / 2);
   raw_db app(path);
-  CHECK(app.scalar("SELECT framed FROM cs_batch") == "1");
+  CHECK(app.scalar("SELECT framed FROM cs_batch") == "2");  // a version 7 frame
+  CHECK(batch_number(batch->id) == 1);  // the store's first batch
   CHECK(app.scalar("SELECT length(payload) FROM cs_batch") == std::to_string(batch->frame.size()));
   // Read back (as after a crash): the same id, frame, payload and changes.
   const auto again = s->internal().next_batch(100, caresync::wire::codec::zstd);
@@ -532,21 +533,36 @@ TEST_CASE("a pinned batch is kept as the frame it is sent as, compressed, and re
   CHECK(again->change_count == batch->change_count);
   CHECK(again->max_stamp == batch->max_stamp);
 
-  SECTION("a batch an older build pinned as its payload alone is read back too") {
+  SECTION("a batch a version 6 store pinned (its payload, or its frame) is resent with its id, in version 7's form") {
+    // Version 6: a random 16-byte id, and each change with its node.
+    const auto legacy_id = caresync::record_id::generate();
+    const auto changes = batch->decode_changes();
+    std::vector<std::uint8_t> v6(legacy_id.bytes.begin(), legacy_id.bytes.end());
+    v6.insert(v6.begin(), 0x01);  // the marker
+    v6.push_back(static_cast<std::uint8_t>(changes.size()));  // 50: a one-byte varint
+    for (const auto& c : changes) {
+      const auto stored = caresync::wire::encode_change(c);
+      v6.insert(v6.end(), stored.begin() + 1, stored.end());
+    }
+    const bool framed = GENERATE(false, true);
+    CAPTURE(framed);
+    const auto pinned = framed ? caresync::wire::make_frame(caresync::wire::message_type::push, v6, caresync::wire::codec::zstd) : v6;
     sqlite3* raw = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
     const std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
     sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(raw, "UPDATE cs_batch SET payload=?, framed=0", -1, &st, nullptr) == SQLITE_OK);
-    sqlite3_bind_blob(st, 1, batch->payload.data(), static_cast<int>(batch->payload.size()), SQLITE_TRANSIENT);
+    REQUIRE(sqlite3_prepare_v2(raw, "UPDATE cs_batch SET id=?, payload=?, framed=?", -1, &st, nullptr) == SQLITE_OK);
+    sqlite3_bind_blob(st, 1, legacy_id.bytes.data(), 16, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, pinned.data(), static_cast<int>(pinned.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, framed ? 1 : 0);
     CHECK(sqlite3_step(st) == SQLITE_DONE);
     sqlite3_finalize(st);
     const auto old = s->internal().next_batch(100, caresync::wire::codec::zstd);
     REQUIRE(old);
-    CHECK(old->id == batch->id);
-    CHECK(old->frame.empty());  // framed when sent
-    CHECK(old->payload == batch->payload);
-    CHECK(old->decode_changes() == batch->decode_changes());
+    CHECK(old->id == legacy_id);
+    CHECK(old->frame.empty());  // framed again when sent, in version 7's form
+    CHECK(old->payload == caresync::wire::encode(caresync::wire::push{legacy_id, changes}));
+    CHECK(old->decode_changes() == changes);
     CHECK(old->change_count == batch->change_count);
     CHECK(old->max_stamp == batch->max_stamp);
   }

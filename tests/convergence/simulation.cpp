@@ -473,7 +473,9 @@ class simulation {
   /// The server's side of one push: decode, screen, store. Returns the encoded answer.
   std::vector<std::uint8_t> server_push(int r, const std::vector<std::uint8_t>& request, bool must_replay) {
     auto& rep = replicas_[r];
-    const auto push = std::get<wire::push>(wire::decode(wire::message_type::push, request));
+    // As the server's session: every change of a push is the pusher's (version 7).
+    auto push = std::get<wire::push>(wire::decode(wire::message_type::push, request));
+    for (auto& c : push.changes) c.ver.node = rep.db->node();
     const auto head_before = log_->head();
     auto rules = rules_;
     rules.server_side = r == 0;
@@ -481,7 +483,7 @@ class simulation {
     if (screen.foreign_node) throw violation{"a tablet pushed a change with another node id"};
     auto to_store = push.changes;
     server::strip_server_only(to_store, screen.refused);
-    auto outcome = log_->append(rep.device, push.batch, to_store, screen.refused);
+    auto outcome = log_->append(rep.device, server::batch_key(push.batch, rep.db->node()), to_store, screen.refused);
     if (must_replay && (!outcome.replayed || log_->head() != head_before)) {
       throw violation{"a push delivered again was stored again"};
     }

@@ -73,7 +73,10 @@ struct nan_finder {
     return std::any_of(m.changes.begin(), m.changes.end(), [](const change& c) { return has_nan(c); });
   }
   bool operator()(const wire::changes_page& m) const {
-    return std::any_of(m.items.begin(), m.items.end(), [](const sequenced_change& i) { return has_nan(i.body); });
+    // The backfilled changes too (a change block since version 7; a NaN there is as
+    // unequal to itself as in the items).
+    const auto nan = [](const sequenced_change& i) { return has_nan(i.body); };
+    return std::any_of(m.items.begin(), m.items.end(), nan) || std::any_of(m.backfill.begin(), m.backfill.end(), nan);
   }
   bool operator()(const wire::pull& m) const { return has_nan(m.prime); }
   bool operator()(const wire::prime& m) const { return has_nan(m.spec); }

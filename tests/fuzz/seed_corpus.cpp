@@ -1,7 +1,9 @@
 // Writes the seed corpus of the frame fuzz target (frame_fuzz.cpp gives the input
-// layout): real messages of every type, encoded by the library, as uncompressed frames
-// and as deflate and zstd frames, a few frames in one input, compression bombs that stop
-// at the limit, and stored changes. tests/fuzz/corpus/ was made by it:
+// layout): real messages of every type, encoded by the library (protocol version 7:
+// numbered and version 6 batches, pages of change blocks holding every kind of change),
+// as uncompressed frames and as deflate and zstd frames, a few frames in one input,
+// compression bombs that stop at the limit, and stored changes. tests/fuzz/corpus/ was
+// made by it:
 //
 //   caresync-fuzz-seeds tests/fuzz/corpus
 //
@@ -27,6 +29,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -113,6 +116,34 @@ change plain_delete() {
   return c;
 }
 
+/// A revivable delete (version 6): a later edit may bring the record back.
+change revivable_delete() {
+  change c;
+  c.collection = "visit";
+  c.id = id_of(5);
+  c.ver = ver(k_t0 + 7, 0, 0x1122334455667788ULL);
+  c.kind = change_kind::remove;
+  c.covers = std::vector<version>{ver(k_t0, 1, 0x1122334455667788ULL)};
+  c.revivable = true;
+  return c;
+}
+
+/// An edit that dismisses the revival of a revivable delete (version 6).
+change dismissal() {
+  change c;
+  c.collection = "visit";
+  c.id = id_of(5);
+  c.ver = ver(k_t0 + 8, 0, 0x0102030405060708ULL);
+  c.fields = {{"status", value{std::string("closed")}}};
+  c.dismisses = ver(k_t0 + 7, 0, 0x1122334455667788ULL);
+  return c;
+}
+
+/// Every kind of change the seeds hold.
+std::vector<change> every_kind() {
+  return {plain_edit(), kept_and_items_edit(), covering_delete(), plain_delete(), revivable_delete(), dismissal()};
+}
+
 wire::prime_spec example_spec() {
   wire::prime_spec s;
   s.until = 1234;
@@ -124,19 +155,18 @@ wire::prime_spec example_spec() {
   return s;
 }
 
+/// A push of a store's 10th batch (version 7: sent as the number; no node per change).
 wire::push example_push() {
   wire::push p;
-  p.batch = id_of(10);
-  p.changes = {plain_edit(), kept_and_items_edit(), covering_delete(), plain_delete()};
+  p.batch = numbered_batch(10);
+  p.changes = every_kind();
   return p;
 }
 
 wire::changes_page example_page() {
   wire::changes_page page;
   std::uint64_t seq = 100;
-  for (auto& c : {plain_edit(), kept_and_items_edit(), covering_delete(), plain_delete()}) {
-    page.items.push_back(sequenced_change{seq++, c});
-  }
+  for (const auto& c : every_kind()) page.items.push_back(sequenced_change{seq++, c});
   page.next_cursor = 200;
   page.more = true;
   page.remaining_changes = 57;
@@ -147,7 +177,7 @@ wire::changes_page example_page() {
 /// A push large enough (>= k_compress_threshold) for make_frame to compress it.
 wire::push large_push() {
   wire::push p;
-  p.batch = id_of(11);
+  p.batch = numbered_batch(11);
   for (std::uint8_t i = 0; i < 6; ++i) {
     change c = plain_edit();
     c.id = id_of(static_cast<std::uint8_t>(20 + i));
@@ -252,19 +282,27 @@ void write_corpus(corpus_writer& w) {
   w.frame("welcome", welcome);
 
   w.frame("push", example_push());
-  w.frame("push-empty", wire::push{id_of(12), {}});
+  w.frame("push-empty", wire::push{numbered_batch(12), {}});
+  {
+    // A batch a version 6 store pinned before it was upgraded: 0, then its 16-byte id.
+    auto pinned = example_push();
+    pinned.batch = id_of(10);
+    w.frame("push-version6-batch", pinned);
+  }
 
   wire::push_result result;
-  result.batch = id_of(10);
+  result.batch = numbered_batch(10);
   result.accepted = 2;
   result.first_seq = 101;
   result.last_seq = 102;
   result.refused = {wire::refusal{1, static_cast<std::uint16_t>(protocol_errc::limit_exceeded), "visit.note is too long"},
                     wire::refusal{3, static_cast<std::uint16_t>(protocol_errc::clock_ahead), "stamped ahead"}};
   w.frame("push_result-refusals", result);
-  w.frame("push_result-replayed", wire::push_result{id_of(10), 4, 101, 104, true, {}});
+  w.frame("push_result-replayed", wire::push_result{numbered_batch(10), 4, 101, 104, true, {}});
+  w.frame("push_result-version6-batch", wire::push_result{id_of(10), 4, 101, 104, false, {}});
 
   w.frame("pull", wire::pull{4711, 1000, 1u << 20, {}});
+  w.frame("pull-max-pages", wire::pull{4711, 1000, 1u << 20, {}, 0, 8});  // version 7
   w.frame("pull-prime-spec", wire::pull{4711, 0, 0, example_spec()});
   w.frame("prime", wire::prime{example_spec(), 17, 500, 1u << 18});
 
@@ -276,8 +314,9 @@ void write_corpus(corpus_writer& w) {
     scoped.scope_epoch = 12;
     scoped.purges = {wire::scope_purge{"visit", id_of(20)}, wire::scope_purge{"client", id_of(21)}};
     scoped.backfill = example_page().items;
+    std::swap(scoped.backfill.front(), scoped.backfill.back());  // seqs going down: negative deltas
     w.frame("changes-scope", scoped);
-    w.frame("pull-scope-epoch", wire::pull{4711, 0, 0, {}, 12});
+    w.frame("pull-scope-epoch", wire::pull{4711, 0, 0, {}, 12, 1});
   }
 
   w.frame("error", wire::error{static_cast<std::uint16_t>(protocol_errc::server_busy), true, "The server is busy; try again in a minute."});
@@ -308,7 +347,7 @@ void write_corpus(corpus_writer& w) {
           {wire::make_frame(hello), wire::make_frame(example_push()), wire::make_frame(wire::pull{4711, 0, 0, example_spec()}),
            wire::make_frame(wire::ping{1})});
   w.write("conversation-server", k_mode_zstd,
-          {wire::make_frame(welcome), wire::make_frame(wire::push_result{id_of(10), 4, 101, 104, false, {}}),
+          {wire::make_frame(welcome), wire::make_frame(wire::push_result{numbered_batch(10), 4, 101, 104, false, {}}),
            wire::make_frame(large_page(), codec::zstd), wire::make_frame(wire::pong{1})});
 
   // enroll (12) and enrolled (13), written by hand: u16 version, then texts
@@ -337,6 +376,8 @@ void write_corpus(corpus_writer& w) {
   w.write("stored-kept-items", k_mode_stored, {wire::encode_change(kept_and_items_edit())});
   w.write("stored-delete-covers", k_mode_stored, {wire::encode_change(covering_delete())});
   w.write("stored-delete", k_mode_stored, {wire::encode_change(plain_delete())});
+  w.write("stored-revivable-delete", k_mode_stored, {wire::encode_change(revivable_delete())});
+  w.write("stored-dismissal", k_mode_stored, {wire::encode_change(dismissal())});
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ TEST_CASE("field CLI: two tablets record, sync, see and hand over a client", "[s
   r = field(dir, "jana", {"sync"});
   REQUIRE(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("2 pushed"));
-  CHECK_THAT(r.err, Catch::Contains("pushed 2/"));  // the progress bar
+  CHECK_THAT(r.err, Catch::Contains("sent 2 of 2"));  // the progress bar
 
   // Petr syncs and sees the visit of the day, with the client's name.
   REQUIRE(field(dir, "petr", {"sync"}).status == 0);

@@ -1,5 +1,6 @@
 // Who may connect: tokens, certificates, host names, pins.
 
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include "store_impl.hpp"
@@ -182,12 +183,15 @@ TEST_CASE("the server refuses forged versions and a node id of 0", "[sync][secur
   REQUIRE(batch);
   auto changes = batch->decode_changes();
 
-  SECTION("a change stamped with another replica's node id") {
+  SECTION("a change stamped with another replica's node id is stored as the pusher's (version 7)") {
+    // A push carries no node id: whatever the device meant, the change is its own.
     changes[0].ver.node = a->node() ^ 1;
     const auto answer = caresync::testing::exchange_raw(server.options(0), a->node(), wire::push{batch->id, changes});
-    REQUIRE(std::holds_alternative<wire::error>(answer));
-    CHECK(std::get<wire::error>(answer).code == static_cast<std::uint16_t>(protocol_errc::malformed));
-    CHECK_THAT(std::get<wire::error>(answer).message, Catch::Contains("node id"));
+    REQUIRE(std::holds_alternative<wire::push_result>(answer));
+    CHECK(std::get<wire::push_result>(answer).accepted == 1);
+    const auto stored = caresync::testing::sql_int(server.config().database_file, "SELECT node FROM changes");
+    CHECK(static_cast<node_id>(stored) == a->node());
+    return;
   }
   SECTION("a compressed frame when compression was not agreed") {
     const auto compression = GENERATE(wire::codec::deflate, wire::codec::zstd);

@@ -152,13 +152,16 @@ TEST_CASE("large syncs go in several batches and pages", "[sync]") {
   a->transaction([&] {
     for (int i = 0; i < 1200; ++i) a->create("visits", visit(i));
   });
+  // Counted exactly: not sized to the link (weak_link_test.cpp tests that).
   auto oa = server.options(0);
   oa.push_batch_changes = 500;
+  oa.size_to_link = false;
   const auto ra = sync_client(*a, oa).sync();
   CHECK(ra.batches == 3);
   CHECK(ra.pushed == 1200);
   auto ob = server.options(1);
   ob.pull_page_changes = 100;
+  ob.size_to_link = false;
   const auto rb = sync_client(*b, ob).sync();
   CHECK(rb.pages == 12);
   CHECK(rb.pulled == 1200);
@@ -173,8 +176,10 @@ TEST_CASE("a push whose batches follow the cursor moves it past them, and otherw
   auto oa = server.options(0);
   oa.push_batch_changes = 100;
   oa.pull_page_changes = 100;
+  oa.size_to_link = false;
   auto ob = server.options(1);
   ob.pull_page_changes = 100;
+  ob.size_to_link = false;
   a->transaction([&] {
     for (int i = 0; i < 450; ++i) a->create("visits", visit(i));
   });

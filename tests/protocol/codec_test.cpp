@@ -1,3 +1,4 @@
+#include "change_block.hpp"
 #include "wire_examples.hpp"
 
 #include <caresync/protocol/codec.hpp>
@@ -7,9 +8,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -76,6 +81,12 @@ std::string hex(const bytes& b) {
   return s;
 }
 
+bytes concat(std::initializer_list<bytes> parts) {
+  bytes out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
 bytes unhex(const std::string& s) {
   bytes b;
   for (std::size_t i = 0; i + 1 < s.size();) {
@@ -132,7 +143,14 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     del.ver = version{hlc_stamp{k_max64}, k_max64};
     del.kind = change_kind::remove;
     m.changes.push_back(del);
-    CHECK(round_trip(m) == m);
+    // Version 7: the nodes are not sent; they come back 0, for the receiver to give.
+    REQUIRE(m.changes[0].ver.node != 0);
+    CHECK(round_trip(m) == testing::as_decoded(m));
+    CHECK(wire::encode(m) == wire::encode(testing::as_decoded(m)));
+    m.batch = numbered_batch(k_max64);
+    CHECK(round_trip(m) == testing::as_decoded(m));
+    m.batch = numbered_batch(1);
+    CHECK(round_trip(m) == testing::as_decoded(m));
     wire::push empty;
     CHECK(round_trip(empty) == empty);
   }
@@ -141,6 +159,10 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     CHECK(round_trip(m) == m);
     wire::push_result none{rid(0), 0, 0, 0, false, {}};
     CHECK(round_trip(none) == none);
+    wire::push_result numbered{numbered_batch(300), 2, 8, 9, true, {}};  // version 7
+    CHECK(round_trip(numbered) == numbered);
+    CHECK(wire::encode(numbered)[1] == 0xac);  // the batch as uvarint 300: ac 02
+    CHECK(wire::encode(numbered)[2] == 0x02);
     wire::push_result refused{rid(0x44), 1, 7, 7, false,
                               {{0, 6, "a value is larger than 1000 bytes"}, {0xffffffffu, 0xffff, "ž"}}};
     CHECK(round_trip(refused) == refused);
@@ -166,6 +188,11 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
   SECTION("pull") {
     wire::pull m{k_max64, 1000, 0xffffffffu};
     CHECK(round_trip(m) == m);
+    m.scope_epoch = 12;
+    m.max_pages = k_max64;  // version 7
+    CHECK(round_trip(m) == m);
+    m.max_pages = 8;
+    CHECK(round_trip(m) == m);
     CHECK(round_trip(wire::pull{}) == wire::pull{});
   }
   SECTION("wait") {
@@ -179,6 +206,10 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
     m.items.push_back({k_max64, sample_change()});
     m.next_cursor = k_max64;
     m.more = true;
+    CHECK(round_trip(m) == m);
+    m.scope_epoch = 3;
+    m.backfill = {{1, sample_change()}, {k_max64, sample_change()}};
+    m.purges = {wire::scope_purge{"visit", rid(0x66)}};
     CHECK(round_trip(m) == m);
     wire::changes_page empty;
     empty.next_cursor = 17;
@@ -216,13 +247,17 @@ TEST_CASE("codec: every message type round trips", "[protocol]") {
 }
 
 TEST_CASE("codec: primitive encodings are as documented", "[protocol]") {
-  SECTION("pull: varint cursor, two u32 little-endian, the prime spec (none: two zero varints), the scope epoch") {
-    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000" "00" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201" "00" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000" "00" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000" "00" "00" "00");
-    CHECK(hex(wire::encode(wire::pull{0, 0, 0, {}, 300})) == "01" "00" "00000000" "00000000" "00" "00" "ac02");
-    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) == "01" "ffffffffffffffffff01" "00000000" "00000000" "00" "00" "00");
+  SECTION("pull: varint cursor, two u32 little-endian, the prime spec (none: two zero varints), the scope epoch, "
+          "max_pages (version 7)") {
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0})) == "01" "00" "00000000" "00000000" "00" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{127, 1, 0x01020304})) == "01" "7f" "01000000" "04030201" "00" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{128, 0, 0})) == "01" "8001" "00000000" "00000000" "00" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{300, 0, 0})) == "01" "ac02" "00000000" "00000000" "00" "00" "00" "00");
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0, {}, 300})) == "01" "00" "00000000" "00000000" "00" "00" "ac02" "00");
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0, {}, 0, 8})) == "01" "00" "00000000" "00000000" "00" "00" "00" "08");
+    CHECK(hex(wire::encode(wire::pull{0, 0, 0, {}, 1, 300})) == "01" "00" "00000000" "00000000" "00" "00" "01" "ac02");
+    CHECK(hex(wire::encode(wire::pull{k_max64, 0, 0})) ==
+          "01" "ffffffffffffffffff01" "00000000" "00000000" "00" "00" "00" "00");
   }
   SECTION("error: u16, bool, text") {
     CHECK(hex(wire::encode(wire::error{8, true, "busy"})) == "01" "0800" "01" "04" "62757379");
@@ -274,15 +309,51 @@ TEST_CASE("codec: encode_change and decode_change round trip", "[protocol]") {
   CHECK(del_bytes[del_bytes.size() - 2] == 0x01);         // kind: remove
   CHECK(wire::decode_change(del_bytes) == del);
 
-  SECTION("a stored change is the push encoding of the change with the marker byte") {
+  SECTION("a stored change is the push encoding of the change with the marker byte and its node (version 7)") {
     wire::push p;
-    p.batch = rid(0x01);
+    p.batch = numbered_batch(1);
     p.changes = {c};
     const auto payload = wire::encode(p);
-    // marker, batch id (16), count (1), change body
-    const bytes body(payload.begin() + 18, payload.end());
-    CHECK(body == bytes(stored.begin() + 1, stored.end()));
+    // marker, batch number 1 (1 byte), count (1), change without its node
+    const bytes body(payload.begin() + 3, payload.end());
+    bytes with_node(body.begin(), body.begin() + 1 + 5 + 16 + 8);  // collection "visit", id, stamp
+    for (int i = 0; i < 8; ++i) with_node.push_back(static_cast<std::uint8_t>(c.ver.node >> (8 * i)));
+    with_node.insert(with_node.end(), body.begin() + 1 + 5 + 16 + 8, body.end());
+    CHECK(with_node == bytes(stored.begin() + 1, stored.end()));
   }
+}
+
+TEST_CASE("codec: a push batch goes as its number, or as 0 and a 16-byte id (version 7)", "[protocol]") {
+  CHECK(batch_number(numbered_batch(300)) == 300);
+  CHECK(batch_number(rid(0x01)) == 0);
+  wire::push p;
+  p.batch = numbered_batch(300);
+  CHECK(hex(wire::encode(p)) == "01ac0200");  // marker, uvarint 300, no change
+  p.batch = rid(0x01);
+  const auto legacy = wire::encode(p);
+  REQUIRE(legacy.size() == 1 + 1 + 16 + 1);
+  CHECK(legacy[1] == 0x00);
+  CHECK(std::get<wire::push>(wire::decode(wire::message_type::push, legacy)).batch == rid(0x01));
+  wire::push_result r;
+  r.batch = numbered_batch(7);
+  CHECK(std::get<wire::push_result>(wire::decode(wire::message_type::push_result, wire::encode(r))) == r);
+}
+
+TEST_CASE("codec: a version 6 push pinned before an upgrade is read with its id and nodes", "[protocol]") {
+  // marker, 16-byte id, count 1, then a stored change less its marker (with its node).
+  const auto c = sample_change();
+  bytes v6{0x01};
+  const auto id = rid(0x77);
+  v6.insert(v6.end(), id.bytes.begin(), id.bytes.end());
+  v6.push_back(0x01);
+  const auto stored = wire::encode_change(c);
+  v6.insert(v6.end(), stored.begin() + 1, stored.end());
+  const auto legacy = wire::decode_version6_push(v6);
+  CHECK(legacy.batch == id);
+  REQUIRE(legacy.changes.size() == 1);
+  CHECK(legacy.changes[0] == c);
+  v6.pop_back();
+  CHECK_THROWS_AS(wire::decode_version6_push(v6), protocol_error);
 }
 
 TEST_CASE("codec: decode_push gives each change's own bytes, which are its stored form less the marker", "[protocol]") {
@@ -295,28 +366,37 @@ TEST_CASE("codec: decode_push gives each change's own bytes, which are its store
   del.kind = change_kind::remove;
   del.covers = std::vector<version>{version{hlc_stamp::make(8, 1), 9}};
   p.changes = {sample_change(), del, kept_change_for_push()};
+  // Every change of a push is the pusher's: the wire carries no node (version 7).
+  const node_id pusher = 0x0102030405060708ULL;
+  for (auto& c : p.changes) c.ver.node = pusher;
   const auto payload = wire::encode(p);
   std::vector<std::span<const std::uint8_t>> sent{std::span<const std::uint8_t>()};  // replaced, not appended to
-  const auto decoded = wire::decode_push(payload, sent);
+  wire::bytes rebuilt{0xee};  // replaced, not appended to
+  const auto decoded = wire::decode_push(payload, pusher, rebuilt, sent);
   CHECK(decoded == p);
   REQUIRE(sent.size() == p.changes.size());
-  const auto* end = payload.data() + payload.size();
+  const auto* begin = rebuilt.data();
+  const auto* end = rebuilt.data() + rebuilt.size();
   for (std::size_t i = 0; i < sent.size(); ++i) {
     CAPTURE(i);
-    CHECK(sent[i].data() >= payload.data());
+    CHECK(sent[i].data() >= begin);
     CHECK(sent[i].data() + sent[i].size() <= end);
     const auto stored = wire::encode_change(p.changes[i]);
     CHECK(bytes(sent[i].begin(), sent[i].end()) == bytes(stored.begin() + 1, stored.end()));
   }
-  // The last change ends the payload: nothing is left out between or after them.
+  // One after another: nothing is left out between or after them.
+  CHECK(sent.front().data() == begin);
   CHECK(sent.back().data() + sent.back().size() == end);
+  // decode() of the same push leaves the nodes for the receiver to give.
+  const auto plain = std::get<wire::push>(wire::decode(wire::message_type::push, payload));
+  CHECK(plain.changes[0].ver.node == 0);
 
   SECTION("a bad push is refused as decode() refuses it") {
     bytes cut(payload.begin(), payload.end() - 1);
-    CHECK_THROWS_AS(wire::decode_push(cut, sent), protocol_error);
+    CHECK_THROWS_AS(wire::decode_push(cut, pusher, rebuilt, sent), protocol_error);
     bytes extra = payload;
     extra.push_back(0);
-    CHECK_THROWS_AS(wire::decode_push(extra, sent), protocol_error);
+    CHECK_THROWS_AS(wire::decode_push(extra, pusher, rebuilt, sent), protocol_error);
   }
 }
 
@@ -365,7 +445,7 @@ TEST_CASE("codec: kept fields round trip (protocol version 3)", "[protocol][keep
     wire::push p;
     p.batch = rid(0x11);
     p.changes = {c, sample_change(), c};
-    CHECK(round_trip(p) == p);
+    CHECK(round_trip(p) == testing::as_decoded(p));
     wire::changes_page page;
     page.items = {{1, c}, {2, sample_change()}, {300, c}};
     page.next_cursor = 300;
@@ -382,7 +462,7 @@ TEST_CASE("codec: hello ends with the open-conflict count", "[protocol]") {
   h.open_conflicts = 300;
   h.quarantined = 1;
   const auto hx = hex(wire::encode(h));
-  CHECK(hx.substr(0, 6) == "01" "0600");  // marker, protocol version 6 (u16 LE)
+  CHECK(hx.substr(0, 6) == "01" "0700");  // marker, protocol version 7 (u16 LE)
   // ..., app_version "", outbox 0, quarantined 1, open_conflicts 300
   CHECK(hx.substr(hx.size() - 2 * 5) == "00" "00" "01" "ac02");
   CHECK(round_trip(h).open_conflicts == 300);
@@ -514,7 +594,13 @@ TEST_CASE("codec: push_builder makes the same payload as encoding the push", "[p
     CHECK(built == wire::encode(p));
     const auto decoded = wire::decode(wire::message_type::push, built);
     REQUIRE(std::holds_alternative<wire::push>(decoded));
-    CHECK(std::get<wire::push>(decoded) == p);
+    CHECK(std::get<wire::push>(decoded) == testing::as_decoded(p));
+    // A numbered batch (version 7) is written as encode() writes it.
+    p.batch = numbered_batch(129);
+    const auto numbered = builder.finish(p.batch);
+    CHECK(numbered == wire::encode(p));
+    CHECK(hex(bytes(numbered.begin(), numbered.begin() + 3)) == "01" "8101");
+    CHECK(numbered.size() == built.size() - 15);  // 2 bytes instead of 00 and 16
   }
   SECTION("a count of two varint bytes") {
     for (std::uint8_t i = 0; i < 200; ++i) {
@@ -528,7 +614,8 @@ TEST_CASE("codec: push_builder makes the same payload as encoding the push", "[p
   SECTION("empty") {
     const auto built = builder.finish(p.batch);
     CHECK(built == wire::encode(p));
-    CHECK(built.size() == 1 + 16 + 1);
+    CHECK(built.size() == 1 + 1 + 16 + 1);  // marker, 0 and the batch id (not numbered), count
+    CHECK(hex(builder.finish(numbered_batch(5))) == "01" "05" "00");
   }
   SECTION("fields out of name order, or a name twice, are refused and nothing is added") {
     const auto c = sample_change();  // not in name order
@@ -566,14 +653,14 @@ TEST_CASE("codec: a hello of another protocol version is refused as unsupported"
 const char* const k_ping_frame_hex = "0900000008" "01efcdab8967452301";
 
 const char* const k_push_frame_hex =
-    "60000000" "03"                                    // header: 96 bytes, push
+    "59000000" "03"                                    // header: 89 bytes, push
     "01"                                               // marker
-    "6f1c2a4e8b3d4c5e9f00112233445566"                 // batch id
+    "00" "6f1c2a4e8b3d4c5e9f00112233445566"            // batch: 0, then its 16-byte id (not numbered)
     "01"                                               // 1 change
     "05" "7669736974"                                  // collection "visit"
     "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 // record id
     "01000068e5cf8b01"                                 // stamp (1700000000000 << 16) | 1
-    "8877665544332211"                                 // node 0x1122334455667788
+                                                       // (version 7: no node; it is hello.node)
     "00"                                               // kind: upsert
     "03"                                               // 3 fields
     "07" "6d696e75746573" "01" "5a"                    // minutes = integer 45 (zigzag 90)
@@ -599,7 +686,15 @@ TEST_CASE("codec: the push frame of the protocol doc, byte for byte", "[protocol
   CHECK(h.length == expected.size() - 5);
   const auto m = wire::read_payload(h, std::span(expected).subspan(5), wire::k_default_max_frame, wire::codec::none);
   REQUIRE(std::holds_alternative<wire::push>(m));
-  CHECK(std::get<wire::push>(m) == testing::example_push());
+  CHECK(std::get<wire::push>(m) == testing::as_decoded(testing::example_push()));
+  // The receiver gives the changes the pusher's node, and stores them as encode_change would.
+  wire::bytes rebuilt;
+  std::vector<std::span<const std::uint8_t>> sent;
+  const auto payload = std::span(expected).subspan(5);
+  CHECK(wire::decode_push(payload, 0x1122334455667788ULL, rebuilt, sent) == testing::example_push());
+  REQUIRE(sent.size() == 1);
+  const auto stored = wire::encode_change(testing::example_push().changes.front());
+  CHECK(bytes(sent[0].begin(), sent[0].end()) == bytes(stored.begin() + 1, stored.end()));
 }
 
 const char* const k_kept_change_hex =
@@ -622,17 +717,69 @@ TEST_CASE("codec: the stored change with a kept field of the protocol doc, byte 
   CHECK(hex(stored) == k_kept_change_hex);
   CHECK(stored.size() == 73);
   CHECK(wire::decode_change(unhex(k_kept_change_hex)) == testing::example_kept_change());
-  // Inside a push the same bytes follow the batch id and the count, without the marker.
+  // Inside a push the same bytes follow the batch and the count, without the marker and
+  // (version 7) without the node.
+  const std::string kept_hex = k_kept_change_hex;
+  const std::size_t node_at = 2 * (1 + 6 + 16 + 8);  // marker, "visit", id, stamp
+  REQUIRE(kept_hex.substr(node_at, 16) == "8877665544332211");
+  const auto without_node = kept_hex.substr(2, node_at - 2) + kept_hex.substr(node_at + 16);
   wire::push p;
-  p.batch = rid(0);
+  p.batch = rid(0);  // not a numbered batch (its number would be 0): 00 and 16 bytes
   p.changes = {testing::example_kept_change()};
-  CHECK(hex(wire::encode(p)) == "01" + std::string(32, '0') + "01" + std::string(k_kept_change_hex).substr(2));
+  CHECK(hex(wire::encode(p)) == "01" "00" + std::string(32, '0') + "01" + without_node);
+  p.batch = numbered_batch(3);
+  CHECK(hex(wire::encode(p)) == "01" "03" "01" + without_node);
+}
+
+// docs/protocol.md, "a page of two changes" (version 7): these bytes are pasted there.
+const char* const k_page_hex =
+    "01"                                               // marker
+    "2a" "00" "00" "00"                                // next_cursor 42, more 0, remaining 0 and 0
+    "02"                                               // items: a block of 2 changes
+    "04"                                               //   4 names, in order of first use:
+    "05" "7669736974"                                  //     0 "visit" (the first change's collection)
+    "07" "6d696e75746573"                              //     1 "minutes"
+    "04" "6e6f7465"                                    //     2 "note"
+    "09" "7765696768745f6b67"                          //     3 "weight_kg"
+    "01" "8877665544332211"                            //   1 node: 0x1122334455667788
+    "52" "02"                                          //   seqs: 41 (zigzag 82), then +1
+    "00" "00"                                          //   collections: "visit", "visit"
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"                 //   record ids
+    "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3"
+    "82808080adf9e78b03" "02"                          //   stamps: (1700000000000 << 16) | 1, then +1
+    "00" "00"                                          //   node indexes
+    "00" "80"                                          //   kinds: upsert; upsert with a kept list
+    "03" "01"                                          //   field counts
+    "01" "02" "03" "02"                                //   field names: minutes, note, weight_kg; note
+    "01" "5a"                                          //   values of "minutes": integer 45
+    "03" "02" "6f6b" "03" "02" "6f6b"                  //   of "note": text "ok", text "ok"
+    "02" "0000000000205240"                            //   of "weight_kg": real 72.5
+    "01" "04" "6e6f7465" "01"                          //   the second change's tail: 1 kept field "note",
+    "01000068e5cf8b01" "0807060504030201"              //     replacing 1 version
+    "00" "00" "00";                                    // scope epoch 0, no purge, backfill: an empty block
+
+TEST_CASE("codec: the changes page of the protocol doc, byte for byte (version 7)", "[protocol]") {
+  const auto page = testing::example_page();
+  const auto payload = wire::encode(page);
+  CHECK(hex(payload) == k_page_hex);
+  CHECK(payload.size() == 146);
+  CHECK(payload == testing::changes_payload(page));
+  const auto decoded = wire::decode(wire::message_type::changes, unhex(k_page_hex));
+  REQUIRE(std::holds_alternative<wire::changes_page>(decoded));
+  CHECK(std::get<wire::changes_page>(decoded) == page);
+  // The server's path: the changes as stored, laid out when the page is finished.
+  wire::changes_page_builder builder;
+  for (const auto& item : page.items) builder.add(item.seq, wire::encode_change(item.body));
+  CHECK(builder.finish(page.next_cursor, page.more) == payload);
+  // max_bytes and remaining_bytes count the items in row form, not the block's bytes.
+  CHECK(builder.size_bytes() == wire::page_item_bytes(page.items[0]) + wire::page_item_bytes(page.items[1]));
 }
 
 TEST_CASE("codec: print the doc's example frames", "[.dump]") {
   for (const auto& frame : {wire::make_frame(testing::example_ping()),
                             wire::make_frame(testing::example_push()),
-                            wire::encode_change(testing::example_kept_change())}) {
+                            wire::encode_change(testing::example_kept_change()),
+                            wire::encode(testing::example_page())}) {
     for (std::size_t i = 0; i < frame.size(); i += 16) {
       std::printf("%04zx ", i);
       for (std::size_t j = i; j < i + 16 && j < frame.size(); ++j) std::printf(" %02x", frame[j]);
@@ -690,7 +837,7 @@ TEST_CASE("codec: a changes page ends with its scope epoch, purges and backfille
     CHECK(builder.backfill_count() == 3);
     CHECK(std::get<wire::changes_page>(decode_changes(built)) == page);
   }
-  SECTION("finished in its own buffer, the page is the same") {
+  SECTION("with room reserved or not, the page is the same") {
     const auto fill = [](wire::changes_page_builder& b) {
       b.add(150, wire::encode_change(sample_change()));
       b.add(151, wire::encode_change(sample_change()));
@@ -698,14 +845,15 @@ TEST_CASE("codec: a changes page ends with its scope epoch, purges and backfille
       b.add_purge("visits", counting_id());
       b.add_backfill(3, wire::encode_change(sample_change()));
     };
-    wire::changes_page_builder copied;
-    fill(copied);
-    const auto expected = copied.finish(200, true, 5, 900);
+    wire::changes_page_builder plain;
+    fill(plain);
+    const auto expected = plain.finish(200, true, 5, 900);
+    CHECK(plain.finish(200, true, 5, 900) == expected);  // finish() leaves the builder as it was
     for (const std::size_t room : {std::size_t{0}, std::size_t{16}, std::size_t{1} << 20}) {
-      wire::changes_page_builder in_place;
-      in_place.reserve(room);
-      fill(in_place);
-      CHECK(std::move(in_place).finish(200, true, 5, 900) == expected);
+      wire::changes_page_builder reserved;
+      reserved.reserve(room);
+      fill(reserved);
+      CHECK(reserved.finish(200, true, 5, 900) == expected);
     }
     const auto page = std::get<wire::changes_page>(decode_changes(expected));
     CHECK(page.items.size() == 2);
@@ -762,12 +910,19 @@ TEST_CASE("codec: bad scope sections are malformed", "[protocol][scope][security
     CHECK(code_of(head) == protocol_errc::malformed);
   }
   SECTION("a backfilled change with sequence number 0") {
-    bytes b{0x01, 0x00, 0x01, 0x00};
-    const auto stored = wire::encode_change(sample_change());
-    b.insert(b.end(), stored.begin() + 1, stored.end());
-    CHECK(code_of(with(b)) == protocol_errc::malformed);
-    b[3] = 0x05;
-    CHECK_FALSE(code_of(with(b)));
+    // Epoch 1, no purge, then (version 7) a block of one change whose seq is 0.
+    auto block = testing::block_of({{0, sample_change()}});
+    REQUIRE(block.seqs == bytes{0x00});
+    const auto section = [](const testing::block_parts& backfill) { return concat({{0x01, 0x00}, backfill.joined()}); };
+    CHECK(code_of(with(section(block))) == protocol_errc::malformed);
+    block.seqs = {0x0a};  // svarint 5
+    CHECK_FALSE(code_of(with(section(block))));
+    // The second of two changes back at 0: 5, then -5.
+    auto two = testing::block_of({{5, sample_change()}, {0, sample_change()}});
+    REQUIRE(two.seqs == bytes{0x0a, 0x09});
+    CHECK(code_of(with(section(two))) == protocol_errc::malformed);
+    two.seqs = {0x0a, 0x07};  // 5, then -4: seq 1
+    CHECK_FALSE(code_of(with(section(two))));
   }
   SECTION("pull: the scope epoch is read, and nothing may follow it") {
     const auto p = wire::encode(wire::pull{7, 0, 0, {}, 42});
@@ -831,7 +986,7 @@ TEST_CASE("codec: a revivable delete and a dismissal round trip, byte for byte (
     wire::push p;
     p.batch = rid(0x21);
     p.changes = {del, dismissal, sample_change()};
-    CHECK(round_trip(p) == p);
+    CHECK(round_trip(p) == testing::as_decoded(p));
   }
 }
 
@@ -867,4 +1022,218 @@ TEST_CASE("codec: the revivable and dismissal bits on the wrong kind are malform
   del.kind = change_kind::remove;
   del.dismisses = v(1, 0, 1);
   CHECK_FALSE(check_change(del).empty());
+}
+
+// --- change blocks (protocol version 7; docs/protocol.md, "Change blocks")
+
+namespace {
+
+/// Random changes of every kind: upserts with up to 256 fields of every kind of value,
+/// kept lists, item operations and dismissals; removes with and without covers,
+/// revivable or not. Names, nodes and records come mostly from small pools, so that a
+/// page's tables are shared (a field may be named as a collection is); stamps jump both
+/// ways, so that their deltas are negative and wrap.
+class random_changes {
+ public:
+  explicit random_changes(std::uint64_t seed) : rng_(seed) {}
+
+  std::uint64_t below(std::uint64_t n) { return rng_() % n; }
+  bool one_in(std::uint64_t n) { return below(n) == 0; }
+  std::uint64_t number() {
+    switch (below(4)) {
+      case 0: return below(300);
+      case 1: return k_max64 - below(3);
+      default: return rng_();
+    }
+  }
+  record_id id() {
+    record_id r;
+    if (one_in(2)) {
+      r.bytes.fill(static_cast<std::uint8_t>(below(4)));
+    } else {
+      for (auto& b : r.bytes) b = static_cast<std::uint8_t>(rng_());
+    }
+    return r;
+  }
+
+  change next() {
+    static const std::vector<std::string> collections{"visit", "client", "referral", "measure", "org_unit"};
+    static const std::vector<node_id> nodes{1, 42, 0x1122334455667788ULL, k_max64};
+    change c;
+    c.collection = collections[below(collections.size())];
+    c.id = id();
+    stamp_ = one_in(3) ? rng_() : stamp_ + below(1000);
+    c.ver = version{hlc_stamp{stamp_}, one_in(8) ? rng_() : nodes[below(nodes.size())]};
+    if (one_in(4)) {
+      c.kind = change_kind::remove;
+      if (!one_in(4)) c.covers = versions(4);
+      c.revivable = one_in(2);
+      return c;
+    }
+    c.fields = fields();
+    if (!c.fields.empty() && one_in(3)) {
+      for (const auto& f : c.fields) {
+        if (one_in(2)) c.kept.push_back(kept_field{f.name, versions(3)});
+      }
+    }
+    if (one_in(3)) {
+      static const std::vector<std::string> item_fields{"log", "tags", "flags"};
+      const auto n = 1 + below(item_fields.size());
+      for (std::size_t i = 0; i < n; ++i) {
+        item_op op{item_fields[i], one_in(2) ? item_policy::append : item_policy::set_union, {}, {}};
+        const auto adds = op.policy == item_policy::append ? 1 : below(5);
+        for (std::size_t a = 0; a < adds; ++a) op.add.push_back(text(20));
+        if (op.policy == item_policy::set_union) op.remove = versions(3);
+        c.items.push_back(std::move(op));
+      }
+    }
+    if (one_in(5)) c.dismisses = version{hlc_stamp{rng_()}, nodes[below(nodes.size())]};
+    return c;
+  }
+
+ private:
+  std::vector<field_write> fields() {
+    static const std::vector<std::string> names{"minutes", "note",       "weight_kg", "status", "date",
+                                                "visit",   "care_level", "a",         "signature"};
+    std::vector<field_write> out;
+    if (one_in(25)) {
+      // The most a change may write: 256 fields, name indexes of two varint bytes.
+      for (int i = 0; i < 256; ++i) out.push_back({"f" + std::to_string(i), any_value()});
+      return out;
+    }
+    for (const auto& name : names) {
+      if (one_in(3)) out.push_back({name, any_value()});
+    }
+    std::shuffle(out.begin(), out.end(), rng_);
+    return out;
+  }
+  value any_value() {
+    switch (below(5)) {
+      case 0: return value{};
+      case 1: {
+        static const std::int64_t edges[] = {0, -1, 1, 63, -64, 64, std::numeric_limits<std::int64_t>::min(),
+                                             std::numeric_limits<std::int64_t>::max()};
+        return value{one_in(2) ? edges[below(8)] : static_cast<std::int64_t>(rng_())};
+      }
+      case 2: {
+        static const double edges[] = {0.0, -0.0, 72.5, -37.25, std::numeric_limits<double>::infinity(),
+                                       -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::denorm_min(),
+                                       std::numeric_limits<double>::max()};
+        if (one_in(2)) return value{edges[below(8)]};
+        double d = std::bit_cast<double>(rng_());
+        return value{std::isnan(d) ? 1.5 : d};  // NaN is not a change's value, and never equal
+      }
+      case 3: return value{text(one_in(10) ? 300 : 24)};
+      default: {
+        blob b;
+        b.bytes.resize(below(one_in(10) ? 400 : 8));
+        for (auto& x : b.bytes) x = static_cast<std::uint8_t>(rng_());
+        return value{std::move(b)};
+      }
+    }
+  }
+  std::string text(std::uint64_t most) {
+    static const std::string pieces[] = {"a", "Z", " ", "ž", "Nováková", "3. patro", "\n", std::string(1, '\0')};
+    std::string s;
+    const auto n = below(most + 1);
+    while (s.size() < n) s += pieces[below(8)];
+    return s;
+  }
+  std::vector<version> versions(std::uint64_t most) {
+    std::vector<version> out(below(most + 1));
+    for (auto& v : out) v = version{hlc_stamp{rng_()}, rng_()};
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::mt19937_64 rng_;
+  std::uint64_t stamp_ = 1'700'000'000'000ULL << 16;
+};
+
+wire::changes_page random_page(random_changes& r) {
+  wire::changes_page page;
+  page.next_cursor = r.number();
+  page.more = r.one_in(2);
+  page.remaining_changes = r.number();
+  page.remaining_bytes = r.number();
+  const auto items = r.one_in(6) ? 0 : 1 + r.below(40);
+  std::uint64_t seq = r.number();
+  for (std::size_t i = 0; i < items; ++i) {
+    page.items.push_back({seq, r.next()});
+    seq += r.one_in(10) ? r.number() : 1 + r.below(3);  // wraps now and then
+  }
+  if (r.one_in(2)) {
+    page.scope_epoch = 1 + r.below(k_max64 - 1);
+    for (auto n = r.below(4); n > 0; --n) page.purges.push_back({"visit", r.id()});
+    for (auto n = r.below(12); n > 0; --n) page.backfill.push_back({1 + r.below(k_max64 - 1), r.next()});
+  }
+  return page;
+}
+
+}  // namespace
+
+TEST_CASE("codec: random pages of every kind of change round trip, laid out as the spec says (version 7)",
+          "[protocol]") {
+  random_changes r(20261124);
+  std::size_t changes = 0, tails = 0, removes = 0, backfilled = 0, wide = 0;
+  for (int i = 0; i < 300; ++i) {
+    CAPTURE(i);
+    const auto page = random_page(r);
+    const auto payload = wire::encode(page);
+    // The library's bytes are the spec's, as the tests' own block writer lays them out.
+    CHECK(payload == testing::changes_payload(page));
+    const auto decoded = wire::decode(wire::message_type::changes, payload);
+    REQUIRE(std::holds_alternative<wire::changes_page>(decoded));
+    CHECK(std::get<wire::changes_page>(decoded) == page);
+    // A server's page, from the changes as stored, is the same bytes.
+    wire::changes_page_builder builder;
+    for (const auto& item : page.items) builder.add(item.seq, wire::encode_change(item.body));
+    builder.set_scope_epoch(page.scope_epoch);
+    for (const auto& p : page.purges) builder.add_purge(p.collection, p.id);
+    for (const auto& item : page.backfill) builder.add_backfill(item.seq, wire::encode_change(item.body));
+    CHECK(builder.finish(page.next_cursor, page.more, page.remaining_changes, page.remaining_bytes) == payload);
+
+    for (const auto* list : {&page.items, &page.backfill}) {
+      for (const auto& item : *list) {
+        ++changes;
+        tails += testing::tail_of(item.body).empty() ? 0 : 1;
+        removes += item.body.kind == change_kind::remove ? 1 : 0;
+        wide += item.body.fields.size() == 256 ? 1 : 0;
+      }
+    }
+    backfilled += page.backfill.size();
+  }
+  // The pages held what they were meant to.
+  CHECK(changes > 3000);
+  CHECK(tails > 1000);
+  CHECK(removes > 500);
+  CHECK(backfilled > 500);
+  CHECK(wide > 50);
+}
+
+TEST_CASE("codec: a change block lists each name and node once, in order of first use (version 7)", "[protocol]") {
+  change a = sample_change();  // visit; 11 fields
+  change b = a;
+  b.collection = "note";  // a collection named as a field of a
+  b.ver.node = 7;
+  b.fields = {{"note", value{std::string("x")}}, {"zeta", value{}}};
+  change c = b;
+  c.collection = "visit";
+  c.ver.node = a.ver.node;
+  c.kind = change_kind::remove;
+  c.fields.clear();
+  const std::vector<sequenced_change> items{{3, a}, {2, b}, {9, c}};
+  const auto block = testing::block_of(items);
+  // visit, a's 11 fields (note among them), zeta: 13 names; "note" once.
+  CHECK(block.names.front() == 13);
+  CHECK(block.nodes == concat({{0x02}, {42, 0, 0, 0, 0, 0, 0, 0}, {7, 0, 0, 0, 0, 0, 0, 0}}));
+  CHECK(block.seqs == bytes{0x06, 0x01, 0x0e});         // 3, -1, +7
+  CHECK(block.node_indexes == bytes{0x00, 0x01, 0x00});
+  CHECK(block.kinds == bytes{0x00, 0x00, 0x01});
+  CHECK(block.field_counts == bytes{11, 2, 0});
+  wire::changes_page page;
+  page.items = items;
+  page.next_cursor = 9;
+  CHECK(wire::encode(page) == testing::changes_payload(page));
+  CHECK(std::get<wire::changes_page>(wire::decode(wire::message_type::changes, wire::encode(page))) == page);
 }

@@ -1,5 +1,6 @@
 // Hostile input: every bad byte sequence ends in caresync::protocol_error, never a
 // crash, a hang, or an allocation sized by a length from the wire.
+#include "change_block.hpp"
 #include "wire_examples.hpp"
 
 #include <caresync/protocol/codec.hpp>
@@ -11,6 +12,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -108,6 +110,12 @@ bytes varint(std::uint64_t v) {
 
 const bytes k_id(16, 0xaa);
 
+std::array<std::uint8_t, 16> k_id_bytes() {
+  std::array<std::uint8_t, 16> a;
+  a.fill(0xaa);
+  return a;
+}
+
 wire::frame_header header_of(const bytes& frame, std::uint32_t max = wire::k_default_max_frame) {
   return wire::parse_header(std::span<const std::uint8_t, wire::k_frame_header_size>(frame.data(), 5), max);
 }
@@ -138,7 +146,24 @@ TEST_CASE("hostile: every truncation of a valid push is refused", "[protocol][se
     INFO("prefix of " << n << " bytes");
     CHECK(decode_code(message_type::push, prefix) == protocol_errc::malformed);
   }
-  CHECK(wire::decode(message_type::push, payload) == wire::message{testing::example_push()});
+  CHECK(wire::decode(message_type::push, payload) == wire::message{testing::as_decoded(testing::example_push())});
+}
+
+TEST_CASE("hostile: every truncation of a valid changes page is refused (version 7: change blocks)", "[protocol][security]") {
+  auto page = testing::example_page();
+  page.scope_epoch = 4;
+  page.backfill = page.items;
+  page.backfill[0].body.kind = change_kind::remove;
+  page.backfill[0].body.fields.clear();
+  page.backfill[0].body.covers = std::vector<version>{version{hlc_stamp{5}, 6}};
+  page.backfill[0].body.revivable = true;
+  const auto payload = wire::encode(page);
+  for (std::size_t n = 0; n < payload.size(); ++n) {
+    const bytes prefix(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n));
+    INFO("prefix of " << n << " bytes");
+    CHECK(decode_code(message_type::changes, prefix) == protocol_errc::malformed);
+  }
+  CHECK(wire::decode(message_type::changes, payload) == wire::message{page});
 }
 
 TEST_CASE("hostile: every truncation of a stored change is refused", "[protocol][security]") {
@@ -161,8 +186,9 @@ TEST_CASE("hostile: the marker byte must be 0x01", "[protocol][security]") {
 }
 
 TEST_CASE("hostile: varints", "[protocol][security]") {
-  // pull's two u32, empty prime spec and scope epoch 0 (version 5) after the cursor
-  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  // pull's two u32, empty prime spec, scope epoch 0 (version 5) and max_pages 0 (version
+  // 7) after the cursor
+  const bytes tail{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   SECTION("the longest valid varint is accepted") {
     const auto m = wire::decode(message_type::pull,
                                 concat({{0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, tail}));
@@ -191,25 +217,48 @@ TEST_CASE("hostile: varints", "[protocol][security]") {
 TEST_CASE("hostile: counts and lengths beyond the payload throw before allocating", "[protocol][security]") {
   const std::uint64_t huge = std::uint64_t{1} << 40;
   SECTION("a push claiming 2^40 changes") {
-    CHECK(decode_code(message_type::push, concat({{0x01}, k_id, varint(huge), {0, 0, 0, 0}})) ==
+    // Version 7: the batch is a number, or 0 and a 16-byte id.
+    CHECK(decode_code(message_type::push, concat({{0x01}, {0x00}, k_id, varint(huge), {0, 0, 0, 0}})) ==
           protocol_errc::malformed);
+    CHECK(decode_code(message_type::push, concat({{0x01}, varint(7), varint(huge), {0, 0, 0, 0}})) ==
+          protocol_errc::malformed);
+    // The same counts of 0 are fine: only the counts are wrong above.
+    CHECK(wire::decode(message_type::push, concat({{0x01}, {0x00}, k_id, varint(0)})) ==
+          wire::message{wire::push{record_id{k_id_bytes()}, {}}});
+    CHECK(wire::decode(message_type::push, concat({{0x01}, varint(7), varint(0)})) ==
+          wire::message{wire::push{numbered_batch(7), {}}});
   }
   SECTION("a page claiming 2^40 changes") {
+    // Version 7: the count opens the items' change block; and the backfill's.
     CHECK(decode_code(message_type::changes, concat({{0x01}, {0x00, 0x00, 0x00, 0x00}, varint(huge), {0, 0}})) ==
           protocol_errc::malformed);
+    CHECK(decode_code(message_type::changes, concat({{0x01}, {0x00, 0x00, 0x00, 0x00}, {0x00, 0x01, 0x00}, varint(huge), {0, 0}})) ==
+          protocol_errc::malformed);
+    CHECK(wire::decode(message_type::changes, concat({{0x01}, {0x00, 0x00, 0x00, 0x00}, {0x00, 0x01, 0x00, 0x00}})) ==
+          wire::message{wire::changes_page{{}, 0, false, 0, 0, 1}});
   }
   SECTION("an error message text of 2^40 bytes") {
     CHECK(decode_code(message_type::error, concat({{0x01, 0x01, 0x00, 0x00}, varint(huge), {'a', 'b'}})) ==
           protocol_errc::malformed);
   }
   SECTION("a push_result claiming 2^40 refusals") {
-    // marker, batch id, accepted u32, first and last seq, replayed, refused count
-    CHECK(decode_code(message_type::push_result, concat({{0x01}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(huge), {0, 0}})) ==
+    // marker, batch (version 7: 0 and an id, or a number), accepted u32, first and last
+    // seq, replayed, refused count
+    CHECK(decode_code(message_type::push_result, concat({{0x01}, {0x00}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(huge), {0, 0}})) ==
+          protocol_errc::malformed);
+    CHECK(decode_code(message_type::push_result, concat({{0x01}, varint(300), {0, 0, 0, 0}, {0, 0, 0}, varint(huge), {0, 0}})) ==
           protocol_errc::malformed);
   }
   SECTION("the largest u64 as a count") {
-    CHECK(decode_code(message_type::push, concat({{0x01}, k_id, varint(~std::uint64_t{0})})) ==
+    CHECK(decode_code(message_type::push, concat({{0x01}, {0x00}, k_id, varint(~std::uint64_t{0})})) ==
           protocol_errc::malformed);
+    CHECK(decode_code(message_type::push, concat({{0x01}, varint(1), varint(~std::uint64_t{0})})) ==
+          protocol_errc::malformed);
+  }
+  SECTION("a push batch cut off, or an overlong batch number") {
+    CHECK(decode_code(message_type::push, concat({{0x01}, {0x00}, bytes(15, 0xaa)})) == protocol_errc::malformed);
+    CHECK(decode_code(message_type::push, concat({{0x01}, bytes(10, 0xff), {0x00}})) == protocol_errc::malformed);
+    CHECK(decode_code(message_type::push_result, concat({{0x01}, {0x00}, bytes(15, 0xaa)})) == protocol_errc::malformed);
   }
   SECTION("a change claiming 2^40 fields, and a bytes value of 2^40") {
     change c;
@@ -224,8 +273,13 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
   SECTION("a count one more than the items present") {
     auto p = testing::example_push();
     auto payload = wire::encode(p);
-    REQUIRE(payload[17] == 0x01);  // change count after the marker and the batch id
-    payload[17] = 0x02;
+    REQUIRE(payload[18] == 0x01);  // change count after the marker, 00 and the batch id (version 7)
+    payload[18] = 0x02;
+    CHECK(decode_code(message_type::push, payload) == protocol_errc::malformed);
+    p.batch = numbered_batch(5);
+    payload = wire::encode(p);
+    REQUIRE(payload[2] == 0x01);  // after the marker and the batch number
+    payload[2] = 0x02;
     CHECK(decode_code(message_type::push, payload) == protocol_errc::malformed);
   }
 }
@@ -233,7 +287,7 @@ TEST_CASE("hostile: counts and lengths beyond the payload throw before allocatin
 TEST_CASE("hostile: a push_result refusing a change twice or out of order is refused", "[protocol][security]") {
   const auto refusal = [](std::uint64_t index) { return concat({varint(index), {0x06, 0x00}, {0x01, 'x'}, {0x00}}); };
   const auto result = [&](std::initializer_list<bytes> refusals) {
-    bytes out = concat({{0x01}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(refusals.size())});
+    bytes out = concat({{0x01}, {0x00}, k_id, {0, 0, 0, 0}, {0, 0, 0}, varint(refusals.size())});  // batch: 0 and an id
     for (const auto& r : refusals) out.insert(out.end(), r.begin(), r.end());
     return out;
   };
@@ -370,7 +424,8 @@ TEST_CASE("hostile: compressed frames", "[protocol][security]") {
     longer.push_back(0x00);
     CHECK(thrown_code([&] { (void)wire::read_payload(h, longer, wire::k_default_max_frame, wire::codec::deflate); }) ==
           protocol_errc::malformed);
-    CHECK(std::get<wire::push>(wire::read_payload(h, packed, wire::k_default_max_frame, wire::codec::deflate)) == testing::example_push());
+    CHECK(std::get<wire::push>(wire::read_payload(h, packed, wire::k_default_max_frame, wire::codec::deflate)) ==
+          testing::as_decoded(testing::example_push()));
   }
   SECTION("a valid stream of a bad payload is malformed") {
     const auto packed = zlib_compress(bytes{0x01, 0x02});
@@ -421,7 +476,7 @@ TEST_CASE("hostile: zstd-compressed frames", "[protocol][security]") {
   SECTION("garbage, truncation, trailing bytes and a second frame are malformed") {
     const auto packed = compress(wire::encode(testing::example_push()));
     const auto h = zstd_header(message_type::push, packed.size());
-    CHECK(std::get<wire::push>(read(h, packed)) == testing::example_push());
+    CHECK(std::get<wire::push>(read(h, packed)) == testing::as_decoded(testing::example_push()));
     std::mt19937 rng(11);
     bytes garbage(300);
     for (auto& b : garbage) b = static_cast<std::uint8_t>(rng());
@@ -500,6 +555,39 @@ TEST_CASE("hostile: random mutations of valid frames", "[protocol][security]") {
     page.next_cursor = 2;
     const auto frame = wire::make_frame(page);
     CHECK(fuzz(frame, 5678, 20000) > 1000);
+  }
+  SECTION("a changes page whose blocks hold every kind of change (version 7)") {
+    auto page = testing::example_page();
+    change del = page.items[0].body;
+    del.kind = change_kind::remove;
+    del.fields.clear();
+    del.covers = std::vector<version>{del.ver};
+    del.revivable = true;
+    change items = page.items[1].body;
+    items.collection = "client";
+    items.ver.node = 7;
+    items.items = {item_op{"tags", item_policy::set_union, {"a", "b"}, {version{hlc_stamp{3}, 4}}}};
+    items.dismisses = version{hlc_stamp{2}, 9};
+    page.items.push_back({43, del});
+    page.items.push_back({44, items});
+    page.next_cursor = 44;
+    page.scope_epoch = 2;
+    page.purges = {wire::scope_purge{"visit", record_id{k_id_bytes()}}};
+    page.backfill = {{3, items}, {1, del}, {2, page.items[0].body}};
+    const auto frame = wire::make_frame(page);
+    REQUIRE(std::get<wire::changes_page>(wire::decode(message_type::changes, std::span(frame).subspan(5))) == page);
+    CHECK(fuzz(frame, 151617, 20000) > 1000);
+    auto compressible = page;
+    for (std::uint64_t i = 0; i < 20; ++i) compressible.backfill.push_back({10 + i, page.items[i % 4].body});
+    const auto packed = wire::make_frame(compressible, wire::codec::zstd);
+    REQUIRE((packed[4] & wire::k_zstd_flag) != 0);
+    (void)fuzz(packed, 181920, 20000);
+  }
+  SECTION("a push of a numbered batch (version 7)") {
+    wire::push p = testing::example_push();
+    p.batch = numbered_batch(300);
+    p.changes.push_back(testing::example_kept_change());
+    CHECK(fuzz(wire::make_frame(p), 212223, 20000) > 1000);
   }
   SECTION("a compressed push") {
     wire::push p = testing::example_push();
@@ -659,5 +747,198 @@ TEST_CASE("hostile: lists longer than a change may hold are refused before they 
     for (int i = 0; i < 65; ++i) b.insert(b.end(), {0x01, 'x'});
     b.push_back(0x00);  // no removes
     refused_small(b);
+  }
+}
+
+// Change blocks (protocol version 7; docs/protocol.md, "Change blocks"): the items and the
+// backfill of a changes page. Each case breaks one part of a valid block, in the items'
+// place and in the backfill's, and must be refused as malformed with little allocated.
+namespace {
+
+/// A changes payload with `block` as its items, or (`in_backfill`) as its backfill in
+/// scope epoch 5; the other block empty.
+bytes page_with(const testing::block_parts& block, bool in_backfill) {
+  wire::changes_page head;
+  head.next_cursor = 42;
+  testing::block_parts empty;
+  empty.count = {0x00};
+  if (!in_backfill) return testing::changes_payload(head, block.joined(), empty.joined());
+  head.scope_epoch = 5;
+  return testing::changes_payload(head, empty.joined(), block.joined());
+}
+
+/// decode() must refuse `payload` as malformed (saying `what`, when given) without an
+/// allocation sized by a count from the wire: nothing larger than a small multiple of the
+/// payload (a name table's entry takes 1 byte on the wire and a std::string in memory).
+void page_refused(const bytes& payload, const char* what = nullptr) {
+  protocol_errc code{};
+  std::string message;
+  const auto largest = largest_allocation_in([&] {
+    try {
+      (void)wire::decode(message_type::changes, payload);
+    } catch (const protocol_error& e) {
+      code = static_cast<protocol_errc>(e.code().value());
+      message = e.what();
+    }
+  });
+  CHECK(code == protocol_errc::malformed);
+  if (what) CHECK_THAT(message, Catch::Contains(what));
+  if (k_probing_allocations) CHECK(largest < 4096 + 48 * payload.size());
+}
+
+bool page_decodes(const bytes& payload) {
+  try {
+    (void)wire::decode(message_type::changes, payload);
+    return true;
+  } catch (const protocol_error& e) {
+    UNSCOPED_INFO("refused: " << e.what());
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("hostile: change blocks", "[protocol][security]") {
+  const bool in_backfill = GENERATE(false, true);
+  CAPTURE(in_backfill);
+  // The page of docs/protocol.md: visit/minutes/note/weight_kg, one node, the second
+  // change with a kept list.
+  const auto good = testing::block_of(testing::example_page().items);
+  REQUIRE(good.names.front() == 4);
+  REQUIRE(page_decodes(page_with(good, in_backfill)));
+  const auto broken = [&](auto&& edit) {
+    auto b = good;
+    edit(b);
+    return page_with(b, in_backfill);
+  };
+
+  SECTION("a name listed twice in the table") {
+    page_refused(broken([](auto& b) {
+                   b.names = concat({{0x04}, {0x05, 'v', 'i', 's', 'i', 't'}, {0x07, 'm', 'i', 'n', 'u', 't', 'e', 's'},
+                                     {0x04, 'n', 'o', 't', 'e'}, {0x05, 'v', 'i', 's', 'i', 't'}});
+                 }),
+                 "lists a name twice");
+    // Unused, the second "note" is still refused; an unused new name is not.
+    page_refused(broken([](auto& b) {
+                   b.names[0] = 0x05;
+                   b.names.insert(b.names.end(), {0x04, 'n', 'o', 't', 'e'});
+                 }),
+                 "lists a name twice");
+    CHECK(page_decodes(broken([](auto& b) {
+      b.names[0] = 0x05;
+      b.names.insert(b.names.end(), {0x04, 'z', 'e', 't', 'a'});
+    })));
+  }
+  SECTION("an index at or past the end of its table") {
+    page_refused(broken([](auto& b) { b.collections[1] = 0x04; }), "points past its table");
+    CHECK(page_decodes(broken([](auto& b) { b.collections[1] = 0x03; })));  // "weight_kg" is a name too
+    page_refused(broken([](auto& b) { b.node_indexes[0] = 0x01; }), "points past its table");
+    page_refused(broken([](auto& b) { b.field_names[3] = 0x04; }), "points past its table");
+    page_refused(broken([](auto& b) { b.field_names[3] = 0x7f; }), "points past its table");
+    page_refused(broken([](auto& b) { b.collections = concat({varint(~std::uint64_t{0}), {0x00}}); }),
+                 "points past its table");
+    page_refused(broken([](auto& b) { b.node_indexes = concat({varint(std::uint64_t{1} << 32), {0x00}}); }),
+                 "points past its table");
+  }
+  SECTION("a field count above 256") {
+    // A change of 257 fields, each present: refused for its count before its fields are read.
+    change wide;
+    wide.collection = "visit";
+    for (int i = 0; i < 257; ++i) wide.fields.push_back({"f" + std::to_string(i), value{}});
+    auto items = testing::example_page().items;
+    items.push_back({43, wide});
+    page_refused(page_with(testing::block_of(items), in_backfill), "more than 256 fields");
+    wide.fields.pop_back();
+    items.back().body = wide;
+    CHECK(page_decodes(page_with(testing::block_of(items), in_backfill)));
+  }
+  SECTION("field counts whose sum exceeds half the bytes left") {
+    // Each at most 256, but 512 field writes cannot fit the ~60 bytes after them.
+    page_refused(broken([](auto& b) { b.field_counts = concat({varint(256), varint(256)}); }),
+                 "field count claims more fields than the message holds");
+    // 3 + 30: 33 field writes, 66 bytes at least, more than the bytes left.
+    page_refused(broken([](auto& b) { b.field_counts = {0x03, 0x1e}; }),
+                 "field count claims more fields than the message holds");
+    // One more field than named and valued: its name index is read from the values.
+    page_refused(broken([](auto& b) { b.field_counts = {0x03, 0x02}; }));
+  }
+  SECTION("a huge change count in a small payload") {
+    // One or two more than present: the parts are read shifted, and something breaks.
+    page_refused(broken([](auto& b) { b.count = {0x03}; }));
+    page_refused(broken([](auto& b) { b.count = {0x04}; }));
+    // Beyond 22 bytes a change: refused from the count, before anything is allocated.
+    for (const std::uint64_t n : {std::uint64_t{1000}, std::uint64_t{1} << 40, ~std::uint64_t{0}}) {
+      INFO("change count " << n);
+      page_refused(broken([n](auto& b) { b.count = varint(n); }), "change count claims more items than the message holds");
+    }
+    // The table counts, likewise.
+    page_refused(broken([](auto& b) { b.names = concat({varint(std::uint64_t{1} << 40), {0x00}}); }),
+                 "name count claims more items");
+    page_refused(broken([](auto& b) { b.nodes = concat({varint(std::uint64_t{1} << 40), bytes(8, 0x11)}); }),
+                 "node count claims more items");
+    // Two nodes, one present: the second is read from the parts after the table.
+    page_refused(broken([](auto& b) { b.nodes = concat({{0x02}, bytes(8, 0x11)}); }));
+  }
+  SECTION("a name longer than the bytes left") {
+    page_refused(broken([](auto& b) { b.names = concat({{0x01}, varint(std::uint64_t{1} << 40), {'v'}}); }));
+  }
+  SECTION("every rule of a change holds in a block") {
+    page_refused(broken([](auto& b) { b.kinds[0] = 0x07; }), "change kind 7");
+    page_refused(broken([](auto& b) { b.kinds[0] = 0x01; }), "a delete carries fields");  // a remove with 3 fields
+    page_refused(broken([](auto& b) { b.kinds[0] = 0x10; }), "revivable");                // revivable on an upsert
+    page_refused(broken([](auto& b) { b.kinds[0] = 0x20; }), "covered versions");         // covers on an upsert
+    page_refused(broken([](auto& b) { b.field_names = {0x01, 0x02, 0x01, 0x02}; }), "same field twice");
+    page_refused(broken([](auto& b) { b.values[0] = 0x09; }), "value tag 9");
+    // The kept flag dropped: its tail is left over, read as the scope section.
+    page_refused(broken([](auto& b) { b.kinds[1] = 0x00; }));
+    // A kept flag with no tail: the next bytes are read as its list.
+    page_refused(broken([](auto& b) {
+                   b.kinds = {0x80, 0x00};
+                   b.tails = {0x00};  // the first change's kept count: 0
+                 }),
+                 "lists no field");
+    // A tail cut short, or one byte too many.
+    page_refused(broken([](auto& b) { b.tails.pop_back(); }));
+    page_refused(broken([](auto& b) { b.tails.push_back(0x00); }));
+  }
+  SECTION("every truncation of the block") {
+    const auto payload = page_with(good, in_backfill);
+    for (std::size_t n = 0; n < payload.size(); ++n) {
+      INFO("prefix of " << n << " bytes");
+      page_refused(bytes(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n)));
+    }
+  }
+}
+
+// decode_push rebuilds each change's stored form by putting hello.node in after the
+// stamp. A decoder accepts a longer-than-needed varint (docs/protocol.md, "uvarint"), so
+// a device may send the collection's length in more bytes than needed; the stored form
+// must still be the change that was decoded and checked, with the pusher's node (a head
+// measured as if its varints were minimal put the node inside the stamp: a device's
+// change was stored with a stamp and node the server never checked).
+TEST_CASE("hostile: a pushed change's stored form is the change decoded, whatever its varints' lengths",
+          "[protocol][security]") {
+  const node_id pusher = 0x0102030405060708ULL;
+  for (const std::size_t length_bytes : {std::size_t{1}, std::size_t{2}, std::size_t{9}}) {
+    CAPTURE(length_bytes);
+    // marker, batch 1, 1 change: "visit" (its length 5 in `length_bytes` bytes), id,
+    // stamp (version 7: no node), kind upsert, no field.
+    bytes length(length_bytes - 1, 0x80);
+    length.insert(length.begin(), length_bytes == 1 ? 0x05 : 0x85);
+    if (length_bytes > 1) length.back() = 0x00;
+    const bytes stamp{0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x01};
+    const auto payload = concat({{0x01, 0x01, 0x01}, length, {'v', 'i', 's', 'i', 't'}, k_id, stamp, {0x00, 0x00}});
+    wire::bytes rebuilt;
+    std::vector<std::span<const std::uint8_t>> sent;
+    const auto decoded = wire::decode_push(payload, pusher, rebuilt, sent);
+    REQUIRE(decoded.changes.size() == 1);
+    const auto& c = decoded.changes.front();
+    CHECK(c.collection == "visit");
+    CHECK(c.ver.node == pusher);
+    CHECK(c.ver.stamp.value == 0x0117161514131211ULL);
+    REQUIRE(sent.size() == 1);
+    // What the server stores, read back as its log is read.
+    const auto stored = concat({{0x01}, bytes(sent[0].begin(), sent[0].end())});
+    CHECK(wire::decode_change(stored) == c);
   }
 }

@@ -136,9 +136,10 @@ bytes spec_bytes(std::uint64_t until, const std::vector<raw_tier>& tiers) {
 bytes prime_payload(std::uint64_t until, const std::vector<raw_tier>& tiers) {
   return concat({{0x01}, spec_bytes(until, tiers), varint(0), u32_le(0), u32_le(0)});
 }
-/// A pull payload by hand: cursor 7, max_changes 0, max_bytes 0, spec.
+/// A pull payload by hand: cursor 7, max_changes 0, max_bytes 0, spec, scope epoch 0
+/// (version 5), max_pages 0 (version 7).
 bytes pull_payload(std::uint64_t until, const std::vector<raw_tier>& tiers) {
-  return concat({{0x01}, varint(7), u32_le(0), u32_le(0), spec_bytes(until, tiers), varint(0)});  // scope epoch 0 (version 5)
+  return concat({{0x01}, varint(7), u32_le(0), u32_le(0), spec_bytes(until, tiers), varint(0), varint(0)});
 }
 
 /// Checks that a spec of `tiers` is refused as malformed in both messages that carry one.
@@ -283,8 +284,8 @@ TEST_CASE("prime codec: a prime spec is encoded as documented", "[protocol]") {
   }
   SECTION("pull: the spec follows the two u32") {
     const wire::pull m{5, 0, 0, wire::prime_spec{128, {tier_all("visit")}}};
-    // ..., then (version 5) scope epoch 0
-    CHECK(hex(wire::encode(m)) == "01" "05" "00000000" "00000000" "8001" "01" "05" "7669736974" "00" "00" "00" "00");
+    // ..., then (version 5) scope epoch 0, (version 7) max_pages 0
+    CHECK(hex(wire::encode(m)) == "01" "05" "00000000" "00000000" "8001" "01" "05" "7669736974" "00" "00" "00" "00" "00");
   }
   SECTION("changes_page: remaining counts come between the more flag and the item count") {
     wire::changes_page page;

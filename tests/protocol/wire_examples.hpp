@@ -2,6 +2,8 @@
 // The messages whose exact frames docs/protocol.md shows as worked examples. The doc's
 // hex dumps are printed by `caresync_protocol_tests "[.dump]"` and asserted in
 // codec_test.cpp; change one and the other must change with it.
+// Since protocol version 7 a push carries no node id per change: as_decoded() is the
+// push a receiver decodes from one of these.
 
 #include <caresync/protocol/messages.hpp>
 
@@ -29,6 +31,13 @@ inline wire::push example_push() {
   return p;
 }
 
+/// `p` as wire::decode() gives it back (version 7): every change with node 0, which the
+/// receiver replaces with the pusher's (hello.node; wire::decode_push).
+inline wire::push as_decoded(wire::push p) {
+  for (auto& c : p.changes) c.ver.node = 0;
+  return p;
+}
+
 /// The change with a kept field of docs/protocol.md: "ok" written under keep_both over
 /// the value of version ((1,700,000,000,000 << 16) | 1, 0x0102030405060708).
 inline change example_kept_change() {
@@ -40,6 +49,16 @@ inline change example_kept_change() {
   c.fields = {{"note", value{std::string("ok")}}};
   c.kept = {kept_field{"note", {version{hlc_stamp::make(1'700'000'000'000ULL, 1), 0x0102030405060708ULL}}}};
   return c;
+}
+
+/// The changes page of docs/protocol.md, "a page of two changes" (version 7): the change
+/// of example_push() as log entry 41 and example_kept_change() as entry 42, in one
+/// change block; next cursor 42, nothing more, no scope section.
+inline wire::changes_page example_page() {
+  wire::changes_page page;
+  page.items = {{41, example_push().changes.front()}, {42, example_kept_change()}};
+  page.next_cursor = 42;
+  return page;
 }
 
 }  // namespace caresync::testing

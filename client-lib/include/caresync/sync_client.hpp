@@ -16,15 +16,20 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace caresync {
 
 /// How sync() retries after a transient failure (is_transient(code)): at most
-/// max_attempts connections in all, pausing before each retry for a random time between
-/// 0 and first_backoff, doubled after each failure and capped at max_backoff ("full
-/// jitter"), so tablets coming back into coverage together do not retry in step.
-/// Anything not transient (a wrong token, an untrusted server) is never retried.
+/// max_attempts connections in a row that made no progress, pausing before each retry for
+/// a random time between 0 and first_backoff, doubled after each failure and capped at
+/// max_backoff ("full jitter"), so tablets coming back into coverage together do not retry
+/// in step. A connection that stored something (an acknowledged batch, an applied page)
+/// before it was lost starts the count and the backoff afresh, and is retried after at
+/// most half of first_backoff: a link that breaks every few seconds still gets a sync
+/// through, connection after connection. Anything not transient (a wrong token, an
+/// untrusted server) is never retried.
 struct retry_policy {
   unsigned max_attempts = 3;  ///< 1: no retry
   std::chrono::milliseconds first_backoff{500};
@@ -32,7 +37,8 @@ struct retry_policy {
 };
 
 /// How far a sync has come; reported after each acknowledged push batch and each applied
-/// page, on the sync's thread.
+/// page, on the sync's thread. `held` and `expected` count across reconnects and sync()
+/// calls (they are kept in the store), the other counts are this connection's.
 struct sync_progress {
   std::size_t pushed = 0;       ///< local changes stored by the server so far
   std::size_t to_push = 0;      ///< outbox entries when the push began (some may send nothing)
@@ -47,6 +53,16 @@ struct sync_progress {
   /// The priority phase (sync_options::priority) is complete: every record it picks is
   /// in the store, which the app may use while the rest arrives.
   bool priority_ready = false;
+  /// Catching up with the server (an initial sync, or a tablet back after weeks): changes
+  /// the store has applied since it was last up to date, across cuts, reconnects and
+  /// sync() calls, and those plus what the server counts as left. For a progress bar
+  /// that never starts again from zero; both 0 when there is nothing to catch up.
+  std::uint64_t held = 0;
+  std::uint64_t expected = 0;
+  /// The link's measured rate from the server, bytes per second (0: not measured yet).
+  double bytes_per_second = 0;
+  /// The time the rest of the pull should take at that rate; negative: unknown.
+  std::chrono::seconds time_left{-1};
 };
 
 /// One tier of a prioritised initial sync (sync_options::priority): the records of a
@@ -87,9 +103,16 @@ struct sync_options {
   std::string app_version;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds io_timeout{30'000};  ///< per message exchange
+  /// The largest push batch and pull page. Within them sync() sizes each batch and page to
+  /// the link it measures (about half a second up, a second down), smaller after a cut:
+  /// nothing to tune for a slow or breaking link.
   std::uint32_t push_batch_changes = 1000;       ///< capped by the server's limit
   std::uint32_t pull_page_changes = 2000;        ///< 0: the server's default
-  std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default
+  std::uint32_t pull_page_bytes = 2u << 20;      ///< 0: the server's default (then not sized to the link)
+  /// false: batches of push_batch_changes and pages of pull_page_changes and
+  /// pull_page_bytes exactly (within the server's limits), whatever the link; streamed
+  /// pulls then stream to the end.
+  bool size_to_link = true;
   bool compress = true;                          ///< offer compressed frames (zstd, else deflate)
   /// Offer streamed pulls: the server sends the pages of a pull in a row, each as soon
   /// as the last is written, rather than one per request (docs/protocol.md, "5 pull").
@@ -101,6 +124,13 @@ struct sync_options {
   std::chrono::milliseconds live_wait{0};
   /// Called with progress on the sync's thread; must not use the store. Empty: none.
   std::function<void(const sync_progress&)> on_progress;
+  /// Called on the sync's thread when a connection failed transiently (the link was lost,
+  /// the server was busy) and sync() will try again after `pause`: `why` is the failure,
+  /// `kept` the progress as it stands (everything in it is stored; held of expected).
+  /// Must not use the store. Empty: none.
+  std::function<void(const std::error_code& why, const std::string& message, const sync_progress& kept,
+                     std::chrono::milliseconds pause)>
+      on_retry;
   /// Prioritised initial sync (docs/protocol.md, "Prioritised initial sync"): while the
   /// store has pulled nothing yet, the records matching these tiers come first, tier by
   /// tier, then the rest of the log without them; sync_progress::priority_ready says

@@ -26,10 +26,17 @@ bytes encode(const message& m);
 /// allocates past `payload`.
 message decode(message_type type, std::span<const std::uint8_t> payload);
 
-/// Decodes a push payload as decode() does, and sets `sent` to each change's own bytes in
-/// `payload` (spans into it): a change's stored form (encode_change) less its marker byte,
-/// as the device wrote it, so a server can store it without encoding it again.
-push decode_push(std::span<const std::uint8_t> payload, std::vector<std::span<const std::uint8_t>>& sent);
+/// Decodes a push payload as decode() does, gives every change `node` (the pusher's:
+/// version 7 sends none), and sets `sent` to each change's stored form (encode_change)
+/// less its marker byte, as the device wrote it with the node put in: spans into
+/// `rebuilt`, which holds them (so a server can store them without encoding them again).
+push decode_push(std::span<const std::uint8_t> payload, node_id node, bytes& rebuilt,
+                 std::vector<std::span<const std::uint8_t>>& sent);
+
+/// Decodes the payload of a push as protocol version 6 made it (a 16-byte batch id; each
+/// change with its node id): a batch a store pinned before it was upgraded, read to be
+/// sent again in this version's form. Throws protocol_error on any fault.
+push decode_version6_push(std::span<const std::uint8_t> payload);
 
 /// Encodes one change as stored by outboxes and the server's log: the archive's
 /// endianness byte followed by the change (docs/protocol.md, "change").
@@ -49,7 +56,8 @@ std::size_t page_item_bytes(std::uint64_t seq, std::span<const std::uint8_t> sto
 std::size_t page_item_bytes(const sequenced_change& item);
 
 /// Builds a changes payload from changes kept in encode_change form, so a server can
-/// serve pages without decoding what it stored.
+/// serve pages without decoding what it stored; finish() lays them out column by column
+/// (version 7, docs/protocol.md, "Change blocks").
 /// Thread contract: one thread at a time.
 class changes_page_builder {
  public:
@@ -57,17 +65,16 @@ class changes_page_builder {
   void add(std::uint64_t seq, std::span<const std::uint8_t> stored_change);
   /// Number of changes added so far.
   std::size_t count() const noexcept { return count_; }
-  /// Bytes of changes added so far.
+  /// Bytes of changes added so far, as page items in row form (page_item_bytes): what
+  /// a pull's max_bytes bounds.
   std::size_t size_bytes() const noexcept { return items_.size(); }
   /// Room for `bytes` bytes of changes, so that the page is not moved as it grows; taken
   /// when the first change is added (an empty page takes none).
   void reserve(std::size_t bytes) noexcept { room_ = bytes; }
-  /// Returns the payload of a `changes` message.
+  /// Returns the payload of a `changes` message. Throws protocol_error (malformed) if a
+  /// stored change added does not parse.
   bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
-               std::uint64_t remaining_bytes = 0) const&;
-  /// The same payload, made in the builder's own buffer rather than a copy of it.
-  bytes finish(std::uint64_t next_cursor, bool more, std::uint64_t remaining_changes = 0,
-               std::uint64_t remaining_bytes = 0) &&;
+               std::uint64_t remaining_bytes = 0) const;
 
   // --- scopes (protocol version 5): purges and backfilled records, sent after the items.
   /// Appends a purge of one record.
@@ -83,13 +90,13 @@ class changes_page_builder {
   std::size_t scope_bytes() const noexcept { return purges_.size() + backfill_.size(); }
 
  private:
-  void write_scope_section(bytes& out) const;
-
-  bytes items_;
+  bytes items_;  ///< rows: each change's seq (uvarint) and stored form less the marker
+  std::vector<std::size_t> item_ends_;  ///< where each row of items_ ends
   std::size_t room_ = 0;  ///< reserve()'s bytes, not yet taken
   std::size_t count_ = 0;
   bytes purges_;
   bytes backfill_;
+  std::vector<std::size_t> backfill_ends_;
   std::size_t purge_count_ = 0;
   std::size_t backfill_count_ = 0;
   std::uint64_t scope_epoch_ = 0;

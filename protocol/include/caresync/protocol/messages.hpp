@@ -20,8 +20,10 @@ namespace caresync::wire {
 /// and pull's prime spec) and the remaining counts of a changes page; version 5 the
 /// restored fields of a refusal (server_only) and scopes (pull's scope epoch; a changes
 /// page's purges and backfilled records); version 6 revivable deletes and the
-/// dismissal of a revived record (bits 4 and 3 of a change's kind byte).
-inline constexpr std::uint16_t k_protocol_version = 6;
+/// dismissal of a revived record (bits 4 and 3 of a change's kind byte); version 7 pages
+/// laid out column by column, pushes without a node id per change and with numbered
+/// batches, and streamed answers bounded in pages (pull's max_pages).
+inline constexpr std::uint16_t k_protocol_version = 7;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
 /// server grants at most one, zstd before deflate.
@@ -99,6 +101,10 @@ struct welcome {
 };
 
 /// A batch of local changes; applied atomically and at most once per (device, batch).
+/// Version 7: the wire carries no node id per change (every change is the pushing
+/// replica's own, hello.node); decode() leaves each change's node 0 and the receiver sets
+/// it, and encode() does not write it. `batch` is sent as a number when it is one
+/// (is_numbered_batch), else as its 16 bytes (a batch pinned by a version 6 store).
 struct push {
   batch_id batch;
   std::vector<change> changes;
@@ -183,6 +189,10 @@ struct pull {
   /// device has stored (0: none). The server takes it as proof that the device applied
   /// those pages, and sends again what a later, lost page carried.
   std::uint64_t scope_epoch = 0;
+  /// Version 7: with k_feature_stream granted, the most pages the streamed answer holds
+  /// (0: no bound, every page up to one with more = 0 or a scope epoch). Lets a client
+  /// resize its pages to the link between streams (docs/protocol.md, "5 pull").
+  std::uint64_t max_pages = 0;
   friend bool operator==(const pull&, const pull&) = default;
 };
 

@@ -37,6 +37,28 @@ struct record_id {
 };
 
 /// Identifies one push batch; the server answers a resent batch id from what it stored.
+/// Since protocol version 7 a store numbers its batches 1, 2, 3, ...: such a batch id has
+/// eight zero bytes, then the number big-endian (numbered_batch), and goes on the wire as
+/// the number alone. The server keys it by the pushing node too, so two stores of one
+/// device never share a batch.
 using batch_id = record_id;
+
+/// The batch id of a store's `number`-th batch (number >= 1).
+constexpr batch_id numbered_batch(std::uint64_t number) noexcept {
+  batch_id b;
+  for (int i = 0; i < 8; ++i) b.bytes[15 - i] = static_cast<std::uint8_t>(number >> (8 * i));
+  return b;
+}
+
+/// The number of a numbered batch id, or 0 when it is not one (a random id, as version 6
+/// stores made).
+constexpr std::uint64_t batch_number(const batch_id& b) noexcept {
+  for (int i = 0; i < 8; ++i) {
+    if (b.bytes[i] != 0) return 0;
+  }
+  std::uint64_t n = 0;
+  for (int i = 8; i < 16; ++i) n = (n << 8) | b.bytes[i];
+  return n;
+}
 
 }  // namespace caresync

@@ -75,4 +75,10 @@ void strip_server_only(std::vector<change>& changes, const std::vector<wire::ref
 void fill_restores(change_store& store, std::span<const change> changes, std::vector<wire::refusal>& refused,
                    const push_rules& rules);
 
+/// The key a push batch is remembered by (change_store::append). A numbered batch
+/// (protocol version 7) is numbered by its store: the pushing node goes into its first
+/// eight bytes, so the batches of two stores of one device (the app reinstalled) never
+/// meet. Other ids (pinned by version 6 stores) are random and used as they are.
+batch_id batch_key(const batch_id& sent, node_id node) noexcept;
+
 }  // namespace caresync::server
