@@ -52,6 +52,12 @@ std::size_t link_meter::direction::budget(std::chrono::milliseconds target, std:
   return plain >= static_cast<double>(cap) ? cap : static_cast<std::size_t>(plain);
 }
 
+bool link_meter::direction::growing(std::chrono::milliseconds target, std::size_t cap) const noexcept {
+  if (rate == 0) return true;
+  const double wire = rate * std::chrono::duration<double>(target).count();
+  return largest > 0 && wire > largest * k_growth && largest * k_growth * ratio < static_cast<double>(cap);
+}
+
 void link_meter::downloaded(std::size_t wire_bytes, std::size_t plain_bytes, duration elapsed) noexcept {
   down_.observe(wire_bytes, plain_bytes, elapsed);
 }
@@ -68,6 +74,8 @@ void link_meter::cut() noexcept {
 }
 
 std::size_t link_meter::page_bytes(std::size_t cap) const noexcept { return down_.budget(k_page_time, cap); }
+
+bool link_meter::pages_growing(std::size_t cap) const noexcept { return down_.growing(k_page_time, cap); }
 
 std::size_t link_meter::batch_bytes(std::size_t cap) const noexcept { return up_.budget(k_batch_time, cap); }
 

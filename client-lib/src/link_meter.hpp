@@ -40,6 +40,9 @@ class link_meter {
   /// The max_bytes of the next pull page (bytes of changes as the server counts them):
   /// about k_page_time of the link, at most `cap`.
   std::size_t page_bytes(std::size_t cap) const noexcept;
+  /// True while pages grow by the slow start rather than by the measured rate: the next
+  /// page should be measured before more of its size are asked for.
+  bool pages_growing(std::size_t cap) const noexcept;
   /// The bytes of changes of the next push batch: about k_batch_time of the link, at
   /// most `cap`.
   std::size_t batch_bytes(std::size_t cap) const noexcept;
@@ -59,6 +62,8 @@ class link_meter {
     void observe(std::size_t wire_bytes, std::size_t plain_bytes, duration elapsed) noexcept;
     /// Plain bytes for a transfer of about `target`, at most `cap`.
     std::size_t budget(std::chrono::milliseconds target, std::size_t cap) const noexcept;
+    /// The slow start, not the rate, bounds budget().
+    bool growing(std::chrono::milliseconds target, std::size_t cap) const noexcept;
   };
 
   direction down_;

@@ -193,7 +193,7 @@ sync_report sync_client::sync() {
       if (progressed) {
         // The link works, if briefly: go on where this connection stopped, soon.
         fruitless = 0;
-        backoff = retry.first_backoff / 2;
+        backoff = retry.first_backoff / 4;
       }
       if (!is_transient(e.code()) || retry.max_attempts <= 1 || fruitless >= retry.max_attempts) throw;
       // Full jitter: a random pause up to the current backoff, which doubles up to the cap.
@@ -267,7 +267,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.device_id = o.device_id;
   hello.token = o.token;
   hello.node = s.node;
-  hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate) : 0;
+  hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate | wire::k_feature_zstd_stream) : 0;
   if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
   if (o.stream_pulls) hello.features |= wire::k_feature_stream;
   hello.app_version = o.app_version;
@@ -285,6 +285,8 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   s.correct_clock(welcome.server_time_ms, welcome.max_clock_ahead_ms);
   // The server grants at most one codec; a frame compressed otherwise is refused.
   const wire::codec compression = wire::codec_of(welcome.features);
+  // Version 7: the server's compressed frames are one stream, read in order.
+  if (compression == wire::codec::zstd && (welcome.features & wire::k_feature_zstd_stream)) channel.read_stream();
   progress.to_push = outbox_at_start;
   progress.to_pull = welcome.log_head > s.cursor() ? welcome.log_head - s.cursor() : 0;
   progress.expected = progress.held + progress.to_pull;
@@ -516,11 +518,15 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // Pulls leave out what the priority phase delivered until past its log position.
   // Each pull also says which scope epoch the store holds (docs/protocol.md, "Scopes").
   // Streamed, a pull asks for a few pages of the link's size and then asks again, so that
-  // its pages follow the link; until the link is measured, for one page; pages at their
-  // cap need no resizing and stream to the end.
+  // its pages follow the link; while pages still grow (the link not measured yet, or
+  // faster than the pages so far), for one page; pages at their cap need no resizing and
+  // stream to the end.
   const auto ask_pull = [&](std::uint64_t from) {
     const auto bytes = page_bytes();
-    const std::uint64_t pages = !streamed || !sized ? 0 : link.down_rate() == 0 ? 1 : bytes < o.pull_page_bytes ? link_meter::k_stream_pages : 0;
+    const std::uint64_t pages = !streamed || !sized                     ? 0
+                                : link.pages_growing(o.pull_page_bytes) ? 1
+                                : bytes < o.pull_page_bytes             ? link_meter::k_stream_pages
+                                                                        : 0;
     stream_pages = pages;
     stream_seen = 0;
     sent_request(wire::make_frame(wire::pull{from, o.pull_page_changes, bytes,

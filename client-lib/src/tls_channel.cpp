@@ -166,7 +166,8 @@ wire::message tls_channel::receive_after(std::chrono::milliseconds extra, std::u
            "receiving the server's answer");
   if (ec) network_failure(network_errc::connection_lost, "the connection to the server was lost while receiving: " + ec.message());
   received_ += header.size() + payload.size();
-  const auto plain = wire::plain_payload(h, payload, max_frame, agreed, scratch_);
+  const auto plain = inflater_ ? inflater_->plain_payload(h, payload, max_frame, scratch_)
+                             : wire::plain_payload(h, payload, max_frame, agreed, scratch_);
   last_frame_ = header.size() + payload.size();
   last_plain_ = plain.size();
   return wire::decode(h.type, plain);

@@ -5,6 +5,7 @@
 // Thread contract: one thread at a time.
 
 #include <caresync/protocol/frame.hpp>
+#include <caresync/protocol/frame_stream.hpp>
 #include <caresync/sync_client.hpp>
 
 #include <asio/ip/tcp.hpp>
@@ -12,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 namespace caresync {
@@ -38,6 +40,10 @@ class tls_channel {
   /// answer to a wait, which the server holds until changes arrive).
   wire::message receive_after(std::chrono::milliseconds extra, std::uint32_t max_frame, wire::codec agreed);
 
+  /// From now on, compressed frames are the chunks of the server's zstd stream
+  /// (welcome granted k_feature_zstd_stream).
+  void read_stream() { inflater_ = std::make_unique<wire::stream_decompressor>(); }
+
   /// Closes with a TLS close_notify when the peer answers quickly; never throws.
   void close() noexcept;
 
@@ -62,6 +68,7 @@ class tls_channel {
   std::size_t last_frame_ = 0;
   std::size_t last_plain_ = 0;
   wire::bytes scratch_;  // a compressed frame's payload, kept between frames
+  std::unique_ptr<wire::stream_decompressor> inflater_;  // see read_stream()
 };
 
 }  // namespace caresync

@@ -321,6 +321,12 @@ void session::on_hello(const wire::hello& m) {
                                                                          : 0;
   compression_ = wire::codec_of(granted);
   granted_ = granted | (m.features & (wire::k_feature_wait | wire::k_feature_stream));
+  // Version 7: with zstd, the server's frames may be one stream (a page compressed with
+  // the pages before it as context).
+  if (compression_ == wire::codec::zstd && (m.features & wire::k_feature_zstd_stream)) {
+    granted_ |= wire::k_feature_zstd_stream;
+    compressor_ = std::make_unique<wire::stream_compressor>();
+  }
   wire::welcome w;
   w.server_name = context_.config.server_name;
   w.server_time_ms = system_time_ms();
@@ -407,9 +413,9 @@ void session::on_push(const wire::push& m, std::span<const std::span<const std::
     context_.changes_refused += outcome.refused.size();
     if (outcome.accepted > 0) context_.changes_arrived();
   }
-  send(wire::make_frame(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq,
-                                          outcome.replayed, std::move(outcome.refused)},
-                        compression_),
+  send(frame(wire::message_type::push_result,
+             wire::encode(wire::push_result{m.batch, outcome.accepted, outcome.first_seq, outcome.last_seq, outcome.replayed,
+                                            std::move(outcome.refused)})),
        false);
 }
 
@@ -477,9 +483,7 @@ void session::on_prime(const wire::prime& m) {
   changes_out_ += page.count();
   context_.changes_out += page.count();
   const bool more = position < primed_->items.size();
-  send(wire::make_frame(wire::message_type::changes, std::move(page).finish(position, more, left.changes, left.bytes),
-                        compression_),
-       false);
+  send(frame(wire::message_type::changes, std::move(page).finish(position, more, left.changes, left.bytes)), false);
 }
 
 void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::uint32_t max_bytes,
@@ -531,9 +535,7 @@ void session::answer_page(std::uint64_t cursor, std::uint32_t max_changes, std::
   if (pull && (granted_ & wire::k_feature_stream) && pos.more && page.scope_epoch() == 0 && max_pages != 1) {
     stream_next_ = wire::pull{pos.next_cursor, max_changes, max_bytes, prime, scope_epoch_, max_pages ? max_pages - 1 : 0};
   }
-  send(wire::make_frame(wire::message_type::changes, std::move(page).finish(pos.next_cursor, pos.more, left.changes, left.bytes),
-                        compression_),
-       false);
+  send(frame(wire::message_type::changes, std::move(page).finish(pos.next_cursor, pos.more, left.changes, left.bytes)), false);
 }
 
 void session::on_wait(const wire::wait& m) {
@@ -613,6 +615,11 @@ void session_context::changes_arrived() {
   for (auto& w : woken) {
     if (auto s = w.lock()) s->wake();
   }
+}
+
+wire::bytes session::frame(wire::message_type type, std::span<const std::uint8_t> payload) {
+  if (compressor_) return compressor_->make_frame(type, payload);
+  return wire::make_frame(type, payload, compression_);
 }
 
 void session::send(wire::bytes frame, bool last) {

@@ -5,6 +5,7 @@
 // from any thread.
 
 #include <caresync/protocol/frame.hpp>
+#include <caresync/protocol/frame_stream.hpp>
 #include <caresync/server/change_store.hpp>
 #include <caresync/server/config.hpp>
 #include <caresync/server/server.hpp>
@@ -112,6 +113,8 @@ class session : public std::enable_shared_from_this<session> {
   const primed& primed_for(const wire::prime_spec& spec);
   /// Ends a held wait (answered, timed out or closed), if one is held.
   void stop_waiting();
+  /// The frame of a payload, compressed as agreed (through the stream, when granted).
+  wire::bytes frame(wire::message_type type, std::span<const std::uint8_t> payload);
   /// Sends a frame; with `last`, ends the session once it is written.
   void send(wire::bytes frame, bool last);
   /// Sends an error message and ends the session.
@@ -138,6 +141,7 @@ class session : public std::enable_shared_from_this<session> {
   /// device): it may write the server_only fields.
   bool server_side_ = false;
   wire::codec compression_ = wire::codec::none;  // agreed in hello/welcome
+  std::unique_ptr<wire::stream_compressor> compressor_;  // zstd_stream granted: every compressed frame goes through it
   std::uint32_t granted_ = 0;                    // feature bits granted in welcome
   bool writing_ = false;
   std::optional<wire::wait> waiting_;  // a wait held until changes arrive or it times out

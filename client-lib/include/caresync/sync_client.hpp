@@ -27,7 +27,7 @@ namespace caresync {
 /// max_backoff ("full jitter"), so tablets coming back into coverage together do not retry
 /// in step. A connection that stored something (an acknowledged batch, an applied page)
 /// before it was lost starts the count and the backoff afresh, and is retried after at
-/// most half of first_backoff: a link that breaks every few seconds still gets a sync
+/// most a quarter of first_backoff: a link that breaks every few seconds still gets a sync
 /// through, connection after connection. Anything not transient (a wrong token, an
 /// untrusted server) is never retried.
 struct retry_policy {

@@ -22,7 +22,8 @@ namespace caresync::wire {
 /// page's purges and backfilled records); version 6 revivable deletes and the
 /// dismissal of a revived record (bits 4 and 3 of a change's kind byte); version 7 pages
 /// laid out column by column, pushes without a node id per change and with numbered
-/// batches, and streamed answers bounded in pages (pull's max_pages).
+/// batches, streamed answers bounded in pages (pull's max_pages) and stream compression
+/// (k_feature_zstd_stream).
 inline constexpr std::uint16_t k_protocol_version = 7;
 
 /// Feature bits offered in hello and granted in welcome. Of the compression bits the
@@ -33,6 +34,9 @@ inline constexpr std::uint32_t k_feature_wait = 1u << 2;     ///< the server ans
 /// The server answers a pull with its pages in a row, unasked after the first, until one
 /// has more = 0 or a scope epoch (docs/protocol.md, "5 pull").
 inline constexpr std::uint32_t k_feature_stream = 1u << 3;
+/// Version 7, with zstd: the server's compressed frames are the chunks of one zstd stream
+/// per connection (frame_stream.hpp; docs/protocol.md, "Compression").
+inline constexpr std::uint32_t k_feature_zstd_stream = 1u << 4;
 
 /// Message type numbers, the fifth byte of each frame's header.
 enum class message_type : std::uint8_t {
