@@ -14,7 +14,7 @@ constexpr double k_first_wire_bytes = 12 * 1024;
 constexpr double k_least_wire_bytes = 2 * 1024;
 /// A transfer grows at most this many times the largest measured so far (a slow start:
 /// one quick small page on a slow link must not ask for a page of minutes).
-constexpr double k_growth = 4;
+constexpr double k_growth = 8;
 /// The weight of a new sample in the running rate.
 constexpr double k_weight = 0.5;
 /// Samples of less than this are too quick to time (loopback, a small page).

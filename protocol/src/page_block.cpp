@@ -143,10 +143,19 @@ void write_block(writer& w, std::span<const std::uint8_t> rows, std::span<const 
   std::vector<std::uint32_t> collection_index(n);
   std::vector<std::uint32_t> field_index(fields.size());
   std::vector<std::uint32_t> node_index(n);
+  // Changes of a page mostly repeat the last one's collection, fields and node: its
+  // indexes are tried first, before the tables are searched.
+  std::size_t previous_first = 0;  // where the last change's fields start in `fields`
   for (std::size_t i = 0, f = 0; i < n; ++i) {
-    collection_index[i] = names.index_of(parts[i].collection);
-    for (std::size_t k = 0; k < parts[i].field_count; ++k, ++f) field_index[f] = names.index_of(fields[f].name);
-    node_index[i] = nodes.index_of(parts[i].node);
+    const bool like_last = i > 0 && parts[i].collection == parts[i - 1].collection;
+    collection_index[i] = like_last ? collection_index[i - 1] : names.index_of(parts[i].collection);
+    const std::size_t first_field = f;
+    for (std::size_t k = 0; k < parts[i].field_count; ++k, ++f) {
+      const bool same = i > 0 && k < parts[i - 1].field_count && fields[previous_first + k].name == fields[f].name;
+      field_index[f] = same ? field_index[previous_first + k] : names.index_of(fields[f].name);
+    }
+    previous_first = first_field;
+    node_index[i] = i > 0 && parts[i].node == parts[i - 1].node ? node_index[i - 1] : nodes.index_of(parts[i].node);
   }
   w.uvarint(names.values().size());
   for (const auto& name : names.values()) w.text(name);
