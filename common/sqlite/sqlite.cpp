@@ -1,6 +1,12 @@
 #include "sqlite.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace caresync::sqlite {
 
@@ -19,8 +25,31 @@ void configure_process_once() {
 
 }  // namespace
 
+void make_private(const std::string& path) {
+  const auto fail = [&path](const std::string& what) {
+    throw error(make_error_code(storage_errc::open_failed),
+                "cannot " + what + " '" + path + "': " + std::strerror(errno) + "; check that the directory exists and is writable");
+  };
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, S_IRUSR | S_IWUSR);
+  if (fd < 0) {
+    // A database SQLite may only read (a read-only file, another owner's file): leave its
+    // mode to its owner; opening it reports what is wrong.
+    if (errno == EACCES || errno == EROFS || errno == EPERM) return;
+    fail("create");
+  }
+  struct stat st {};
+  const bool ok = ::fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || ::fchmod(fd, st.st_mode & 0700) == 0);
+  ::close(fd);
+  if (!ok) fail("make private");
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+    const std::string side = path + suffix;
+    if (::stat(side.c_str(), &st) == 0 && (st.st_mode & 077) != 0) (void)::chmod(side.c_str(), st.st_mode & 0700);
+  }
+}
+
 db_handle open(const std::string& path, const file_identity& identity, const char* synchronous) {
   configure_process_once();
+  if (path != ":memory:" && !path.empty()) make_private(path);
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   db_handle db(raw);

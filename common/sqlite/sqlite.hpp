@@ -42,6 +42,13 @@ struct file_identity {
 /// Throws caresync::error naming the path and what to do.
 db_handle open(const std::string& path, const file_identity& identity, const char* synchronous);
 
+/// Makes `path` readable and writable by its owner alone (health data): creates it
+/// empty with mode 0600 if it does not exist, whatever the process's umask, and takes
+/// group and other permissions away from it and from its -wal and -shm files if it
+/// does. SQLite gives the -wal and -shm files it creates the database file's mode.
+/// Throws caresync::error (open_failed) if the file cannot be created or changed.
+void make_private(const std::string& path);
+
 /// Marks the file as `identity`'s (application_id, user_version); call inside the
 /// transaction that creates the tables.
 void claim(sqlite3* db, const file_identity& identity);

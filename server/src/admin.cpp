@@ -3,6 +3,7 @@
 #include <caresync/protocol/errors.hpp>
 
 #include <httplib.h>
+#include <openssl/crypto.h>
 
 #include <filesystem>
 #include <sstream>
@@ -49,12 +50,28 @@ std::string metrics_text(session_context& c, const listener_counters& listener) 
   std::ostringstream out;
   metric(out, "caresync_sessions_total", "counter", "Sessions by how the device's hello ended.");
   out << "caresync_sessions_total{result=\"accepted\"} " << c.sessions_accepted << "\n"
+      << "caresync_sessions_total{result=\"enrolled\"} " << c.sessions_enrolled << "\n"
       << "caresync_sessions_total{result=\"refused\"} " << c.sessions_refused << "\n";
   metric(out, "caresync_sessions_active", "gauge", "Connections open now.");
   out << "caresync_sessions_active " << c.sessions_active << "\n";
   metric(out, "caresync_connections_refused_total", "counter",
          "Connections closed when accepted, before TLS, by the limit they were over.");
-  out << "caresync_connections_refused_total{limit=\"per_address\"} " << listener.connections_refused << "\n";
+  out << "caresync_connections_refused_total{limit=\"per_address\"} " << listener.connections_refused << "\n"
+      << "caresync_connections_refused_total{limit=\"auth_backoff\"} " << listener.connections_throttled << "\n";
+  metric(out, "caresync_auth_failures_total", "counter", "Hellos with a wrong token and enrollments with a wrong code.");
+  out << "caresync_auth_failures_total " << c.auth.failures_total() << "\n";
+  metric(out, "caresync_auth_shut_out_total", "counter",
+         "Attempts refused unseen because their address or device id failed too often (backoff).");
+  out << "caresync_auth_shut_out_total " << c.auth.shut_out_total() << "\n";
+  metric(out, "caresync_sessions_superseded_total", "counter",
+         "Sessions ended by a newer session of their device (limits.max_sessions_per_device).");
+  out << "caresync_sessions_superseded_total " << c.sessions_superseded << "\n";
+  metric(out, "caresync_frame_bytes_in_flight", "gauge",
+         "Bytes of incoming frames held while they arrive, beyond each frame's first 64 KiB.");
+  out << "caresync_frame_bytes_in_flight " << c.frames.held() << "\n";
+  metric(out, "caresync_reads_paused_total", "counter",
+         "Times a session stopped reading because limits.max_frame_bytes_in_flight was spent.");
+  out << "caresync_reads_paused_total " << c.reads_paused << "\n";
   metric(out, "caresync_sessions_waiting", "gauge", "Sessions holding a live-mode wait now.");
   out << "caresync_sessions_waiting " << c.sessions_waiting << "\n";
   metric(out, "caresync_changes_in_total", "counter", "Changes stored from pushes.");
@@ -91,6 +108,27 @@ std::string metrics_text(session_context& c, const listener_counters& listener) 
 
 admin_listener::admin_listener(session_context& context, const listener_counters& listener, std::function<bool()> running)
     : context_(context), listener_(listener), running_(std::move(running)), http_(std::make_unique<httplib::Server>()) {
+  // A connection holds one of the listener's threads while it is open: idle ones are
+  // dropped quickly, so a few of them cannot keep /healthz waiting.
+  http_->set_keep_alive_timeout(1);
+  http_->set_keep_alive_max_count(8);
+  http_->set_read_timeout(2, 0);
+  http_->set_write_timeout(2, 0);
+  http_->set_payload_max_length(8192);
+  // With admin.bearer_token_file set, every request carries the token.
+  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const auto& token = context_.config.admin_bearer_token;
+    if (token.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string expected = "Bearer " + token;
+    const auto& given = req.get_header_value("Authorization");
+    if (given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_content("a bearer token is required (admin.bearer_token_file)\n", "text/plain");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     try {
       res.set_content(metrics_text(context_, listener_), "text/plain; version=0.0.4");

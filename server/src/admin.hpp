@@ -23,6 +23,7 @@ namespace caresync::server {
 /// What the acceptor counts outside any session (server.cpp). Any thread.
 struct listener_counters {
   std::atomic<std::uint64_t> connections_refused{0};  ///< over limits.max_connections_per_address
+  std::atomic<std::uint64_t> connections_throttled{0};  ///< from an address shut out after failed attempts
 };
 
 /// The /metrics text for the counters in `context` and `listener`, and the store.

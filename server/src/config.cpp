@@ -6,7 +6,10 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <type_traits>
 #include <filesystem>
 #include <limits>
@@ -15,12 +18,51 @@
 #include <string_view>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+
 namespace caresync::server {
 
 namespace {
 
 [[noreturn]] void bad(const std::string& what) {
   throw error(make_error_code(storage_errc::invalid_argument), what);
+}
+
+/// Whether `address` names this host only: 127.0.0.0/8, ::1 or "localhost".
+bool is_loopback(const std::string& address) {
+  if (address == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, address.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/// The admin bearer token in `path`: its first line, surrounding blanks removed. The
+/// file must be readable by its owner alone, and the token long enough not to guess.
+std::string read_token_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    bad("config key 'admin.bearer_token_file' names '" + path + "', which cannot be read: " + std::strerror(errno));
+  }
+  if ((st.st_mode & 077) != 0) {
+    bad("config key 'admin.bearer_token_file' names '" + path +
+        "', which others may read; make it readable by the server's user alone (chmod 600)");
+  }
+  std::ifstream in(path);
+  std::string token;
+  std::getline(in, token);
+  if (!in && !in.eof()) bad("config key 'admin.bearer_token_file' names '" + path + "', which cannot be read");
+  const auto first = token.find_first_not_of(" \t\r");
+  const auto last = token.find_last_not_of(" \t\r");
+  token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
+  if (token.size() < 32) {
+    bad("config key 'admin.bearer_token_file' names '" + path +
+        "', whose first line is shorter than 32 characters; write a long random token there "
+        "(e.g. openssl rand -hex 32)");
+  }
+  return token;
 }
 
 /// Reads one key of a table, checking its type; unknown keys are found by the caller.
@@ -162,6 +204,8 @@ server_config load_config(const std::string& path) {
     l.get("handshake_timeout_ms", c.handshake_timeout);
     l.get("idle_timeout_ms", c.idle_timeout);
     l.get("max_connections_per_address", c.max_connections_per_address);
+    l.get("max_sessions_per_device", c.max_sessions_per_device);
+    l.get("max_frame_bytes_in_flight", c.max_frame_bytes_in_flight);
     l.refuse_unknown();
   }
   top.known("limits");
@@ -171,6 +215,7 @@ server_config load_config(const std::string& path) {
     a.get("enabled", c.admin_enabled);
     a.get("listen_address", c.admin_listen_address);
     a.get("port", c.admin_port);
+    a.get("bearer_token_file", c.admin_bearer_token_file);
     a.refuse_unknown();
   }
   top.known("admin");
@@ -218,6 +263,10 @@ server_config load_config(const std::string& path) {
   c.certificate_file = resolve(base, c.certificate_file);
   c.private_key_file = resolve(base, c.private_key_file);
   c.database_file = resolve(base, c.database_file);
+  if (!c.admin_bearer_token_file.empty()) {
+    c.admin_bearer_token_file = resolve(base, c.admin_bearer_token_file);
+    c.admin_bearer_token = read_token_file(c.admin_bearer_token_file);
+  }
   return c;
 }
 
@@ -230,7 +279,20 @@ void validate(const server_config& c) {
     bad("config key 'log_level' is '" + c.log_level + "'; it must be \"info\" or \"error\"");
   }
   if (c.admin_enabled && c.admin_listen_address.empty()) {
-    bad("config key 'admin.listen_address' is empty; use 127.0.0.1 (the admin listener has no authentication)");
+    bad("config key 'admin.listen_address' is empty; use 127.0.0.1, or set admin.bearer_token_file");
+  }
+  if (c.admin_enabled && !is_loopback(c.admin_listen_address) && c.admin_bearer_token.empty()) {
+    // /metrics tells who syncs how much: not for anyone on the network to read.
+    bad("config key 'admin.listen_address' is '" + c.admin_listen_address +
+        "', which is not a loopback address; the admin listener then needs a token: set admin.bearer_token_file "
+        "to a file (mode 0600) holding a long random token, or listen on 127.0.0.1");
+  }
+  if (c.max_sessions_per_device < 1 || c.max_sessions_per_device > 1024) {
+    bad("config key 'limits.max_sessions_per_device' must be between 1 and 1024");
+  }
+  if (c.max_frame_bytes_in_flight < c.max_frame_bytes) {
+    bad("config key 'limits.max_frame_bytes_in_flight' must be at least limits.max_frame_bytes (" +
+        std::to_string(c.max_frame_bytes) + "), or no large frame could ever be read");
   }
   if (c.threads < 1 || c.threads > 256) bad("config key 'threads' must be between 1 and 256");
   if (c.max_frame_bytes < 4096) bad("config key 'limits.max_frame_bytes' must be at least 4096");

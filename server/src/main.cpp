@@ -33,6 +33,7 @@
 #include <set>
 #include <map>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <thread>
 
 namespace {
@@ -510,6 +511,9 @@ int audit(const std::string& database, const std::string& from, const std::strin
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything the server writes (database, -wal, -shm, backups, keys, configs and their
+  // directories) is its user's alone, whatever umask it was started with.
+  ::umask(077);
   CLI::App app{"caresync-server: the caresync sync server (TLS, SQLite change log)"};
   app.require_subcommand(1);
 

@@ -88,6 +88,15 @@ struct server::impl {
         socket.close(ignored);
         return accept();
       }
+      // An address that failed to authenticate too often is shut out for a while
+      // (auth_throttle), before any TLS is spent on it.
+      if (context.auth.address_wait(peer.to_string()) > std::chrono::steady_clock::duration::zero()) {
+        ++counters.connections_throttled;
+        context.auth.shut_out(peer.to_string());
+        socket.set_option(asio::socket_base::linger(true, 0), ignored);
+        socket.close(ignored);
+        return accept();
+      }
       std::shared_ptr<session> s;
       std::size_t held = 0;
       {
@@ -179,7 +188,11 @@ server::server(server_config config, std::unique_ptr<change_store> store) {
   auto& tls = impl_->tls;
   SSL_CTX* ctx = tls.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // No session tickets: their key would never rotate, and a stolen one would decrypt
+  // recorded sessions (tablets do not resume sessions; a full handshake costs them little).
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(ctx, 0);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_cipher_list(ctx, k_tls12_ciphers);
   std::error_code ec;
   tls.use_certificate_chain_file(impl_->config.certificate_file, ec);

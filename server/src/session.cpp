@@ -56,18 +56,24 @@ bool token_matches(const server_config& config, const std::string& device_id, co
 session::session(asio::ip::tcp::socket socket, asio::ssl::context& tls, session_context& context)
     : stream_(std::move(socket), tls),
       timer_(stream_.get_executor()),
+      pause_(stream_.get_executor()),
       context_(context),
       started_(std::chrono::steady_clock::now()) {
   ++context_.sessions_active;
   std::error_code ec;
   const auto endpoint = stream_.lowest_layer().remote_endpoint(ec);
-  peer_ = ec ? "unknown" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  peer_address_ = ec ? "unknown" : endpoint.address().to_string();
+  peer_ = ec ? "unknown" : peer_address_ + ":" + std::to_string(endpoint.port());
 }
 
 session::~session() {
   --context_.sessions_active;
+  context_.frames.give_back(budget_held_);
   if (waiting_) --context_.sessions_waiting;
-  // One line per session; never a token or a record's contents.
+  // One line per session; never a token or a record's contents. A failed guess has
+  // none: auth_throttle sums those up per address (a flood of guesses must not become
+  // a flood of log lines).
+  if (guessed_) return;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   log::info("session",
             {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
@@ -100,13 +106,16 @@ void session::start() {
   // queued there, so everything starts on the strand.
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
     if (self->closing_ || self->closed_) return;
-    self->arm_timer(self->context_.config.handshake_timeout);
-    self->stream_.async_handshake(asio::ssl::stream_base::server, [self](const std::error_code& ec) {
+    // One deadline for the TLS handshake and hello together: a peer that never
+    // authenticates holds the connection handshake_timeout, not twice that.
+    const auto deadline = std::chrono::steady_clock::now() + self->context_.config.handshake_timeout;
+    self->arm_timer(deadline);
+    self->stream_.async_handshake(asio::ssl::stream_base::server, [self, deadline](const std::error_code& ec) {
       if (ec) {
         ++self->context_.sessions_refused;
         return self->abort(ec == asio::error::operation_aborted ? "handshake timeout" : "tls handshake failed");
       }
-      self->arm_timer(self->context_.config.handshake_timeout);  // hello must follow promptly
+      self->arm_timer(deadline);  // hello must follow within what is left
       self->read_header();
     });
   });
@@ -125,8 +134,10 @@ std::uint32_t session::frame_limit() const noexcept {
   return device_.empty() ? std::min(k_max_frame_before_hello, context_.config.max_frame_bytes) : context_.config.max_frame_bytes;
 }
 
-void session::arm_timer(std::chrono::milliseconds timeout) {
-  timer_.expires_after(timeout);
+void session::arm_timer(std::chrono::milliseconds timeout) { arm_timer(std::chrono::steady_clock::now() + timeout); }
+
+void session::arm_timer(std::chrono::steady_clock::time_point deadline) {
+  timer_.expires_at(deadline);
   timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
     if (ec == asio::error::operation_aborted) return;  // re-armed or closed
     self->abort(self->device_.empty() ? "handshake timeout" : "idle timeout");
@@ -156,10 +167,25 @@ void session::read_header() {
 void session::read_payload(const wire::frame_header& h) {
   // The buffer grows with the bytes that arrive, a chunk at a time: a device that
   // announces a large frame and sends slowly holds what it sent, not what it announced.
+  // Past the first chunk, all sessions together hold at most max_frame_bytes_in_flight:
+  // with none free, this one stops reading (its device's TCP window closes) and looks
+  // again shortly; its idle timer runs on.
   constexpr std::size_t k_chunk = 64u << 10;
   const std::size_t filled = payload_.size();
   if (filled == h.length) return on_payload(h);
   const std::size_t next = std::min<std::size_t>(h.length - filled, k_chunk);
+  if (filled + next > k_chunk) {
+    if (!context_.frames.take(next)) {
+      ++context_.reads_paused;
+      pause_.expires_after(std::chrono::milliseconds(20));
+      pause_.async_wait([self = shared_from_this(), h](const std::error_code& ec) {
+        if (ec || self->closed_) return;
+        self->read_payload(h);
+      });
+      return;
+    }
+    budget_held_ += next;
+  }
   payload_.resize(filled + next);
   asio::async_read(stream_, asio::buffer(payload_.data() + filled, next),
                    [self = shared_from_this(), h](const std::error_code& ec, std::size_t n) {
@@ -168,6 +194,14 @@ void session::read_payload(const wire::frame_header& h) {
                      self->context_.bytes_in += n;
                      self->read_payload(h);
                    });
+}
+
+void session::release_frame() {
+  payload_.clear();
+  payload_.shrink_to_fit();
+  pushed_.clear();
+  pushed_.shrink_to_fit();
+  context_.frames.give_back(std::exchange(budget_held_, 0));
 }
 
 void session::on_payload(const wire::frame_header& h) {
@@ -182,18 +216,11 @@ void session::on_payload(const wire::frame_header& h) {
   } catch (const protocol_error& e) {
     return refuse(e.code(), e.what());
   }
-  // Released when this returns (the next frame's header read clears it before use).
-  const auto release = [this] {
-    payload_.clear();
-    payload_.shrink_to_fit();
-    pushed_.clear();
-    pushed_.shrink_to_fit();
-  };
   try {
     handle(m, sent);
-    release();
+    release_frame();
   } catch (const std::exception& e) {
-    release();
+    release_frame();
     // Not a fault of the device's bytes (those are protocol_errors, answered above) but
     // of this server, e.g. memory: this session ends, the others go on.
     log::error("handler_failed", {{"device", device_}, {"message", wire::to_string(wire::type_of(m))}, {"reason", e.what()}},
@@ -221,19 +248,22 @@ void session::handle(const wire::message& m, std::span<const std::span<const std
 }
 
 void session::on_enroll(const wire::enroll& m) {
-  ++context_.sessions_refused;  // not a sync session, whatever comes of it
   wire::enrolled answer;
   try {
     answer = enroll_device(context_.store, m.code, system_time_ms());
   } catch (const error& e) {
     if (e.code() == make_error_code(protocol_errc::enrollment_refused)) {
+      ++context_.sessions_refused;
       outcome_ = "enrollment refused";
-      log::info("enrollment_refused", {{"peer", peer_}, {"reason", e.what()}}, "an enrollment code was refused");
+      guessed_ = true;
+      context_.auth.failed(peer_address_, {});
       return refuse(e.code(), e.what());
     }
+    ++context_.sessions_refused;
     log::error("store_write_failed", {{"peer", peer_}, {"reason", e.what()}}, "storing an enrollment failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server could not enroll the device; try again later");
   }
+  ++context_.sessions_enrolled;
   outcome_ = "enrolled";
   log::info("device_enrolled", {{"peer", peer_}, {"device", answer.device_id}, {"user", answer.user_id}},
             "a device was enrolled");
@@ -243,6 +273,16 @@ void session::on_enroll(const wire::enroll& m) {
 void session::on_hello(const wire::hello& m) {
   // Enrolled devices first (their token's hash, compared in constant time), then the
   // devices a config file lists (the core's provisioning, kept for existing set-ups).
+  // A device id that failed too often is shut out for a while, its token not looked at.
+  if (const auto wait = context_.auth.device_wait(m.device_id); wait > std::chrono::steady_clock::duration::zero()) {
+    ++context_.sessions_refused;
+    outcome_ = "shut out after failed attempts";
+    guessed_ = true;
+    context_.auth.shut_out(peer_address_);
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(wait).count() + 1;
+    return refuse(make_error_code(protocol_errc::server_busy),
+                  "too many failed attempts with this device id; try again in " + std::to_string(seconds) + " s");
+  }
   std::optional<device_record> enrolled;
   try {
     enrolled = context_.store.find_device(m.device_id);
@@ -267,6 +307,8 @@ void session::on_hello(const wire::hello& m) {
   if (!accepted) {
     ++context_.sessions_refused;
     outcome_ = "auth refused";
+    guessed_ = true;
+    context_.auth.failed(peer_address_, m.device_id);
     return refuse(make_error_code(protocol_errc::auth_failed),
                   "device id or token not accepted; check the device's credentials with the administrator");
   }
@@ -309,6 +351,8 @@ void session::on_hello(const wire::hello& m) {
   ++context_.sessions_accepted;
   device_ = m.device_id;
   node_ = m.node;
+  context_.auth.succeeded(device_);
+  context_.admit_device(device_, shared_from_this());
   server_side_ = server_side;
   health_.app_version = m.app_version;
   health_.outbox = m.outbox;
@@ -581,6 +625,31 @@ void session::wake() {
     self->timer_.cancel();
     self->answer_page(w.cursor, w.max_changes, w.max_bytes);
   });
+}
+
+void session::supersede() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_) return;
+    ++self->context_.sessions_superseded;
+    self->closing_ = true;
+    self->outcome_ = "superseded by a newer session of the device";
+    if (!self->writing_) self->abort(self->outcome_);
+  });
+}
+
+void session_context::admit_device(const std::string& device, const std::shared_ptr<session>& s) {
+  std::vector<std::shared_ptr<session>> oldest;
+  {
+    const std::lock_guard lock(devices_mutex);
+    auto& list = device_sessions[device];
+    std::erase_if(list, [](const std::weak_ptr<session>& w) { return w.expired(); });
+    list.push_back(s);
+    while (list.size() > config.max_sessions_per_device) {
+      if (auto old = list.front().lock()) oldest.push_back(std::move(old));
+      list.erase(list.begin());
+    }
+  }
+  for (auto& old : oldest) old->supersede();
 }
 
 void session::stop_waiting() {

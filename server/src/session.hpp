@@ -4,6 +4,8 @@
 // Thread contract: every handler runs on the session's strand; shutdown() may be called
 // from any thread.
 
+#include "admission.hpp"
+
 #include <caresync/protocol/frame.hpp>
 #include <caresync/protocol/frame_stream.hpp>
 #include <caresync/server/change_store.hpp>
@@ -23,6 +25,7 @@
 #include <span>
 #include <vector>
 #include <string>
+#include <unordered_map>
 
 namespace caresync::server {
 
@@ -54,6 +57,16 @@ struct session_context {
   void changes_arrived();
   /// Forgets `s` as a waiter, and waiters already gone. Any thread.
   void stop_watching(const session* s);
+  /// Lists `s` as a session of `device`; over limits.max_sessions_per_device, the
+  /// device's oldest sessions are told to end. Any thread.
+  void admit_device(const std::string& device, const std::shared_ptr<session>& s);
+  frame_budget frames{config.max_frame_bytes_in_flight};
+  auth_throttle auth{};
+  std::mutex devices_mutex{};
+  std::unordered_map<std::string, std::vector<std::weak_ptr<session>>> device_sessions{};  // guarded by devices_mutex
+  std::atomic<std::uint64_t> sessions_enrolled{0};     ///< enrollment sessions that enrolled a device
+  std::atomic<std::uint64_t> sessions_superseded{0};   ///< ended by a newer session of their device
+  std::atomic<std::uint64_t> reads_paused{0};          ///< times a session waited for frame budget
   std::atomic<std::uint64_t> sessions_accepted{0};
   std::atomic<std::uint64_t> sessions_refused{0};
   std::atomic<std::uint64_t> changes_accepted{0};
@@ -89,10 +102,16 @@ class session : public std::enable_shared_from_this<session> {
   /// New changes were stored: a session holding a wait answers it. Safe from any thread.
   void wake();
 
+  /// A newer session of the same device took this one's place: it ends after the
+  /// message in hand. Safe from any thread.
+  void supersede();
+
  private:
   void read_header();
-  /// Reads the payload of `h` into payload_ in chunks, then calls on_payload().
+  /// Reads the payload of `h` into payload_ in chunks, then calls on_payload(). Past a
+  /// frame's first chunk each chunk takes frame budget first, waiting while none is free.
   void read_payload(const wire::frame_header& h);
+  void release_frame();
   void on_payload(const wire::frame_header& h);
   /// `sent`: a push's changes as the device sent them (wire::decode_push), else empty.
   void handle(const wire::message& m, std::span<const std::span<const std::uint8_t>> sent);
@@ -120,6 +139,7 @@ class session : public std::enable_shared_from_this<session> {
   /// Sends an error message and ends the session.
   void refuse(std::error_code code, const std::string& message);
   void arm_timer(std::chrono::milliseconds timeout);
+  void arm_timer(std::chrono::steady_clock::time_point deadline);
   /// The largest frame accepted now: small until hello is accepted, then the config's.
   std::uint32_t frame_limit() const noexcept;
   /// Ends the session with a TLS close_notify; only when no operation is pending.
@@ -129,12 +149,16 @@ class session : public std::enable_shared_from_this<session> {
 
   asio::ssl::stream<asio::ip::tcp::socket> stream_;
   asio::steady_timer timer_;
+  asio::steady_timer pause_;        // a read waiting for frame budget
+  std::uint64_t budget_held_ = 0;   // of context_.frames, for the frame being read
   session_context& context_;
   std::array<std::uint8_t, wire::k_frame_header_size> header_{};
   wire::bytes payload_;
   wire::bytes pushed_;  // a push's changes in stored form (wire::decode_push), while it is handled
   wire::bytes out_;
-  std::string peer_;
+  std::string peer_;          // address:port, for log lines
+  std::string peer_address_;  // the address alone, for auth_throttle
+  bool guessed_ = false;      // a failed token or enrollment code: no session line of its own
   std::string device_;  // empty until hello is accepted
   node_id node_ = 0;
   /// A server-side writer (a config device marked server_side, a registry_admin's

@@ -1181,6 +1181,9 @@ class sqlite_change_store final : public change_store {
     std::map<record_key, record_view> views;
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
     page_position pos{r.cursor, false};
+    // No change is numbered above INT64_MAX (SQLite's integers): a cursor past it reads
+    // nothing, and must not wrap to a negative number that reads everything.
+    if (r.cursor >= static_cast<std::uint64_t>(INT64_MAX)) return pos;
     sqlite::reset_guard g(*scan_);
     scan_->bind(1, static_cast<std::int64_t>(r.cursor)).bind(2, scan_limit + 1);
     std::int64_t scanned = 0;
@@ -1257,6 +1260,9 @@ class sqlite_change_store final : public change_store {
     // Rows skipped as the puller's own still cost a scan: bound the rows looked at.
     const std::int64_t scan_limit = static_cast<std::int64_t>(max_changes) * 4 + 1000;
     page_position pos{cursor, false};
+    // No change is numbered above INT64_MAX (SQLite's integers): a cursor past it reads
+    // nothing, and must not wrap to a negative number that reads everything.
+    if (cursor >= static_cast<std::uint64_t>(INT64_MAX)) return pos;
     sqlite::reset_guard g(*scan_);
     scan_->bind(1, static_cast<std::int64_t>(cursor)).bind(2, scan_limit + 1);
     std::int64_t scanned = 0;
@@ -1322,6 +1328,7 @@ backup_result backup_sqlite_store(const std::string& source, const std::string& 
   }
   // Opened through the identity check, so only a caresync server store is copied.
   auto src = sqlite::open(source, k_identity, "FULL");
+  sqlite::make_private(destination);  // a copy of health data: its owner's alone
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(destination.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   sqlite::db_handle dst(raw);

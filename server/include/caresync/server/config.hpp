@@ -47,6 +47,15 @@ struct server_config {
   /// closed when accepted, before the TLS handshake. 0: no limit. Tablets behind one NAT
   /// address share it, so it bounds a flood from one place, not a single device.
   std::uint32_t max_connections_per_address = 64;
+  /// Most sessions one device may hold at once. A device's new session over it ends the
+  /// device's oldest (a tablet whose link broke may leave a dead session behind until
+  /// idle_timeout; it must not lock itself out), so one device's token pins at most
+  /// this many frames in the server's memory.
+  std::uint32_t max_sessions_per_device = 4;
+  /// Bytes of incoming frames all sessions together may hold while the frames arrive,
+  /// beyond the first 64 KiB of each. Spent, a session stops reading (TCP pushes back on
+  /// its device) until other frames are handled; small messages always go through.
+  std::uint64_t max_frame_bytes_in_flight = 64u << 20;
   /// Fields only the server side may write, as "collection.field" ([policies]
   /// server_only). A field device's change writing one is refused alone (server_only)
   /// and its device puts back the server's value (docs/conflicts.md, "server_only").
@@ -62,6 +71,12 @@ struct server_config {
   bool admin_enabled = false;
   std::string admin_listen_address = "127.0.0.1";
   std::uint16_t admin_port = 7444;         ///< 0: let the OS pick (tests)
+  /// A file holding the bearer token every admin request must carry (Authorization:
+  /// Bearer ...). Required when admin.listen_address is not a loopback address; with it
+  /// set, loopback requests need the token too.
+  std::string admin_bearer_token_file;
+  /// The token read from admin_bearer_token_file by load_config (never logged).
+  std::string admin_bearer_token;
   /// Scopes of enrolled devices ([scopes]): which fields place each collection's records
   /// in org units, and what each role reads and writes. Devices listed in [[devices]]
   /// have no user and are not scoped (the pre-enrollment mode; docs/security.md).
