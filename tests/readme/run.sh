@@ -3,7 +3,8 @@
 # own, against the library of BUILD_DIR installed to a temporary prefix, the way an app
 # developer copies them: a CMake project with find_package(caresync) and caresync::client
 # that sets no C++ standard (the package must bring C++20). A block that stops compiling
-# or linking fails the test, naming the README line it starts on.
+# or linking, or that warns (-Wall -Wextra -Wpedantic), fails the test, naming the README
+# line it starts on.
 # Usage: run.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 src="$1"
@@ -44,6 +45,8 @@ fi
     target="${name%.*}_${name##*.}"
     echo "add_executable($target $name)"
     echo "target_link_libraries($target PRIVATE caresync::client)"
+    # Newcomers copy these into projects with warnings on: they compile cleanly.
+    echo "target_compile_options($target PRIVATE -Wall -Wextra -Wpedantic -Werror)"
     # The C API is C99.
     [ "${name##*.}" = c ] && echo "set_target_properties($target PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)"
   done
