@@ -59,4 +59,6 @@ if ! cmake --build "$work/build" -- -k >"$work/build.log" 2>&1; then
   echo "README.md: a code block does not compile or link as a program (readme_<line> is the README line of its \`\`\`)" >&2
   exit 1
 fi
-echo "README.md: ${#blocks[@]} code block(s) compile and link: $(cd "$project" && ls readme_*.c* | tr '\n' ' ')"
+names=""
+for b in "${blocks[@]}"; do names="$names $(basename "$b")"; done
+echo "README.md: ${#blocks[@]} code block(s) compile and link:$names"
