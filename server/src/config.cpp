@@ -26,6 +26,9 @@ namespace caresync::server {
 
 namespace {
 
+/// The example config the .deb installs, every key with its default and meaning.
+constexpr const char* k_example_config = "/usr/share/doc/caresync-server/caresync-server.toml.example";
+
 [[noreturn]] void bad(const std::string& what) {
   throw error(make_error_code(storage_errc::invalid_argument), what);
 }
@@ -68,7 +71,9 @@ std::string read_token_file(const std::string& path) {
 /// Reads one key of a table, checking its type; unknown keys are found by the caller.
 class table_reader {
  public:
-  table_reader(const toml::table& t, std::string prefix) : table_(t), prefix_(std::move(prefix)) {}
+  /// `file`: the config file being read, named in the messages.
+  table_reader(const toml::table& t, std::string prefix, const std::string& file)
+      : table_(t), prefix_(std::move(prefix)), file_(file) {}
 
   template <class T>
   void get(const char* key, T& out) {
@@ -95,7 +100,10 @@ class table_reader {
   void refuse_unknown() const {
     for (const auto& [key, node] : table_) {
       if (!seen_.count(std::string(key.str()))) {
-        bad("config key '" + prefix_ + std::string(key.str()) + "' is unknown; see packaging/caresync-server.toml for the keys");
+        // Names the file in use, and where the keys are described on an installed system
+        // (the .deb's example config; packaging/caresync-server.toml in the source tree).
+        bad("config key '" + prefix_ + std::string(key.str()) + "' in '" + file_ + "'" +
+            " is unknown; every key is described in " + k_example_config);
       }
     }
   }
@@ -121,6 +129,7 @@ class table_reader {
 
   const toml::table& table_;
   std::string prefix_;
+  const std::string& file_;  ///< load_config's path, which outlives every reader
   std::set<std::string> seen_;
 };
 
@@ -183,7 +192,7 @@ server_config load_config(const std::string& path) {
         std::to_string(where.line) + ", column " + std::to_string(where.column) + ")");
   }
   server_config c;
-  table_reader top(root, "");
+  table_reader top(root, "", path);
   top.get("listen_address", c.listen_address);
   top.get("port", c.port);
   top.get("certificate_file", c.certificate_file);
@@ -194,7 +203,7 @@ server_config load_config(const std::string& path) {
   top.get("threads", c.threads);
   if (const auto* limits = root.get("limits")) {
     if (!limits->is_table()) bad("config key 'limits' must be a table ([limits])");
-    table_reader l(*limits->as_table(), "limits.");
+    table_reader l(*limits->as_table(), "limits.", path);
     l.get("max_frame_bytes", c.max_frame_bytes);
     l.get("max_push_changes", c.max_push_changes);
     l.get("page_max_changes", c.page_max_changes);
@@ -211,7 +220,7 @@ server_config load_config(const std::string& path) {
   top.known("limits");
   if (const auto* admin = root.get("admin")) {
     if (!admin->is_table()) bad("config key 'admin' must be a table ([admin])");
-    table_reader a(*admin->as_table(), "admin.");
+    table_reader a(*admin->as_table(), "admin.", path);
     a.get("enabled", c.admin_enabled);
     a.get("listen_address", c.admin_listen_address);
     a.get("port", c.admin_port);
@@ -222,7 +231,7 @@ server_config load_config(const std::string& path) {
   if (const auto* policies = root.get("policies")) {
     if (!policies->is_table()) bad("config key 'policies' must be a table ([policies])");
     const auto& t = *policies->as_table();
-    table_reader p(t, "policies.");
+    table_reader p(t, "policies.", path);
     p.known("server_only");
     p.get("care_rules", c.care_rules);
     if (const auto* list = t.get("server_only")) {
@@ -248,7 +257,7 @@ server_config load_config(const std::string& path) {
       const auto* t = array->get(i)->as_table();
       const std::string prefix = "devices[" + std::to_string(i) + "].";
       if (!t) bad("config key '" + prefix.substr(0, prefix.size() - 1) + "' must be a table");
-      table_reader d(*t, prefix);
+      table_reader d(*t, prefix, path);
       device_credential cred;
       d.get("device_id", cred.device_id);
       d.get("token_sha256", cred.token_sha256);

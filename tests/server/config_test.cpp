@@ -127,6 +127,14 @@ TEST_CASE("config mistakes are refused with the key named", "[config]") {
     const auto path = write_config(dir, minimal() + "listen_adress = \"0.0.0.0\"\n");
     CHECK_THAT(error_of([&] { server::load_config(path); }), Catch::Contains("'listen_adress'"));
   }
+  SECTION("an unknown key names the file in use and where the keys are described once installed") {
+    // packaging/ exists only in the source tree (issue 21).
+    const auto path = write_config(dir, minimal() + "[limits]\nmax_frame = 1000\n");
+    const auto message = error_of([&] { server::load_config(path); });
+    CHECK_THAT(message, Catch::Contains("'" + path + "'") &&
+                            Catch::Contains("/usr/share/doc/caresync-server/caresync-server.toml.example"));
+    CHECK_THAT(message, !Catch::Contains("packaging/"));
+  }
   SECTION("an unknown key in [limits]") {
     const auto path = write_config(dir, minimal() + "[limits]\nmax_frame = 1000\n");
     CHECK_THAT(error_of([&] { server::load_config(path); }), Catch::Contains("'limits.max_frame'"));
