@@ -30,20 +30,30 @@ void make_private(const std::string& path) {
     throw error(make_error_code(storage_errc::open_failed),
                 "cannot " + what + " '" + path + "': " + std::strerror(errno) + "; check that the directory exists and is writable");
   };
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, S_IRUSR | S_IWUSR);
-  if (fd < 0) {
-    // A database SQLite may only read (a read-only file, another owner's file): leave its
-    // mode to its owner; opening it reports what is wrong.
+  // A new file is created here, 0600 whatever the umask. An existing one is changed by
+  // its path only: opening and closing a descriptor of a database this process already
+  // has open would drop SQLite's POSIX locks on it (they belong to the process, and any
+  // close releases them), and another process could then delete a WAL still in use.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, S_IRUSR | S_IWUSR);
+  if (fd >= 0) {
+    const bool ok = ::fchmod(fd, S_IRUSR | S_IWUSR) == 0;
+    ::close(fd);
+    if (!ok) fail("make private");
+    return;
+  }
+  if (errno != EEXIST) {
+    // A directory SQLite may only read (read-only media, another owner's): opening the
+    // database reports what is wrong.
     if (errno == EACCES || errno == EROFS || errno == EPERM) return;
     fail("create");
   }
-  struct stat st {};
-  const bool ok = ::fstat(fd, &st) == 0 && ((st.st_mode & 077) == 0 || ::fchmod(fd, st.st_mode & 0700) == 0);
-  ::close(fd);
-  if (!ok) fail("make private");
-  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
-    const std::string side = path + suffix;
-    if (::stat(side.c_str(), &st) == 0 && (st.st_mode & 077) != 0) (void)::chmod(side.c_str(), st.st_mode & 0700);
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    const std::string file = path + suffix;
+    struct stat st {};
+    // Another owner's file, or one on read-only media, keeps its mode.
+    if (::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+      (void)::chmod(file.c_str(), st.st_mode & 0700);
+    }
   }
 }
 

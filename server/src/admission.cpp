@@ -32,13 +32,14 @@ auth_throttle::clock::duration auth_throttle::device_wait(const std::string& dev
   return wait_of(devices_, device, now);
 }
 
-void auth_throttle::count(key_state& k, clock::time_point now) {
-  if (now - k.last_failure >= k_forget) k.failures = 0;
+void auth_throttle::count(key_state& k, clock::time_point now) const {
+  const double idle = std::chrono::duration<double>(now - k.last_failure).count();
+  k.level = std::max(0.0, k.level - idle * k_leak_per_second) + 1;
   k.last_failure = now;
-  ++k.failures;
-  if (k.failures <= k_free_failures) return;
-  // 100 ms after the free ones, doubling every k_free_failures more, at most k_max_backoff.
-  const auto doublings = std::min<std::uint64_t>((k.failures - k_free_failures - 1) / k_free_failures, 20);
+  if (burst_ == 0 || k.level <= burst_) return;
+  // 100 ms past the burst, doubling every `burst` failures more, at most k_max_backoff.
+  const double over = std::max(0.0, k.level - burst_ - 1);  // the level is fractional as it leaks
+  const auto doublings = std::min<std::uint64_t>(static_cast<std::uint64_t>(over / burst_), 20);
   const auto backoff = std::min<clock::duration>(k_first_backoff * (std::uint64_t{1} << doublings), k_max_backoff);
   k.blocked_until = now + backoff;
 }
@@ -47,7 +48,8 @@ void auth_throttle::sweep(table& t, clock::time_point now) {
   constexpr std::size_t k_max_keys = 100'000;
   if (t.size() < k_max_keys) return;
   std::erase_if(t, [now](const auto& entry) {
-    return entry.second.blocked_until <= now && now - entry.second.last_failure >= std::chrono::minutes(1);
+    const double idle = std::chrono::duration<double>(now - entry.second.last_failure).count();
+    return entry.second.blocked_until <= now && entry.second.level - idle * k_leak_per_second <= 0;
   });
   // Still full (a flood from as many addresses): forget them all rather than grow;
   // their backoff starts again from nothing.
@@ -93,7 +95,7 @@ void auth_throttle::log_summary(const std::string& address, key_state& k, clock:
              {"failed", k.unlogged_failures},
              {"shut_out", k.unlogged_shut_out},
              {"device_claimed", k.last_device.empty() ? nullptr : nlohmann::ordered_json(k.last_device)},
-             {"failures_in_a_row", k.failures},
+             {"failure_level", static_cast<std::uint64_t>(k.level)},
              {"backoff_ms", wait}},
             std::to_string(k.unlogged_failures) + " failed authentication(s) and " + std::to_string(k.unlogged_shut_out) +
                 " attempt(s) shut out from " + address + " since the last such line; it may try again in " +

@@ -31,19 +31,23 @@ class frame_budget {
 };
 
 /// Failed authentications (a hello's token, an enrollment code) counted by client
-/// address and by claimed device id. The first k_free_failures of a key cost nothing;
-/// after them each failure shuts the key out for a while: 100 ms (so at most ~10
-/// failures a second), doubling with every further k_free_failures failures, at most
-/// k_max_backoff. A key with no failure for k_forget is forgotten. Failures are logged
-/// as one line per address per k_log_interval, never one per attempt.
+/// address and by claimed device id, as a level that leaks away one failure a second
+/// (a tablet with a wrong token retrying now and then never fills it; tablets behind
+/// one NAT address are not shut out for one of them). While the level is at most
+/// `burst` a failure costs nothing; above it each failure shuts the key out for a while:
+/// 100 ms (so at most ~10 failures a second), doubling with every further `burst`
+/// failures, at most k_max_backoff. Failures are logged as one line per address per
+/// k_log_interval, never one per attempt.
 class auth_throttle {
  public:
   using clock = std::chrono::steady_clock;
-  static constexpr unsigned k_free_failures = 10;
   static constexpr std::chrono::milliseconds k_first_backoff{100};
   static constexpr std::chrono::milliseconds k_max_backoff{60'000};
-  static constexpr std::chrono::minutes k_forget{10};
+  static constexpr double k_leak_per_second = 1.0;
   static constexpr std::chrono::seconds k_log_interval{10};
+
+  /// `burst` failures cost nothing (limits.failed_auth_burst); 0 turns throttling off.
+  explicit auth_throttle(std::uint32_t burst) : burst_(burst) {}
 
   /// How long `address` (or device `device`) is still shut out; zero when it may try.
   clock::duration address_wait(const std::string& address, clock::time_point now = clock::now());
@@ -62,7 +66,7 @@ class auth_throttle {
 
  private:
   struct key_state {
-    std::uint64_t failures = 0;
+    double level = 0;           ///< failures, less what leaked away since last_failure
     clock::time_point last_failure{};
     clock::time_point blocked_until{};
     // Addresses only: what the next summary line reports.
@@ -73,10 +77,12 @@ class auth_throttle {
   };
   using table = std::unordered_map<std::string, key_state>;
   static clock::duration wait_of(table& t, const std::string& key, clock::time_point now);
-  static void count(key_state& k, clock::time_point now);
+  void count(key_state& k, clock::time_point now) const;
   /// Forgets quiet keys once the table grows, so a flood of addresses cannot grow it
   /// without bound.
   static void sweep(table& t, clock::time_point now);
+
+  const std::uint32_t burst_;
   void log_summary(const std::string& address, key_state& k, clock::time_point now);
 
   std::mutex mutex_;  // guards addresses_, devices_

@@ -215,6 +215,7 @@ server_config load_config(const std::string& path) {
     l.get("max_connections_per_address", c.max_connections_per_address);
     l.get("max_sessions_per_device", c.max_sessions_per_device);
     l.get("max_frame_bytes_in_flight", c.max_frame_bytes_in_flight);
+    l.get("failed_auth_burst", c.failed_auth_burst);
     l.refuse_unknown();
   }
   top.known("limits");
@@ -299,6 +300,7 @@ void validate(const server_config& c) {
   if (c.max_sessions_per_device < 1 || c.max_sessions_per_device > 1024) {
     bad("config key 'limits.max_sessions_per_device' must be between 1 and 1024");
   }
+  if (c.failed_auth_burst > 100'000) bad("config key 'limits.failed_auth_burst' must be at most 100000 (0: no throttling)");
   if (c.max_frame_bytes_in_flight < c.max_frame_bytes) {
     bad("config key 'limits.max_frame_bytes_in_flight' must be at least limits.max_frame_bytes (" +
         std::to_string(c.max_frame_bytes) + "), or no large frame could ever be read");

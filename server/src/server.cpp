@@ -334,7 +334,8 @@ void server::wait() {
 server_stats server::stats() const {
   const auto& c = impl_->context;
   return {c.sessions_accepted.load(), c.sessions_refused.load(), c.changes_accepted.load(), c.batches_replayed.load(),
-          c.sessions_waiting.load(), c.changes_refused.load(), impl_->counters.connections_refused.load()};
+          c.sessions_waiting.load(), c.changes_refused.load(), impl_->counters.connections_refused.load(),
+          c.sessions_enrolled.load()};
 }
 
 change_store& server::store() { return *impl_->store; }

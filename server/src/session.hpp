@@ -61,7 +61,7 @@ struct session_context {
   /// device's oldest sessions are told to end. Any thread.
   void admit_device(const std::string& device, const std::shared_ptr<session>& s);
   frame_budget frames{config.max_frame_bytes_in_flight};
-  auth_throttle auth{};
+  auth_throttle auth{config.failed_auth_burst};
   std::mutex devices_mutex{};
   std::unordered_map<std::string, std::vector<std::weak_ptr<session>>> device_sessions{};  // guarded by devices_mutex
   std::atomic<std::uint64_t> sessions_enrolled{0};     ///< enrollment sessions that enrolled a device

@@ -135,7 +135,7 @@ TEST_CASE("a push cut at arbitrary bytes is retried without duplicates", "[sync]
   // Server-to-client budgets around the end of the handshake and the welcome: some cuts
   // land before the push, some after the server stored it but before the tablet heard.
   int cut_failures = 0;
-  for (std::uint64_t budget = 1500; budget <= 6000 && a->outbox_size() > 0; budget += 150) {
+  for (std::uint64_t budget = 300; budget <= 6000 && a->outbox_size() > 0; budget += 150) {
     link_faults cut;
     cut.cut_after_down_bytes = budget;
     fault_proxy proxy(server.port(), cut);

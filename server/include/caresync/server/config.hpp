@@ -56,6 +56,10 @@ struct server_config {
   /// beyond the first 64 KiB of each. Spent, a session stops reading (TCP pushes back on
   /// its device) until other frames are handled; small messages always go through.
   std::uint64_t max_frame_bytes_in_flight = 64u << 20;
+  /// Failed authentications (wrong tokens, wrong enrollment codes) an address or device
+  /// id may make at once before each further one shuts it out for a while; the count
+  /// leaks away one a second (docs/operations.md, "Guesses"). 0: no throttling.
+  std::uint32_t failed_auth_burst = 10;
   /// Fields only the server side may write, as "collection.field" ([policies]
   /// server_only). A field device's change writing one is refused alone (server_only)
   /// and its device puts back the server's value (docs/conflicts.md, "server_only").

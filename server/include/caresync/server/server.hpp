@@ -15,12 +15,13 @@ namespace caresync::server {
 /// Counters since start, for tests and logs.
 struct server_stats {
   std::uint64_t sessions_accepted = 0;
-  std::uint64_t sessions_refused = 0;   ///< bad token, TLS failures, malformed hello
+  std::uint64_t sessions_refused = 0;   ///< TLS failures, bad tokens, refused codes (docs/operations.md)
   std::uint64_t changes_accepted = 0;
   std::uint64_t batches_replayed = 0;
   std::uint64_t sessions_waiting = 0;   ///< live mode: sessions holding a wait now
   std::uint64_t changes_refused = 0;    ///< pushed changes refused (limits, clocks too far ahead)
   std::uint64_t connections_refused = 0;  ///< closed before TLS: over limits.max_connections_per_address
+  std::uint64_t sessions_enrolled = 0;    ///< sessions that enrolled a device
 };
 
 class server {
