@@ -140,7 +140,7 @@ int count_lines(const std::string& log, const std::string& needle) {
 
 /// Device `device`'s hello with a wrong token from `from`: "answered" with auth_failed,
 /// "shut out" (closed at once, no TLS), or "other".
-std::string wrong_token_hello(std::uint16_t port, const std::string& from, const std::string& device) {
+std::string wrong_token_hello(std::uint16_t port, const std::string& from, const std::string& device) try {
   raw_client c(port, from);
   if (!c.handshake()) return "shut out";
   wire::hello h;
@@ -155,6 +155,8 @@ std::string wrong_token_hello(std::uint16_t port, const std::string& from, const
   if (e->code == static_cast<std::uint16_t>(protocol_errc::auth_failed)) return "answered";
   if (e->code == static_cast<std::uint16_t>(protocol_errc::server_busy)) return "busy";
   return "other";
+} catch (const std::system_error&) {
+  return "shut out";  // reset by the server while connecting: closed at accept
 }
 
 mode_t mode_of(const std::string& path) {
@@ -443,6 +445,8 @@ TEST_CASE("health data files are their owner's alone whatever the umask", "[secu
       const std::string command = std::string("umask 022; '") + CARESYNC_SERVER_BINARY + "' init -d '" + init_dir + "' >/dev/null 2>&1";
       REQUIRE(std::system(command.c_str()) == 0);
       CHECK(mode_of(init_dir) == 0700);
+      // The docs say care_rules is on in what init writes; so it is.
+      CHECK(server::load_config(init_dir + "/caresync-server.toml").care_rules);
       for (const auto& entry : std::filesystem::directory_iterator(init_dir)) {
         // Certificates are public (the CA's is handed to every tablet); keys and the config are not.
         const auto name = entry.path().filename().string();
