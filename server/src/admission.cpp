@@ -6,6 +6,14 @@
 
 namespace caresync::server {
 
+namespace {
+
+/// A claimed device id as the throttle keeps it: a hostile hello may claim an id of
+/// tens of KiB, and 100,000 of those must not fill the server's memory.
+std::string device_key(const std::string& device) { return device.substr(0, 128); }
+
+}  // namespace
+
 bool frame_budget::take(std::uint64_t n) noexcept {
   std::uint64_t held = held_.load(std::memory_order_relaxed);
   do {
@@ -29,7 +37,7 @@ auth_throttle::clock::duration auth_throttle::address_wait(const std::string& ad
 
 auth_throttle::clock::duration auth_throttle::device_wait(const std::string& device, clock::time_point now) {
   const std::lock_guard lock(mutex_);
-  return wait_of(devices_, device, now);
+  return wait_of(devices_, device_key(device), now);
 }
 
 void auth_throttle::count(key_state& k, clock::time_point now) const {
@@ -63,17 +71,17 @@ void auth_throttle::failed(const std::string& address, const std::string& device
   auto& a = addresses_[address];
   count(a, now);
   ++a.unlogged_failures;
-  a.last_device = device.substr(0, 128);
+  a.last_device = device_key(device);
   if (!device.empty()) {
     sweep(devices_, now);
-    count(devices_[device], now);
+    count(devices_[device_key(device)], now);
   }
   log_summary(address, a, now);
 }
 
 void auth_throttle::succeeded(const std::string& device) {
   const std::lock_guard lock(mutex_);
-  devices_.erase(device);
+  devices_.erase(device_key(device));
 }
 
 void auth_throttle::shut_out(const std::string& address, clock::time_point now) {
