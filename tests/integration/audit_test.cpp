@@ -45,6 +45,15 @@ using std::chrono::milliseconds;
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer keeps freed memory in quarantine (256 MB by default) and adds shadow
+// memory: the server's RSS then says nothing about what it holds. The bound is checked
+// in the plain build; the sanitized one checks the rest.
+constexpr bool k_rss_meaningful = false;
+#else
+constexpr bool k_rss_meaningful = true;
+#endif
+
 /// The resident memory of process `pid` in bytes (VmRSS). Throws std::runtime_error.
 std::uint64_t rss_bytes(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -216,7 +225,7 @@ TEST_CASE("sessions announcing 16 MiB pushes keep the server's memory bounded, a
     INFO("RSS grew by " << grew / 1048576 << " MiB; " << welcomed << " welcomed, " << cut << " cut");
     CHECK(welcomed == 16);
     CHECK(cut >= 12);  // superseded by newer sessions of the same device
-    CHECK(grew < k_bound);
+    if (k_rss_meaningful) CHECK(grew < k_bound);
     CHECK(count_lines(p.log(), "superseded by a newer session") >= 12);
   }
   SECTION("16 sessions of 16 devices: the frame budget is shared") {
@@ -226,7 +235,7 @@ TEST_CASE("sessions announcing 16 MiB pushes keep the server's memory bounded, a
     for (const auto& s : sessions) welcomed += s.welcomed;
     INFO("RSS grew by " << grew / 1048576 << " MiB; 16 x 15 MiB were offered");
     CHECK(welcomed == 16);
-    CHECK(grew < k_bound);
+    if (k_rss_meaningful) CHECK(grew < k_bound);
   }
 }
 
