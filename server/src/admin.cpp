@@ -48,6 +48,8 @@ std::uint64_t file_size_or_zero(const std::string& path) {
 
 std::string metrics_text(session_context& c, const listener_counters& listener) {
   std::ostringstream out;
+  metric(out, "caresync_build_info", "gauge", "Always 1; its label is the server's version.");
+  out << "caresync_build_info{version=\"" << CARESYNC_VERSION << "\"} 1\n";
   metric(out, "caresync_sessions_total", "counter", "Sessions by how the device's hello ended.");
   out << "caresync_sessions_total{result=\"accepted\"} " << c.sessions_accepted << "\n"
       << "caresync_sessions_total{result=\"enrolled\"} " << c.sessions_enrolled << "\n"

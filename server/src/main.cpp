@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +45,8 @@ namespace fs = std::filesystem;
 
 constexpr int k_exit_usage = 2;
 constexpr int k_exit_failure = 1;
+/// The CMake project's version (server/CMakeLists.txt defines it).
+constexpr const char* k_version = CARESYNC_VERSION;
 
 struct serve_args {
   std::string config;
@@ -72,8 +76,9 @@ int serve(const serve_args& args) {
   server::log::set_level(config.log_level);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
   srv.start();
-  server::log::notice("started", {{"devices", config.devices.size()}},
-                    std::to_string(config.devices.size()) + " device(s) configured");
+  server::log::notice("started", {{"version", k_version}, {"devices", config.devices.size()}},
+                    std::string("caresync-server ") + k_version + " started; " + std::to_string(config.devices.size()) +
+                        " device(s) configured");
   // Scripts and tests wait for this line and read the port after its last ':'.
   if (config.admin_enabled) {
     server::log::notice("admin_listening", {{"address", config.admin_listen_address}, {"port", srv.admin_port()}},
@@ -99,6 +104,68 @@ int serve(const serve_args& args) {
 
 
 std::string toml_string(const std::string& text);
+
+/// Empty when getaddrinfo takes `address` as the listeners will (`numeric`: an IP
+/// address only, as the sync listener; else a name too, as the admin listener), else why not.
+std::string address_problem(const std::string& address, bool numeric) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | (numeric ? AI_NUMERICHOST : 0);
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(address.c_str(), nullptr, &hints, &found);
+  if (found) ::freeaddrinfo(found);
+  return rc == 0 ? std::string() : ::gai_strerror(rc);
+}
+
+/// Empty when the server could open (or make) its database at `path`, else why not. Does
+/// not open it: a server may be running on it, and opening may upgrade its format.
+std::string database_problem(const std::string& path) {
+  const auto dir = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return "its directory " + dir.string() + " does not exist";
+  if (fs::exists(path, ec)) {
+    if (::access(path.c_str(), R_OK | W_OK) != 0) return "it is not readable and writable by this user";
+  } else if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return "this user cannot create it in " + dir.string();
+  }
+  return {};
+}
+
+/// `serve`'s checks without serving: the config's keys, its addresses, the certificate
+/// and key (loaded by the server itself, so a key of another certificate is refused) and
+/// where the database goes. Binds no port and leaves the database alone. Throws
+/// caresync::error naming what is wrong.
+void check_config(const std::string& config_path) {
+  auto config = server::load_config(config_path);
+  server::validate(config);
+  const auto bad = [](const std::string& what) {
+    throw caresync::error(make_error_code(storage_errc::invalid_argument), what);
+  };
+  if (const auto why = address_problem(config.listen_address, true); !why.empty()) {
+    bad("config key 'listen_address' is not an IP address: '" + config.listen_address + "' (" + why + ")");
+  }
+  if (config.admin_enabled) {
+    if (const auto why = address_problem(config.admin_listen_address, false); !why.empty()) {
+      bad("config key 'admin.listen_address' cannot be listened on: '" + config.admin_listen_address + "' (" + why + ")");
+    }
+  }
+  if (const auto why = database_problem(config.database_file); !why.empty()) {
+    bad("config key 'database_file' names '" + config.database_file + "', but " + why);
+  }
+  // The server loads the certificate and key in its constructor; a throwaway store in a
+  // private temporary directory stands in for the database.
+  std::string scratch = (fs::temp_directory_path() / "caresync-check-config-XXXXXX").string();
+  if (!::mkdtemp(scratch.data())) bad("cannot make a temporary directory in " + fs::temp_directory_path().string());
+  struct removed_at_exit {
+    std::string dir;
+    ~removed_at_exit() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } scratch_dir{scratch};
+  const server::server loaded(config, server::open_sqlite_change_store(scratch + "/check.db"));
+}
 
 int init(const std::string& dir, const std::vector<std::string>& hosts, const std::vector<std::string>& ips,
          const std::string& database) {
@@ -126,7 +193,8 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
                      "certificate_file = \"server-cert.pem\"\n"
                      "private_key_file = \"server-key.pem\"\n"
                      "database_file = " + toml_string(database) + "\n"
-                     "\n# Refuse pushed changes that break the care schema's rules (docs/care.md).\n"
+                     "\n# Refuse changes breaking the care schema's rules (docs/care.md), as README and\n"
+                     "# docs/operations.md say; off only for apps with schemas of their own.\n"
                      "[policies]\n"
                      "care_rules = true\n"
                      "\n# /metrics and /healthz over HTTP, loopback only (any other address needs\n"
@@ -520,6 +588,7 @@ int main(int argc, char** argv) {
   ::umask(077);
   CLI::App app{"caresync-server: the caresync sync server (TLS, SQLite change log)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("caresync-server ") + k_version);
 
   serve_args sa;
   auto* serve_cmd = app.add_subcommand("serve", "Serve devices until SIGINT or SIGTERM");
@@ -529,6 +598,11 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--admin-port", sa.admin_port, "Override admin.port (0: any free port)")->check(CLI::Range(0, 65535));
   serve_cmd->add_option("--db", sa.database, "Override database_file");
   serve_cmd->add_option("--log-level", sa.log_level, "Override log_level (info, error)");
+
+  std::string check_path = "/etc/caresync/caresync-server.toml";
+  auto* check_cmd = app.add_subcommand(
+      "check-config", "Check a config as serve would (keys, addresses, certificate and key, database place); print config OK");
+  check_cmd->add_option("-c,--config", check_path, "Config file (TOML)")->capture_default_str();
 
   std::string init_dir;
   std::vector<std::string> init_hosts, init_ips;
@@ -668,6 +742,11 @@ int main(int argc, char** argv) {
   try {
     if (*serve_cmd) return serve(sa);
     if (*init_cmd) return init(init_dir, init_hosts, init_ips, init_database);
+    if (*check_cmd) {
+      check_config(check_path);
+      std::cout << "config OK: " << check_path << "\n";
+      return 0;
+    }
     if (*hash_cmd) {
       if (token_arg == "-") {
         // From standard input, so the token is not left in shell history or `ps`.
