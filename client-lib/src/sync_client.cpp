@@ -18,6 +18,7 @@
 #include <random>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <thread>
 
 namespace caresync {
@@ -119,6 +120,11 @@ struct sync_client::impl {
   std::optional<link_meter> meter;
   /// Progress as the last connection left it, for on_retry.
   sync_progress last_progress;
+  /// What the last connection's welcome granted, if a welcome came: only then does the
+  /// next connection send its first request with its hello (docs/protocol.md, "The
+  /// conversation"). A refused hello may reach a pipelining client as a reset
+  /// connection; the connection after it waits for the welcome and hears why.
+  std::optional<std::uint32_t> welcomed_features;
 
   /// One connection: adds what it did to `report`, bytes included, even when it fails.
   void attempt(sync_report& report);
@@ -128,7 +134,7 @@ struct sync_client::impl {
 };
 
 sync_client::sync_client(store& local, sync_options options)
-    : impl_(std::make_unique<impl>(impl{local, std::move(options), std::nullopt, {}})) {
+    : impl_(std::make_unique<impl>(impl{local, std::move(options), std::nullopt, {}, std::nullopt})) {
   const auto& o = impl_->options;
   if (o.ca_file.empty() && o.pinned_key_sha256.empty()) {
     throw error(make_error_code(storage_errc::invalid_argument),
@@ -261,6 +267,60 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     last_progress = progress;
     if (o.on_progress) o.on_progress(progress);
   };
+  const auto known_features = std::exchange(welcomed_features, std::nullopt);
+  // The codec the welcome grants (none until then: requests before it go uncompressed).
+  wire::codec compression = wire::codec::none;
+  // Page bounds sized to the link (link_meter), asked afresh at each request; with no
+  // byte bound configured the server's defaults apply.
+  const bool sized = o.size_to_link && o.pull_page_bytes != 0;
+  const auto page_bytes = [&] { return sized ? static_cast<std::uint32_t>(link.page_bytes(o.pull_page_bytes)) : o.pull_page_bytes; };
+  // Granted by the welcome; until it comes, as the last connection's welcome granted.
+  bool streamed = (known_features.value_or(0) & wire::k_feature_stream) != 0;
+  clock::time_point asked_at{};    // when the request the next page answers was sent
+  clock::time_point arrived_at{};  // when the last page arrived
+  bool follows = false;            // the next page follows the last one unasked (a stream)
+  std::uint64_t stream_pages = 0;  // the pages the streamed pull asked for (0: no bound)
+  std::uint64_t stream_seen = 0;   // and those received so far
+  const auto sent_request = [&](const wire::bytes& frame) {
+    channel.send(frame);
+    asked_at = clock::now();
+    follows = false;
+  };
+  // Receives a page and times it: from the last page if it followed that one unasked,
+  // else from its request less a round trip. `answers_pull`: the page answers a pull
+  // (not a wait or prime), so it may be followed by the stream's next.
+  const auto receive_page = [&](bool answers_pull) {
+    auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
+    const auto now = clock::now();
+    link.downloaded(channel.last_frame_bytes(), channel.last_plain_bytes(), now - (follows ? arrived_at : asked_at + link.rtt()));
+    arrived_at = now;
+    if (answers_pull) ++stream_seen;
+    follows = answers_pull && streamed && page.more && page.scope_epoch == 0 && (stream_pages == 0 || stream_seen < stream_pages);
+    return page;
+  };
+
+  std::uint64_t cursor = s.cursor();
+  auto prime = s.prime();
+  // Pulls leave out what the priority phase delivered until past its log position.
+  // Each pull also says which scope epoch the store holds (docs/protocol.md, "Scopes").
+  // Streamed, a pull asks for a few pages of the link's size and then asks again, so that
+  // its pages follow the link; while pages still grow (the link not measured yet, or
+  // faster than the pages so far), for one page; pages at their cap need no resizing and
+  // stream to the end.
+  const auto ask_pull = [&](std::uint64_t from) {
+    const auto bytes = page_bytes();
+    const std::uint64_t pages = !streamed || !sized                     ? 0
+                                : link.pages_growing(o.pull_page_bytes) ? 1
+                                : bytes < o.pull_page_bytes             ? link_meter::k_stream_pages
+                                                                        : 0;
+    stream_pages = pages;
+    stream_seen = 0;
+    sent_request(wire::make_frame(wire::pull{from, o.pull_page_changes, bytes,
+                                             from < prime.spec.until ? prime.spec : wire::prime_spec{}, s.scope_epoch(), pages}));
+  };
+  const auto ask_prime = [&](std::uint64_t position) {
+    sent_request(wire::make_frame(wire::prime{prime.spec, position, o.pull_page_changes, page_bytes()}));
+  };
   channel.connect();
   wire::hello hello;
   hello.client_name = k_client_name;
@@ -277,14 +337,30 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.open_conflicts = local.conflict_count();
   const auto hello_sent = clock::now();
   channel.send(wire::make_frame(hello));
+  // After a welcomed connection (a reconnect, the next sync) with nothing to push, the
+  // first request goes with the hello: the answer follows the welcome a round trip
+  // sooner. A priority phase not begun waits: it starts at the welcome's log head.
+  enum class first_request { after_welcome, prime, pull };
+  auto early = first_request::after_welcome;
+  if (known_features && outbox_at_start == 0 && hello.open_conflicts == 0) {
+    if (prime.spec.until > 0 && !prime.done) {
+      early = first_request::prime;
+      ask_prime(prime.position);
+    } else if (prime.spec.until > 0 || cursor > 0 || o.priority.empty()) {
+      early = first_request::pull;
+      ask_pull(cursor);
+    }
+  }
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   link.round_trip(clock::now() - hello_sent);
+  welcomed_features = welcome.features;
+  streamed = (welcome.features & wire::k_feature_stream) != 0;
   // The client's clock never runs behind the server's, nor far ahead of it: writes
   // stamped too far ahead are re-stamped before they are sent (docs/conflicts.md).
   s.clock.observe(hlc_stamp::make(welcome.server_time_ms, 0));
   s.correct_clock(welcome.server_time_ms, welcome.max_clock_ahead_ms);
   // The server grants at most one codec; a frame compressed otherwise is refused.
-  const wire::codec compression = wire::codec_of(welcome.features);
+  compression = wire::codec_of(welcome.features);
   // Version 7: the server's compressed frames are one stream, read in order.
   if (compression == wire::codec::zstd && (welcome.features & wire::k_feature_zstd_stream)) channel.read_stream();
   progress.to_push = outbox_at_start;
@@ -435,7 +511,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   // together with its new cursor, so an interruption resumes exactly where it stopped.
   // The next page is asked for before this one is applied, so the server reads it while
   // the store writes (pipelining; docs/protocol.md, "The conversation").
-  std::uint64_t cursor = s.cursor();
+  cursor = s.cursor();  // a push that followed the cursor moved it
   // Progress of a page: what came, and what the server says is left. `caught_up`: the
   // page ends a pull (not a priority phase) with nothing more.
   const auto count_page = [&](const wire::changes_page& page, bool caught_up) {
@@ -461,50 +537,18 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     }
   };
 
-  // Page bounds sized to the link (link_meter), asked afresh at each request; with no
-  // byte bound configured the server's defaults apply.
-  const bool sized = o.size_to_link && o.pull_page_bytes != 0;
-  const auto page_bytes = [&] { return sized ? static_cast<std::uint32_t>(link.page_bytes(o.pull_page_bytes)) : o.pull_page_bytes; };
-  const bool streamed = (welcome.features & wire::k_feature_stream) != 0;
-  clock::time_point asked_at{};    // when the request the next page answers was sent
-  clock::time_point arrived_at{};  // when the last page arrived
-  bool follows = false;            // the next page follows the last one unasked (a stream)
-  std::uint64_t stream_pages = 0;  // the pages the streamed pull asked for (0: no bound)
-  std::uint64_t stream_seen = 0;   // and those received so far
-  const auto sent_request = [&](const wire::bytes& frame) {
-    channel.send(frame);
-    asked_at = clock::now();
-    follows = false;
-  };
-  // Receives a page and times it: from the last page if it followed that one unasked,
-  // else from its request less a round trip. `answers_pull`: the page answers a pull
-  // (not a wait or prime), so it may be followed by the stream's next.
-  const auto receive_page = [&](bool answers_pull) {
-    auto page = expect<wire::changes_page>(channel.receive(wire::k_default_max_frame, compression), "changes");
-    const auto now = clock::now();
-    link.downloaded(channel.last_frame_bytes(), channel.last_plain_bytes(), now - (follows ? arrived_at : asked_at + link.rtt()));
-    arrived_at = now;
-    if (answers_pull) ++stream_seen;
-    follows = answers_pull && streamed && page.more && page.scope_epoch == 0 && (stream_pages == 0 || stream_seen < stream_pages);
-    return page;
-  };
-
   // Prioritised initial sync (docs/protocol.md, "Prioritised initial sync"): a store
   // that has pulled nothing yet first receives the records its tiers pick, as of the log
   // head now; then the log without them.
-  auto prime = s.prime();
   if (prime.spec.until == 0 && cursor == 0 && !o.priority.empty() && welcome.log_head > 0) {
     s.begin_prime(prime_spec_of(o.priority, welcome.log_head));
     prime = s.prime();
   }
   if (prime.spec.until > 0 && !prime.done) {
-    const auto ask = [&](std::uint64_t position) {
-      sent_request(wire::make_frame(wire::prime{prime.spec, position, o.pull_page_changes, page_bytes()}));
-    };
-    ask(prime.position);
+    if (early != first_request::prime) ask_prime(prime.position);
     for (;;) {
       const auto page = receive_page(false);
-      if (page.more) ask(page.next_cursor);  // pipelined, as pulls are
+      if (page.more) ask_prime(page.next_cursor);  // pipelined, as pulls are
       report.conflicts += s.apply_prime_page(page);
       report.primed += page.items.size();
       count_page(page, false);
@@ -515,23 +559,6 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   }
   progress.priority_ready = prime.spec.until > 0 && prime.done;
   if (progress.priority_ready) tell();
-  // Pulls leave out what the priority phase delivered until past its log position.
-  // Each pull also says which scope epoch the store holds (docs/protocol.md, "Scopes").
-  // Streamed, a pull asks for a few pages of the link's size and then asks again, so that
-  // its pages follow the link; while pages still grow (the link not measured yet, or
-  // faster than the pages so far), for one page; pages at their cap need no resizing and
-  // stream to the end.
-  const auto ask_pull = [&](std::uint64_t from) {
-    const auto bytes = page_bytes();
-    const std::uint64_t pages = !streamed || !sized                     ? 0
-                                : link.pages_growing(o.pull_page_bytes) ? 1
-                                : bytes < o.pull_page_bytes             ? link_meter::k_stream_pages
-                                                                        : 0;
-    stream_pages = pages;
-    stream_seen = 0;
-    sent_request(wire::make_frame(wire::pull{from, o.pull_page_changes, bytes,
-                                             from < prime.spec.until ? prime.spec : wire::prime_spec{}, s.scope_epoch(), pages}));
-  };
   // Applies a page; the next one, when there is more, comes first (asked for now, unless
   // the stream sends it unasked), but after a page carrying purges or backfilled records
   // only once it is stored: the pull's scope epoch tells the server it was. Coming first,
@@ -563,7 +590,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
     return next;
   };
   bool waited = false;
-  ask_pull(cursor);
+  if (early != first_request::pull) ask_pull(cursor);
   for (auto page = std::optional(receive_page(true));;) {
     if ((page = take(*page))) continue;
     // Up to date. Live mode: wait, once, for what other devices push next.
