@@ -337,12 +337,35 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.open_conflicts = local.conflict_count();
   const auto hello_sent = clock::now();
   channel.send(wire::make_frame(hello));
-  // After a welcomed connection (a reconnect, the next sync) with nothing to push, the
-  // first request goes with the hello: the answer follows the welcome a round trip
-  // sooner. A priority phase not begun waits: it starts at the welcome's log head.
-  enum class first_request { after_welcome, prime, pull };
+  // After a welcomed connection (a reconnect, the next sync) the first request goes with
+  // the hello: its answer follows the welcome a round trip sooner. That is a batch pinned
+  // by the connection before (resent exactly as it was, in the codec that welcome
+  // granted) or, with nothing to push, the first pull or priority page; a priority phase
+  // not begun waits, as it starts at the welcome's log head.
+  enum class first_request { after_welcome, push, prime, pull };
   auto early = first_request::after_welcome;
-  if (known_features && outbox_at_start == 0 && hello.open_conflicts == 0) {
+  // When each batch on the way was sent, and its size on the wire and before it.
+  struct flight {
+    clock::time_point at;
+    std::size_t wire = 0;
+    std::size_t plain = 0;
+  };
+  std::deque<outbox_batch> pinned_at_hello;  // the pinned batches, the first sent early
+  flight early_flight;
+  if (known_features && outbox_at_start > 0) {
+    try {
+      for (auto& b : s.pinned_batches()) pinned_at_hello.push_back(std::move(b));
+    } catch (const error&) {
+      pinned_at_hello.clear();  // the push below meets the damage and says so
+    }
+    const auto& first = pinned_at_hello.empty() ? nullptr : &pinned_at_hello.front();
+    if (first && !first->frame.empty() &&
+        (first->frame_codec == wire::codec::none || first->frame_codec == wire::codec_of(*known_features))) {
+      early = first_request::push;
+      channel.send(first->frame);
+      early_flight = {clock::now(), first->frame.size(), first->payload.size()};
+    }
+  } else if (known_features && outbox_at_start == 0 && hello.open_conflicts == 0) {
     if (prime.spec.until > 0 && !prime.done) {
       early = first_request::prime;
       ask_prime(prime.position);
@@ -361,6 +384,12 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   s.correct_clock(welcome.server_time_ms, welcome.max_clock_ahead_ms);
   // The server grants at most one codec; a frame compressed otherwise is refused.
   compression = wire::codec_of(welcome.features);
+  if (early == first_request::push && pinned_at_hello.front().frame_codec != wire::codec::none &&
+      pinned_at_hello.front().frame_codec != compression) {
+    // The server changed its codecs since the last connection: the batch sent early will
+    // be refused. The next connection, knowing this welcome, sends it after its welcome.
+    throw error(make_error_code(network_errc::connection_lost), "the server's compression changed since the last connection");
+  }
   // Version 7: the server's compressed frames are one stream, read in order.
   if (compression == wire::codec::zstd && (welcome.features & wire::k_feature_zstd_stream)) channel.read_stream();
   progress.to_push = outbox_at_start;
@@ -380,15 +409,19 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   bool resent_restamped = false;
   const auto push_outbox = [&] {
     std::deque<outbox_batch> unsent;
-    for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
     std::deque<outbox_batch> in_flight;
-    // When each batch on the way was sent, and its size on the wire and before it.
-    struct flight {
-      clock::time_point at;
-      std::size_t wire = 0;
-      std::size_t plain = 0;
-    };
     std::deque<flight> flights;
+    if (early == first_request::push) {
+      // The first push of this connection: its first batch went with the hello.
+      early = first_request::after_welcome;
+      unsent = std::move(pinned_at_hello);
+      in_flight.push_back(std::move(unsent.front()));
+      unsent.pop_front();
+      flights.push_back(early_flight);
+      ++report.batches;
+    } else {
+      for (auto& b : s.pinned_batches()) unsent.push_back(std::move(b));
+    }
     clock::time_point last_ack{};
     bool outbox_done = false;
     // A batch that cannot be pinned (a damaged outbox entry, a full disk) ends the push,

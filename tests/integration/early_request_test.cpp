@@ -3,6 +3,7 @@
 // arrives, a round trip sooner, and a refusal still reaches it.
 
 #include "../support/fault_proxy.hpp"
+#include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
 #include <caresync/protocol/errors.hpp>
@@ -160,4 +161,49 @@ TEST_CASE("a device revoked after a welcomed connection hears of it and is wiped
   }
   CHECK(last == make_error_code(protocol_errc::device_revoked));
   CHECK(tablet->count("visits") == 0);
+}
+
+TEST_CASE("a push cut mid-way resends its unacknowledged batch with the hello, and the server stores it once",
+          "[sync][link][faults]") {
+  temp_dir dir;
+  test_server server(dir);
+  auto tablet = open_tablet(dir, "tablet");
+  std::mt19937 rng(11);
+  tablet->transaction([&] {
+    for (int i = 0; i < 300; ++i) {
+      std::string note(400, ' ');
+      for (auto& c : note) c = static_cast<char>('a' + rng() % 26);
+      tablet->create("visits", {{"note", note}});
+    }
+  });
+
+  // Cut the first connection inside the push (its batches are ~50 changes each).
+  link_faults cut_early;
+  cut_early.cut_after_bytes = 40'000;
+  fault_proxy proxy(server.port(), cut_early);
+  auto o = server.options(0, proxy.port());
+  o.push_batch_changes = 50;
+  o.retry.max_attempts = 1;
+  sync_client client(*tablet, o);
+  bool cut = false;
+  try {
+    client.sync();
+  } catch (const caresync::error& e) {
+    INFO(e.what());
+    REQUIRE(is_transient(e.code()));
+    cut = true;
+  }
+  REQUIRE(cut);
+  const auto left = tablet->outbox_size();
+  CHECK(left > 0);
+  CHECK(left < 300);
+  proxy.set_faults({});
+  const auto rest = client.sync();
+  CHECK(rest.pushed <= left);  // a batch the server had is answered, not counted again
+  CHECK(tablet->outbox_size() == 0);
+  CHECK(caresync::testing::sql_int(server.config().database_file, "SELECT count(*) FROM changes") == 300);
+  CHECK(caresync::testing::sql_int(server.config().database_file,
+                                   "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id"
+                                   " HAVING count(*) > 1)") == 0);
+  CHECK(tablet->state_digest() == server.digest());
 }
