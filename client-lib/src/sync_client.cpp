@@ -352,20 +352,24 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   };
   std::deque<outbox_batch> pinned_at_hello;  // the pinned batches, the first sent early
   flight early_flight;
-  if (known_features && outbox_at_start > 0) {
+  // A batch can stay pinned after its outbox entries went (a purged record's): the push
+  // goes first whenever one is pinned, so no pull goes early then.
+  bool pinned_none = false;
+  if (known_features) {
     try {
       for (auto& b : s.pinned_batches()) pinned_at_hello.push_back(std::move(b));
+      pinned_none = pinned_at_hello.empty();
     } catch (const error&) {
       pinned_at_hello.clear();  // the push below meets the damage and says so
     }
-    const auto& first = pinned_at_hello.empty() ? nullptr : &pinned_at_hello.front();
-    if (first && !first->frame.empty() &&
-        (first->frame_codec == wire::codec::none || first->frame_codec == wire::codec_of(*known_features))) {
-      early = first_request::push;
-      channel.send(first->frame);
-      early_flight = {clock::now(), first->frame.size(), first->payload.size()};
-    }
-  } else if (known_features && outbox_at_start == 0 && hello.open_conflicts == 0) {
+  }
+  if (const outbox_batch* first = pinned_at_hello.empty() ? nullptr : &pinned_at_hello.front();
+      first && !first->frame.empty() &&
+      (first->frame_codec == wire::codec::none || first->frame_codec == wire::codec_of(*known_features))) {
+    early = first_request::push;
+    channel.send(first->frame);
+    early_flight = {clock::now(), first->frame.size(), first->payload.size()};
+  } else if (known_features && pinned_none && outbox_at_start == 0 && hello.open_conflicts == 0) {
     if (prime.spec.until > 0 && !prime.done) {
       early = first_request::prime;
       ask_prime(prime.position);
