@@ -240,9 +240,7 @@ int main(int argc, char** argv) {
     }
     if (witness->state_digest() != server_digest) failures.push_back("witness: state differs from the server's");
     records = witness->count("visits");
-    const auto duplicates = caresync::testing::sql_int(
-        server_file,
-        "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id HAVING count(*) > 1)");
+    const auto duplicates = caresync::testing::duplicates_in_log(server_file);
     if (duplicates != 0) failures.push_back("the server's log holds " + std::to_string(duplicates) + " changes twice");
     log.reset();
     stores.clear();

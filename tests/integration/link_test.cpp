@@ -17,6 +17,7 @@
 #include <vector>
 
 using namespace caresync;
+using caresync::testing::duplicates_in_log;
 using caresync::testing::fault_proxy;
 using caresync::testing::link_faults;
 using caresync::testing::open_tablet;
@@ -32,13 +33,6 @@ std::vector<field_write> visit(std::uint64_t i) {
           {"duration_min", static_cast<std::int64_t>(i % 120)},
           {"note", std::string(200, static_cast<char>('a' + i % 26))},
           {"status", std::string("done")}};
-}
-
-/// Changes the server's log holds more than once: (node, stamp, collection, record).
-std::int64_t duplicates_in_log(const std::string& server_db) {
-  return caresync::testing::sql_int(server_db,
-                                    "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id"
-                                    " HAVING count(*) > 1)");
 }
 
 /// A sync that may be cut: true if it finished. Only transient errors are expected.

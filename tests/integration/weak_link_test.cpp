@@ -30,6 +30,7 @@
 
 using namespace caresync;
 using namespace std::chrono_literals;
+using caresync::testing::duplicates_in_log;
 using caresync::testing::fault_proxy;
 using caresync::testing::link_faults;
 using caresync::testing::open_tablet;
@@ -153,13 +154,6 @@ void write_region(store& s, const region_size& r, std::uint64_t seed) {
     }
   });
   write_visits(s, clients, r.visits, r.note_bytes, rng);
-}
-
-/// Changes the server's log holds more than once: (node, stamp, collection, record).
-std::int64_t duplicates_in_log(const std::string& server_db) {
-  return caresync::testing::sql_int(server_db,
-                                    "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id"
-                                    " HAVING count(*) > 1)");
 }
 
 std::int64_t changes_in_log(const std::string& server_db) {

@@ -54,4 +54,11 @@ inline std::string sql_text(const std::string& path, const std::string& sql) {
 /// The one value of a one-row query, as an integer. Throws if no row.
 inline std::int64_t sql_int(const std::string& path, const std::string& sql) { return std::stoll(sql_text(path, sql)); }
 
+/// Changes a server's log (the file `server_db`) holds more than once: the same node,
+/// stamp, collection and record.
+inline std::int64_t duplicates_in_log(const std::string& server_db) {
+  return sql_int(server_db,
+                 "SELECT count(*) FROM (SELECT 1 FROM changes GROUP BY node, stamp, collection, record_id HAVING count(*) > 1)");
+}
+
 }  // namespace caresync::testing
