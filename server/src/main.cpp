@@ -700,6 +700,13 @@ int main(int argc, char** argv) {
   add_database_options(backup_cmd, backup_config, backup_db);
   backup_cmd->add_option("--to", backup_to, "The new backup file")->required();
 
+  std::string journal_config, journal_db;
+  auto* journal_cmd = app.add_subcommand(
+      "reset-auth-journal",
+      "Start the administrative journal anew from the database as it is (when the server refuses a lost or foreign "
+      "journal); the server must be stopped");
+  add_database_options(journal_cmd, journal_config, journal_db);
+
   std::string unit_config, unit_db;
   server::org_unit new_unit;
   auto* unit_cmd = app.add_subcommand("add-org-unit", "Add an org unit to the tree (no --parent: a root, e.g. a region)");
@@ -777,7 +784,22 @@ int main(int argc, char** argv) {
       const auto source = backup_db.empty() ? server::load_config(backup_config).database_file : backup_db;
       const auto done = server::backup_sqlite_store(source, backup_to);
       std::cout << "backup written to " << backup_to << ": log head " << done.log_head << ", " << done.bytes
-                << " bytes, integrity_check ok\n";
+                << " bytes, integrity_check ok\n"
+                << "the administrative journal " << server::auth_journal_file(source)
+                << " is not in the backup: a restore keeps it in place and replays it (docs/operations.md)\n";
+      return 0;
+    }
+    if (*journal_cmd) {
+      if (journal_config.empty() == journal_db.empty()) {
+        std::cerr << "caresync-server: reset-auth-journal needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      const auto database = journal_db.empty() ? server::load_config(journal_config).database_file : journal_db;
+      const auto moved = server::reset_sqlite_auth_journal(database);
+      if (!moved.empty()) std::cout << "the old administrative journal was moved to " << moved << "\n";
+      std::cout << "a new administrative journal starts from " << database
+                << " as it is at the server's next start; re-apply every revocation, user and code change made since "
+                   "this database's backup\n";
       return 0;
     }
     const auto one_source = [](const char* command, const std::string& config, const std::string& db) {
