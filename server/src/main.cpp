@@ -187,7 +187,8 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
   server::write_file(path("server-cert.pem"), leaf.certificate_pem, 0644);
   server::write_file(path("server-key.pem"), leaf.private_key_pem, 0600);
   server::write_file(config_path,
-                     "# caresync-server configuration; every key: packaging/caresync-server.toml\n"
+                     "# caresync-server configuration; every key: /usr/share/doc/caresync-server/caresync-server.toml.example\n"
+                     "# (packaging/caresync-server.toml in the source tree)\n"
                      "listen_address = \"127.0.0.1\"\n"
                      "port = 7443\n"
                      "certificate_file = \"server-cert.pem\"\n"
