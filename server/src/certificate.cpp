@@ -212,45 +212,81 @@ certificate_summary describe_certificate(const std::string& certificate_pem) {
   return out;
 }
 
-std::string renew_server_certificate(const pem_identity& ca, const pem_identity& current, int days) {
-  check_days(days);
-  const auto ca_cert = read_cert(ca.certificate_pem, "the CA certificate (a PEM certificate)");
-  const auto ca_key = read_key(ca.private_key_pem, "the CA key (a PEM private key)");
-  const auto old = read_cert(current.certificate_pem, "the server certificate (a PEM certificate)");
-  const auto key = read_key(current.private_key_pem, "the server key (a PEM private key)");
-  if (X509_check_private_key(ca_cert.get(), ca_key.get()) != 1) {
+namespace {
+
+/// The CA's certificate and key, checked to belong together and to be valid now and
+/// `days` days on.
+struct checked_ca {
+  x509_ptr cert;
+  pkey_ptr key;
+};
+
+checked_ca check_ca(const pem_identity& ca, int days) {
+  checked_ca out{read_cert(ca.certificate_pem, "the CA certificate (a PEM certificate)"),
+                 read_key(ca.private_key_pem, "the CA key (a PEM private key)")};
+  if (X509_check_private_key(out.cert.get(), out.key.get()) != 1) {
     refuse("the CA key is not the key of the CA certificate; give the key init made with this ca.pem");
   }
-  if (X509_check_private_key(old.get(), key.get()) != 1) {
-    refuse("the server key is not the key of the server certificate; check certificate_file and private_key_file");
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  const auto from = unix_time(X509_get0_notBefore(out.cert.get()));
+  const auto until = unix_time(X509_get0_notAfter(out.cert.get()));
+  if (from > now || until <= now) {
+    refuse("the CA certificate is not valid now (valid " + day_of(from) + " to " + day_of(until) +
+           "); a new CA is needed, and every tablet its ca.pem (docs/operations.md, \"Certificates\")");
   }
-  if (X509_check_issued(ca_cert.get(), old.get()) != X509_V_OK || X509_verify(old.get(), X509_get0_pubkey(ca_cert.get())) != 1) {
+  if (until < now + static_cast<std::int64_t>(days) * 86400) {
+    refuse("the CA certificate expires on " + day_of(until) + ", before a certificate of " + std::to_string(days) +
+           " days would; pass fewer --days, and plan a new CA (docs/operations.md, \"Certificates\")");
+  }
+  return out;
+}
+
+/// Checks that `ca` issued `cert`: tablets that trust the CA file trust only its certificates.
+void check_issued(const checked_ca& ca, X509* cert) {
+  if (X509_check_issued(ca.cert.get(), cert) != X509_V_OK || X509_verify(cert, X509_get0_pubkey(ca.cert.get())) != 1) {
     refuse("this CA did not issue the server certificate, so tablets that trust the CA file would refuse the renewed one; "
            "give the CA that issued it");
   }
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  const auto ca_from = unix_time(X509_get0_notBefore(ca_cert.get()));
-  const auto ca_until = unix_time(X509_get0_notAfter(ca_cert.get()));
-  if (ca_from > now || ca_until <= now) {
-    refuse("the CA certificate is not valid now (valid " + day_of(ca_from) + " to " + day_of(ca_until) +
-           "); a new CA is needed, and every tablet its ca.pem (docs/operations.md, \"Certificates\")");
-  }
-  if (ca_until < now + static_cast<std::int64_t>(days) * 86400) {
-    refuse("the CA certificate expires on " + day_of(ca_until) + ", before a certificate of " + std::to_string(days) +
-           " days would; pass fewer --days, and plan a new CA (docs/operations.md, \"Certificates\")");
-  }
-  auto cert = new_certificate(key.get(), "caresync-server", 0, days);
-  if (X509_set_subject_name(cert.get(), X509_get_subject_name(old.get())) != 1 ||
-      X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get())) != 1) {
+}
+
+/// A certificate for `key` with the subject and subjectAltName of `old`, signed by `ca`,
+/// valid from now for `days` days.
+std::string issue_like(const checked_ca& ca, EVP_PKEY* key, X509* old, int days) {
+  auto cert = new_certificate(key, "caresync-server", 0, days);
+  if (X509_set_subject_name(cert.get(), X509_get_subject_name(old)) != 1 ||
+      X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.cert.get())) != 1) {
     fail("cannot copy the certificate's names");
   }
   // The subjectAltName exactly as it was: the names tablets check stay the same.
-  if (const int at = X509_get_ext_by_NID(old.get(), NID_subject_alt_name, -1); at >= 0) {
-    if (X509_add_ext(cert.get(), X509_get_ext(old.get(), at), -1) != 1) fail("cannot copy the subjectAltName");
+  if (const int at = X509_get_ext_by_NID(old, NID_subject_alt_name, -1); at >= 0) {
+    if (X509_add_ext(cert.get(), X509_get_ext(old, at), -1) != 1) fail("cannot copy the subjectAltName");
   }
-  add_server_extensions(cert.get(), ca_cert.get());
-  if (X509_sign(cert.get(), ca_key.get(), EVP_sha256()) == 0) fail("cannot sign the server certificate");
+  add_server_extensions(cert.get(), ca.cert.get());
+  if (X509_sign(cert.get(), ca.key.get(), EVP_sha256()) == 0) fail("cannot sign the server certificate");
   return to_pem(cert.get());
+}
+
+}  // namespace
+
+std::string renew_server_certificate(const pem_identity& ca, const pem_identity& current, int days) {
+  check_days(days);
+  const auto checked = check_ca(ca, days);
+  const auto old = read_cert(current.certificate_pem, "the server certificate (a PEM certificate)");
+  const auto key = read_key(current.private_key_pem, "the server key (a PEM private key)");
+  if (X509_check_private_key(old.get(), key.get()) != 1) {
+    refuse("the server key is not the key of the server certificate; check certificate_file and private_key_file");
+  }
+  check_issued(checked, old.get());
+  return issue_like(checked, key.get(), old.get(), days);
+}
+
+pem_identity rekey_server_certificate(const pem_identity& ca, const std::string& current_certificate_pem, int days) {
+  check_days(days);
+  const auto checked = check_ca(ca, days);
+  const auto old = read_cert(current_certificate_pem, "the server certificate (a PEM certificate)");
+  check_issued(checked, old.get());
+  auto key = make_key();
+  return {issue_like(checked, key.get(), old.get(), days), to_pem(key.get())};
 }
 
 void write_file(const std::string& path, const std::string& text, unsigned mode) {
@@ -275,9 +311,9 @@ void write_file(const std::string& path, const std::string& text, unsigned mode)
   if (!synced) throw error(make_error_code(storage_errc::io_failed), "cannot flush '" + path + "' to disk");
 }
 
-void replace_file(const std::string& path, const std::string& text, unsigned mode) {
+void replace_file(const std::string& path, const std::string& text, unsigned mode, const std::string& like) {
   struct stat old {};
-  const bool existed = ::stat(path.c_str(), &old) == 0;
+  const bool existed = ::stat((like.empty() ? path : like).c_str(), &old) == 0;
   const auto staged = path + ".new";
   try {
     write_file(staged, text, existed ? (old.st_mode & 07777) : mode);
@@ -285,7 +321,7 @@ void replace_file(const std::string& path, const std::string& text, unsigned mod
     // longer read the file; only root can give a file away.
     if (existed && ::geteuid() == 0 && ::chown(staged.c_str(), old.st_uid, old.st_gid) != 0) {
       throw error(make_error_code(storage_errc::io_failed),
-                  "cannot give '" + staged + "' the owner of '" + path + "': " + std::strerror(errno));
+                  "cannot give '" + staged + "' the owner of '" + (like.empty() ? path : like) + "': " + std::strerror(errno));
     }
     if (::rename(staged.c_str(), path.c_str()) != 0) {
       throw error(make_error_code(storage_errc::io_failed),

@@ -266,21 +266,50 @@ std::string read_pem(const std::string& path, const std::string& what, const std
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+/// Makes a new key and a certificate for it (the same names and CA) beside the current
+/// ones, as FILE.next, for a key rotation: nothing the server serves changes.
+int rekey_certificate(const server::server_config& config, const server::pem_identity& ca, int days) {
+  const auto cert_next = config.certificate_file + ".next";
+  const auto key_next = config.private_key_file + ".next";
+  for (const auto& f : {cert_next, key_next}) {
+    if (fs::exists(f)) {
+      std::cerr << "caresync-server: " << f << " exists already (a rotation under way?); move it away first" << std::endl;
+      return k_exit_usage;
+    }
+  }
+  const auto current = read_pem(config.certificate_file, "the server certificate", "check certificate_file");
+  const auto next = server::rekey_server_certificate(ca, current, days);
+  server::replace_file(key_next, next.private_key_pem, 0600, config.private_key_file);
+  server::replace_file(cert_next, next.certificate_pem, 0644, config.certificate_file);
+  const auto d = server::describe_certificate(next.certificate_pem);
+  std::cout << "a new key and its certificate, not served yet:\n  " << key_next << "\n  " << cert_next << "\n"
+            << "old public-key pin: " << server::public_key_sha256(current) << "\n"
+            << "NEW public-key pin: " << d.public_key_sha256 << "\n"
+            << "valid until: " << server::log::iso_time(static_cast<std::uint64_t>(d.not_after) * 1000) << " (" << days
+            << " days)\n"
+            << "tablets that pin the old key refuse the server once it serves the new one, until they get the new pin; "
+               "to switch: move both files over the current ones and restart (docs/operations.md, \"Certificates\")\n";
+  return 0;
+}
+
 /// Issues a new server certificate for the configured key (the pin does not change),
-/// signed by the CA, and puts it in place of certificate_file atomically.
-int renew_certificate(const std::string& config_path, std::string ca_path, std::string ca_key_path, int days) {
+/// signed by the CA, and puts it in place of certificate_file atomically; with
+/// `new_key`, makes a rotation's new key and certificate instead (rekey_certificate).
+int renew_certificate(const std::string& config_path, std::string ca_path, std::string ca_key_path, int days,
+                      bool new_key) {
   const auto config = server::load_config(config_path);
   const auto config_dir = fs::path(config_path).parent_path();
   if (ca_path.empty()) ca_path = (config_dir / "ca.pem").string();
   if (ca_key_path.empty()) ca_key_path = (config_dir / "ca-key.pem").string();
-  const server::pem_identity current{
-      read_pem(config.certificate_file, "the server certificate", "check certificate_file in " + config_path),
-      read_pem(config.private_key_file, "the server key", "check private_key_file in " + config_path + ", and run this as root")};
   const server::pem_identity ca{
       read_pem(ca_path, "the CA certificate", "pass the CA's certificate with --ca"),
       read_pem(ca_key_path, "the CA key",
                "pass it with --ca-key (where init --ca-key-out put it, or where it is kept offline); after init "
                "--no-ca-key there is none, and docs/operations.md, \"Certificates\", says what to do")};
+  if (new_key) return rekey_certificate(config, ca, days);
+  const server::pem_identity current{
+      read_pem(config.certificate_file, "the server certificate", "check certificate_file in " + config_path),
+      read_pem(config.private_key_file, "the server key", "check private_key_file in " + config_path + ", and run this as root")};
   const auto before = server::describe_certificate(current.certificate_pem);
   const auto renewed = server::renew_server_certificate(ca, current, days);
   const auto after = server::describe_certificate(renewed);
@@ -721,6 +750,10 @@ int main(int argc, char** argv) {
   renew_cmd->add_option("--days", renew_days, "Days the new certificate is valid (at most 366)")
       ->check(CLI::Range(1, server::k_max_server_certificate_days))
       ->capture_default_str();
+  bool renew_new_key = false;
+  renew_cmd->add_flag("--new-key", renew_new_key,
+                      "Key rotation: make a NEW key (a new pin) and its certificate as FILE.next beside the current "
+                      "ones; serves nothing until they are moved in place");
 
   std::string token_arg;
   auto* hash_cmd = app.add_subcommand("hash-token", "Print the SHA-256 of a token, as the config stores it");
@@ -850,7 +883,7 @@ int main(int argc, char** argv) {
   try {
     if (*serve_cmd) return serve(sa);
     if (*init_cmd) return init(init_dir, init_hosts, init_ips, init_database, init_days, init_ca_key);
-    if (*renew_cmd) return renew_certificate(renew_config, renew_ca, renew_ca_key, renew_days);
+    if (*renew_cmd) return renew_certificate(renew_config, renew_ca, renew_ca_key, renew_days, renew_new_key);
     if (*check_cmd) {
       check_config(check_path);
       std::cout << "config OK: " << check_path << "\n";

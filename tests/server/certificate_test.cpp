@@ -191,7 +191,9 @@ TEST_CASE("the expiry watch warns at start and again at each interval", "[securi
   ::dup2(::fileno(file), STDERR_FILENO);
   {
     asio::io_context io;
-    server::certificate_watch watch(io, "/etc/caresync/server-cert.pem", now() + 10 * k_day, std::chrono::milliseconds(50));
+    // Ten days less a minute: nine whole days left.
+    server::certificate_watch watch(io, "/etc/caresync/server-cert.pem", now() + 10 * k_day - 60,
+                                    std::chrono::milliseconds(50));
     watch.start();
     io.run_for(std::chrono::milliseconds(320));
     watch.stop();

@@ -59,6 +59,14 @@ certificate_summary describe_certificate(const std::string& certificate_pem);
 std::string renew_server_certificate(const pem_identity& ca, const pem_identity& current,
                                      int days = k_server_certificate_days);
 
+/// A certificate for a NEW EC P-256 key (hence a new pin) with the subject and
+/// subjectAltName of `current_certificate_pem`, signed by `ca`, valid from now for `days`
+/// days: the key rotation of docs/operations.md, "Certificates". Throws caresync::error
+/// (storage_errc::invalid_argument) as renew_server_certificate() does, less the check of
+/// the old key.
+pem_identity rekey_server_certificate(const pem_identity& ca, const std::string& current_certificate_pem,
+                                      int days = k_server_certificate_days);
+
 /// The lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of a PEM certificate: the
 /// value a client pins. Throws caresync::error if the PEM cannot be parsed.
 std::string public_key_sha256(const std::string& certificate_pem);
@@ -70,8 +78,8 @@ void write_file(const std::string& path, const std::string& text, unsigned mode)
 /// Replaces `path` by `text` atomically: writes `path`.new, flushes it, renames it over
 /// `path` and flushes the directory, so a reader (or a crash) sees the old file or the
 /// new one, never a part. The new file keeps the mode of the one it replaces (and, run
-/// as root, its owner and group); with none there, it gets `mode`. Throws
-/// caresync::error on failure, leaving `path` as it was.
-void replace_file(const std::string& path, const std::string& text, unsigned mode);
+/// as root, its owner and group), or takes those of `like` when given; with neither
+/// there, it gets `mode`. Throws caresync::error on failure, leaving `path` as it was.
+void replace_file(const std::string& path, const std::string& text, unsigned mode, const std::string& like = {});
 
 }  // namespace caresync::server
