@@ -37,6 +37,7 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::int64_t k_day = 86400;
+constexpr const char* k_token = "token-of-tablet-0-long-enough-to-be-found-if-logged";
 
 std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -122,6 +123,7 @@ std::string write_config(const temp_dir& dir, const std::string& cert, const std
   c.certificate_file = cert;
   c.private_key_file = key;
   c.database_file = dir.file("server.db");
+  c.devices.push_back({"tablet-0", server::hash_token(k_token)});
   const auto path = dir.file("server.toml");
   caresync::testing::write_server_config(path, c);
   std::ofstream(path, std::ios::app) << "[admin]\nenabled = true\nlisten_address = \"127.0.0.1\"\nport = 0\n";
@@ -317,6 +319,25 @@ TEST_CASE("a certificate near its expiry makes the server warn in its log and /m
     REQUIRE(line);
     CHECK((*line)["level"] == "error");
     CHECK(expiry_seconds(proc) < -8.0 * k_day);
+    // As docs/operations.md says: a tablet checking the CA file stops at the expiry, one
+    // that pins the key alone checks no dates.
+    auto a = open_tablet(dir, "a");
+    sync_options o;
+    o.port = proc.port();
+    o.device_id = "tablet-0";
+    o.token = k_token;
+    o.retry.max_attempts = 1;
+    o.ca_file = dir.file("ca.pem");
+    server::write_file(o.ca_file, ca.certificate_pem, 0644);
+    try {
+      sync_client(*a, o).sync();
+      FAIL("an expired certificate was accepted with the CA file");
+    } catch (const caresync::error& e) {
+      CHECK(e.code() == network_errc::certificate_untrusted);
+    }
+    o.ca_file.clear();
+    o.pinned_key_sha256 = server::public_key_sha256(read_text(dir.file("cert.pem")));
+    CHECK_NOTHROW(sync_client(*a, o).sync());
   }
   SECTION("a year left: an info line, no warning") {
     server_process proc(CARESYNC_SERVER_BINARY, write_leaf(server::make_server_certificate(ca, {"localhost"}, {"127.0.0.1"})));
