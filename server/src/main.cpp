@@ -178,10 +178,11 @@ struct ca_key_choice {
 
 /// Empty when the CA key may be written to `out` (outside `dir`, not over a file), else why not.
 std::string ca_key_out_problem(const std::string& dir, const std::string& out) {
-  std::error_code ec;
+  std::error_code ec, dir_ec;
   const auto target = fs::weakly_canonical(fs::absolute(out), ec);
-  const auto config_dir = fs::weakly_canonical(fs::absolute(dir), ec);
+  const auto config_dir = fs::weakly_canonical(fs::absolute(dir), dir_ec);
   if (ec) return "cannot resolve '" + out + "': " + ec.message();
+  if (dir_ec) return "cannot resolve '" + dir + "': " + dir_ec.message();
   if (fs::exists(target, ec)) return "'" + out + "' exists already; the CA key is never written over a file";
   for (auto p = target.parent_path(); !p.empty(); p = p.parent_path()) {
     if (p == config_dir) return "'" + out + "' is inside --dir; --ca-key-out is for a place off the config directory";
@@ -249,8 +250,8 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
                  "\"Certificates\")\n";
   } else {
     std::cout << "CA private key: " << ca_key_path
-              << " (mode 0600). It can sign certificates every tablet trusts: move it off this host, offline, and bring "
-                 "it back only to renew (caresync-server renew-certificate --ca-key PATH)\n";
+              << " (mode 0600). It can sign certificates that every tablet checking ca.pem trusts: move it off this "
+                 "host, offline, and bring it back only to renew (caresync-server renew-certificate --ca-key PATH)\n";
   }
   return 0;
 }
