@@ -360,7 +360,10 @@ void admin_listener::stop() {
   std::error_code ignored;
   acceptor_.close(ignored);
   retry_.cancel();
-  while (!open_.empty()) open_.front()->close();
+  while (!open_.empty()) {
+    const auto c = open_.front();  // close() takes it out of open_
+    c->close();
+  }
 }
 
 }  // namespace caresync::server

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -366,9 +367,10 @@ TEST_CASE("idle connections past the admin cap do not keep /healthz waiting", "[
     const auto metrics = admin.Get("/metrics");
     REQUIRE(metrics);
     // 16 idle and /healthz: 9 waiting ones gave way (the /metrics request may make a 10th).
-    const auto at = metrics->body.find("caresync_admin_connections_closed_total{reason=\"waiting\"} ");
+    const std::string sample = "caresync_admin_connections_closed_total{reason=\"waiting\"} ";
+    const auto at = metrics->body.find(sample);
     REQUIRE(at != std::string::npos);
-    const auto waiting = std::stoi(metrics->body.substr(at + 61));
+    const auto waiting = std::stoi(metrics->body.substr(at + sample.size()));
     CHECK(waiting >= 9);
     CHECK(waiting <= 10);
   }
