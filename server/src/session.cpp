@@ -75,18 +75,19 @@ session::~session() {
   // a flood of log lines).
   if (guessed_) return;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  log::info("session",
-            {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
-             {"device_claimed", device_.empty() && !claimed_.empty() ? nlohmann::ordered_json(claimed_) : nullptr},
-             {"peer", peer_},
-             {"changes_in", changes_in_},
-             {"changes_refused", changes_refused_},
-             {"changes_out", changes_out_},
-             {"records_purged", records_purged_},
-             {"bytes_in", bytes_in_},
-             {"bytes_out", bytes_out_},
-             {"duration_ms", ms},
-             {"outcome", outcome_}},
+  nlohmann::ordered_json fields = {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
+                                   {"peer", peer_},
+                                   {"changes_in", changes_in_},
+                                   {"changes_refused", changes_refused_},
+                                   {"changes_out", changes_out_},
+                                   {"records_purged", records_purged_},
+                                   {"bytes_in", bytes_in_},
+                                   {"bytes_out", bytes_out_},
+                                   {"duration_ms", ms},
+                                   {"outcome", outcome_}};
+  // A hello refused after its token was checked (a revoked device, node id 0): the id it claimed.
+  if (device_.empty() && !claimed_.empty()) fields["device_claimed"] = claimed_;
+  log::info("session", std::move(fields),
             "session of " + (device_.empty() ? std::string("an unauthenticated peer") : "device " + device_) + " ended: " +
                 outcome_);
   // Fleet health: what the device said of itself, and whether this session went well.
