@@ -64,7 +64,10 @@ setpriv --reuid=caresync --regid=caresync --init-groups --reset-env -- \
   /usr/bin/caresync-server check-config --config /etc/caresync/caresync-server.toml | grep -q "^config OK" ||
   fail "check-config refuses the packaged config"
 
-caresync-server add-device --config /etc/caresync/caresync-server.toml --device-id ci-tablet > "$work/device.txt"
+# add-device writes the database (which it makes if need be): as the service user, as
+# docs/operations.md says, so the server can open it.
+setpriv --reuid=caresync --regid=caresync --init-groups --reset-env -- \
+  /usr/bin/caresync-server add-device --config /etc/caresync/caresync-server.toml --device-id ci-tablet > "$work/device.txt"
 token="$(tail -n 1 "$work/device.txt")"
 
 # As the unit runs it: user caresync (setpriv execs, so the pid is the server's), the

@@ -2,12 +2,20 @@
 
 #include <caresync/protocol/errors.hpp>
 
-#include <httplib.h>
+#include "log.hpp"
+
+#include <asio/read_until.hpp>
+#include <asio/streambuf.hpp>
+#include <asio/write.hpp>
 #include <openssl/crypto.h>
 
+#include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <filesystem>
+#include <istream>
 #include <sstream>
+#include <string_view>
 
 namespace caresync::server {
 
@@ -113,79 +121,256 @@ std::string metrics_text(session_context& c, const listener_counters& listener, 
   return out.str();
 }
 
+namespace {
+
+constexpr std::size_t k_max_request = 8192;  // a GET of /metrics is a few hundred bytes
+constexpr std::chrono::seconds k_request_timeout{2};
+constexpr std::chrono::seconds k_write_timeout{2};
+
+const char* status_text(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+  }
+  return "Error";
+}
+
+bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[i])) != std::tolower(static_cast<unsigned char>(prefix[i]))) return false;
+  }
+  return true;
+}
+
+std::string trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+}  // namespace
+
+/// One admin HTTP exchange: a request read within k_request_timeout (at most
+/// k_max_request bytes of request line and headers), its answer written within
+/// k_write_timeout, then the connection closes (Connection: close; one request each).
+/// On the listener's thread only.
+class admin_connection : public std::enable_shared_from_this<admin_connection> {
+ public:
+  admin_connection(asio::ip::tcp::socket socket, admin_listener& listener)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), request_(k_max_request), listener_(listener) {}
+
+  void start() {
+    arm(k_request_timeout);
+    asio::async_read_until(socket_, request_, "\r\n\r\n", [self = shared_from_this()](const std::error_code& ec, std::size_t) {
+      if (ec) return self->close();  // closed, timed out, evicted, or a request too large
+      self->answering_ = true;
+      self->answer();
+    });
+  }
+
+  /// Its request has arrived: it is being answered, not waiting.
+  bool answering() const noexcept { return answering_; }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    timer_.cancel();
+    std::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    socket_.close(ignored);  // a pending read or write ends with operation_aborted
+    listener_.closed(this);
+  }
+
+ private:
+  void arm(std::chrono::seconds timeout) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (!ec) self->close();
+    });
+  }
+
+  void answer() {
+    std::istream in(&request_);
+    std::string line;
+    std::getline(in, line);
+    const std::string request_line = trimmed(line);
+    const auto first = request_line.find(' ');
+    const auto second = first == std::string::npos ? std::string::npos : request_line.find(' ', first + 1);
+    admin_listener::answer a;
+    if (second == std::string::npos) {
+      a = {400, "text/plain", "bad request\n"};
+    } else {
+      std::string authorization;
+      while (std::getline(in, line) && !trimmed(line).empty()) {
+        if (starts_with_ignoring_case(line, "authorization:")) authorization = trimmed(std::string_view(line).substr(14));
+      }
+      a = listener_.respond(request_line.substr(0, first), request_line.substr(first + 1, second - first - 1), authorization);
+    }
+    out_ = "HTTP/1.1 " + std::to_string(a.status) + " " + status_text(a.status) + "\r\nContent-Type: " + a.content_type +
+           "\r\nContent-Length: " + std::to_string(a.body.size()) + "\r\nConnection: close\r\n" +
+           (a.status == 401 ? "WWW-Authenticate: Bearer\r\n" : "") + "\r\n" + a.body;
+    arm(k_write_timeout);
+    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](const std::error_code&, std::size_t) {
+      self->close();
+    });
+  }
+
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  asio::streambuf request_;
+  std::string out_;
+  admin_listener& listener_;
+  bool answering_ = false;
+  bool closed_ = false;
+};
+
 admin_listener::admin_listener(session_context& context, const listener_counters& listener,
                                std::int64_t certificate_not_after, std::function<bool()> running)
     : context_(context),
       listener_(listener),
       certificate_not_after_(certificate_not_after),
       running_(std::move(running)),
-      http_(std::make_unique<httplib::Server>()) {
-  // A connection holds one of the listener's threads while it is open: idle ones are
-  // dropped quickly, so a few of them cannot keep /healthz waiting.
-  http_->set_keep_alive_timeout(1);
-  http_->set_keep_alive_max_count(8);
-  http_->set_read_timeout(2, 0);
-  http_->set_write_timeout(2, 0);
-  http_->set_payload_max_length(8192);
-  // With admin.bearer_token_file set, every request carries the token.
-  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    const auto& token = context_.config.admin_bearer_token;
-    if (token.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string expected = "Bearer " + token;
-    const auto& given = req.get_header_value("Authorization");
-    if (given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    res.status = 401;
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_content("a bearer token is required (admin.bearer_token_file)\n", "text/plain");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    try {
-      res.set_content(metrics_text(context_, listener_, certificate_not_after_), "text/plain; version=0.0.4");
-    } catch (const std::exception& e) {
-      res.status = 500;
-      res.set_content(std::string("metrics unavailable: ") + e.what() + "\n", "text/plain");
-    }
-  });
-  http_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    if (!running_()) {
-      res.status = 503;
-      return res.set_content("not serving\n", "text/plain");
-    }
-    try {
-      (void)context_.store.head();  // the store answers
-      res.set_content("ok\n", "text/plain");
-    } catch (const std::exception&) {
-      res.status = 503;
-      res.set_content("store unavailable\n", "text/plain");
-    }
-  });
-}
+      max_connections_(std::max<std::size_t>(1, context.config.admin_max_connections)),
+      acceptor_(io_),
+      retry_(io_) {}
 
 admin_listener::~admin_listener() { stop(); }
 
+admin_listener::answer admin_listener::respond(const std::string& method, const std::string& target,
+                                               const std::string& authorization) {
+  // With admin.bearer_token_file set, every request carries the token.
+  const auto& token = context_.config.admin_bearer_token;
+  if (!token.empty()) {
+    const std::string expected = "Bearer " + token;
+    if (authorization.size() != expected.size() ||
+        CRYPTO_memcmp(authorization.data(), expected.data(), expected.size()) != 0) {
+      return {401, "text/plain", "a bearer token is required (admin.bearer_token_file)\n"};
+    }
+  }
+  const auto path = target.substr(0, target.find('?'));
+  if (method == "GET" && path == "/metrics") {
+    try {
+      std::ostringstream admin;
+      metric(admin, "caresync_admin_connections_closed_total", "counter",
+             "Admin connections closed for the cap (admin.max_connections): a waiting one for a newer one, or a new one "
+             "while all were being answered.");
+      admin << "caresync_admin_connections_closed_total{reason=\"waiting\"} " << closed_waiting_ << "\n"
+            << "caresync_admin_connections_closed_total{reason=\"full\"} " << closed_full_ << "\n";
+      return {200, "text/plain; version=0.0.4", metrics_text(context_, listener_, certificate_not_after_) + admin.str()};
+    } catch (const std::exception& e) {
+      return {500, "text/plain", std::string("metrics unavailable: ") + e.what() + "\n"};
+    }
+  }
+  if (method == "GET" && path == "/healthz") {
+    if (!running_()) return {503, "text/plain", "not serving\n"};
+    try {
+      (void)context_.store.head();  // the store answers
+      return {200, "text/plain", "ok\n"};
+    } catch (const std::exception&) {
+      return {503, "text/plain", "store unavailable\n"};
+    }
+  }
+  return {404, "text/plain", "not found: GET /metrics or /healthz\n"};
+}
+
+bool admin_listener::make_room() {
+  if (open_.size() < max_connections_) return true;
+  // The oldest connection that has sent no request yet gives way: an idle one costs a
+  // monitor its answer, a request on its way is never cut.
+  for (const auto& c : open_) {
+    if (c->answering()) continue;
+    const auto waiting = c;  // close() takes it out of open_
+    ++closed_waiting_;
+    waiting->close();
+    return true;
+  }
+  return false;
+}
+
+void admin_listener::closed(const admin_connection* c) {
+  open_.remove_if([c](const std::shared_ptr<admin_connection>& p) { return p.get() == c; });
+}
+
+void admin_listener::accept() {
+  acceptor_.async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // E.g. out of file descriptors: try again shortly rather than spin.
+      log::error("admin_accept_failed", {{"reason", ec.message()}}, "accepting an admin connection failed; trying again");
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const std::error_code& e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    if (make_room()) {
+      auto c = std::make_shared<admin_connection>(std::move(socket), *this);
+      open_.push_back(c);
+      c->start();
+    } else {
+      ++closed_full_;
+      std::error_code ignored;
+      socket.close(ignored);
+    }
+    accept();
+  });
+}
+
 void admin_listener::start(const std::string& address, std::uint16_t port) {
-  int bound = -1;
-  if (port == 0) {
-    bound = http_->bind_to_any_port(address);
-  } else if (http_->bind_to_port(address, port)) {
-    bound = port;
+  std::error_code ec = asio::error::host_not_found;
+  asio::ip::tcp::resolver resolver(io_);
+  std::error_code resolved;
+  const auto found = resolver.resolve(address, std::to_string(port), asio::ip::resolver_base::passive, resolved);
+  if (!resolved) {
+    for (const auto& entry : found) {
+      std::error_code ignored;
+      acceptor_.close(ignored);
+      ec.clear();
+      acceptor_.open(entry.endpoint().protocol(), ec);
+      if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor_.bind(entry.endpoint(), ec);
+      if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+      if (!ec) break;
+    }
   }
-  if (bound <= 0) {
+  if (resolved || ec) {
+    std::error_code ignored;
+    acceptor_.close(ignored);
     throw error(make_error_code(network_errc::connect_failed),
-                "cannot listen for admin requests on " + address + ":" + std::to_string(port) +
-                    "; check admin.listen_address and admin.port");
+                "cannot listen for admin requests on " + address + ":" + std::to_string(port) + " (" +
+                    (resolved ? resolved : ec).message() + "); check admin.listen_address and admin.port");
   }
-  port_ = static_cast<std::uint16_t>(bound);
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  port_ = acceptor_.local_endpoint().port();
+  accept();
+  thread_ = std::thread([this] {
+    for (;;) {
+      try {
+        io_.run();
+        return;
+      } catch (const std::exception& e) {
+        log::error("admin_failed", {{"reason", e.what()}}, "an admin request failed; the admin listener goes on");
+      }
+    }
+  });
 }
 
 void admin_listener::stop() {
   if (!thread_.joinable()) return;
-  http_->stop();
+  io_.stop();
   thread_.join();
+  // The listener's thread has ended: this thread may touch the connections now.
+  std::error_code ignored;
+  acceptor_.close(ignored);
+  retry_.cancel();
+  while (!open_.empty()) {
+    const auto c = open_.front();  // close() takes it out of open_
+    c->close();
+  }
 }
 
 }  // namespace caresync::server

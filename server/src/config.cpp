@@ -226,6 +226,7 @@ server_config load_config(const std::string& path) {
     a.get("listen_address", c.admin_listen_address);
     a.get("port", c.admin_port);
     a.get("bearer_token_file", c.admin_bearer_token_file);
+    a.get("max_connections", c.admin_max_connections);
     a.refuse_unknown();
   }
   top.known("admin");
@@ -296,6 +297,9 @@ void validate(const server_config& c) {
     bad("config key 'admin.listen_address' is '" + c.admin_listen_address +
         "', which is not a loopback address; the admin listener then needs a token: set admin.bearer_token_file "
         "to a file (mode 0600) holding a long random token, or listen on 127.0.0.1");
+  }
+  if (c.admin_max_connections < 1 || c.admin_max_connections > 1024) {
+    bad("config key 'admin.max_connections' must be between 1 and 1024");
   }
   if (c.max_sessions_per_device < 1 || c.max_sessions_per_device > 1024) {
     bad("config key 'limits.max_sessions_per_device' must be between 1 and 1024");

@@ -59,8 +59,11 @@ std::string normalize_code(std::string_view typed) {
 
 issued_code issue_enrollment_code(change_store& store, std::string_view user_id, std::chrono::seconds valid_for,
                                   std::uint64_t now_ms) {
-  if (!store.find_user(user_id)) {
-    throw error(make_error_code(storage_errc::not_found), "there is no user '" + std::string(user_id) + "'");
+  const auto user = store.find_user(user_id);
+  if (!user) throw error(make_error_code(storage_errc::not_found), "there is no user '" + std::string(user_id) + "'");
+  if (user->disabled_ms != 0) {
+    throw error(make_error_code(storage_errc::invalid_argument),
+                "user '" + std::string(user_id) + "' is disabled; her devices can no longer be enrolled");
   }
   // 16 characters of 5 bits: 80 bits, from 10 random bytes.
   std::array<std::uint8_t, 10> bytes{};

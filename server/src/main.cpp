@@ -50,6 +50,20 @@ constexpr int k_exit_failure = 1;
 /// The CMake project's version (server/CMakeLists.txt defines it).
 constexpr const char* k_version = CARESYNC_VERSION;
 
+/// The devices that may sync: those of the config file, and those of the database
+/// (enrolled, or added by add-device) that are not revoked.
+struct device_count {
+  std::size_t configured = 0;
+  std::size_t in_database = 0;
+};
+
+device_count count_devices(const server::server_config& config, server::change_store& store) {
+  device_count out;
+  out.configured = config.devices.size();
+  for (const auto& d : store.devices()) out.in_database += d.revoked_ms == 0 ? 1 : 0;
+  return out;
+}
+
 struct serve_args {
   std::string config;
   std::string listen;
@@ -78,9 +92,16 @@ int serve(const serve_args& args) {
   server::log::set_level(config.log_level);
   server::server srv(config, server::open_sqlite_change_store(config.database_file));
   srv.start();
-  server::log::notice("started", {{"version", k_version}, {"devices", config.devices.size()}},
-                    std::string("caresync-server ") + k_version + " started; " + std::to_string(config.devices.size()) +
-                        " device(s) configured");
+  const auto known = count_devices(config, srv.store());
+  server::log::notice("started",
+                    {{"version", k_version},
+                     {"devices", known.configured + known.in_database},
+                     {"devices_configured", known.configured},
+                     {"devices_in_database", known.in_database}},
+                    std::string("caresync-server ") + k_version + " started; " +
+                        std::to_string(known.configured + known.in_database) + " device(s) may sync (" +
+                        std::to_string(known.configured) + " in the config, " + std::to_string(known.in_database) +
+                        " enrolled or added in the database; revoked ones not counted)");
   // Scripts and tests wait for this line and read the port after its last ':'.
   if (config.admin_enabled) {
     server::log::notice("admin_listening", {{"address", config.admin_listen_address}, {"port", srv.admin_port()}},
@@ -346,48 +367,36 @@ std::string toml_string(const std::string& text) {
   return out + "\"";
 }
 
-int add_device(const std::string& config_path, const std::string& device_id) {
-  const auto config = server::load_config(config_path);  // refuses a broken file before we touch it
-  for (const auto& d : config.devices) {
-    if (d.device_id == device_id) {
-      std::cerr << "caresync-server: device '" << device_id << "' is already configured" << std::endl;
-      return k_exit_usage;
+/// add-device: a device with a new random token and no user, kept in the database (as
+/// enrolled devices are), so a running server accepts it at its first connection; not
+/// scoped, as a device of the config file. Prints the token once; stores its SHA-256.
+int add_device(const std::string& config_path, const std::string& database, const std::string& device_id) {
+  // The rule of a user id (check_user): 1-128 printable ASCII characters, no spaces.
+  if (!server::check_user(server::user_record{device_id, "d", "admin", "u", 0}).empty()) {
+    std::cerr << "caresync-server: a device id is 1-128 printable ASCII characters without spaces" << std::endl;
+    return k_exit_usage;
+  }
+  if (!config_path.empty()) {
+    for (const auto& d : server::load_config(config_path).devices) {
+      if (d.device_id == device_id) {
+        std::cerr << "caresync-server: device '" << device_id << "' is already listed in the config file" << std::endl;
+        return k_exit_usage;
+      }
     }
+  }
+  auto store = server::open_sqlite_change_store(database);
+  if (store->find_device(device_id)) {
+    std::cerr << "caresync-server: device '" << device_id << "' exists already (caresync-server devices lists it)"
+              << std::endl;
+    return k_exit_usage;
   }
   const auto token = server::random_token();
-  const auto hash = server::hash_token(token);
-  std::ifstream in(config_path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) throw std::runtime_error("cannot read '" + config_path + "'");
-  if (!text.empty() && text.back() != '\n') text += '\n';
-  text += "\n[[devices]]\ndevice_id = " + toml_string(device_id) + "\ntoken_sha256 = \"" + hash + "\"\n";
-
-  // Written beside the config, checked as the server will read it, then renamed over it:
-  // the config is never left half-written, and keeps its permissions.
-  struct stat st {};
-  const unsigned mode = ::stat(config_path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0600;
-  const auto staged = config_path + ".new";
-  server::write_file(staged, text, mode);
-  // Keep the owner and group too (e.g. root:caresync in the .deb), or the service could
-  // no longer read its config; only root can give a file away, so others skip this.
-  if (::geteuid() == 0 && ::stat(config_path.c_str(), &st) == 0) {
-    if (::chown(staged.c_str(), st.st_uid, st.st_gid) != 0) {
-      std::cerr << "caresync-server: cannot keep the config's owner on " << staged << std::endl;
-    }
-  }
-  try {
-    const auto updated = server::load_config(staged);
-    if (updated.devices.size() != config.devices.size() + 1 || updated.devices.back().device_id != device_id) {
-      throw std::runtime_error("the updated config did not read back as written");
-    }
-    server::validate(updated);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(staged, ignored);
-    throw;
-  }
-  fs::rename(staged, config_path);
-  std::cout << "device " << device_id << " added; its token (shown once, give it to the device):\n" << token << "\n";
+  store->add_device(server::device_record{device_id, {}, server::hash_token(token), system_time_ms(), 0, 0});
+  std::cout << "device " << device_id
+            << " added to the database: a running server accepts it now, without a restart; it has no user and is not "
+               "scoped (revoke-device revokes it)\n"
+            << "its token (shown once, give it to the device):\n"
+            << token << "\n";
   return 0;
 }
 
@@ -512,10 +521,56 @@ int revoke_device(const std::string& config_path, const std::string& database, c
   return k_exit_failure;
 }
 
+/// Lists users as JSON lines, by user id: her name, unit, role, whether she is enabled,
+/// and her devices (not revoked, and revoked).
+int list_users(const std::string& database) {
+  auto store = server::open_sqlite_change_store(database);
+  std::map<std::string, std::pair<std::size_t, std::size_t>> devices_of;  // user -> (active, revoked)
+  for (const auto& d : store->devices()) {
+    auto& n = devices_of[d.user_id];
+    (d.revoked_ms == 0 ? n.first : n.second) += 1;
+  }
+  const auto users = store->users();
+  for (const auto& u : users) {
+    const auto n = devices_of[u.user_id];
+    nlohmann::ordered_json line;
+    line["user"] = u.user_id;
+    line["name"] = u.name;
+    line["org_unit"] = u.org_unit;
+    line["role"] = u.role;
+    line["state"] = u.disabled_ms == 0 ? "enabled" : "disabled";
+    line["disabled"] = u.disabled_ms == 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(server::log::iso_time(u.disabled_ms));
+    line["devices"] = n.first;
+    line["devices_revoked"] = n.second;
+    std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  }
+  std::cerr << "caresync-server: " << users.size() << " user(s) listed\n";
+  return 0;
+}
+
+/// disable-user: she can no longer enroll a device, her unused codes are deleted and
+/// every device of hers is revoked (refused and told to wipe at its next connection).
+int disable_user(const std::string& database, const std::string& user_id) {
+  auto store = server::open_sqlite_change_store(database);
+  const auto before = store->find_user(user_id);
+  const auto done = store->disable_user(user_id, system_time_ms());
+  if (!before || !done) {
+    std::cerr << "caresync-server: there is no user '" << user_id << "'" << std::endl;
+    return k_exit_failure;
+  }
+  std::cout << "user " << user_id << (before->disabled_ms ? " was disabled already" : " disabled") << ": "
+            << done->devices_revoked
+            << " device(s) revoked (each is refused and told to wipe its local data at its next connection), "
+            << done->codes_dropped << " unused enrollment code(s) deleted; she can no longer enroll a device\n";
+  return 0;
+}
+
 /// Lists devices with what they last reported, as JSON lines, flagging those that need a
 /// supervisor: never synced, silent for `silent_days` or more, changes waiting, refused
-/// changes unresolved. With `only_silent`, lists only the silent ones.
-int devices(const std::string& config_path, const std::string& db_override, int silent_days, bool only_silent) {
+/// changes unresolved. With `only_silent`, lists only the silent ones; with `user`, only
+/// the devices enrolled for that user.
+int devices(const std::string& config_path, const std::string& db_override, int silent_days, bool only_silent,
+            const std::string& user) {
   std::map<std::string, server::device_health> by_id;
   std::set<std::string> configured;
   std::string database = db_override;
@@ -542,11 +597,13 @@ int devices(const std::string& config_path, const std::string& db_override, int 
     const auto days = never ? 0 : (now - std::min(now, h.last_ok_ms)) / k_day_ms;
     const bool silent = never || days >= static_cast<std::uint64_t>(silent_days);
     if (only_silent && !silent) continue;
+    const auto e = enrolled.find(id);
+    if (!user.empty() && (e == enrolled.end() || e->second.user_id != user)) continue;
     nlohmann::ordered_json line;
     line["device"] = id;
     line["configured"] = config_path.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(configured.count(id) > 0);
-    const auto e = enrolled.find(id);
-    line["user"] = e == enrolled.end() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e->second.user_id);
+    line["user"] = e == enrolled.end() || e->second.user_id.empty() ? nlohmann::ordered_json(nullptr)
+                                                                    : nlohmann::ordered_json(e->second.user_id);
     line["revoked"] = e == enrolled.end() || e->second.revoked_ms == 0
                           ? nlohmann::ordered_json(nullptr)
                           : nlohmann::ordered_json(server::log::iso_time(e->second.revoked_ms));
@@ -684,10 +741,11 @@ int audit(const std::string& database, const std::string& from, const std::strin
     for (const char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
     return out + "\"";
   };
-  std::cout << "at,device,user,action,collection,record_id,seq\n";
+  // reason is last, so scripts reading the columns before it read them as before.
+  std::cout << "at,device,user,action,collection,record_id,seq,reason\n";
   store->audit(server::audit_query{*start, *end + 86'400'000ULL, device, user}, [&](const server::audit_entry& e) {
     std::cout << server::log::iso_time(e.at_ms) << "," << csv(e.device) << "," << csv(e.user) << "," << e.action << ","
-              << csv(e.collection) << "," << e.record.to_string() << "," << e.seq << "\n";
+              << csv(e.collection) << "," << e.record.to_string() << "," << e.seq << "," << e.reason << "\n";
     ++lines;
   });
   std::cerr << "caresync-server: " << lines << " audit line(s)\n";
@@ -761,9 +819,10 @@ int main(int argc, char** argv) {
   auto* hash_cmd = app.add_subcommand("hash-token", "Print the SHA-256 of a token, as the config stores it");
   hash_cmd->add_option("token", token_arg, "The token, or - to read it from standard input")->required();
 
-  std::string device_config, device_id;
-  auto* device_cmd = app.add_subcommand("add-device", "Add a device with a new random token to a config file");
-  device_cmd->add_option("-c,--config", device_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
+  std::string device_config, device_db, device_id;
+  auto* device_cmd = app.add_subcommand(
+      "add-device", "Add a device without a user (not scoped) with a new random token to the database; no restart needed");
+  add_database_options(device_cmd, device_config, device_db);
   device_cmd->add_option("--device-id", device_id, "The device's id")->required();
 
   std::string history_config, history_db, history_collection, history_id;
@@ -785,6 +844,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 36500))
       ->capture_default_str();
   devices_cmd->add_flag("--only-silent", only_silent, "List only the devices flagged silent or never synced");
+  std::string devices_user;
+  devices_cmd->add_option("--user", devices_user, "List only the devices enrolled for this user");
+
+  std::string users_config, users_db;
+  auto* users_cmd = app.add_subcommand(
+      "list-users", "List users as JSON lines: name, org unit, role, enabled or disabled, devices (not revoked, revoked)");
+  add_database_options(users_cmd, users_config, users_db);
+
+  std::string disable_config, disable_db, disable_id;
+  auto* disable_cmd = app.add_subcommand(
+      "disable-user",
+      "Disable a user: no more enrollments, her unused codes deleted, all her devices revoked (told to wipe)");
+  add_database_options(disable_cmd, disable_config, disable_db);
+  disable_cmd->add_option("--user", disable_id, "The user's id")->required();
 
   std::string user_config, user_db;
   server::user_record new_user;
@@ -912,13 +985,33 @@ int main(int argc, char** argv) {
       std::cout << server::hash_token(token_arg) << "\n";
       return 0;
     }
-    if (*device_cmd) return add_device(device_config, device_id);
+    if (*device_cmd) {
+      if (device_config.empty() == device_db.empty()) {
+        std::cerr << "caresync-server: add-device needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      return add_device(device_config, database_of(device_config, device_db), device_id);
+    }
+    if (*users_cmd) {
+      if (users_config.empty() == users_db.empty()) {
+        std::cerr << "caresync-server: list-users needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      return list_users(database_of(users_config, users_db));
+    }
+    if (*disable_cmd) {
+      if (disable_config.empty() == disable_db.empty()) {
+        std::cerr << "caresync-server: disable-user needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      return disable_user(database_of(disable_config, disable_db), disable_id);
+    }
     if (*devices_cmd) {
       if (devices_config.empty() && devices_db.empty()) {
         std::cerr << "caresync-server: devices needs --config or --db\n";
         return k_exit_usage;
       }
-      return devices(devices_config, devices_db, silent_days, only_silent);
+      return devices(devices_config, devices_db, silent_days, only_silent, devices_user);
     }
     if (*backup_cmd) {
       if (backup_config.empty() == backup_db.empty()) {

@@ -1,5 +1,7 @@
 #include <caresync/server/push_rules.hpp>
 
+#include "refusal_code.hpp"
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -58,7 +60,7 @@ push_screen screen_push(std::span<const change> changes, node_id device_node, co
               " s ahead of the server's clock; the device re-stamps it with the server's time"});
     } else if (auto care = rules.care_rules ? care::check_care_change(c) : std::string(); !care.empty()) {
       out.refused.push_back(wire::refusal{index, static_cast<std::uint16_t>(protocol_errc::limit_exceeded),
-                                          "care rule: " + care});
+                                          std::string(k_care_rule_prefix) + care});
     } else if (auto fields = server_only_writes(c, rules); !fields.empty()) {
       std::string names;
       for (const auto& f : fields) names += (names.empty() ? "'" : ", '") + c.collection + "." + f.name + "'";
@@ -131,6 +133,7 @@ void refuse_illegal_transitions(change_store& store, std::span<const change> cha
         from_known = true;
       }
     }
+    // Each reason begins with k_referral_prefix: the audit's code (refusal_code) reads it.
     std::string why;
     if (!to_known) {
       why = "a referral's state must be one of new, accepted, in_progress, closed, declined";

@@ -75,17 +75,19 @@ session::~session() {
   // a flood of log lines).
   if (guessed_) return;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  log::info("session",
-            {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
-             {"peer", peer_},
-             {"changes_in", changes_in_},
-             {"changes_refused", changes_refused_},
-             {"changes_out", changes_out_},
-             {"records_purged", records_purged_},
-             {"bytes_in", bytes_in_},
-             {"bytes_out", bytes_out_},
-             {"duration_ms", ms},
-             {"outcome", outcome_}},
+  nlohmann::ordered_json fields = {{"device", device_.empty() ? nullptr : nlohmann::ordered_json(device_)},
+                                   {"peer", peer_},
+                                   {"changes_in", changes_in_},
+                                   {"changes_refused", changes_refused_},
+                                   {"changes_out", changes_out_},
+                                   {"records_purged", records_purged_},
+                                   {"bytes_in", bytes_in_},
+                                   {"bytes_out", bytes_out_},
+                                   {"duration_ms", ms},
+                                   {"outcome", outcome_}};
+  // A hello refused after its token was checked (a revoked device, node id 0): the id it claimed.
+  if (device_.empty() && !claimed_.empty()) fields["device_claimed"] = claimed_;
+  log::info("session", std::move(fields),
             "session of " + (device_.empty() ? std::string("an unauthenticated peer") : "device " + device_) + " ended: " +
                 outcome_);
   // Fleet health: what the device said of itself, and whether this session went well.
@@ -274,6 +276,7 @@ void session::on_hello(const wire::hello& m) {
   // Enrolled devices first (their token's hash, compared in constant time), then the
   // devices a config file lists (the core's provisioning, kept for existing set-ups).
   // A device id that failed too often is shut out for a while, its token not looked at.
+  claimed_ = m.device_id.substr(0, 128);  // for the session's log line, if it is refused
   if (const auto wait = context_.auth.device_wait(m.device_id); wait > std::chrono::steady_clock::duration::zero()) {
     ++context_.sessions_refused;
     outcome_ = "shut out after failed attempts";
@@ -293,10 +296,12 @@ void session::on_hello(const wire::hello& m) {
   const bool accepted = enrolled ? same_hash(enrolled->token_sha256, hash_token(m.token))
                                  : token_matches(context_.config, m.device_id, m.token);
   bool server_side = false;
-  if (accepted && enrolled) {
+  bool user_disabled = false;
+  if (accepted && enrolled && !enrolled->user_id.empty()) {
     try {
       const auto user = context_.store.find_user(enrolled->user_id);
       server_side = user && user->role == "registry_admin";
+      user_disabled = user && user->disabled_ms != 0;
     } catch (const error& e) {
       log::error("store_read_failed", {{"peer", peer_}, {"reason", e.what()}}, "reading the user failed");
       return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
@@ -312,7 +317,9 @@ void session::on_hello(const wire::hello& m) {
     return refuse(make_error_code(protocol_errc::auth_failed),
                   "device id or token not accepted; check the device's credentials with the administrator");
   }
-  if (enrolled && enrolled->revoked_ms != 0) {
+  // disable_user revokes her devices; a device whose user is disabled is refused as
+  // revoked in any case.
+  if (enrolled && (enrolled->revoked_ms != 0 || user_disabled)) {
     ++context_.sessions_refused;
     outcome_ = "revoked";
     try {
@@ -329,7 +336,8 @@ void session::on_hello(const wire::hello& m) {
     return refuse(make_error_code(protocol_errc::malformed), "hello carries node id 0, which no replica may use");
   }
   who_ = requester{m.device_id, {}, nullptr};
-  if (enrolled) {
+  // A device of add-device has no user: not scoped, as a device of the config file.
+  if (enrolled && !enrolled->user_id.empty()) {
     // An enrolled device is always scoped, by its user's role and org unit as they are
     // now: a change of either takes effect at the device's next sync.
     try {

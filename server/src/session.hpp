@@ -160,6 +160,7 @@ class session : public std::enable_shared_from_this<session> {
   std::string peer_address_;  // the address alone, for auth_throttle
   bool guessed_ = false;      // a failed token or enrollment code: no session line of its own
   std::string device_;  // empty until hello is accepted
+  std::string claimed_;  // the device id its hello claimed (first 128 bytes), logged while device_ is empty
   node_id node_ = 0;
   /// A server-side writer (a config device marked server_side, a registry_admin's
   /// device): it may write the server_only fields.

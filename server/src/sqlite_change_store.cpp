@@ -5,6 +5,7 @@
 #include "auth_journal.hpp"
 #include "log.hpp"
 #include "page_receipts.hpp"
+#include "refusal_code.hpp"
 #include "sqlite.hpp"
 #include "wal_checkpointer.hpp"
 
@@ -119,6 +120,12 @@ class sqlite_change_store final : public change_store {
       // Receipts by page: stores made before have one row per record, read as they are.
       sqlite::statement has_records(db_.get(), "SELECT 1 FROM pragma_table_info('audit') WHERE name='records'");
       if (!has_records.step()) sqlite::exec(db_.get(), "ALTER TABLE audit ADD COLUMN records BLOB");
+      // Added with disable-user and the refusals' reasons: stores made before lack them
+      // (an older build reading the file names its columns and ignores these).
+      sqlite::statement has_disabled(db_.get(), "SELECT 1 FROM pragma_table_info('users') WHERE name='disabled_ms'");
+      if (!has_disabled.step()) sqlite::exec(db_.get(), "ALTER TABLE users ADD COLUMN disabled_ms INTEGER NOT NULL DEFAULT 0");
+      sqlite::statement has_reason(db_.get(), "SELECT 1 FROM pragma_table_info('audit') WHERE name='reason'");
+      if (!has_reason.step()) sqlite::exec(db_.get(), "ALTER TABLE audit ADD COLUMN reason TEXT NOT NULL DEFAULT ''");
       count_log_totals();
       tx.commit();
     }
@@ -165,7 +172,8 @@ class sqlite_change_store final : public change_store {
     history_upto_.emplace(db_.get(),
                           "SELECT seq, change FROM changes WHERE collection=? AND record_id=? AND seq <= ? ORDER BY seq");
     insert_audit_.emplace(db_.get(),
-                          "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq) VALUES(?,?,?,?,?,?,?)");
+                          "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq, reason)"
+                          " VALUES(?,?,?,?,?,?,?,?)");
     insert_receipts_.emplace(db_.get(),
                              "INSERT INTO audit(at_ms, device, user, action, collection, record_id, seq, records)"
                              " VALUES(?,?,?,'receive',?,x'',0,?)");
@@ -254,7 +262,8 @@ class sqlite_change_store final : public change_store {
         all.push_back(*next_refused++);
         if (!stored_without) {
           // A change refused for its collection's name keeps no such name in the audit.
-          audit_row(now, who, "refused", is_valid_name(c.collection) ? std::string_view(c.collection) : "(invalid)", c.id, 0);
+          audit_row(now, who, "refused", is_valid_name(c.collection) ? std::string_view(c.collection) : "(invalid)", c.id, 0,
+                    refusal_code(all.back()));
           continue;
         }
       }
@@ -264,7 +273,7 @@ class sqlite_change_store final : public change_store {
           if (!all.empty() && all.back().index == i) all.pop_back();
           all.push_back(wire::refusal{static_cast<std::uint32_t>(i), static_cast<std::uint16_t>(protocol_errc::out_of_scope),
                                       std::move(why)});
-          audit_row(now, who, "refused", c.collection, c.id, 0);
+          audit_row(now, who, "refused", c.collection, c.id, 0, refusal_code(all.back()));
           // The device deletes the record when told its change is refused: if it may
           // see the record, it gets it back, as the server has it, at its next pull.
           unhold(who.device, c.collection, c.id);
@@ -368,12 +377,12 @@ class sqlite_change_store final : public change_store {
     // Pushes are the log's own rows (append-only, never pruned): not written twice.
     // A row of receipts stands for its records' lines, in the order they were written.
     sqlite::statement q(db_.get(),
-                        "SELECT at_ms, device, user, action, collection, record_id, seq, records FROM ("
-                        " SELECT at_ms, device, user, action, collection, record_id, seq, records, 1 AS src, rowid AS k"
-                        "  FROM audit WHERE at_ms >= ?1 AND at_ms < ?2"
+                        "SELECT at_ms, device, user, action, collection, record_id, seq, records, reason FROM ("
+                        " SELECT at_ms, device, user, action, collection, record_id, seq, records, reason, 1 AS src,"
+                        "  rowid AS k FROM audit WHERE at_ms >= ?1 AND at_ms < ?2"
                         " UNION ALL"
                         " SELECT c.received_ms, c.device, coalesce(d.user_id, ''), 'push', c.collection, c.record_id, c.seq,"
-                        "  NULL, 0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
+                        "  NULL, '', 0, c.seq FROM changes c LEFT JOIN enrolled_devices d ON d.device_id = c.device"
                         "  WHERE c.received_ms >= ?1 AND c.received_ms < ?2)"
                         " WHERE (?3 = '' OR device = ?3) AND (?4 = '' OR user = ?4) ORDER BY at_ms, src, k");
     q.bind(1, static_cast<std::int64_t>(std::min<std::uint64_t>(query.from_ms, INT64_MAX)))
@@ -387,6 +396,7 @@ class sqlite_change_store final : public change_store {
       e.user = q.column_text(2);
       e.action = q.column_text(3);
       e.collection = q.column_text(4);
+      e.reason = q.column_text(8);
       if (q.column_type(7) == SQLITE_NULL) {
         e.record = id_of(q.column_blob(5));
         e.seq = static_cast<std::uint64_t>(q.column_int64(6));
@@ -593,6 +603,43 @@ class sqlite_change_store final : public change_store {
     return find_user_locked(user_id);
   }
 
+  std::vector<user_record> users() override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(),
+                        "SELECT user_id, name, role, org_unit, created_ms, disabled_ms FROM users ORDER BY user_id");
+    std::vector<user_record> out;
+    while (q.step()) out.push_back(user_at(q));
+    return out;
+  }
+
+  std::optional<user_disabled> disable_user(std::string_view user_id, std::uint64_t now_ms) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::transaction tx(db_.get());
+    if (!find_user_locked(user_id)) return std::nullopt;
+    sqlite::statement mark(db_.get(), "UPDATE users SET disabled_ms=? WHERE user_id=? AND disabled_ms=0");
+    mark.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, user_id).run();
+    user_disabled out;
+    sqlite::statement drop(db_.get(), "DELETE FROM enrollments WHERE user_id=? AND used_ms IS NULL");
+    drop.bind(1, user_id).run();
+    out.codes_dropped = static_cast<std::size_t>(sqlite3_changes(db_.get()));
+    sqlite::statement revoke(db_.get(), "UPDATE enrolled_devices SET revoked_ms=? WHERE user_id=? AND revoked_ms=0");
+    revoke.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, user_id).run();
+    out.devices_revoked = static_cast<std::size_t>(sqlite3_changes(db_.get()));
+    tx.commit();
+    return out;
+  }
+
+  void add_device(const device_record& d) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement add(db_.get(),
+                          "INSERT INTO enrolled_devices(device_id, user_id, token_sha256, enrolled_ms) VALUES(?,?,?,?)");
+    add.bind(1, std::string_view(d.device_id))
+        .bind(2, std::string_view(d.user_id))
+        .bind(3, std::string_view(d.token_sha256))
+        .bind(4, static_cast<std::int64_t>(d.enrolled_ms))
+        .run();
+  }
+
   void add_enrollment(std::string_view code_sha256, std::string_view user_id, std::uint64_t expires_ms) override {
     const std::lock_guard lock(mutex_);
     sqlite::statement q(db_.get(), "INSERT INTO enrollments(code_sha256, user_id, expires_ms) VALUES(?,?,?)");
@@ -618,6 +665,7 @@ class sqlite_change_store final : public change_store {
     device.user_id = find.column_text(0);
     auto user = find_user_locked(device.user_id);
     if (!user) throw error(make_error_code(storage_errc::corrupt), "an enrollment code names a user who does not exist");
+    if (user->disabled_ms != 0) return r;  // her codes died with her account (disable_user)
     sqlite::statement use(db_.get(), "UPDATE enrollments SET used_ms=?, device_id=? WHERE code_sha256=?");
     use.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, std::string_view(device.device_id)).bind(3, code_sha256);
     use.run();
@@ -684,11 +732,16 @@ class sqlite_change_store final : public change_store {
 
  private:
   std::optional<user_record> find_user_locked(std::string_view user_id) {
-    sqlite::statement q(db_.get(), "SELECT user_id, name, role, org_unit, created_ms FROM users WHERE user_id=?");
+    sqlite::statement q(db_.get(),
+                        "SELECT user_id, name, role, org_unit, created_ms, disabled_ms FROM users WHERE user_id=?");
     q.bind(1, user_id);
     if (!q.step()) return std::nullopt;
+    return user_at(q);
+  }
+
+  static user_record user_at(sqlite::statement& q) {
     return user_record{q.column_text(0), q.column_text(1), q.column_text(2), q.column_text(3),
-                       static_cast<std::uint64_t>(q.column_int64(4))};
+                       static_cast<std::uint64_t>(q.column_int64(4)), static_cast<std::uint64_t>(q.column_int64(5))};
   }
 
   static device_record device_at(sqlite::statement& q) {
@@ -977,7 +1030,7 @@ class sqlite_change_store final : public change_store {
   }
 
   void audit_row(std::uint64_t now, const requester& who, std::string_view action, std::string_view collection,
-                 const record_id& id, std::uint64_t seq) {
+                 const record_id& id, std::uint64_t seq, std::string_view reason = "") {
     sqlite::reset_guard g(*insert_audit_);
     // Bound without copies: everything bound outlives run() (one line per record sent).
     insert_audit_->bind(1, static_cast<std::int64_t>(now))
@@ -987,6 +1040,7 @@ class sqlite_change_store final : public change_store {
         .bind_static(5, collection)
         .bind_static(6, id_span(id))
         .bind(7, static_cast<std::int64_t>(seq))
+        .bind_static(8, reason)
         .run();
   }
 

@@ -1,7 +1,8 @@
 // A restore from backup keeps what the administrator did after the backup (issue 20):
 // the administrative journal beside the database brings a restored database back up to
 // it, over the real TLS server, so a tablet revoked after the backup stays revoked and
-// wiped, a user added after it can enroll, a role change holds. A journal behind its
+// wiped, a user disabled after it stays disabled, a user added after it can enroll, a role
+// change holds. A journal behind its
 // database, lost, or another database's is refused until reset-auth-journal.
 
 #include "fixture.hpp"
@@ -70,7 +71,9 @@ TEST_CASE("a restore from backup keeps revocations, users and role changes made 
   auto& store = server.get().store();
   store.add_user(user("jana"));
   store.add_user(user("petr"));
+  store.add_user(user("ola"));
   const auto lost = enroll_user(server, "jana");
+  const auto leaving = enroll_user(server, "ola");
   const auto kept = enroll_user(server, "petr");
   auto lost_tablet = open_tablet(dir, "lost");
   lost_tablet->create("visits", {{"note", std::string("seen")}, {"org_unit", std::string("kraj/orp-benesov/team-2")}});
@@ -82,6 +85,7 @@ TEST_CASE("a restore from backup keeps revocations, users and role changes made 
   // After the backup: the tablet is lost and revoked, a user joins, another changes role.
   REQUIRE(store.revoke_device(lost.device_id, system_time_ms()));
   store.add_user(user("eva"));
+  REQUIRE(store.disable_user("ola", system_time_ms()));
   store.add_org_unit({"kraj-tabor", "", "Tábor"});
   auto petr = user("petr");
   petr.role = "coordinator";
@@ -103,6 +107,10 @@ TEST_CASE("a restore from backup keeps revocations, users and role changes made 
   // new user enrolls.
   CHECK(refused_as_revoked(*lost_tablet, as_device(server, lost)));
   CHECK(lost_tablet->count("visits") == 0);
+  REQUIRE(restored.find_user("ola"));
+  CHECK(restored.find_user("ola")->disabled_ms > 0);
+  auto leaving_tablet = open_tablet(dir, "leaving");
+  CHECK(refused_as_revoked(*leaving_tablet, as_device(server, leaving)));
   auto kept_tablet = open_tablet(dir, "kept");
   CHECK(sync_client(*kept_tablet, as_device(server, kept)).sync().pulled == 1);
   const auto eva = enroll_user(server, "eva");

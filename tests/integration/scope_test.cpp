@@ -665,7 +665,7 @@ TEST_CASE("scope: org units, users and the audit with caresync-server, and the a
 
   const auto [csv, csv_status] = server_command("audit " + db + " --from " + today() + " --to " + today());
   REQUIRE(csv_status == 0);
-  CHECK(csv.rfind("at,device,user,action,collection,record_id,seq\n", 0) == 0);
+  CHECK(csv.rfind("at,device,user,action,collection,record_id,seq,reason\n", 0) == 0);
   const auto count = [&](const std::string& needle) {
     std::size_t n = 0;
     for (auto p = csv.find(needle); p != std::string::npos; p = csv.find(needle, p + 1)) ++n;
@@ -680,6 +680,7 @@ TEST_CASE("scope: org units, users and the audit with caresync-server, and the a
   CHECK(line_with("purge", w.records.at("clients-A").id));
   CHECK(line_with("purge_confirmed", w.records.at("clients-A").id));
   CHECK(line_with("refused", w.records.at("clients-A").id));  // any refused line of jana's
+  CHECK(csv.find(",out_of_scope\n") != std::string::npos);  // with its reason
   CHECK(line_with("receive", w.records.at("clients-B").id));
   CHECK(count(",push,") >= w.records.size() + 1);  // the seeding device's pushes too
   // Ids, never contents or tokens.
@@ -694,7 +695,7 @@ TEST_CASE("scope: org units, users and the audit with caresync-server, and the a
   CHECK(mine.find(me.device_id) != std::string::npos);
   const auto [old, old_status] = server_command("audit " + db + " --from 2001-01-01 --to 2001-01-31");
   CHECK(old_status == 0);
-  CHECK(old == "at,device,user,action,collection,record_id,seq\n");
+  CHECK(old == "at,device,user,action,collection,record_id,seq,reason\n");
   CHECK(server_command("audit " + db + " --from 2026-13-01 --to 2026-12-01").second == 2);
 }
 

@@ -60,12 +60,19 @@ struct user_record {
   std::string role;      ///< field_worker, coordinator, registry_admin or admin
   std::string org_unit;  ///< e.g. "kraj-stredocesky/orp-benesov/team-2"
   std::uint64_t created_ms = 0;
+  std::uint64_t disabled_ms = 0;  ///< 0: enabled; else when disable_user() disabled her
+};
+
+/// What disable_user() did, besides marking the user disabled.
+struct user_disabled {
+  std::size_t devices_revoked = 0;  ///< her devices not revoked before
+  std::size_t codes_dropped = 0;    ///< her enrollment codes not used yet (expired ones too)
 };
 
 /// An enrolled device. The token itself is never stored.
 struct device_record {
   std::string device_id;
-  std::string user_id;
+  std::string user_id;  ///< empty: a device added by add_device (no user, not scoped)
   std::string token_sha256;
   std::uint64_t enrolled_ms = 0;
   std::uint64_t revoked_ms = 0;       ///< 0: not revoked
@@ -127,6 +134,10 @@ struct audit_entry {
   std::string collection;
   record_id record;
   std::uint64_t seq = 0;  ///< the change's sequence number (0: none, e.g. refused or purge)
+  /// refused only: why, as a code (docs/operations.md, "Audit": out_of_scope,
+  /// limit_exceeded, clock_ahead, care_rule, referral_transition); empty for other actions
+  /// and for refused lines written before reasons were kept.
+  std::string reason;
 };
 
 /// Which audit lines to export.
@@ -212,11 +223,23 @@ class change_store {
   /// Adds a user; constraint if the id exists.
   virtual void add_user(const user_record& user) = 0;
   virtual std::optional<user_record> find_user(std::string_view user_id) = 0;
+  /// Every user, by user id.
+  virtual std::vector<user_record> users() = 0;
+  /// In one transaction: marks the user disabled at `now_ms` (once), deletes her unused
+  /// enrollment codes and revokes every device of hers not revoked yet (as
+  /// revoke_device). A disabled user's codes no longer enroll. nullopt if there is no
+  /// such user (nothing changed).
+  virtual std::optional<user_disabled> disable_user(std::string_view user_id, std::uint64_t now_ms) = 0;
   /// Stores a one-time code for an existing user, by its SHA-256 only.
   virtual void add_enrollment(std::string_view code_sha256, std::string_view user_id, std::uint64_t expires_ms) = 0;
-  /// Atomically: if the code is known, unused and not expired at `now_ms`, marks it used
-  /// and adds `device` (its user_id set to the code's user). Otherwise changes nothing.
+  /// Atomically: if the code is known, unused and not expired at `now_ms`, and its user
+  /// is not disabled, marks it used and adds `device` (its user_id set to the code's
+  /// user). Otherwise changes nothing (a disabled user's code: unknown).
   virtual redemption redeem_enrollment(std::string_view code_sha256, std::uint64_t now_ms, device_record device) = 0;
+  /// Adds a device without an enrollment code and without a user (`device.user_id`
+  /// empty: not scoped, like a device of the config file; caresync-server add-device),
+  /// usable at its next connection. Constraint if the id exists.
+  virtual void add_device(const device_record& device) = 0;
   virtual std::optional<device_record> find_device(std::string_view device_id) = 0;
   /// Every enrolled device, by device id.
   virtual std::vector<device_record> devices() = 0;

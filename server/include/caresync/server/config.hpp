@@ -81,6 +81,10 @@ struct server_config {
   std::string admin_bearer_token_file;
   /// The token read from admin_bearer_token_file by load_config (never logged).
   std::string admin_bearer_token;
+  /// Admin connections open at once ([admin] max_connections, 1-1024). A connection
+  /// past it closes the oldest one still waiting for its request, or itself when every
+  /// open one is being answered: idle connections cannot keep /healthz out.
+  std::uint32_t admin_max_connections = 8;
   /// Scopes of enrolled devices ([scopes]): which fields place each collection's records
   /// in org units, and what each role reads and writes. Devices listed in [[devices]]
   /// have no user and are not scoped (the pre-enrollment mode; docs/security.md).

@@ -28,7 +28,8 @@ struct issued_code {
 };
 
 /// Makes a one-time code for an existing user, valid for `valid_for`. Throws
-/// caresync::error (storage_errc::not_found when the user does not exist).
+/// caresync::error (storage_errc::not_found when the user does not exist,
+/// storage_errc::invalid_argument when she is disabled).
 issued_code issue_enrollment_code(change_store& store, std::string_view user_id, std::chrono::seconds valid_for,
                                   std::uint64_t now_ms);
 
