@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <openssl/crypto.h>
 
+#include <ctime>
 #include <filesystem>
 #include <sstream>
 
@@ -46,7 +47,7 @@ std::uint64_t file_size_or_zero(const std::string& path) {
 
 }  // namespace
 
-std::string metrics_text(session_context& c, const listener_counters& listener) {
+std::string metrics_text(session_context& c, const listener_counters& listener, std::int64_t certificate_not_after) {
   std::ostringstream out;
   metric(out, "caresync_build_info", "gauge", "Always 1; its label is the server's version.");
   out << "caresync_build_info{version=\"" << CARESYNC_VERSION << "\"} 1\n";
@@ -105,11 +106,20 @@ std::string metrics_text(session_context& c, const listener_counters& listener) 
       << "\n";
   metric(out, "caresync_log_head", "gauge", "Highest sequence number in the change log.");
   out << "caresync_log_head " << c.store.head() << "\n";
+  metric(out, "caresync_certificate_expiry_seconds", "gauge",
+         "Seconds until the served TLS certificate's notAfter (negative once expired).");
+  out << "caresync_certificate_expiry_seconds " << certificate_not_after - static_cast<std::int64_t>(std::time(nullptr))
+      << "\n";
   return out.str();
 }
 
-admin_listener::admin_listener(session_context& context, const listener_counters& listener, std::function<bool()> running)
-    : context_(context), listener_(listener), running_(std::move(running)), http_(std::make_unique<httplib::Server>()) {
+admin_listener::admin_listener(session_context& context, const listener_counters& listener,
+                               std::int64_t certificate_not_after, std::function<bool()> running)
+    : context_(context),
+      listener_(listener),
+      certificate_not_after_(certificate_not_after),
+      running_(std::move(running)),
+      http_(std::make_unique<httplib::Server>()) {
   // A connection holds one of the listener's threads while it is open: idle ones are
   // dropped quickly, so a few of them cannot keep /healthz waiting.
   http_->set_keep_alive_timeout(1);
@@ -133,7 +143,7 @@ admin_listener::admin_listener(session_context& context, const listener_counters
   });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     try {
-      res.set_content(metrics_text(context_, listener_), "text/plain; version=0.0.4");
+      res.set_content(metrics_text(context_, listener_, certificate_not_after_), "text/plain; version=0.0.4");
     } catch (const std::exception& e) {
       res.status = 500;
       res.set_content(std::string("metrics unavailable: ") + e.what() + "\n", "text/plain");

@@ -26,14 +26,17 @@ struct listener_counters {
   std::atomic<std::uint64_t> connections_throttled{0};  ///< from an address shut out after failed attempts
 };
 
-/// The /metrics text for the counters in `context` and `listener`, and the store.
-std::string metrics_text(session_context& context, const listener_counters& listener);
+/// The /metrics text for the counters in `context` and `listener`, the store, and the
+/// served certificate's expiry (`certificate_not_after`, Unix seconds).
+std::string metrics_text(session_context& context, const listener_counters& listener, std::int64_t certificate_not_after);
 
 class admin_listener {
  public:
   /// `running` says whether the sync server is serving (for /healthz). `context` and
-  /// `listener` are the server's and outlive this listener.
-  admin_listener(session_context& context, const listener_counters& listener, std::function<bool()> running);
+  /// `listener` are the server's and outlive this listener. `certificate_not_after`:
+  /// when the served certificate expires (Unix seconds).
+  admin_listener(session_context& context, const listener_counters& listener, std::int64_t certificate_not_after,
+                 std::function<bool()> running);
   ~admin_listener();
   admin_listener(const admin_listener&) = delete;
   admin_listener& operator=(const admin_listener&) = delete;
@@ -48,6 +51,7 @@ class admin_listener {
  private:
   session_context& context_;
   const listener_counters& listener_;
+  const std::int64_t certificate_not_after_;
   std::function<bool()> running_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;

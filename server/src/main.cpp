@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <cstdio>
 #include <algorithm>
@@ -167,27 +169,58 @@ void check_config(const std::string& config_path) {
   const server::server loaded(config, server::open_sqlite_change_store(scratch + "/check.db"));
 }
 
+/// Where `init` keeps the CA's private key: in its directory (the default), at a path
+/// outside it, or nowhere.
+struct ca_key_choice {
+  std::string out;       ///< --ca-key-out: this path instead of DIR/ca-key.pem
+  bool discard = false;  ///< --no-ca-key: not written at all
+};
+
+/// Empty when the CA key may be written to `out` (outside `dir`, not over a file), else why not.
+std::string ca_key_out_problem(const std::string& dir, const std::string& out) {
+  std::error_code ec, dir_ec;
+  const auto target = fs::weakly_canonical(fs::absolute(out), ec);
+  const auto config_dir = fs::weakly_canonical(fs::absolute(dir), dir_ec);
+  if (ec) return "cannot resolve '" + out + "': " + ec.message();
+  if (dir_ec) return "cannot resolve '" + dir + "': " + dir_ec.message();
+  if (fs::exists(target, ec)) return "'" + out + "' exists already; the CA key is never written over a file";
+  for (auto p = target.parent_path(); !p.empty(); p = p.parent_path()) {
+    if (p == config_dir) return "'" + out + "' is inside --dir; --ca-key-out is for a place off the config directory";
+    if (p == p.parent_path()) break;
+  }
+  if (!fs::is_directory(target.parent_path(), ec)) return "the directory of '" + out + "' does not exist";
+  return {};
+}
+
 int init(const std::string& dir, const std::vector<std::string>& hosts, const std::vector<std::string>& ips,
-         const std::string& database) {
-  fs::create_directories(dir);
+         const std::string& database, int days, const ca_key_choice& ca_key) {
   const auto config_path = (fs::path(dir) / "caresync-server.toml").string();
   if (fs::exists(config_path)) {
     std::cerr << "caresync-server: " << config_path << " exists already; remove it or choose another --dir" << std::endl;
     return k_exit_usage;
   }
+  if (!ca_key.out.empty()) {
+    if (const auto why = ca_key_out_problem(dir, ca_key.out); !why.empty()) {
+      std::cerr << "caresync-server: " << why << std::endl;
+      return k_exit_usage;
+    }
+  }
+  fs::create_directories(dir);
   std::vector<std::string> dns{"localhost"};
   dns.insert(dns.end(), hosts.begin(), hosts.end());
   std::vector<std::string> addresses{"127.0.0.1"};
   addresses.insert(addresses.end(), ips.begin(), ips.end());
   const auto ca = server::make_certificate_authority("caresync regional CA");
-  const auto leaf = server::make_server_certificate(ca, dns, addresses);
+  const auto leaf = server::make_server_certificate(ca, dns, addresses, days);
   const auto path = [&](const char* name) { return (fs::path(dir) / name).string(); };
+  const auto ca_key_path = ca_key.discard ? std::string() : !ca_key.out.empty() ? ca_key.out : path("ca-key.pem");
   server::write_file(path("ca.pem"), ca.certificate_pem, 0644);
-  server::write_file(path("ca-key.pem"), ca.private_key_pem, 0600);
+  if (!ca_key_path.empty()) server::write_file(ca_key_path, ca.private_key_pem, 0600);
   server::write_file(path("server-cert.pem"), leaf.certificate_pem, 0644);
   server::write_file(path("server-key.pem"), leaf.private_key_pem, 0600);
   server::write_file(config_path,
-                     "# caresync-server configuration; every key: packaging/caresync-server.toml\n"
+                     "# caresync-server configuration; every key: /usr/share/doc/caresync-server/caresync-server.toml.example\n"
+                     "# (packaging/caresync-server.toml in the source tree)\n"
                      "listen_address = \"127.0.0.1\"\n"
                      "port = 7443\n"
                      "certificate_file = \"server-cert.pem\"\n"
@@ -209,7 +242,88 @@ int init(const std::string& dir, const std::vector<std::string>& hosts, const st
             << "CA for tablets (sync_options.ca_file): " << path("ca.pem") << "\n"
             << "public-key pin (sync_options.pinned_key_sha256): " << server::public_key_sha256(leaf.certificate_pem)
             << "\n"
-            << "keep " << path("ca-key.pem") << " offline: it can sign certificates the tablets trust\n";
+            << "server certificate valid until: "
+            << server::log::iso_time(static_cast<std::uint64_t>(server::describe_certificate(leaf.certificate_pem).not_after) * 1000)
+            << " (" << days << " days; renew it before with caresync-server renew-certificate)\n";
+  if (ca_key_path.empty()) {
+    std::cout << "CA private key: not kept (--no-ca-key). Nothing can renew this certificate: when it expires, a new CA "
+                 "is needed and every tablet that checks the CA file needs its new ca.pem (docs/operations.md, "
+                 "\"Certificates\")\n";
+  } else {
+    std::cout << "CA private key: " << ca_key_path
+              << " (mode 0600). It can sign certificates that every tablet checking ca.pem trusts: move it off this "
+                 "host, offline, and bring it back only to renew (caresync-server renew-certificate --ca-key PATH)\n";
+  }
+  return 0;
+}
+
+/// `path`'s contents, for a PEM file; `what` names it in the error. Throws
+/// caresync::error (invalid_argument) saying which file and what to do.
+std::string read_pem(const std::string& path, const std::string& what, const std::string& hint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw caresync::error(make_error_code(storage_errc::invalid_argument),
+                          "cannot read " + what + " '" + path + "' (" + std::strerror(errno) + "); " + hint);
+  }
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+/// Makes a new key and a certificate for it (the same names and CA) beside the current
+/// ones, as FILE.next, for a key rotation: nothing the server serves changes.
+int rekey_certificate(const server::server_config& config, const server::pem_identity& ca, int days) {
+  const auto cert_next = config.certificate_file + ".next";
+  const auto key_next = config.private_key_file + ".next";
+  for (const auto& f : {cert_next, key_next}) {
+    if (fs::exists(f)) {
+      std::cerr << "caresync-server: " << f << " exists already (a rotation under way?); move it away first" << std::endl;
+      return k_exit_usage;
+    }
+  }
+  const auto current = read_pem(config.certificate_file, "the server certificate", "check certificate_file");
+  const auto next = server::rekey_server_certificate(ca, current, days);
+  server::replace_file(key_next, next.private_key_pem, 0600, config.private_key_file);
+  server::replace_file(cert_next, next.certificate_pem, 0644, config.certificate_file);
+  const auto d = server::describe_certificate(next.certificate_pem);
+  std::cout << "a new key and its certificate, not served yet:\n  " << key_next << "\n  " << cert_next << "\n"
+            << "old public-key pin: " << server::public_key_sha256(current) << "\n"
+            << "NEW public-key pin: " << d.public_key_sha256 << "\n"
+            << "valid until: " << server::log::iso_time(static_cast<std::uint64_t>(d.not_after) * 1000) << " (" << days
+            << " days)\n"
+            << "tablets that pin the old key refuse the server once it serves the new one, until they get the new pin; "
+               "to switch: move both files over the current ones and restart (docs/operations.md, \"Certificates\")\n";
+  return 0;
+}
+
+/// Issues a new server certificate for the configured key (the pin does not change),
+/// signed by the CA, and puts it in place of certificate_file atomically; with
+/// `new_key`, makes a rotation's new key and certificate instead (rekey_certificate).
+int renew_certificate(const std::string& config_path, std::string ca_path, std::string ca_key_path, int days,
+                      bool new_key) {
+  const auto config = server::load_config(config_path);
+  const auto config_dir = fs::path(config_path).parent_path();
+  if (ca_path.empty()) ca_path = (config_dir / "ca.pem").string();
+  if (ca_key_path.empty()) ca_key_path = (config_dir / "ca-key.pem").string();
+  const server::pem_identity ca{
+      read_pem(ca_path, "the CA certificate", "pass the CA's certificate with --ca"),
+      read_pem(ca_key_path, "the CA key",
+               "pass it with --ca-key (where init --ca-key-out put it, or where it is kept offline); after init "
+               "--no-ca-key there is none, and docs/operations.md, \"Certificates\", says what to do")};
+  if (new_key) return rekey_certificate(config, ca, days);
+  const server::pem_identity current{
+      read_pem(config.certificate_file, "the server certificate", "check certificate_file in " + config_path),
+      read_pem(config.private_key_file, "the server key", "check private_key_file in " + config_path + ", and run this as root")};
+  const auto before = server::describe_certificate(current.certificate_pem);
+  const auto renewed = server::renew_server_certificate(ca, current, days);
+  const auto after = server::describe_certificate(renewed);
+  if (after.public_key_sha256 != before.public_key_sha256) {
+    throw std::runtime_error("the renewed certificate has another key; nothing was written");
+  }
+  server::replace_file(config.certificate_file, renewed, 0644);
+  const auto when = [](std::int64_t t) { return server::log::iso_time(static_cast<std::uint64_t>(t) * 1000); };
+  std::cout << "renewed " << config.certificate_file << " for the same key\n"
+            << "public-key pin (unchanged): " << after.public_key_sha256 << "\n"
+            << "valid until: " << when(after.not_after) << " (" << days << " days; was " << when(before.not_after) << ")\n"
+            << "the running server serves the old certificate until it is restarted: systemctl restart caresync-server\n";
   return 0;
 }
 
@@ -613,6 +727,35 @@ int main(int argc, char** argv) {
   std::string init_database = "caresync-server.db";
   init_cmd->add_option("--database", init_database, "database_file for the config (relative: to the config's directory)")
       ->capture_default_str();
+  int init_days = server::k_server_certificate_days;
+  init_cmd->add_option("--days", init_days, "Days the server certificate is valid (at most 366)")
+      ->check(CLI::Range(1, server::k_max_server_certificate_days))
+      ->capture_default_str();
+  ca_key_choice init_ca_key;
+  auto* ca_key_out = init_cmd->add_option(
+      "--ca-key-out", init_ca_key.out,
+      "Write the CA private key here, outside --dir (e.g. a USB key to take offline), not to DIR/ca-key.pem");
+  init_cmd->add_flag("--no-ca-key", init_ca_key.discard,
+                     "Keep the CA private key nowhere: nothing can renew the certificate, a new CA is needed then")
+      ->excludes(ca_key_out);
+
+  std::string renew_config = "/etc/caresync/caresync-server.toml", renew_ca, renew_ca_key;
+  int renew_days = server::k_server_certificate_days;
+  auto* renew_cmd = app.add_subcommand(
+      "renew-certificate",
+      "Issue a new server certificate for the same key (the tablets' pin stays valid) and the same names, signed by the "
+      "CA; the server serves it once restarted");
+  renew_cmd->add_option("-c,--config", renew_config, "Config file (TOML): its certificate_file and private_key_file")
+      ->capture_default_str();
+  renew_cmd->add_option("--ca", renew_ca, "The CA certificate (default: ca.pem beside the config)");
+  renew_cmd->add_option("--ca-key", renew_ca_key, "The CA private key (default: ca-key.pem beside the config)");
+  renew_cmd->add_option("--days", renew_days, "Days the new certificate is valid (at most 366)")
+      ->check(CLI::Range(1, server::k_max_server_certificate_days))
+      ->capture_default_str();
+  bool renew_new_key = false;
+  renew_cmd->add_flag("--new-key", renew_new_key,
+                      "Key rotation: make a NEW key (a new pin) and its certificate as FILE.next beside the current "
+                      "ones; serves nothing until they are moved in place");
 
   std::string token_arg;
   auto* hash_cmd = app.add_subcommand("hash-token", "Print the SHA-256 of a token, as the config stores it");
@@ -700,6 +843,13 @@ int main(int argc, char** argv) {
   add_database_options(backup_cmd, backup_config, backup_db);
   backup_cmd->add_option("--to", backup_to, "The new backup file")->required();
 
+  std::string journal_config, journal_db;
+  auto* journal_cmd = app.add_subcommand(
+      "reset-auth-journal",
+      "Start the administrative journal anew from the database as it is (when the server refuses a lost or foreign "
+      "journal); the server must be stopped");
+  add_database_options(journal_cmd, journal_config, journal_db);
+
   std::string unit_config, unit_db;
   server::org_unit new_unit;
   auto* unit_cmd = app.add_subcommand("add-org-unit", "Add an org unit to the tree (no --parent: a root, e.g. a region)");
@@ -741,7 +891,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (*serve_cmd) return serve(sa);
-    if (*init_cmd) return init(init_dir, init_hosts, init_ips, init_database);
+    if (*init_cmd) return init(init_dir, init_hosts, init_ips, init_database, init_days, init_ca_key);
+    if (*renew_cmd) return renew_certificate(renew_config, renew_ca, renew_ca_key, renew_days, renew_new_key);
     if (*check_cmd) {
       check_config(check_path);
       std::cout << "config OK: " << check_path << "\n";
@@ -777,7 +928,22 @@ int main(int argc, char** argv) {
       const auto source = backup_db.empty() ? server::load_config(backup_config).database_file : backup_db;
       const auto done = server::backup_sqlite_store(source, backup_to);
       std::cout << "backup written to " << backup_to << ": log head " << done.log_head << ", " << done.bytes
-                << " bytes, integrity_check ok\n";
+                << " bytes, integrity_check ok\n"
+                << "the administrative journal " << server::auth_journal_file(source)
+                << " is not in the backup: a restore keeps it in place and replays it (docs/operations.md)\n";
+      return 0;
+    }
+    if (*journal_cmd) {
+      if (journal_config.empty() == journal_db.empty()) {
+        std::cerr << "caresync-server: reset-auth-journal needs exactly one of --config and --db\n";
+        return k_exit_usage;
+      }
+      const auto database = journal_db.empty() ? server::load_config(journal_config).database_file : journal_db;
+      const auto moved = server::reset_sqlite_auth_journal(database);
+      if (!moved.empty()) std::cout << "the old administrative journal was moved to " << moved << "\n";
+      std::cout << "a new administrative journal starts from " << database
+                << " as it is at the server's next start; re-apply every revocation, user and code change made since "
+                   "this database's backup\n";
       return 0;
     }
     const auto one_source = [](const char* command, const std::string& config, const std::string& db) {

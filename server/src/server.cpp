@@ -1,15 +1,18 @@
 #include <caresync/server/server.hpp>
 
 #include "admin.hpp"
+#include "certificate_watch.hpp"
 #include "log.hpp"
 #include "session.hpp"
 
 #include <caresync/protocol/errors.hpp>
+#include <caresync/server/certificate.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -31,6 +34,19 @@ constexpr const char* k_tls12_ciphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+/// When the certificate `ctx` serves expires (Unix seconds). Throws caresync::error if
+/// it has none or it cannot be read.
+std::int64_t served_not_after(SSL_CTX* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  std::unique_ptr<BIO, decltype(&BIO_free_all)> bio(BIO_new(BIO_s_mem()), &BIO_free_all);
+  if (!cert || !bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    throw error(make_error_code(storage_errc::invalid_argument), "cannot read the served certificate's validity");
+  }
+  char* pem = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &pem);
+  return describe_certificate(std::string(pem, static_cast<std::size_t>(n))).not_after;
+}
+
 }  // namespace
 
 struct server::impl {
@@ -47,6 +63,8 @@ struct server::impl {
   std::vector<std::thread> threads;
   std::uint16_t port = 0;
   std::unique_ptr<admin_listener> admin;
+  std::int64_t certificate_not_after = 0;  ///< of the served certificate, Unix seconds
+  std::unique_ptr<certificate_watch> watch;  ///< after io: destroyed before it
 
   /// A session and the client address it came from, for limits.max_connections_per_address.
   struct tracked_session {
@@ -207,6 +225,7 @@ server::server(server_config config, std::unique_ptr<change_store> store) {
                 "cannot load the private key '" + impl_->config.private_key_file + "' (" + ec.message() +
                     "); check private_key_file and that it belongs to the certificate");
   }
+  impl_->certificate_not_after = served_not_after(ctx);
 }
 
 server::~server() { stop(); }
@@ -237,7 +256,7 @@ void server::start() {
   }
   i.port = i.acceptor.local_endpoint().port();
   if (i.config.admin_enabled) {
-    i.admin = std::make_unique<admin_listener>(i.context, i.counters, [&i] {
+    i.admin = std::make_unique<admin_listener>(i.context, i.counters, i.certificate_not_after, [&i] {
       const std::lock_guard lock(i.sessions_mutex);
       return !i.stopping;
     });
@@ -251,6 +270,8 @@ void server::start() {
     }
   }
   i.accept();
+  i.watch = std::make_unique<certificate_watch>(i.io, i.config.certificate_file, i.certificate_not_after);
+  i.watch->start();
   for (std::size_t t = 0; t < i.config.threads; ++t) {
     i.threads.emplace_back([&i] {
       // A handler that throws past its own catch must not take the other sessions down
@@ -296,6 +317,7 @@ void server::stop() {
     i.acceptor.close(ignored);
     i.accept_pause.cancel();
   });
+  if (i.watch) i.watch->stop();
   std::vector<std::shared_ptr<session>> live;
   {
     const std::lock_guard lock(i.sessions_mutex);

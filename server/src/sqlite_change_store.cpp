@@ -2,6 +2,7 @@
 
 #include <caresync/server/change_store.hpp>
 
+#include "auth_journal.hpp"
 #include "log.hpp"
 #include "page_receipts.hpp"
 #include "sqlite.hpp"
@@ -121,6 +122,14 @@ class sqlite_change_store final : public change_store {
       add_token_columns();
       count_log_totals();
       tx.commit();
+    }
+    if (path != ":memory:" && !path.empty()) {
+      journal_ = std::make_unique<auth_journal>(db_.get(), path);
+      if (journal_->replayed() > 0) {
+        log::notice("auth_journal_replayed", {{"entries", journal_->replayed()}},
+                  "the database was behind its administrative journal (restored from a backup): the users, devices, "
+                  "codes and revocations changed since were applied again");
+      }
     }
     // A second connection for long reads (a priority phase reads the log up to its
     // position): in WAL mode it reads a snapshot while pushes and pulls go on.
@@ -1345,6 +1354,7 @@ class sqlite_change_store final : public change_store {
 
   std::mutex mutex_;  // guards db_ and every statement: one SQLite connection, one user at a time
   sqlite::db_handle db_;
+  std::unique_ptr<auth_journal> journal_;  ///< journals db_'s administrative changes; before db_ closes
   std::mutex reader_mutex_;  // guards reader_ and extent_: long reads (a priority phase, a log's extent)
   sqlite::db_handle reader_;
   std::optional<sqlite::statement> find_batch_, insert_change_, insert_batch_, find_refusals_, insert_refusal_, head_, by_seq_,
@@ -1365,6 +1375,16 @@ class sqlite_change_store final : public change_store {
 
 std::unique_ptr<change_store> open_sqlite_change_store(const std::string& path) {
   return std::make_unique<sqlite_change_store>(path);
+}
+
+std::string auth_journal_file(const std::string& path) { return auth_journal_path(path); }
+
+std::string reset_sqlite_auth_journal(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw error(make_error_code(storage_errc::open_failed), "no server database at '" + path + "'");
+  }
+  auto db = sqlite::open(path, k_identity, "FULL");
+  return reset_auth_journal(db.get(), path);
 }
 
 backup_result backup_sqlite_store(const std::string& source, const std::string& destination) {

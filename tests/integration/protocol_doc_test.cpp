@@ -12,7 +12,6 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -160,34 +159,4 @@ TEST_CASE("operations.md: a successful enrollment counts as enrolled, not refuse
   CHECK(after.sessions_refused == before.sessions_refused);
   CHECK(after.sessions_accepted == before.sessions_accepted);
   CHECK(after.sessions_enrolled == before.sessions_enrolled + 1);
-}
-
-TEST_CASE("operations.md: a restore undoes a revocation made after the backup", "[enrollment][durability]") {
-  temp_dir dir;
-  test_server server(dir);
-  auto& store = server.get().store();
-  store.add_user(server::user_record{"jana.novakova", "Jana Nováková", "field_worker", "kraj", 1});
-  const auto issued = server::issue_enrollment_code(store, "jana.novakova", std::chrono::hours(1), system_time_ms());
-  auto o = server.options(0);
-  o.device_id.clear();
-  o.token.clear();
-  const auto me = enroll(o, issued.code);
-  o.device_id = me.device_id;
-  o.token = me.token;
-
-  const auto backup = dir.file("backup.db");
-  server::backup_sqlite_store(server.config().database_file, backup);
-  REQUIRE(server.get().store().revoke_device(me.device_id, system_time_ms()));
-
-  // The restore of the page: stop, move the database and its side files aside, copy the
-  // backup in, start.
-  server.stop();
-  const std::string db = server.config().database_file;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  std::filesystem::copy_file(backup, db);
-  server.start();
-  o.port = server.port();
-
-  auto tablet = caresync::testing::open_tablet(dir, "jana");
-  CHECK_NOTHROW(sync_client(*tablet, o).sync());  // revoked before the restore, served after it
 }

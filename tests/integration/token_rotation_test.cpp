@@ -350,6 +350,39 @@ TEST_CASE("token rotation: a store made before rotation gains its columns and ro
   CHECK(pending_hash(server, me.device_id) == server::hash_token(fresh));
 }
 
+TEST_CASE("token rotation: a token rotated after a backup is still the device's after a restore (the journal)",
+          "[security][token_rotation][restore]") {
+  temp_dir dir;
+  test_server server(dir);
+  const auto database = server.config().database_file;
+  const auto me = enroll_one(server);
+  age_token(server, me.device_id);
+  const auto backup = dir.file("backup.db");
+  server::backup_sqlite_store(database, backup);
+
+  std::string fresh;
+  auto o = options_of(server, me.device_id, me.token);
+  o.on_new_token = [&fresh](const std::string& t) { fresh = t; };
+  auto tablet = open_tablet(dir, "jana");
+  sync_client client(*tablet, o);
+  REQUIRE(client.sync().tokens_stored == 1);
+  (void)client.sync();  // confirms it
+  REQUIRE(current_hash(server, me.device_id) == server::hash_token(fresh));
+
+  // The administrator's restore: the database and its -wal and -shm aside, the backup in.
+  server.stop();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    std::filesystem::rename(database + suffix, database + ".aside" + suffix, ec);
+  }
+  std::filesystem::copy_file(backup, database);
+  server.start();
+  CHECK(current_hash(server, me.device_id) == server::hash_token(fresh));
+  CHECK(sync_failure(*tablet, options_of(server, me.device_id, fresh)) == std::error_code{});
+  auto thief = open_tablet(dir, "thief");
+  CHECK(sync_failure(*thief, options_of(server, me.device_id, me.token)) == make_error_code(protocol_errc::auth_failed));
+}
+
 namespace {
 
 struct token_box {

@@ -309,9 +309,21 @@ class change_store {
 };
 
 /// Opens (creating if needed) a SQLite change store in WAL mode with synchronous=FULL,
-/// so an acknowledged push survives a crash or power loss.
+/// so an acknowledged push survives a crash or power loss. Beside it, the administrative
+/// journal `<stem>.auth-journal` (docs/operations.md, "Backup and restore"): a database
+/// behind its journal (restored from a backup) is brought up to it at open; a journal
+/// behind its database, missing or another database's is refused (storage_errc::corrupt).
 /// Throws caresync::error (storage_errc::open_failed / corrupt) with the path and reason.
 std::unique_ptr<change_store> open_sqlite_change_store(const std::string& path);
+
+/// Starts the administrative journal of the server database at `path` anew from the
+/// database as it is (after open_sqlite_change_store refused a lost or foreign journal):
+/// the old journal, if any, is moved aside. Returns its new name (empty if there was
+/// none). The server must be stopped. Throws caresync::error.
+std::string reset_sqlite_auth_journal(const std::string& path);
+
+/// Where the administrative journal of the server database at `path` is.
+std::string auth_journal_file(const std::string& path);
 
 /// What backup_sqlite_store copied.
 struct backup_result {
