@@ -21,6 +21,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +31,9 @@
 struct cs_store {
   std::unique_ptr<caresync::store> local;
   std::string last_error;
+  /// Token rotation (cs_set_token_callback): NULL, or the app's function and its pointer.
+  cs_token_fn on_new_token = nullptr;
+  void* token_user = nullptr;
 };
 
 namespace {
@@ -395,7 +399,8 @@ ordered_json to_json(const caresync::sync_report& r) {
                       {"attempts", r.attempts},
                       {"resolved", r.resolved},
                       {"purged", r.purged},
-                      {"refused_out_of_scope", r.refused_out_of_scope}};
+                      {"refused_out_of_scope", r.refused_out_of_scope},
+                      {"tokens_stored", r.tokens_stored}};
 }
 
 ordered_json to_json(const caresync::conflict_value& v) {
@@ -569,8 +574,21 @@ cs_status cs_sync(cs_store* store, const char* options_json, cs_progress_fn prog
         progress(&c, user);
       };
     }
+    if (const auto fn = store->on_new_token) {
+      options.on_new_token = [fn, user = store->token_user](const std::string& token) {
+        // Not stored: the C++ side keeps the old token (sync_options::on_new_token).
+        if (fn(token.c_str(), user) != 0) throw std::runtime_error("the app could not store the new token");
+      };
+    }
     const auto report = caresync::sync_client(local, std::move(options)).sync();
     if (report_json_out) *report_json_out = to_c_string(dump(to_json(report)));
+  });
+}
+
+cs_status cs_set_token_callback(cs_store* store, cs_token_fn fn, void* user) {
+  return with_store(store, "cs_set_token_callback", [&](caresync::store&) {
+    store->on_new_token = fn;
+    store->token_user = fn ? user : nullptr;
   });
 }
 

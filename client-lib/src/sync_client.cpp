@@ -131,6 +131,10 @@ struct sync_client::impl {
   void converse(tls_channel& channel, sync_report& report);
   /// Keeps the measured rates in the store for the next sync; best effort.
   void remember_link() noexcept;
+  /// Token rotation: hands `token` to the app's on_new_token and, once it has stored
+  /// it, uses it for the next connections. If the app could not (it threw), the old
+  /// token stays in use; the server keeps accepting it.
+  void take_new_token(const std::string& token, sync_report& report) noexcept;
 };
 
 sync_client::sync_client(store& local, sync_options options)
@@ -248,6 +252,21 @@ void sync_client::impl::remember_link() noexcept {
   }
 }
 
+void sync_client::impl::take_new_token(const std::string& token, sync_report& report) noexcept {
+  try {
+    options.on_new_token(token);
+  } catch (...) {
+    return;  // not stored: the old token goes on working, and another comes at a later sync
+  }
+  try {
+    options.token = token;
+    ++report.tokens_stored;
+  } catch (...) {
+    // Out of memory copying 64 characters: this connection goes on with the old token,
+    // which stays valid until the new one is presented.
+  }
+}
+
 void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   using clock = std::chrono::steady_clock;
   const auto& o = options;
@@ -330,6 +349,8 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   hello.features = o.compress ? (wire::k_feature_zstd | wire::k_feature_deflate | wire::k_feature_zstd_stream) : 0;
   if (o.live_wait.count() > 0) hello.features |= wire::k_feature_wait;
   if (o.stream_pulls) hello.features |= wire::k_feature_stream;
+  // Only an app that can keep a new token durably may be handed one.
+  if (o.on_new_token) hello.features |= wire::k_feature_token_rotation;
   hello.app_version = o.app_version;
   const std::size_t outbox_at_start = local.outbox_size();
   hello.outbox = outbox_at_start;
@@ -381,6 +402,7 @@ void sync_client::impl::converse(tls_channel& channel, sync_report& report) {
   const auto welcome = expect<wire::welcome>(channel.receive(wire::k_default_max_frame), "welcome");
   link.round_trip(clock::now() - hello_sent);
   welcomed_features = welcome.features;
+  if ((welcome.features & wire::k_feature_token_rotation) && o.on_new_token) take_new_token(welcome.new_token, report);
   streamed = (welcome.features & wire::k_feature_stream) != 0;
   // The client's clock never runs behind the server's, nor far ahead of it: writes
   // stamped too far ahead are re-stamped before they are sent (docs/conflicts.md).

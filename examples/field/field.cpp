@@ -22,10 +22,15 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -66,20 +71,55 @@ sync_options load_device(const std::string& store_path) {
   }
 }
 
+/// Writes `bytes` to `path` whole or not at all, even across a power cut: a temporary file
+/// created 0600 (whatever the umask) beside it, synced, renamed over it, and the
+/// directory synced. A rotated token must not be lost once the server may have stopped
+/// accepting the old one (docs/security.md, "Token rotation").
+void write_atomically(const std::string& path, const std::string& bytes) {
+  const auto tmp = path + ".tmp";
+  const auto failed = [&](const std::string& what) {
+    return error(make_error_code(storage_errc::io_failed), "cannot write " + what + ": " + std::strerror(errno));
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw failed(tmp);
+  bool ok = ::fchmod(fd, 0600) == 0;  // a leftover temporary file may have had another mode
+  for (std::size_t done = 0; ok && done < bytes.size();) {
+    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  const auto e = errno;
+  ::close(fd);
+  errno = e;
+  if (!ok) throw failed(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw failed(path);
+  auto dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+    const bool synced = ::fsync(d) == 0;
+    ::close(d);
+    if (!synced) throw failed(dir.string());
+  }
+}
+
 void save_device(const std::string& store_path, const sync_options& o) {
   const nlohmann::json j{{"host", o.host},   {"port", o.port},           {"ca_file", o.ca_file},
                          {"pinned_key_sha256", o.pinned_key_sha256}, {"device_id", o.device_id}, {"token", o.token}};
-  const auto path = device_file(store_path);
-  const auto tmp = path + ".tmp";
-  {
-    // Created 0600 before the token is written into it.
-    const mode_t old = ::umask(077);
-    std::ofstream out(tmp, std::ios::trunc);
-    ::umask(old);
-    out << j.dump(2) << "\n";
-    if (!out.flush()) throw error(make_error_code(storage_errc::io_failed), "cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw error(make_error_code(storage_errc::io_failed), "cannot write " + path);
+  write_atomically(device_file(store_path), j.dump(2) + "\n");
+}
+
+/// The settings of STORE.device, saving a token the server hands out (token rotation)
+/// into that file before the sync uses it.
+sync_options rotating_device(const std::string& store_path) {
+  auto o = load_device(store_path);
+  o.on_new_token = [store_path, saved = o](const std::string& token) {
+    auto next = saved;
+    next.token = token;
+    save_device(store_path, next);
+  };
+  return o;
 }
 
 std::unique_ptr<store> open_store(const std::string& path) {
@@ -297,7 +337,7 @@ int main(int argc, char** argv) {
         std::cerr << "caresync-field: --deadline goes with --until-done\n";
         return k_exit_usage;
       }
-      return field::run_sync(*local, load_device(store_path), sync_how);
+      return field::run_sync(*local, rotating_device(store_path), sync_how);
     } else if (*conflicts_cmd) {
       for (const auto& c : local->conflicts()) {
         std::cout << c.collection << " " << c.record.to_string() << " " << c.field << (c.record_deleted ? " (record deleted)" : "")

@@ -93,6 +93,15 @@ int run_sync(store& local, sync_options server, const sync_command_options& comm
   server.on_progress = [&bar](const sync_progress& p) { bar.draw(p); };
   server.on_retry = [&bar](const std::error_code&, const std::string& message, const sync_progress& kept,
                            std::chrono::milliseconds pause) { tell_lost(bar, message, kept, pause); };
+  // A token stored by the app's on_new_token (token rotation) is the one the next sync
+  // of the loop presents.
+  std::string rotated;
+  if (server.on_new_token) {
+    server.on_new_token = [store_token = server.on_new_token, &rotated](const std::string& token) {
+      store_token(token);
+      rotated = token;
+    };
+  }
   if (command.until_done) server.retry.max_attempts = std::max(server.retry.max_attempts, 5u);
   const auto started = std::chrono::steady_clock::now();
   const auto past_deadline = [&](std::chrono::seconds ahead) {
@@ -102,6 +111,7 @@ int run_sync(store& local, sync_options server, const sync_command_options& comm
   std::mt19937_64 rng{std::random_device{}()};
   for (;;) {
     try {
+      if (!rotated.empty()) server.token = rotated;
       const auto r = sync_client(local, server).sync();
       bar.newline();
       std::cout << "synced: " << r.pushed << " pushed, " << r.pulled << " pulled, " << r.conflicts << " conflicting, "

@@ -26,7 +26,8 @@ struct sync_command_options {
 /// Runs the command: progress on stderr, the outcome on stdout. Returns the process exit
 /// status: 0 when a sync completed, 1 when it failed (the reason on stderr, with what is
 /// kept on the tablet). Throws caresync::error for what is not a sync failure (no server
-/// configured: storage_errc::invalid_argument).
+/// configured: storage_errc::invalid_argument). A token `server.on_new_token` stored
+/// (token rotation) is the one the loop's later syncs present.
 int run_sync(store& local, sync_options server, const sync_command_options& command);
 
 }  // namespace caresync::field

@@ -72,6 +72,7 @@ struct encoder {
     w.u32(m.max_push_changes);
     w.uvarint(m.log_head);
     w.uvarint(m.max_clock_ahead_ms);
+    if (m.features & k_feature_token_rotation) w.text(m.new_token);
   }
   void operator()(const push& m) {
     w.batch(m.batch);
@@ -259,6 +260,10 @@ message decode_body(message_type type, reader& r) {
       m.max_push_changes = r.u32("max push changes");
       m.log_head = r.uvarint("log head");
       m.max_clock_ahead_ms = r.uvarint("clock bound");
+      if (m.features & k_feature_token_rotation) {
+        m.new_token = r.text("new token");
+        if (m.new_token.empty()) throw protocol_error(protocol_errc::malformed, "a welcome granting token_rotation carries an empty token");
+      }
       return m;
     }
     case message_type::push: return read_push(r, 0, nullptr, nullptr);

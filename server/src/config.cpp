@@ -219,6 +219,13 @@ server_config load_config(const std::string& path) {
     l.refuse_unknown();
   }
   top.known("limits");
+  if (const auto* auth = root.get("auth")) {
+    if (!auth->is_table()) bad("config key 'auth' must be a table ([auth])");
+    table_reader a(*auth->as_table(), "auth.", path);
+    a.get("token_rotation_days", c.token_rotation_days);
+    a.refuse_unknown();
+  }
+  top.known("auth");
   if (const auto* admin = root.get("admin")) {
     if (!admin->is_table()) bad("config key 'admin' must be a table ([admin])");
     table_reader a(*admin->as_table(), "admin.", path);
@@ -303,6 +310,9 @@ void validate(const server_config& c) {
   }
   if (c.max_sessions_per_device < 1 || c.max_sessions_per_device > 1024) {
     bad("config key 'limits.max_sessions_per_device' must be between 1 and 1024");
+  }
+  if (c.token_rotation_days > 3650) {
+    bad("config key 'auth.token_rotation_days' must be at most 3650 (ten years; 0: tokens are not rotated)");
   }
   if (c.failed_auth_burst > 100'000) bad("config key 'limits.failed_auth_burst' must be at most 100000 (0: no throttling)");
   if (c.max_frame_bytes_in_flight < c.max_frame_bytes) {

@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include "log.hpp"
+#include "token_rotation.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/server/enrollment.hpp>
@@ -287,14 +288,19 @@ void session::on_hello(const wire::hello& m) {
                   "too many failed attempts with this device id; try again in " + std::to_string(seconds) + " s");
   }
   std::optional<device_record> enrolled;
+  std::optional<device_tokens> tokens;
   try {
     enrolled = context_.store.find_device(m.device_id);
+    if (enrolled) tokens = context_.store.find_tokens(m.device_id);
   } catch (const error& e) {
     log::error("store_read_failed", {{"peer", peer_}, {"reason", e.what()}}, "reading the device list failed");
     return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot read its store; try again later");
   }
-  const bool accepted = enrolled ? same_hash(enrolled->token_sha256, hash_token(m.token))
-                                 : token_matches(context_.config, m.device_id, m.token);
+  // An enrolled device's current token, or (token rotation) the one it was handed last
+  // and has not presented yet.
+  const auto presented_sha256 = hash_token(m.token);
+  const auto match = tokens ? match_token(*tokens, presented_sha256) : token_match::none;
+  const bool accepted = enrolled ? match != token_match::none : token_matches(context_.config, m.device_id, m.token);
   bool server_side = false;
   bool user_disabled = false;
   if (accepted && enrolled && !enrolled->user_id.empty()) {
@@ -334,6 +340,29 @@ void session::on_hello(const wire::hello& m) {
   if (m.node == 0) {
     ++context_.sessions_refused;
     return refuse(make_error_code(protocol_errc::malformed), "hello carries node id 0, which no replica may use");
+  }
+  // Token rotation (enrolled devices only; a config file's tokens are the file's).
+  token_outcome rotation;
+  if (enrolled) {
+    try {
+      rotation = settle_tokens(context_.store, m.device_id, *tokens, match, presented_sha256,
+                               (m.features & wire::k_feature_token_rotation) != 0, context_.config.token_rotation_days,
+                               system_time_ms());
+    } catch (const std::exception& e) {
+      log::error("store_write_failed", {{"device", m.device_id}, {"reason", e.what()}}, "rotating the device's token failed");
+      return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot write its store; try again later");
+    }
+    if (!rotation.accepted) {
+      // Its token was replaced while this hello was checked: as any wrong token.
+      ++context_.sessions_refused;
+      outcome_ = "auth refused";
+      guessed_ = true;
+      context_.auth.failed(peer_address_, m.device_id);
+      return refuse(make_error_code(protocol_errc::auth_failed),
+                    "device id or token not accepted; check the device's credentials with the administrator");
+    }
+    if (rotation.confirmed) log::info("token_confirmed", {{"device", m.device_id}}, "a device confirmed its new token");
+    if (!rotation.new_token.empty()) log::info("token_rotated", {{"device", m.device_id}}, "a device was handed a new token");
   }
   who_ = requester{m.device_id, {}, nullptr};
   // A device of add-device has no user: not scoped, as a device of the config file.
@@ -386,6 +415,11 @@ void session::on_hello(const wire::hello& m) {
   w.max_frame_bytes = context_.config.max_frame_bytes;
   w.max_push_changes = context_.config.max_push_changes;
   w.max_clock_ahead_ms = static_cast<std::uint64_t>(context_.config.max_clock_ahead.count());
+  if (!rotation.new_token.empty()) {
+    // Granted exactly when the welcome carries a token (docs/protocol.md, "Token rotation").
+    w.features |= wire::k_feature_token_rotation;
+    w.new_token = std::move(rotation.new_token);
+  }
   try {
     w.log_head = context_.store.head();
   } catch (const error& e) {

@@ -126,6 +126,7 @@ class sqlite_change_store final : public change_store {
       if (!has_disabled.step()) sqlite::exec(db_.get(), "ALTER TABLE users ADD COLUMN disabled_ms INTEGER NOT NULL DEFAULT 0");
       sqlite::statement has_reason(db_.get(), "SELECT 1 FROM pragma_table_info('audit') WHERE name='reason'");
       if (!has_reason.step()) sqlite::exec(db_.get(), "ALTER TABLE audit ADD COLUMN reason TEXT NOT NULL DEFAULT ''");
+      add_token_columns();
       count_log_totals();
       tx.commit();
     }
@@ -719,6 +720,39 @@ class sqlite_change_store final : public change_store {
     q.run();
   }
 
+  // ------------------------------------------------------------ token rotation
+
+  std::optional<device_tokens> find_tokens(std::string_view device_id) override {
+    const std::lock_guard lock(mutex_);
+    // A token issued before rotation existed (0) was issued at enrollment.
+    sqlite::statement q(db_.get(),
+                        "SELECT token_sha256, pending_sha256,"
+                        " CASE WHEN token_issued_ms = 0 THEN enrolled_ms ELSE token_issued_ms END"
+                        " FROM enrolled_devices WHERE device_id=?");
+    q.bind(1, device_id);
+    if (!q.step()) return std::nullopt;
+    return device_tokens{q.column_text(0), q.column_text(1), static_cast<std::uint64_t>(q.column_int64(2))};
+  }
+
+  bool promote_token(std::string_view device_id, std::string_view pending_sha256, std::uint64_t now_ms) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(),
+                        "UPDATE enrolled_devices SET token_sha256=pending_sha256, pending_sha256='', token_issued_ms=?"
+                        " WHERE device_id=? AND pending_sha256=? AND pending_sha256 != ''");
+    q.bind(1, static_cast<std::int64_t>(now_ms)).bind(2, device_id).bind(3, pending_sha256);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  }
+
+  bool set_pending_token(std::string_view device_id, std::string_view current_sha256,
+                         std::string_view pending_sha256) override {
+    const std::lock_guard lock(mutex_);
+    sqlite::statement q(db_.get(), "UPDATE enrolled_devices SET pending_sha256=? WHERE device_id=? AND token_sha256=?");
+    q.bind(1, pending_sha256).bind(2, device_id).bind(3, current_sha256);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  }
+
   std::map<record_key, record_state> materialize() override {
     const std::lock_guard lock(mutex_);
     std::map<record_key, record_state> state;
@@ -742,6 +776,21 @@ class sqlite_change_store final : public change_store {
   static user_record user_at(sqlite::statement& q) {
     return user_record{q.column_text(0), q.column_text(1), q.column_text(2), q.column_text(3),
                        static_cast<std::uint64_t>(q.column_int64(4)), static_cast<std::uint64_t>(q.column_int64(5))};
+  }
+
+  /// Token rotation's columns, added to the device table of a store made before them (and
+  /// of a new one, whose CREATE TABLE does not list them). An older build reading the
+  /// file ignores them and goes on checking token_sha256, which is always the current
+  /// token: no format change is needed.
+  void add_token_columns() {
+    sqlite::statement has_pending(db_.get(), "SELECT 1 FROM pragma_table_info('enrolled_devices') WHERE name='pending_sha256'");
+    if (!has_pending.step()) {
+      sqlite::exec(db_.get(), "ALTER TABLE enrolled_devices ADD COLUMN pending_sha256 TEXT NOT NULL DEFAULT ''");
+    }
+    sqlite::statement has_issued(db_.get(), "SELECT 1 FROM pragma_table_info('enrolled_devices') WHERE name='token_issued_ms'");
+    if (!has_issued.step()) {
+      sqlite::exec(db_.get(), "ALTER TABLE enrolled_devices ADD COLUMN token_issued_ms INTEGER NOT NULL DEFAULT 0");
+    }
   }
 
   static device_record device_at(sqlite::statement& q) {

@@ -97,7 +97,7 @@ TEST_CASE("c_api: two stores sync a visit and settle a conflict over TLS", "[c_a
   CHECK(pushed.at("quarantined") == 0);
   CHECK(pushed.at("attempts") == 1);
   CHECK(pushed.at("bytes_sent").get<std::uint64_t>() > 0);
-  CHECK(pushed.size() == 16);
+  CHECK(pushed.size() == 17);
   CHECK(pushed.at("reverted") == 0);
   REQUIRE_FALSE(log.seen.empty());
   CHECK(log.seen.back().pushed == 2);

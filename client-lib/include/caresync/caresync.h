@@ -173,14 +173,33 @@ cs_status cs_dismiss_conflict(cs_store* store, const char* collection, const cha
  *  report (cs_free it):
  *    {"pushed", "quarantined", "reverted", "batches", "pulled", "pages", "primed", "conflicts",
  *     "bytes_sent", "bytes_received", "duration_ms", "cursor", "attempts", "resolved",
- *     "purged", "refused_out_of_scope"}
- *  (all numbers; purged: records the server told this device to delete because they left
+ *     "purged", "refused_out_of_scope", "tokens_stored"}
+ *  (all numbers; tokens_stored: new tokens the cs_set_token_callback callback stored; purged: records the server told this device to delete because they left
  *  its scope; refused_out_of_scope: records deleted because a change to them was refused
  *  as outside the device's scope, the change kept in the quarantine). Work done before a failure is kept; run it again. CS_REVOKED: the
  *  store was wiped. Errors: CS_NETWORK, CS_TLS, CS_AUTH, CS_SERVER_BUSY, CS_PROTOCOL,
  *  storage codes, CS_INVALID_ARGUMENT for bad options. */
 cs_status cs_sync(cs_store* store, const char* options_json, cs_progress_fn progress, void* user,
                   char** report_json_out);
+
+/** Token rotation callback (docs/security.md, "Token rotation"): cs_sync calls it on
+ *  its thread, with `user` as given to cs_set_token_callback, when the server hands this
+ *  device a new token. `new_token` (NUL-terminated, valid during the call only) must be
+ *  made durable, in the platform's secure storage in place of the old token, before the
+ *  callback returns 0: the server accepts it from now on and, once the device presents
+ *  it, no longer the old one. Any other return value says it could not be stored; the
+ *  library then goes on with the old token, which stays valid, and the server hands out
+ *  another at a later sync. Give the stored token in the next cs_sync's options. The
+ *  callback must not call the API with the store being synced, must return normally
+ *  (no longjmp, no C++ exception), and must never log the token. */
+typedef int (*cs_token_fn)(const char* new_token, void* user);
+
+/** Sets the store's token rotation callback (fn not NULL) or clears it (NULL). cs_sync
+ *  tells the server it can take a new token only while one is set; without it the token
+ *  never changes. Within one cs_sync, connections after the callback returned 0 use the
+ *  new token; the report's "tokens_stored" counts the tokens stored. CS_INVALID_ARGUMENT
+ *  for a NULL store. */
+cs_status cs_set_token_callback(cs_store* store, cs_token_fn fn, void* user);
 
 /** Presents a one-time enrollment code (dashes, spaces and case do not matter) to the
  *  server `options_json` names (as cs_sync's options, without device_id and token) and

@@ -138,6 +138,18 @@ struct sync_options {
   /// interrupted priority phase resumes where it stopped, with the tiers it began with.
   /// At most 16 tiers. Empty: everything in log order.
   std::vector<priority_tier> priority;
+  /// Token rotation (docs/security.md, "Token rotation"). When set, sync() tells the
+  /// server it can take a new token, and the server hands one out when the device's
+  /// token is due (its policy, e.g. every 30 days). Called on the sync's thread with
+  /// the new token; it must make the token durable (the platform's secure storage, in
+  /// place of the old one) before it returns, since the server accepts the new one from
+  /// now on and, once the device presents it, no longer the old one. After it returns,
+  /// the next connections of this sync_client (its retries, later sync() calls) use the
+  /// new token. If it throws, nothing else happens: the library keeps the old token,
+  /// which stays valid, and the server hands out another at a later sync. Must not use
+  /// the store. The library never logs a token. Empty: no rotation, the token never
+  /// changes.
+  std::function<void(const std::string& new_token)> on_new_token;
 };
 
 /// What one sync did.
@@ -169,6 +181,9 @@ struct sync_report {
   /// the app can show the worker what was not accepted; if the device may still see the
   /// record, the server sends it back at the next pull.
   std::size_t refused_out_of_scope = 0;
+  /// New tokens the server handed out that on_new_token stored (token rotation; 0 or 1
+  /// per connection). The device's token is now the last of them.
+  std::size_t tokens_stored = 0;
 };
 
 /// What enrollment gave this device. Keep device_id and token (the token in the

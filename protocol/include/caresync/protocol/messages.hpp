@@ -37,6 +37,10 @@ inline constexpr std::uint32_t k_feature_stream = 1u << 3;
 /// Version 7, with zstd: the server's compressed frames are the chunks of one zstd stream
 /// per connection (frame_stream.hpp; docs/protocol.md, "Compression").
 inline constexpr std::uint32_t k_feature_zstd_stream = 1u << 4;
+/// Offered: the device can store a new token the server hands it (its app keeps it
+/// durably before the library uses it). Granted exactly when the welcome carries one,
+/// welcome::new_token (docs/protocol.md, "Token rotation").
+inline constexpr std::uint32_t k_feature_token_rotation = 1u << 5;
 
 /// Message type numbers, the fifth byte of each frame's header.
 enum class message_type : std::uint8_t {
@@ -101,6 +105,10 @@ struct welcome {
   std::uint32_t max_push_changes = 0;  ///< the most changes one push may carry
   std::uint64_t log_head = 0;          ///< the highest sequence number accepted so far
   std::uint64_t max_clock_ahead_ms = 0;  ///< changes stamped further ahead of server_time_ms are refused (clock_ahead)
+  /// Sent (and read) exactly when `features` has k_feature_token_rotation: the device's
+  /// next token, never empty; the one in the hello stays valid until a hello presents
+  /// this one. Secret; never logged.
+  std::string new_token{};
   friend bool operator==(const welcome&, const welcome&) = default;
 };
 

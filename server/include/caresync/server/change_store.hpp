@@ -79,6 +79,15 @@ struct device_record {
   std::uint64_t told_to_wipe_ms = 0;  ///< when a revoked device last connected and was told to wipe
 };
 
+/// An enrolled device's tokens, by their SHA-256 only (docs/security.md, "Token
+/// rotation"): the current one, and the one handed to the device at a sync that it has
+/// not yet presented.
+struct device_tokens {
+  std::string current_sha256;
+  std::string pending_sha256;    ///< empty: none handed out, or the last one was presented
+  std::uint64_t issued_ms = 0;   ///< when the current token was issued (enrolled, or its first hello)
+};
+
 /// What presenting an enrollment code did.
 struct redemption {
   enum class outcome { enrolled, unknown, used, expired } result = outcome::unknown;
@@ -247,6 +256,22 @@ class change_store {
   virtual bool revoke_device(std::string_view device_id, std::uint64_t now_ms) = 0;
   /// Records that a revoked device connected and was told to wipe.
   virtual void told_to_wipe(std::string_view device_id, std::uint64_t now_ms) = 0;
+
+  // --- token rotation (docs/security.md, "Token rotation"). Each throws
+  // caresync::error (storage). The decisions are the session's; these only store.
+
+  /// The enrolled device's tokens; nullopt if it is not enrolled.
+  virtual std::optional<device_tokens> find_tokens(std::string_view device_id) = 0;
+  /// Atomically, if the device's pending token is still `pending_sha256`: makes it the
+  /// current one, issued at `now_ms` (the old current one stops working), with none
+  /// pending. Else changes nothing and returns false (another session replaced or
+  /// promoted it first).
+  virtual bool promote_token(std::string_view device_id, std::string_view pending_sha256, std::uint64_t now_ms) = 0;
+  /// Atomically, if the device's current token is still `current_sha256`: stores
+  /// `pending_sha256` as its pending token, replacing any. Else changes nothing and
+  /// returns false (another session promoted a token first).
+  virtual bool set_pending_token(std::string_view device_id, std::string_view current_sha256,
+                                 std::string_view pending_sha256) = 0;
 
   // --- scopes and audit. Each throws caresync::error (storage).
 

@@ -60,6 +60,12 @@ struct server_config {
   /// id may make at once before each further one shuts it out for a while; the count
   /// leaks away one a second (docs/operations.md, "Guesses"). 0: no throttling.
   std::uint32_t failed_auth_burst = 10;
+  /// Token rotation ([auth] token_rotation_days): an enrolled device whose token is at
+  /// least this many days old, and whose app can store a new one (hello offers
+  /// k_feature_token_rotation), is handed a new token at sync; its old token works until
+  /// a hello presents the new one (docs/security.md, "Token rotation"). 0: off. Tokens of
+  /// devices listed in [[devices]] are never rotated.
+  std::uint32_t token_rotation_days = 30;
   /// Fields only the server side may write, as "collection.field" ([policies]
   /// server_only). A field device's change writing one is refused alone (server_only)
   /// and its device puts back the server's value (docs/conflicts.md, "server_only").
