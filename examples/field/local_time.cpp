@@ -142,10 +142,15 @@ std::optional<long> read_zone(scanner& s) {
   const char sign = s.peek();
   if (sign != '+' && sign != '-') return std::nullopt;
   s.accept(sign);
-  const auto hours = s.number(2, 2);
-  if (!hours) return std::nullopt;
-  s.accept(':');
-  const auto minutes = s.number(2, 2);
+  std::optional<int> hours, minutes;
+  if (const auto hhmm = s.number(4, 4)) {
+    hours = *hhmm / 100;
+    minutes = *hhmm % 100;
+  } else {
+    hours = s.number(2, 2);
+    if (!hours || !s.accept(':')) return std::nullopt;
+    minutes = s.number(2, 2);
+  }
   if (!minutes || *hours > 14 || *minutes > 59) return std::nullopt;
   const long offset = *hours * 3600L + *minutes * 60L;
   return sign == '-' ? -offset : offset;
