@@ -14,6 +14,7 @@
 #include <caresync/store.hpp>
 
 #include "care_internal.hpp"
+#include "text_fold.hpp"
 #include "store_impl.hpp"
 
 #include <nlohmann/json.hpp>
@@ -457,6 +458,23 @@ std::vector<client> client_repository::list(std::string_view org_unit) const {
   std::vector<client> out;
   out.reserve(rows.size());
   for (const auto& r : rows) out.push_back(client_of(r));
+  return out;
+}
+
+std::vector<client> client_repository::search(std::string_view words, std::string_view org_unit) const {
+  word_folder fold(ctx_.db());
+  const auto wanted = fold.words(words);
+  if (wanted.empty()) return {};
+  // A tablet holds its team's clients (hundreds): each name is folded here rather than
+  // kept in an index of its own.
+  std::vector<client> out;
+  for (auto& c : list(org_unit)) {
+    const auto name_words = fold.words(c.name);
+    const bool all = std::all_of(wanted.begin(), wanted.end(), [&](const std::string& w) {
+      return std::any_of(name_words.begin(), name_words.end(), [&](const std::string& n) { return n.starts_with(w); });
+    });
+    if (all) out.push_back(std::move(c));
+  }
   return out;
 }
 

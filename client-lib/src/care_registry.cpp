@@ -6,6 +6,7 @@
 
 #include "care_internal.hpp"
 #include "store_impl.hpp"
+#include "text_fold.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -108,6 +109,21 @@ std::string fts_query(std::string_view text) {
   return q;
 }
 
+/// The municipality names in the registry index that `name` names: equal once both are
+/// folded (text_fold.hpp).
+std::vector<std::string> municipalities_named(care_context& ctx, std::string_view name) {
+  word_folder fold(ctx.db());
+  const auto want = fold.joined(name);
+  std::vector<std::string> out;
+  if (want.empty()) return out;
+  sqlite::statement all(ctx.db(), "SELECT DISTINCT municipality FROM cs_registry_municipality");
+  while (all.step()) {
+    auto place = all.column_text(0);
+    if (fold.joined(place) == want) out.push_back(std::move(place));
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- service_repository
@@ -185,6 +201,17 @@ std::vector<service> service_repository::search(const service_query& q) const {
   }
   const collection_def* def = ctx_.db_store.schema().find(k_services);
 
+  // The municipality, matched as the text is (case and diacritics aside: "horni lhota"
+  // names "Horní Lhota"): the names it may mean, from the few distinct ones the index
+  // holds; none means nothing matches.
+  std::vector<std::string> places;
+  if (!q.municipality.empty()) {
+    places = municipalities_named(ctx_, q.municipality);
+    if (places.empty()) return {};
+  }
+  std::string place_list;
+  for (std::size_t i = 0; i < places.size(); ++i) place_list += i ? ",?" : "?";
+
   // The candidates come from the narrowest index: the full-text index when there is
   // text, else the municipality index, else the type index (cs_registry).
   std::string from, conditions;
@@ -193,14 +220,16 @@ std::vector<service> service_repository::search(const service_query& q) const {
     from = "cs_registry_fts JOIN cs_registry r ON r.key=cs_registry_fts.rowid";
     conditions += " AND cs_registry_fts MATCH ?";
     params.push_back(match);
-    if (!q.municipality.empty()) {
-      conditions += " AND EXISTS(SELECT 1 FROM cs_registry_municipality m WHERE m.municipality=? AND m.key=r.key)";
-      params.push_back(q.municipality);
+    if (!places.empty()) {
+      conditions += " AND EXISTS(SELECT 1 FROM cs_registry_municipality m WHERE m.municipality IN (" + place_list +
+                    ") AND m.key=r.key)";
+      params.insert(params.end(), places.begin(), places.end());
     }
-  } else if (!q.municipality.empty()) {
-    from = "cs_registry_municipality m JOIN cs_registry r ON r.key=m.key";
-    conditions += " AND m.municipality=?";
-    params.push_back(q.municipality);
+  } else if (!places.empty()) {
+    // DISTINCT: a service may serve two names that fold alike.
+    from = "(SELECT DISTINCT key FROM cs_registry_municipality WHERE municipality IN (" + place_list +
+           ")) m JOIN cs_registry r ON r.key=m.key";
+    params.insert(params.end(), places.begin(), places.end());
   } else {
     from = "cs_registry r";
   }

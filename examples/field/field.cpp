@@ -4,14 +4,24 @@
 //
 //   caresync-field --store jana.db enroll --host H --port P --ca ca.pem --code CODE
 //   caresync-field --store jana.db add-client --name "…" --org-unit kraj/orp-a/team-1
-//   caresync-field --store jana.db record-visit --client ID --start … --end … --note "…"
-//   caresync-field --store jana.db visits [--date YYYY-MM-DD]
+//   caresync-field --store jana.db clients novakova
+//   caresync-field --store jana.db record-visit --client ID --start "23.11.2026 8:00" --end 9:15 --note "…"
+//   caresync-field --store jana.db visits [--date 23.11.2026]
 //   caresync-field --store jana.db sync [--until-done [--deadline 10m]]
+//   caresync-field --store jana.db pending
 //
-// `caresync-field --help` lists every command. Record contents are printed only to the
-// terminal of the person using the tablet, never logged.
+// `caresync-field --help` lists every command. Times are typed and shown in the
+// system's zone (local_time.hpp) and stored UTC; messages are Czech under a Czech locale
+// (messages.hpp). Record contents are printed only to the terminal of the person using
+// the tablet, never logged.
 
+#include "client_commands.hpp"
+#include "conflict_commands.hpp"
+#include "input.hpp"
+#include "messages.hpp"
+#include "pending_command.hpp"
 #include "sync_command.hpp"
+#include "visit_commands.hpp"
 
 #include <caresync/care.hpp>
 #include <caresync/protocol/errors.hpp>
@@ -20,7 +30,6 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -36,6 +45,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -126,65 +136,10 @@ std::unique_ptr<store> open_store(const std::string& path) {
   return store::open(store_options{path, care::schema()});
 }
 
-record_id parse_id(const std::string& text, const char* what) {
-  const auto id = record_id::parse(text);
-  if (!id) throw error(make_error_code(storage_errc::invalid_argument), std::string(what) + " '" + text + "' is not a record id");
-  return *id;
-}
-
-std::string today_utc() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char day[16];
-  std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
-  return day;
-}
-
-/// Visits starting on `day`, read with plain SQL as any app reads its store.
-int list_visits(const std::string& store_path, const std::string& day) {
-  sqlite3* raw = nullptr;
-  if (sqlite3_open_v2(store_path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(raw);
-    std::cerr << "caresync-field: cannot open " << store_path << "\n";
-    return k_exit_failure;
-  }
-  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-  sqlite3_stmt* raw_stmt = nullptr;
-  const char* sql =
-      "SELECT v.id, v.start_at, v.end_at, v.kind, v.status, coalesce(c.name, '?') FROM visits v"
-      " LEFT JOIN clients c ON c.id = v.client_id WHERE substr(v.start_at, 1, 10) = ? ORDER BY v.start_at, v.id";
-  if (sqlite3_prepare_v2(db.get(), sql, -1, &raw_stmt, nullptr) != SQLITE_OK) {
-    std::cerr << "caresync-field: " << sqlite3_errmsg(db.get()) << "\n";
-    return k_exit_failure;
-  }
-  const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw_stmt, sqlite3_finalize);
-  sqlite3_bind_text(stmt.get(), 1, day.c_str(), -1, SQLITE_TRANSIENT);
-  const auto text = [&](int col) {
-    const auto* t = sqlite3_column_text(stmt.get(), col);
-    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-  };
-  int n = 0;
-  while (sqlite3_step(stmt.get()) == SQLITE_ROW) {
-    std::cout << text(0) << "  " << text(1).substr(11, 5) << "-" << text(2).substr(std::min<std::size_t>(11, text(2).size()), 5)
-              << "  " << text(3) << "  " << text(4) << "  " << text(5) << "\n";
-    ++n;
-  }
-  std::cerr << n << " visit(s) on " << day << "\n";
-  return 0;
-}
-
-std::string value_text(const value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
-  if (const auto* d = std::get_if<double>(&v)) return std::to_string(*d);
-  if (std::holds_alternative<std::monostate>(v)) return "(none)";
-  return "(bytes)";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  field::init_messages();
   CLI::App app{"caresync-field: a field tablet of caresync on the command line (docs/care.md)"};
   app.require_subcommand(1);
   std::string store_path = "tablet.db";
@@ -206,34 +161,16 @@ int main(int argc, char** argv) {
   configure_cmd->add_option("--device-id", server.device_id, "The device id")->required();
   configure_cmd->add_option("--token", server.token, "The device token (keep it secret)")->required();
 
-  care::client new_client;
-  auto* client_cmd = app.add_subcommand("add-client", "Add a client; prints its id");
-  client_cmd->add_option("--name", new_client.name, "Name")->required();
-  client_cmd->add_option("--org-unit", new_client.org_unit, "The unit that owns the client")->required();
-  client_cmd->add_option("--municipality", new_client.municipality, "Municipality");
-  client_cmd->add_option("--birth-date", new_client.birth_date, "YYYY-MM-DD");
-
-  care::visit new_visit;
-  std::string visit_client, visit_status = "done";
-  auto* visit_cmd = app.add_subcommand("record-visit", "Record a visit to a client; prints its id");
-  visit_cmd->add_option("--client", visit_client, "The client's id")->required();
-  visit_cmd->add_option("--worker", new_visit.worker_id, "The worker's id")->required();
-  visit_cmd->add_option("--start", new_visit.start_at, "Start, UTC: YYYY-MM-DDTHH:MM:SSZ")->required();
-  visit_cmd->add_option("--end", new_visit.end_at, "End, UTC: YYYY-MM-DDTHH:MM:SSZ")->required();
-  visit_cmd->add_option("--kind", new_visit.kind, "A visit kind code (docs/care.md)")->capture_default_str();
-  visit_cmd->add_option("--activity", new_visit.activity_codes, "Activity codes (docs/care.md)");
-  visit_cmd->add_option("--note", new_visit.note, "What happened");
-  visit_cmd->add_option("--status", visit_status, "planned, done, cancelled or no_one_home")->capture_default_str();
-
-  std::string day;
-  auto* visits_cmd = app.add_subcommand("visits", "List the visits of a day (today, UTC, by default)");
-  visits_cmd->add_option("--date", day, "YYYY-MM-DD");
+  field::client_commands clients(app);
+  field::visit_commands visits(app);
+  field::pending_command pending(app);
 
   care::service_query query;
   auto* search_cmd = app.add_subcommand("search", "Search the services registry offline");
   search_cmd->add_option("text", query.text, "Words to find (diacritics do not matter)");
   search_cmd->add_option("--type", query.type, "A service type code (docs/care.md)");
-  search_cmd->add_option("--municipality", query.municipality, "A municipality the service serves");
+  search_cmd->add_option("--municipality", query.municipality,
+                         "A municipality the service serves (case and diacritics do not matter)");
 
   care::referral new_referral;
   std::string referral_client;
@@ -264,13 +201,7 @@ int main(int argc, char** argv) {
                                         CLI::AsNumberWithUnit::CASE_INSENSITIVE))
       ->check(CLI::PositiveNumber);
 
-  auto* conflicts_cmd = app.add_subcommand("conflicts", "List open conflicts (concurrent edits kept for a person)");
-  std::string resolve_collection, resolve_id, resolve_field, resolve_value;
-  auto* resolve_cmd = app.add_subcommand("resolve", "Resolve a conflict with the value to keep");
-  resolve_cmd->add_option("--collection", resolve_collection, "Collection")->required();
-  resolve_cmd->add_option("--id", resolve_id, "Record id")->required();
-  resolve_cmd->add_option("--field", resolve_field, "Field")->required();
-  resolve_cmd->add_option("--value", resolve_value, "The text to keep (one of the values, or both merged)")->required();
+  field::conflict_commands conflicts(app);
 
   try {
     app.parse(argc, argv);
@@ -293,66 +224,63 @@ int main(int argc, char** argv) {
       open_store(store_path);  // creates the store now, so the first command finds it
       return 0;
     }
-    if (*visits_cmd) {
-      open_store(store_path);  // creates the tables if the store is new
-      return list_visits(store_path, day.empty() ? today_utc() : day);
-    }
     auto local = open_store(store_path);
     care::records records(*local);
-    if (*client_cmd) {
-      std::cout << records.clients().add(new_client).to_string() << "\n";
-    } else if (*visit_cmd) {
-      new_visit.client_id = parse_id(visit_client, "client");
-      bool known = false;
-      for (const auto s : {care::visit_status::planned, care::visit_status::done, care::visit_status::cancelled,
-                           care::visit_status::no_one_home}) {
-        if (care::to_code(s) == visit_status) new_visit.status = s, known = true;
-      }
-      if (!known) {
-        std::cerr << "caresync-field: --status must be planned, done, cancelled or no_one_home\n";
-        return k_exit_usage;
-      }
-      std::cout << records.visits().add(new_visit).to_string() << "\n";
-    } else if (*search_cmd) {
-      for (const auto& s : records.services().search(query)) {
+    if (const auto status = clients.run(records)) return *status;
+    if (const auto status = visits.run(records)) return *status;
+    if (const auto status = pending.run(records)) return *status;
+    if (const auto status = conflicts.run(records)) return *status;
+    if (*search_cmd) {
+      const auto found = records.services().search(query);
+      for (const auto& s : found) {
         std::cout << s.id.to_string() << "  " << s.service_name << "  (" << s.provider << ", " << s.service_type << ")\n";
       }
+      if (found.empty()) {
+        std::cerr << field::tr("no service in the registry on this tablet matches; try fewer words, or sync to get the "
+                               "registry")
+                  << "\n";
+      } else {
+        std::cerr << field::fill(field::trn("{} service(s) found", "{} service(s) found", found.size()),
+                                 {std::to_string(found.size())});
+        if (found.size() == query.limit) {
+          std::cerr << field::fill(field::tr(" (the first {}; add words to narrow it)"), {std::to_string(query.limit)});
+        }
+        std::cerr << "\n";
+      }
     } else if (*refer_cmd) {
-      new_referral.client_id = parse_id(referral_client, "client");
+      new_referral.client_id = field::id_option(referral_client, "--client");
       std::cout << records.referrals().add(new_referral).to_string() << "\n";
     } else if (*referral_cmd) {
-      const auto id = parse_id(referral_id, "referral");
+      const auto id = field::id_option(referral_id, "id");
       if (referral_action == "accept") records.referrals().accept(id);
       if (referral_action == "start") records.referrals().start(id);
       if (referral_action == "close") records.referrals().close(id);
       if (referral_action == "decline") records.referrals().decline(id, decline_reason);
-      std::cout << "referral " << referral_id << ": " << care::to_code(records.referrals().find(id)->state) << "\n";
+      std::cout << field::fill(field::tr("referral {}: {}"),
+                               {referral_id, std::string(care::to_code(records.referrals().find(id)->state))})
+                << "\n";
     } else if (*inbox_cmd) {
-      for (const auto& r : records.referrals().to_unit(inbox_unit)) {
-        std::cout << r.id.to_string() << "  client " << r.client_id.to_string() << "  from " << r.from_unit << "  " << r.reason << "\n";
+      const auto waiting = records.referrals().to_unit(inbox_unit);
+      for (const auto& r : waiting) {
+        std::cout << r.id.to_string() << "  "
+                  << field::fill(field::tr("client {}  from {}"), {r.client_id.to_string(), r.from_unit}) << "  "
+                  << r.reason << "\n";
       }
+      std::cerr << field::fill(field::trn("{} new referral(s) to {}", "{} new referral(s) to {}", waiting.size()),
+                               {std::to_string(waiting.size()), inbox_unit})
+                << "\n";
     } else if (*sync_cmd) {
       if (deadline_seconds > 0) sync_how.deadline = std::chrono::seconds(deadline_seconds);
       if (sync_how.deadline && !sync_how.until_done) {
-        std::cerr << "caresync-field: --deadline goes with --until-done\n";
+        std::cerr << "caresync-field: " << field::tr("--deadline goes with --until-done") << "\n";
         return k_exit_usage;
       }
       return field::run_sync(*local, rotating_device(store_path), sync_how);
-    } else if (*conflicts_cmd) {
-      for (const auto& c : local->conflicts()) {
-        std::cout << c.collection << " " << c.record.to_string() << " " << c.field << (c.record_deleted ? " (record deleted)" : "")
-                  << (c.record_revived ? "(record brought back after a delete; dismiss with field \"\")" : "")
-                  << "\n  shown: " << value_text(c.current.val) << "\n";
-        for (const auto& o : c.others) std::cout << "  also:  " << value_text(o.val) << "\n";
-      }
-      std::cerr << local->conflict_count() << " open conflict(s)\n";
-    } else if (*resolve_cmd) {
-      local->resolve_conflict(resolve_collection, parse_id(resolve_id, "record"), resolve_field, value{resolve_value});
-      std::cout << "resolved\n";
     }
     return 0;
   } catch (const error& e) {
-    std::cerr << "caresync-field: " << e.what() << "\n";
+    // Fixed messages (the device file's, say) are in the catalog as they are.
+    std::cerr << "caresync-field: " << field::tr(e.what()) << "\n";
     return e.code() == make_error_code(storage_errc::invalid_argument) ? k_exit_usage : k_exit_failure;
   }
 }

@@ -1,5 +1,7 @@
 #include "sync_command.hpp"
 
+#include "messages.hpp"
+
 #include <caresync/protocol/errors.hpp>
 
 #include <algorithm>
@@ -15,9 +17,14 @@ namespace {
 
 /// 14400 -> "14,400": counts a person reads at a glance.
 std::string grouped(std::uint64_t n) {
-  auto digits = std::to_string(n);
-  for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<std::size_t>(i), ",");
-  return digits;
+  // Built forward rather than with insert(), which GCC 12 -Wrestrict misreads here.
+  const auto digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 /// 7900 -> "7.9 kB/s".
@@ -51,13 +58,13 @@ class progress_bar {
     std::string line = "[" + std::string(static_cast<std::size_t>(filled), '#') +
                        std::string(static_cast<std::size_t>(width - filled), ' ') + "] ";
     if (total) {
-      line += grouped(p.held) + " of " + grouped(total) + " changes on the tablet";
+      line += fill(tr("{} of {} changes on the tablet"), {grouped(p.held), grouped(total)});
     } else {
-      line += "up to date";
+      line += tr("up to date");
     }
-    if (p.to_push) line += ", sent " + grouped(p.pushed) + " of " + grouped(p.to_push);
+    if (p.to_push) line += fill(tr(", sent {} of {}"), {grouped(p.pushed), grouped(p.to_push)});
     if (p.bytes_per_second > 0) line += ", " + rate_text(p.bytes_per_second);
-    if (total && p.held < total && p.time_left.count() >= 0) line += ", about " + duration_text(p.time_left) + " left";
+    if (total && p.held < total && p.time_left.count() >= 0) line += fill(tr(", about {} left"), {duration_text(p.time_left)});
     // Pad over what a longer line drew before.
     const auto shown = line.size();
     if (line.size() < drawn_) line += std::string(drawn_ - line.size(), ' ');
@@ -81,9 +88,9 @@ class progress_bar {
 /// One line: the link was lost, what the tablet keeps, that it goes on.
 void tell_lost(progress_bar& bar, const std::string& why, const sync_progress& kept, std::chrono::milliseconds pause) {
   bar.newline();
-  std::cerr << "link lost (" << why << ")";
-  if (kept.expected) std::cerr << "; " << grouped(kept.held) << " of " << grouped(kept.expected) << " changes are on the tablet";
-  std::cerr << "; resuming in " << (pause.count() + 999) / 1000 << " s\n";
+  std::cerr << fill(tr("link lost ({})"), {why});
+  if (kept.expected) std::cerr << fill(tr("; {} of {} changes are on the tablet"), {grouped(kept.held), grouped(kept.expected)});
+  std::cerr << fill(tr("; resuming in {} s"), {std::to_string((pause.count() + 999) / 1000)}) << "\n";
 }
 
 }  // namespace
@@ -114,27 +121,35 @@ int run_sync(store& local, sync_options server, const sync_command_options& comm
       if (!rotated.empty()) server.token = rotated;
       const auto r = sync_client(local, server).sync();
       bar.newline();
-      std::cout << "synced: " << r.pushed << " pushed, " << r.pulled << " pulled, " << r.conflicts << " conflicting, "
-                << r.quarantined << " refused (see the quarantine), " << local.conflict_count() << " open conflict(s), "
-                << r.bytes_sent + r.bytes_received << " bytes in " << r.duration.count() << " ms\n";
+      std::cout << fill(tr("synced: {} pushed, {} pulled, {} conflicting, {} refused, {} open conflict(s), {} bytes in {} ms"),
+                        {std::to_string(r.pushed), std::to_string(r.pulled), std::to_string(r.conflicts),
+                         std::to_string(r.quarantined), std::to_string(local.conflict_count()),
+                         std::to_string(r.bytes_sent + r.bytes_received), std::to_string(r.duration.count())})
+                << "\n";
+      if (r.quarantined > 0) std::cout << tr("The server refused some changes: 'pending' shows which and why.") << "\n";
+      if (local.conflict_count() > 0) std::cout << tr("Some values were edited on two tablets: 'conflicts' shows them.") << "\n";
       return 0;
     } catch (const error& e) {
       bar.newline();
       if (e.code() == make_error_code(storage_errc::invalid_argument)) throw;
-      std::cerr << "caresync-field: the sync failed: " << e.what() << "\n";
+      std::cerr << "caresync-field: " << fill(tr("the sync failed: {}"), {e.what()}) << "\n";
       if (e.code() != make_error_code(protocol_errc::device_revoked)) {
-        std::cerr << "caresync-field: everything recorded is safe on this tablet";
-        if (local.outbox_size() > 0) std::cerr << " (" << local.outbox_size() << " change(s) wait to be sent)";
-        std::cerr << "; sync again when the signal is better\n";
+        const auto waiting = local.outbox_size();
+        std::cerr << "caresync-field: " << tr("everything recorded is safe on this tablet");
+        if (waiting > 0) {
+          std::cerr << fill(trn(" ({} change waits to be sent)", " ({} changes wait to be sent)", waiting),
+                            {std::to_string(waiting)});
+        }
+        std::cerr << tr("; sync again when the signal is better ('pending' lists what waits)") << "\n";
       }
       if (!command.until_done || !is_transient(e.code())) return 1;
       // Full jitter up to the backoff, which doubles up to the cap.
       const auto wait = std::chrono::seconds(std::uniform_int_distribution<std::int64_t>(1, pause.count())(rng));
       if (past_deadline(wait)) {
-        std::cerr << "caresync-field: the deadline has passed; what came so far stays on the tablet\n";
+        std::cerr << "caresync-field: " << tr("the deadline has passed; what came so far stays on the tablet") << "\n";
         return 1;
       }
-      std::cerr << "caresync-field: trying again in " << wait.count() << " s\n";
+      std::cerr << "caresync-field: " << fill(tr("trying again in {} s"), {std::to_string(wait.count())}) << "\n";
       std::this_thread::sleep_for(wait);
       pause = std::min(pause * 2, command.max_pause);
     }

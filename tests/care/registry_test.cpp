@@ -164,7 +164,7 @@ TEST_CASE("registry search by type, municipality and text", "[care][registry][se
     CHECK(ids(services.search({.type = "pecovatelska_sluzba"})) == std::vector<record_id>{r.home_care});
     CHECK(services.search({.type = "azylove_domy"}).empty());
   }
-  SECTION("by municipality, exactly as written") {
+  SECTION("by municipality, the whole name (folding_test: case and diacritics)") {
     CHECK(id_set(services.search({.municipality = "Horní Lhota"})) == std::set<record_id>{r.home_care, r.assistance});
     CHECK(id_set(services.search({.municipality = "Dolní Lhota"})) == std::set<record_id>{r.home_care, r.outreach});
     CHECK(services.search({.municipality = "Lhota"}).empty());

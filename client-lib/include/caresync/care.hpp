@@ -186,7 +186,9 @@ struct service_changes {
 /// weighs most, then provider, type, municipalities, description).
 struct service_query {
   std::string type{};          ///< a service_types() code, or empty for any
-  std::string municipality{};  ///< exact name among the service's municipalities, or empty
+  /// A name among the service's municipalities, matched as whole names without regard to
+  /// case or diacritics ("horni lhota" names "Horní Lhota", not "Horní Lhotka"), or empty.
+  std::string municipality{};
   /// Plain words, matched without regard to case or diacritics ("pecovatelska" finds
   /// "pečovatelská"); the last word also as a prefix ("peč" finds "pečovatelská"). All
   /// words must match. Punctuation separates words; nothing in it is query syntax.
@@ -208,6 +210,11 @@ class client_repository {
   std::optional<client> find(const record_id& id) const;
   /// Clients of `org_unit` (every client if empty), by name.
   std::vector<client> list(std::string_view org_unit = {}) const;
+  /// Clients whose name has each word of `words` as the start of one of its words,
+  /// without regard to case or diacritics, folded as the registry search folds text
+  /// ("novakova" and "mar nov" find "Marie Nováková"), of `org_unit` (every client if
+  /// empty), by name. Words with no letter or digit in them find no one.
+  std::vector<client> search(std::string_view words, std::string_view org_unit = {}) const;
 
   explicit client_repository(care_context& ctx) noexcept : ctx_(ctx) {}
 
