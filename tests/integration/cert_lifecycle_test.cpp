@@ -3,6 +3,7 @@
 // `renew-certificate` re-issues for the same key so that pinned tablets keep syncing,
 // and the server warns in its log and in /metrics before the certificate expires.
 
+#include "../support/command.hpp"
 #include "../support/server_process.hpp"
 #include "fixture.hpp"
 
@@ -41,23 +42,12 @@ constexpr const char* k_token = "token-of-tablet-0-long-enough-to-be-found-if-lo
 
 std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-struct run_result {
-  int exit_code = -1;
-  std::string output;  ///< stdout and stderr
-};
+using run_result = caresync::testing::command_result;
 
-/// Runs caresync-server with `args` (a shell word list) and returns its exit code and output.
+/// Runs caresync-server with `args` (a shell word list): its exit code and output (stdout
+/// and stderr).
 run_result run_server_binary(const std::string& args) {
-  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  run_result r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>&1");
 }
 
 std::string read_text(const std::string& path) {
@@ -159,7 +149,7 @@ TEST_CASE("init issues a server certificate of at most 366 days and says where t
   }
 }
 
-TEST_CASE("init --ca-key-out leaves no CA key in the config directory; --no-ca-key keeps none", "[security][certificates]") {
+TEST_CASE("init --ca-key-out leaves no CA key in the config directory and --no-ca-key keeps none", "[security][certificates]") {
   temp_dir dir;
   const auto etc = dir.file("etc");
   fs::create_directory(dir.file("offline"));
@@ -204,7 +194,7 @@ TEST_CASE("init --ca-key-out leaves no CA key in the config directory; --no-ca-k
   }
 }
 
-TEST_CASE("renew-certificate keeps the pin and extends the certificate; a tablet pinned before syncs after",
+TEST_CASE("renew-certificate keeps the pin and extends the certificate: a tablet pinned before syncs after",
           "[security][certificates][sync]") {
   temp_dir dir;
   const auto etc = dir.file("etc");

@@ -3,6 +3,7 @@
 // is refused with a clear reason; a revoked device is refused, told to wipe, and its
 // store is wiped while other devices go on.
 
+#include "../support/command.hpp"
 #include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 
@@ -215,14 +216,8 @@ namespace {
 
 /// Runs `caresync-server ARGS`; its standard output and exit status.
 std::pair<std::string, int> server_command(const std::string& args) {
-  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  const int status = pclose(pipe);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+  auto r = caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null");
+  return {std::move(r.output), r.exit_code};
 }
 
 /// The code on the line after "enrollment code for ...".

@@ -1,6 +1,7 @@
 // The field CLI (issue 5): the README's two-tablet story, run as a person would run it,
 // through the caresync-field binary against the real server over TLS.
 
+#include "../support/field_cli.hpp"
 #include "fixture.hpp"
 
 #include <caresync/care.hpp>
@@ -22,33 +23,13 @@ using caresync::testing::test_server;
 
 namespace {
 
-struct run_result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using caresync::testing::first_line;
+using caresync::testing::run_result;
 
-/// Runs caresync-field with `args` (each single-quoted for the shell) on store `tablet`.
+/// Runs caresync-field with `args` on store `tablet`.
 run_result field(const temp_dir& dir, const std::string& tablet, const std::vector<std::string>& args) {
-  std::string cmd = std::string("'") + CARESYNC_FIELD_BINARY + "' --store '" + dir.file(tablet + ".db") + "'";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  const auto out = dir.file("out.txt"), err = dir.file("err.txt");
-  cmd += " > '" + out + "' 2> '" + err + "'";
-  run_result r;
-  const int raw = std::system(cmd.c_str());
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  const auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+  return caresync::testing::run_field(CARESYNC_FIELD_BINARY, dir, tablet, args);
 }
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 // search, and Czech messages. Through the caresync-field binary, with TZ=Europe/Prague,
 // against the real server over TLS where a server is needed.
 
+#include "../support/field_cli.hpp"
 #include "fixture.hpp"
 
 #include <caresync/care.hpp>
@@ -24,43 +25,17 @@ using caresync::testing::test_server;
 
 namespace {
 
-struct run_result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-/// Single-quoted for the shell.
-std::string quoted(const std::string& s) {
-  std::string q = "'";
-  for (const char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using caresync::testing::first_line;
+using caresync::testing::run_result;
+const auto& quoted = caresync::testing::shell_quoted;
 
 /// Runs caresync-field on store `tablet` in Prague's zone, with messages in `lang`
 /// (the LANG of the child; LC_ALL, LC_MESSAGES and LANGUAGE unset).
 run_result field(const temp_dir& dir, const std::string& tablet, const std::vector<std::string>& args,
                  const std::string& lang = "C.UTF-8") {
-  std::string cmd = "env -u LC_ALL -u LC_MESSAGES -u LANGUAGE TZ=Europe/Prague LANG=" + quoted(lang) + " " +
-                    quoted(CARESYNC_FIELD_BINARY) + " --store " + quoted(dir.file(tablet + ".db"));
-  for (const auto& a : args) cmd += " " + quoted(a);
-  const auto out = dir.file("out.txt"), err = dir.file("err.txt");
-  cmd += " > " + quoted(out) + " 2> " + quoted(err);
-  run_result r;
-  const int raw = std::system(cmd.c_str());
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  const auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+  return caresync::testing::run_field(CARESYNC_FIELD_BINARY, dir, tablet, args,
+                                      "env -u LC_ALL -u LC_MESSAGES -u LANGUAGE TZ=Europe/Prague LANG=" + quoted(lang));
 }
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string add_client(const temp_dir& dir, const std::string& tablet, const std::string& name,
                        const std::string& municipality = "") {
@@ -351,7 +326,7 @@ TEST_CASE("field CLI: after a failed sync the worker hears that the work is safe
   CHECK_THAT(r.err, Catch::Contains("vše zapsané je v bezpečí na tomto tabletu") && Catch::Contains("(2 změny čekají na odeslání)"));
 }
 
-TEST_CASE("field CLI: conflicts say for which client, who wrote each value and when; dismiss closes one", "[sync][care][cli]") {
+TEST_CASE("field CLI: conflicts say for which client, who wrote each value and when, and dismiss closes one", "[sync][care][cli]") {
   temp_dir dir;
   test_server server(dir);
   configure(dir, "jana", server.port(), server.pki().ca_file, 0);

@@ -4,6 +4,7 @@
 // reverted, every legal one stored), records moving between units, a reassigned worker,
 // and the audit export.
 
+#include "../support/command.hpp"
 #include "../support/sql_probe.hpp"
 #include "fixture.hpp"
 #include "store_impl.hpp"
@@ -597,14 +598,8 @@ TEST_CASE("scope: a reassigned worker's tablet purges the old unit's records and
 namespace {
 
 std::pair<std::string, int> server_command(const std::string& args) {
-  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  const int status = pclose(pipe);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+  auto r = caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null");
+  return {std::move(r.output), r.exit_code};
 }
 
 std::string today() {

@@ -3,6 +3,7 @@
 // (check-config), and what `init` writes (care rules on, as README and
 // docs/operations.md say).
 
+#include "../support/command.hpp"
 #include "../support/server_process.hpp"
 #include "fixture.hpp"
 
@@ -28,25 +29,12 @@ using caresync::testing::test_server;
 
 namespace {
 
-/// What a command printed (stdout and stderr together) and its exit status.
-struct command_result {
-  std::string output;
-  int exit_code = -1;
-};
+using caresync::testing::command_result;
 
 /// Runs `args` after the server binary through the shell. Arguments are paths in a
 /// temporary directory, without spaces or quotes.
 command_result run_server_binary(const std::string& args) {
-  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  command_result r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>&1");
 }
 
 std::string read_text(const std::string& path) {

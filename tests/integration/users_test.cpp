@@ -4,6 +4,7 @@
 // start line's count; the reason code of each refused line of the audit; and the admin
 // listener's connection cap, which keeps /healthz answering past idle connections.
 
+#include "../support/command.hpp"
 #include "../support/server_process.hpp"
 #include "fixture.hpp"
 #include "raw_client.hpp"
@@ -42,14 +43,8 @@ namespace {
 
 /// Runs `caresync-server ARGS`; its standard output and exit status.
 std::pair<std::string, int> run_server_command(const std::string& args) {
-  const std::string command = std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-  const int status = pclose(pipe);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+  auto r = caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>/dev/null");
+  return {std::move(r.output), r.exit_code};
 }
 
 /// The JSON lines of `out`.
@@ -205,7 +200,7 @@ TEST_CASE("disable-user revokes all her devices, which are refused and wiped, an
   }
 }
 
-TEST_CASE("a device added by add-device while the server runs syncs without a restart; the start line counts it",
+TEST_CASE("a device added by add-device while the server runs syncs without a restart and the start line counts it",
           "[security][enrollment][users]") {
   temp_dir dir;
   const auto pki = test_pki::make(dir);
