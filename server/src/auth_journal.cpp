@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <vector>
@@ -167,7 +168,14 @@ auth_journal::auth_journal(sqlite3* db, const std::string& database_path) : db_(
   // written only under the database's write lock) until both agree.
   sqlite::transaction tx(db_);
   const auto applied_text = state_text(db_, "auth_journal_seq");
-  const std::int64_t applied = applied_text.empty() ? 0 : std::stoll(applied_text);
+  std::int64_t applied = 0;
+  if (!applied_text.empty()) {
+    const auto [end, ec] = std::from_chars(applied_text.data(), applied_text.data() + applied_text.size(), applied);
+    if (ec != std::errc() || end != applied_text.data() + applied_text.size() || applied < 0) {
+      throw error(make_error_code(storage_errc::corrupt),
+                  "the server database '" + database_path + "' holds no valid position in its administrative journal");
+    }
+  }
   auto id = state_text(db_, "database_id");
   std::error_code ec;
   if (!std::filesystem::exists(path, ec) && applied > 0) {
