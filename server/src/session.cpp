@@ -315,14 +315,16 @@ void session::on_hello(const wire::hello& m) {
   } else if (accepted) {
     for (const auto& d : context_.config.devices) server_side = server_side || (d.device_id == m.device_id && d.server_side);
   }
-  if (!accepted) {
+  // A wrong token, or one replaced while this hello was checked: counted as a guess.
+  const auto refuse_token = [&] {
     ++context_.sessions_refused;
     outcome_ = "auth refused";
     guessed_ = true;
     context_.auth.failed(peer_address_, m.device_id);
     return refuse(make_error_code(protocol_errc::auth_failed),
                   "device id or token not accepted; check the device's credentials with the administrator");
-  }
+  };
+  if (!accepted) return refuse_token();
   // disable_user revokes her devices; a device whose user is disabled is refused as
   // revoked in any case.
   if (enrolled && (enrolled->revoked_ms != 0 || user_disabled)) {
@@ -352,15 +354,8 @@ void session::on_hello(const wire::hello& m) {
       log::error("store_write_failed", {{"device", m.device_id}, {"reason", e.what()}}, "rotating the device's token failed");
       return refuse(make_error_code(protocol_errc::storage_failed), "the server cannot write its store; try again later");
     }
-    if (!rotation.accepted) {
-      // Its token was replaced while this hello was checked: as any wrong token.
-      ++context_.sessions_refused;
-      outcome_ = "auth refused";
-      guessed_ = true;
-      context_.auth.failed(peer_address_, m.device_id);
-      return refuse(make_error_code(protocol_errc::auth_failed),
-                    "device id or token not accepted; check the device's credentials with the administrator");
-    }
+    // Its token was replaced while this hello was checked: as any wrong token.
+    if (!rotation.accepted) return refuse_token();
     if (rotation.confirmed) log::info("token_confirmed", {{"device", m.device_id}}, "a device confirmed its new token");
     if (!rotation.new_token.empty()) log::info("token_rotated", {{"device", m.device_id}}, "a device was handed a new token");
   }
