@@ -3,6 +3,7 @@
 #include "input.hpp"
 #include "local_time.hpp"
 #include "messages.hpp"
+#include "store_query.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/store.hpp>
@@ -31,21 +32,11 @@ struct waiting_record {
 /// The outbox by record, oldest first, read with plain SQL on a read-only connection
 /// (cs_outbox is described in docs/store.md; the store's API gives only its size).
 std::vector<waiting_record> outbox_by_record(const std::string& path) {
-  sqlite3* raw = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(raw);
-    throw error(make_error_code(storage_errc::open_failed), fill(tr("cannot open {}"), {path}));
-  }
-  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-  sqlite3_stmt* raw_stmt = nullptr;
   // stamp >> 16: the hybrid clock's wall time in ms (docs/protocol.md); kind 1 a delete.
   const char* sql =
       "SELECT collection, id, count(*), max(stamp) >> 16, max(kind = 1) FROM cs_outbox"
       " GROUP BY collection, id ORDER BY min(seq)";
-  if (sqlite3_prepare_v2(db.get(), sql, -1, &raw_stmt, nullptr) != SQLITE_OK) {
-    throw error(make_error_code(storage_errc::io_failed), sqlite3_errmsg(db.get()));
-  }
-  const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw_stmt, sqlite3_finalize);
+  const store_query stmt(path, sql);
   std::vector<waiting_record> out;
   while (sqlite3_step(stmt.get()) == SQLITE_ROW) {
     waiting_record& w = out.emplace_back();

@@ -3,6 +3,7 @@
 #include "input.hpp"
 #include "local_time.hpp"
 #include "messages.hpp"
+#include "store_query.hpp"
 
 #include <caresync/protocol/errors.hpp>
 #include <caresync/store.hpp>
@@ -124,21 +125,10 @@ int visit_commands::list(care::records& records) {
   const auto [from, to] = utc_bounds(day);
   // The day's visits, read with plain SQL on a connection of its own, as any app reads
   // its store (docs/store.md): the repositories list visits by client, not by day.
-  sqlite3* raw = nullptr;
-  const auto& path = records.store().path();
-  if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(raw);
-    throw error(make_error_code(storage_errc::open_failed), fill(tr("cannot open {}"), {path}));
-  }
-  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
-  sqlite3_stmt* raw_stmt = nullptr;
   const char* sql =
       "SELECT v.id, v.start_at, v.end_at, v.kind, v.status, coalesce(c.name, '?') FROM visits v"
       " LEFT JOIN clients c ON c.id = v.client_id WHERE v.start_at >= ? AND v.start_at < ? ORDER BY v.start_at, v.id";
-  if (sqlite3_prepare_v2(db.get(), sql, -1, &raw_stmt, nullptr) != SQLITE_OK) {
-    throw error(make_error_code(storage_errc::io_failed), sqlite3_errmsg(db.get()));
-  }
-  const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw_stmt, sqlite3_finalize);
+  const store_query stmt(records.store().path(), sql);
   sqlite3_bind_text(stmt.get(), 1, from.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(stmt.get(), 2, to.c_str(), -1, SQLITE_TRANSIENT);
   const auto text = [&](int col) {
