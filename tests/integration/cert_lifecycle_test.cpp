@@ -4,6 +4,7 @@
 // and the server warns in its log and in /metrics before the certificate expires.
 
 #include "../support/command.hpp"
+#include "../support/files.hpp"
 #include "../support/server_process.hpp"
 #include "fixture.hpp"
 
@@ -50,16 +51,9 @@ run_result run_server_binary(const std::string& args) {
   return caresync::testing::run_command(std::string(CARESYNC_SERVER_BINARY) + " " + args + " 2>&1");
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using caresync::testing::read_text;
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777u;
-}
+using caresync::testing::mode_of;
 
 /// The files under `dir` that hold a private key.
 std::vector<std::string> key_files_in(const fs::path& dir) {

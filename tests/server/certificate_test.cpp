@@ -5,6 +5,7 @@
 #include <caresync/protocol/errors.hpp>
 #include <caresync/server/certificate.hpp>
 
+#include "../support/files.hpp"
 #include "../support/temp_dir.hpp"
 #include "certificate_watch.hpp"
 
@@ -37,16 +38,9 @@ constexpr std::int64_t k_day = 86400;
 
 std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using caresync::testing::read_text;
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777u;
-}
+using caresync::testing::mode_of;
 
 std::string refusal(const std::function<void()>& f) {
   try {

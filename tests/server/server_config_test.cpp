@@ -5,6 +5,7 @@
 #include <caresync/server/certificate.hpp>
 #include <caresync/server/config.hpp>
 
+#include "../support/files.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -35,10 +36,7 @@ std::string write_text(const std::string& path, const std::string& text) {
   return path;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using caresync::testing::read_text;
 
 /// The message of the caresync::error (storage_errc::invalid_argument) `f` throws.
 template <class F>
@@ -92,11 +90,7 @@ pkey_ptr parse_private_key(const std::string& pem) {
   return pkey_ptr(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
 }
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return static_cast<unsigned>(st.st_mode) & 07777u;
-}
+using caresync::testing::mode_of;
 
 }  // namespace
 
